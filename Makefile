@@ -1,0 +1,32 @@
+# herd: the two commands a fresh Debian/Ubuntu with Python 3.11+ needs.
+#   make quickstart   set up .venv, then a first tour with the herd CLI (scripts/quickstart.sh)
+#   make test         set up .venv and the test services, run pytest (scripts/test.sh)
+#   make bench        set up .venv, run every bench/*.py
+# Knobs: PYTHON=python3.12, E2E=1 (include e2e tests), PYTEST_ARGS='-k name -x'.
+
+SHELL := /bin/bash
+PYTHON ?=
+E2E ?=
+PYTEST_ARGS ?=
+export PYTHON E2E PYTEST_ARGS
+
+.PHONY: help venv test quickstart bench
+
+help:
+	@sed -n '2,5p' Makefile | sed 's/^# *//'
+
+venv:
+	@bash scripts/venv.sh
+
+test: venv
+	@bash scripts/test.sh
+
+quickstart: venv
+	@bash scripts/quickstart.sh
+
+bench: venv
+	@set -euo pipefail; shopt -s nullglob; found=0; \
+	for script in bench/*.py; do \
+		found=1; echo "[bench] $$script"; .venv/bin/python "$$script"; \
+	done; \
+	if [[ $$found == 0 ]]; then echo "[bench] no bench/*.py yet"; fi

@@ -1,0 +1,139 @@
+"""Per-datum overhead of DockerRuntime against a bare `docker exec` and `docker run`, same run.
+
+    DOCKER_HOST=unix:///run/herd-docker.sock .venv/bin/python bench/runtime_docker.py [--n 100]
+
+Needs a Docker engine and Debian's static busybox (/bin/busybox): the image is built locally
+(`herd-test-busybox:latest`, FROM scratch + busybox) when missing. Rounds interleave the cases
+so machine noise hits each alike; medians of the rounds are printed with ratios to the stream
+runtime's `true`. Every DockerRuntime datum moves its inputs in and /pfs/out back; the bare
+exec/run cases move nothing (they are the floor a per-datum container/exec design pays).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import docker
+import docker.errors
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from worker.docker_runtime import DockerRuntime  # noqa: E402
+from worker.runtime import RunRequest, Session, Transform  # noqa: E402
+
+IMAGE = "herd-test-busybox:latest"
+ROUNDS = 5
+CAT = ("sh", "-c", "cat /pfs/in/x > /pfs/out/x")
+
+
+def ensure_image(client: docker.DockerClient, busybox: Path) -> None:
+    """Build the busybox image from a temp context unless the engine has it."""
+    try:
+        client.images.get(IMAGE)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    with tempfile.TemporaryDirectory() as context:
+        Path(context, "busybox").write_bytes(busybox.read_bytes())
+        Path(context, "busybox").chmod(0o755)
+        Path(context, "Dockerfile").write_text(
+            'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox","--install","-s","/bin"]\n'
+        )
+        client.images.build(path=context, tag=IMAGE, rm=True)
+
+
+def per_call_ms(fn: Callable[[], object], n: int) -> float:
+    started = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - started) / n * 1000
+
+
+def runtime_cases(client: docker.DockerClient, pfs: Path) -> tuple[dict[str, Callable[[], object]], list[Session]]:
+    """DockerRuntime sessions (stream and archive transfer) for `true` and the cat-copy datum."""
+    request = RunRequest(pfs_dir=pfs, env={"PACH_JOB_ID": "bench", "PACH_DATUM_ID": "d"}, timeout=60)
+    cases: dict[str, Callable[[], object]] = {}
+    sessions: list[Session] = []
+    for transfer in ("stream", "archive"):
+        runtime = DockerRuntime(client, transfer=transfer, worker_id="bench")
+        for label, cmd in (("true", ("true",)), ("cat /pfs/in/x > /pfs/out/x", CAT)):
+            session = runtime.open("bench", Transform(image=IMAGE, cmd=cmd, network=False))
+            sessions.append(session)
+            cases[f"DockerRuntime[{transfer}] {label}"] = _datum(session, request, pfs)
+    return cases, sessions
+
+
+def _datum(session: Session, request: RunRequest, pfs: Path) -> Callable[[], object]:
+    def run() -> object:
+        for leftover in (pfs / "out").iterdir():
+            leftover.unlink()
+        result = session.run(request)
+        assert result.exit_code == 0, result
+        return result
+
+    return run
+
+
+def bare_cases(client: docker.DockerClient) -> tuple[dict[str, Callable[[], object]], list[object]]:
+    """A warm container for exec_run, and containers.run(remove=True), of the same image."""
+    warm = client.containers.run(IMAGE, ["sleep", "3600"], detach=True, network_mode="none", labels={"herd.bench": "1"})
+    warm.exec_run(["sh", "-c", "mkdir -p /pfs/in /pfs/out && head -c 1024 /dev/zero > /pfs/in/x"])
+
+    def run_once(cmd: list[str]) -> Callable[[], object]:
+        return lambda: client.containers.run(IMAGE, cmd, remove=True, network_mode="none")
+
+    cases: dict[str, Callable[[], object]] = {
+        "bare exec_run true": lambda: warm.exec_run(["true"]),
+        "bare exec_run cat /pfs/in/x > /pfs/out/x": lambda: warm.exec_run(list(CAT)),
+        "bare containers.run(remove=True) true": run_once(["true"]),
+    }
+    return cases, [warm]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100, help="datums per fast case (slow cases: n/10)")
+    parser.add_argument("--busybox", default="/bin/busybox")
+    args = parser.parse_args()
+    client = docker.from_env()
+    ensure_image(client, Path(args.busybox))
+    with tempfile.TemporaryDirectory(prefix="herd-bench-") as folder:
+        pfs = Path(folder)
+        (pfs / "in").mkdir()
+        (pfs / "out").mkdir()
+        (pfs / "in" / "x").write_bytes(b"x" * 1024)
+        ours, sessions = runtime_cases(client, pfs)
+        bare, containers = bare_cases(client)
+        try:
+            results = measure({**ours, **bare}, args.n)
+        finally:
+            for session in sessions:
+                session.close()
+            for container in containers:
+                container.remove(force=True)  # type: ignore[attr-defined]
+    base = results["DockerRuntime[stream] true"]
+    print(f"median of {ROUNDS} rounds; engine {client.version()['Version']}")
+    for name, ms in results.items():
+        print(f"  {name:<58} {ms:8.2f} ms  x{ms / base:6.2f}")
+
+
+def measure(cases: dict[str, Callable[[], object]], n: int) -> dict[str, float]:
+    """Median ms per call of each case over interleaved rounds (slow cases get fewer calls)."""
+    for fn in cases.values():
+        fn()  # warm: page cache, first exec
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(ROUNDS):
+        for name, fn in cases.items():
+            slow = "stream" not in name
+            samples[name].append(per_call_ms(fn, max(1, (n // 10 if slow else n) // ROUNDS)))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""Blob storage throughput against plain copies, on the local folder and on moto's S3 server.
+
+    .venv/bin/python bench/storage.py [--big-mib 256] [--small 5000] [--rounds 2]
+
+herd's side is BlobStore (what herd does with file content: hash while moving, dedupe, temp +
+rename). The anchor is the same transfer done plainly in the same run: `shutil.copyfile` for
+the local folder; boto3 `upload_file`/`download_file` and `put_object`/`get_object` for S3.
+moto runs as a ThreadedMotoServer in a child process (its own interpreter, so it does not share
+the GIL with the client). Rounds alternate herd and anchor so machine noise hits both alike;
+each round writes into fresh folders/prefixes so dedupe never skips the work being timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import boto3  # noqa: E402 - the anchor's own calls
+from botocore.config import Config  # noqa: E402
+
+from storage.blobs import BlobStore  # noqa: E402
+from storage.local import LocalObjectStore  # noqa: E402
+from storage.s3 import S3ObjectStore  # noqa: E402
+
+MIB = 1024 * 1024
+MOTO = """
+import sys, threading, logging
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+from moto.server import ThreadedMotoServer
+ThreadedMotoServer("127.0.0.1", int(sys.argv[1]), verbose=False).start()
+threading.Event().wait()
+"""
+Row = tuple[str, str, float, float, str]  # backend, operation, herd, anchor, unit
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_moto() -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", MOTO, str(port)], stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "/", timeout=1)  # noqa: S310 - loopback
+            return proc, url
+        except urllib.error.HTTPError:
+            return proc, url
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit(f"moto server did not start on {url}")
+
+
+def timed(fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def make_inputs(work: Path, big_mib: int, small: int) -> tuple[Path, list[Path]]:
+    big = work / "big.bin"
+    block = os.urandom(MIB)
+    with open(big, "wb") as out:
+        for index in range(big_mib):
+            out.write(index.to_bytes(8, "big") + block[8:])
+    folder = work / "small"
+    folder.mkdir()
+    files = []
+    for index in range(small):
+        path = folder / f"f{index:05d}"
+        path.write_bytes(index.to_bytes(8, "big") + os.urandom(1016))
+        files.append(path)
+    os.sync()
+    return big, files
+
+
+def alternate(rounds: int, herd: Callable[[int], float], anchor: Callable[[int], float]) -> tuple[float, float]:
+    """Median seconds of each side over rounds that alternate herd and anchor."""
+    herd_times, anchor_times = [], []
+    for index in range(rounds):
+        herd_times.append(herd(index))
+        anchor_times.append(anchor(index))
+        os.sync()  # dirty pages of one side must not slow the next one
+    return statistics.median(herd_times), statistics.median(anchor_times)
+
+
+def bench_local(work: Path, big: Path, files: list[Path], rounds: int) -> list[Row]:
+    mib = big.stat().st_size / MIB
+    out = work / "out"
+
+    def fresh(*folders: Path) -> None:
+        """Empty folders, outside any timed region."""
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+
+    def herd_put(_: int) -> float:
+        fresh(work / "store", out)
+        blobs = BlobStore(LocalObjectStore(work / "store"))
+        return timed(lambda: blobs.put_file(big))
+
+    def plain_put(_: int) -> float:
+        fresh(out)
+        return timed(lambda: shutil.copyfile(big, out / "big.bin"))
+
+    put = alternate(rounds, herd_put, plain_put)
+    fresh(work / "store")
+    blobs = BlobStore(LocalObjectStore(work / "store"))
+    digest, _ = blobs.put_file(big)
+    blob_path = blobs.local_path(digest)
+    assert blob_path is not None
+
+    def herd_get(_: int) -> float:
+        fresh(out)
+        return timed(lambda: blobs.get_file(digest, out / "big.bin"))
+
+    def plain_get(_: int) -> float:
+        fresh(out)
+        return timed(lambda: shutil.copyfile(blob_path, out / "big.bin"))
+
+    get = alternate(rounds, herd_get, plain_get)
+
+    fresh(work / "small-store", out)
+    small_blobs = BlobStore(LocalObjectStore(work / "small-store"))
+    herd_small_put = timed(lambda: [small_blobs.put_file(f) for f in files])
+    plain_small_put = timed(lambda: [shutil.copyfile(f, out / f.name) for f in files])
+    digests = [small_blobs.put_bytes(f.read_bytes())[0] for f in files]
+    paths = [small_blobs.local_path(d) for d in digests]
+    fresh(out)
+    herd_small_get = timed(lambda: [small_blobs.get_file(d, out / d) for d in digests])
+    fresh(out)
+    plain_small_get = timed(lambda: [shutil.copyfile(p, out / p.name) for p in paths])  # type: ignore[union-attr]
+    n = len(files)
+    return [
+        ("local", f"put {mib:.0f} MiB file (vs copyfile)", mib / put[0], mib / put[1], "MB/s"),
+        ("local", f"get {mib:.0f} MiB file (vs copyfile)", mib / get[0], mib / get[1], "MB/s"),
+        ("local", f"put {n} x 1 KiB files (vs copyfile)", n / herd_small_put, n / plain_small_put, "files/s"),
+        ("local", f"get {n} x 1 KiB files (vs copyfile)", n / herd_small_get, n / plain_small_get, "files/s"),
+    ]
+
+
+def bench_s3(work: Path, endpoint: str, big: Path, files: list[Path], rounds: int) -> list[Row]:
+    mib = big.stat().st_size / MIB
+    client = boto3.client("s3", endpoint_url=endpoint, config=Config(retries={"mode": "standard", "max_attempts": 5}))
+    bucket = "herd-bench"
+    client.create_bucket(Bucket=bucket)
+    out = work / "out.bin"
+
+    def store() -> BlobStore:
+        return BlobStore(S3ObjectStore(bucket, uuid.uuid4().hex, endpoint))
+
+    def drop(prefix: str) -> None:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", ()):
+                client.delete_object(Bucket=bucket, Key=item["Key"])
+
+    def herd_put(_: int) -> float:
+        blobs = store()
+        spent = timed(lambda: blobs.put_file(big))
+        drop(blobs.objects.prefix)  # type: ignore[attr-defined]
+        return spent
+
+    def plain_put(_: int) -> float:
+        spent = timed(lambda: client.upload_file(str(big), bucket, "plain/big.bin"))
+        drop("plain/")
+        return spent
+
+    put = alternate(rounds, herd_put, plain_put)
+    blobs = store()
+    digest, _ = blobs.put_file(big)
+    client.upload_file(str(big), bucket, "plain/big.bin")
+
+    def fresh_out() -> Path:
+        # A new destination each time: ext4 flushes a file renamed over an existing one.
+        out.unlink(missing_ok=True)
+        return out
+
+    get = alternate(
+        rounds,
+        lambda i: timed(lambda: blobs.get_file(digest, fresh_out())),
+        lambda i: timed(lambda: client.download_file(bucket, "plain/big.bin", str(fresh_out()))),
+    )
+    fresh_out()
+    one_get = timed(lambda: _stream_get(client, bucket, "plain/big.bin", out))
+    drop("")
+
+    small_blobs = store()
+    herd_small_put = timed(lambda: [small_blobs.put_file(f) for f in files])
+    plain_small_put = timed(
+        lambda: [client.put_object(Bucket=bucket, Key=f"plain/{f.name}", Body=f.read_bytes()) for f in files]
+    )
+    digests = [small_blobs.put_bytes(f.read_bytes())[0] for f in files]
+    folder = work / "s3-small-out"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    herd_small_get = timed(lambda: [small_blobs.get_file(d, folder / d) for d in digests])
+    plain_small_get = timed(lambda: [_get_small(client, bucket, f"plain/{f.name}", folder / f.name) for f in files])
+    n = len(files)
+    return [
+        ("moto S3", f"put {mib:.0f} MiB file (vs upload_file)", mib / put[0], mib / put[1], "MB/s"),
+        ("moto S3", f"get {mib:.0f} MiB file (vs download_file)", mib / get[0], mib / get[1], "MB/s"),
+        ("moto S3", f"get {mib:.0f} MiB file (vs one get_object)", mib / get[0], mib / one_get, "MB/s"),
+        ("moto S3", f"put {n} x 1 KiB files (vs put_object)", n / herd_small_put, n / plain_small_put, "files/s"),
+        ("moto S3", f"get {n} x 1 KiB files (vs get_object)", n / herd_small_get, n / plain_small_get, "files/s"),
+    ]
+
+
+def _stream_get(client: object, bucket: str, key: str, out: Path) -> None:
+    body = client.get_object(Bucket=bucket, Key=key)["Body"]  # type: ignore[attr-defined]
+    with open(out, "wb") as handle:
+        for chunk in body.iter_chunks(MIB):
+            handle.write(chunk)
+
+
+def _get_small(client: object, bucket: str, key: str, out: Path) -> None:
+    out.write_bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read())  # type: ignore[attr-defined]
+
+
+def print_table(rows: list[Row]) -> None:
+    header = ("backend", "operation", "herd", "anchor", "unit", "herd/anchor")
+    lines = [header] + [(b, op, f"{h:,.1f}", f"{a:,.1f}", unit, f"{h / a:.2f}x") for b, op, h, a, unit in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    for index, line in enumerate(lines):
+        cells = [cell.ljust(w) if i < 2 or i == 4 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths, strict=True))]
+        print("  ".join(cells))
+        if index == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--big-mib", type=int, default=256)
+    parser.add_argument("--small", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    fake_aws = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
+    for name, value in fake_aws.items():
+        os.environ.setdefault(name, value)
+    proc, endpoint = start_moto()
+    try:
+        with tempfile.TemporaryDirectory(prefix="herd-bench-") as folder:
+            work = Path(folder)
+            big, files = make_inputs(work, args.big_mib, args.small)
+            started = time.perf_counter()
+            rows = bench_local(work, big, files, args.rounds)
+            rows += bench_s3(work, endpoint, big, files, args.rounds)
+            spent = time.perf_counter() - started
+            print(f"herd storage bench: {os.cpu_count()} cores, moto at {endpoint}, {spent:.0f} s")
+            print("herd = BlobStore (hash while moving, dedupe, temp + rename); higher is better\n")
+            print_table(rows)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

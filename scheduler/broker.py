@@ -1,0 +1,106 @@
+"""What the scheduler keeps in the broker's Redis besides the queue: hints, never the truth.
+
+- sent marks: per job, which batches were sent when (`herd:<queue>:sent:<job>`, a hash of
+  task id → {at, datums}). A restarted scheduler reads them instead of sending everything
+  again; a wiped Redis loses them together with the queue, so everything is sent again.
+- the clock: Redis `TIME`, so leases and marks written on different hosts are compared on one
+  clock (reliability rule 7).
+Losing any of this costs duplicate messages at worst: results are create-only in storage.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+
+from storage.errors import BrokerUnavailable
+
+SOCKET_TIMEOUT = 5.0  # a vanished broker must not block the scheduler forever
+HEALTH_CHECK_INTERVAL = 10
+CLOCK_REFRESH = 60.0
+MARK_TTL = 7 * 24 * 3600  # marks of jobs nobody looks at any more go away by themselves
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One batch as sent: when (broker clock) and which datums of its job."""
+
+    at: float
+    datums: tuple[int, ...]
+
+
+class Broker:
+    """The scheduler's Redis connection: sent marks, the broker clock, error translation."""
+
+    def __init__(self, url: str, queue: str = "herd") -> None:
+        self.url = url
+        self.where = redact(url)
+        self.queue = queue
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT,
+            health_check_interval=HEALTH_CHECK_INTERVAL,
+        )
+        self._offset = 0.0
+        self._measured = float("-inf")
+
+    @contextmanager
+    def errors(self, action: str) -> Iterator[None]:
+        """Translate redis-py errors into BrokerUnavailable naming the broker."""
+        try:
+            yield
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(f"the broker at {self.where} is unreachable ({action}): {exc}") from None
+
+    def key(self, *parts: str) -> str:
+        return ":".join(("herd", self.queue, *parts))
+
+    def now(self) -> float:
+        """Unix time on the broker's clock (local clock plus the last measured offset)."""
+        if time.monotonic() - self._measured > CLOCK_REFRESH:
+            with self.errors("read the clock"):
+                before = time.time()
+                seconds, micros = self.client.time()
+                after = time.time()
+            self._offset = seconds + micros / 1e6 - (before + after) / 2
+            self._measured = time.monotonic()
+        return time.time() + self._offset
+
+    def mark_sent(self, job_id: str, task_id: str, sent: Sent) -> None:
+        key = self.key("sent", job_id)
+        body = json.dumps({"at": sent.at, "datums": list(sent.datums)}, separators=(",", ":"))
+        with self.errors(f"mark a batch of job '{job_id}' sent"):
+            self.client.pipeline(transaction=False).hset(key, task_id, body).expire(key, MARK_TTL).execute()
+
+    def sent(self, job_id: str) -> dict[str, Sent]:
+        with self.errors(f"read the sent batches of job '{job_id}'"):
+            raw = self.client.hgetall(self.key("sent", job_id))
+        out = {}
+        for task_id, body in raw.items():
+            data = json.loads(body)
+            out[task_id.decode()] = Sent(at=float(data["at"]), datums=tuple(int(i) for i in data["datums"]))
+        return out
+
+    def forget(self, job_id: str, task_ids: Iterable[str]) -> None:
+        ids = list(task_ids)
+        if ids:
+            with self.errors(f"forget sent batches of job '{job_id}'"):
+                self.client.hdel(self.key("sent", job_id), *ids)
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,46 @@
+"""The embedded default: with no broker configured, a command that changed data or pipelines
+runs the scheduler in its own process until the jobs it caused are done."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import nullcontext
+
+from scheduler.dispatch_inprocess import InProcessDispatcher
+from scheduler.loop import Progress, Scheduler
+from scheduler.settings import SchedulerSettings
+from storage.repos import Pfs
+
+
+def settle(pfs: Pfs, settings: SchedulerSettings | None = None) -> None:
+    """Run every job owed until none is left (no-op when a scheduler service owns the work)."""
+    settings = settings or SchedulerSettings()
+    if settings.broker:
+        return
+    dispatcher = InProcessDispatcher(pfs.objects, settings.parallelism)
+    scheduler = Scheduler(pfs, dispatcher, parallelism=settings.parallelism)
+    try:
+        with _progress_bar(scheduler):
+            scheduler.run_until_idle()
+    finally:
+        dispatcher.close()
+
+
+def _progress_bar(scheduler: Scheduler):
+    """A rich progress bar per job, only for a person at a terminal."""
+    if not sys.stderr.isatty():
+        return nullcontext()
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
+
+    bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+              console=Console(stderr=True))
+    tasks: dict[str, int] = {}
+
+    def show(p: Progress) -> None:
+        if p.job_id not in tasks:
+            tasks[p.job_id] = bar.add_task(f"{p.pipeline} job {p.job_id[:8]}", total=p.total)
+        bar.update(tasks[p.job_id], completed=p.done, total=p.total)
+
+    scheduler.on_progress = show
+    return bar

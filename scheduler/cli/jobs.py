@@ -1,0 +1,132 @@
+"""Job, datum and log verbs, and flush-commit (pachctl 1.x names and columns)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from scheduler import render, render_pps
+from scheduler.cli.context import (
+    CliContext, echo_raw, echo_raw_lines, echo_table, parse_target, pass_cli, raw_option, target_argument,
+)
+
+commands = click.Group("jobs")
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to the top-level group."""
+    for command in commands.commands.values():
+        group.add_command(command)
+
+
+@commands.command("list-job")
+@click.option("-p", "--pipeline", default=None, help="Only this pipeline's jobs.")
+@raw_option
+@pass_cli
+def list_job(cli: CliContext, pipeline: str | None, raw: bool) -> None:
+    """List jobs, newest first: ID PIPELINE STARTED DURATION RESTART PROGRESS DL UL STATE."""
+    jobs = cli.jobs.list(pipeline)
+    if raw:
+        echo_raw_lines(render_pps.job_raw(info, status) for info, status in jobs)
+        return
+    now = cli.now()
+    echo_table(render_pps.JOB_HEADERS, (render_pps.job_row(info, status, now) for info, status in jobs))
+
+
+@commands.command("inspect-job")
+@click.argument("job")
+@raw_option
+@pass_cli
+def inspect_job(cli: CliContext, job: str, raw: bool) -> None:
+    """Show a job's state, counters, inputs and output commit."""
+    info, status = cli.jobs.inspect(job)
+    if raw:
+        echo_raw(render_pps.job_raw(info, status))
+        return
+    click.echo(render.fields(render_pps.job_fields(info, status, cli.now())))
+
+
+@commands.command("stop-job")
+@click.argument("job")
+@pass_cli
+def stop_job(cli: CliContext, job: str) -> None:
+    """Stop a running job: it ends JOB_KILLED and the pipeline moves on."""
+    cli.pipelines.stop_job(job)
+
+
+@commands.command("list-datum")
+@click.argument("job")
+@raw_option
+@pass_cli
+def list_datum(cli: CliContext, job: str, raw: bool) -> None:
+    """List a job's datums, failed first: ID STATUS TIME."""
+    job_id, rows = cli.jobs.datums(job)
+    if raw:
+        echo_raw_lines(render_pps.datum_raw(job_id, d, r) for d, r in rows)
+        return
+    echo_table(render_pps.DATUM_HEADERS, (render_pps.datum_row(d, r) for d, r in rows))
+
+
+@commands.command("inspect-datum")
+@click.argument("job")
+@click.argument("datum")
+@raw_option
+@pass_cli
+def inspect_datum(cli: CliContext, job: str, datum: str, raw: bool) -> None:
+    """Show one datum: state, timings, and the input files it saw."""
+    job_id, planned, result = cli.jobs.datum(job, datum)
+    if raw:
+        echo_raw(render_pps.datum_raw(job_id, planned, result))
+        return
+    click.echo(render.fields(render_pps.datum_fields(job_id, planned, result)))
+
+
+@commands.command("restart-datum")
+@click.argument("job")
+@click.argument("datums", nargs=-1, required=True)
+@pass_cli
+def restart_datum(cli: CliContext, job: str, datums: tuple[str, ...]) -> None:
+    """Restart datums that are running (by id or input path); finished datums are not rerun."""
+    for item in datums:
+        for name in item.split(","):
+            cli.jobs.restart_datum(job, name)
+
+
+@commands.command("get-logs")
+@click.option("-p", "--pipeline", default=None, help="Logs of this pipeline's jobs.")
+@click.option("--job", default=None, help="Logs of this job.")
+@click.option("--datum", default=None, help="Logs of this datum (needs --job).")
+@raw_option
+@pass_cli
+def get_logs(cli: CliContext, pipeline: str | None, job: str | None, datum: str | None, raw: bool) -> None:
+    """Print what user code wrote to stdout and stderr, a line per message."""
+    for entry in cli.jobs.logs(pipeline, job, datum):
+        for stream in ("stdout", "stderr"):
+            for line in entry.get(stream, "").splitlines():
+                if raw:
+                    click.echo(json.dumps({
+                        "pipelineName": entry["pipeline"], "jobId": entry["job_id"], "workerId": entry["worker"],
+                        "datumId": entry["datum_id"], "data": entry.get("data", []), "user": True,
+                        "ts": entry.get("ts"), "message": line, "stream": stream,
+                    }))
+                else:
+                    click.echo(line)
+        if entry.get("reason") and not raw:
+            click.echo(f"[herd] datum {entry['datum_id'][:12]} attempt {entry['attempt']}: {entry['reason']}", err=True)
+
+
+@commands.command("flush-commit")
+@target_argument("REPO REF")
+@click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
+@raw_option
+@pass_cli
+def flush_commit(cli: CliContext, target: tuple[str, ...], timeout: float | None, raw: bool) -> None:
+    """Wait for every job downstream of a commit and print their output commits."""
+    repo, ref = parse_target(target, "REPO REF", 2)
+    commits = cli.jobs.flush_commit(repo, ref, timeout=timeout)
+    if raw:
+        echo_raw_lines(render.commit_raw(c) for c in commits)
+        return
+    now = cli.now()
+    echo_table(render.COMMIT_HEADERS, (render.commit_row(c, now) for c in commits))

@@ -1,0 +1,169 @@
+"""Data verbs for repos, commits and branches (pachctl 1.x names and columns).
+
+Each command parses its words, calls one `Pfs` method and renders; rules live in the porcelain.
+"""
+
+from __future__ import annotations
+
+import click
+
+from scheduler import render
+from scheduler.cli.context import (
+    CliContext,
+    echo_raw,
+    echo_raw_lines,
+    echo_table,
+    parse_target,
+    pass_cli,
+    raw_option,
+    target_argument,
+)
+
+commands = click.Group("pfs")  # a registry only; register() moves the commands onto herd's group
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to the top-level group."""
+    for command in commands.commands.values():
+        group.add_command(command)
+
+
+# --- repos ----------------------------------------------------------------------------------
+
+
+@commands.command("create-repo")
+@click.argument("name")
+@click.option("-d", "--description", default="", help="A description of the repo.")
+@pass_cli
+def create_repo(cli: CliContext, name: str, description: str) -> None:
+    """Create a new repo."""
+    cli.pfs.create_repo(name, description=description)
+
+
+@commands.command("list-repo")
+@raw_option
+@pass_cli
+def list_repo(cli: CliContext, raw: bool) -> None:
+    """List repos: NAME CREATED SIZE (bytes held by the branch heads)."""
+    infos = cli.pfs.list_repos()
+    if raw:
+        echo_raw_lines(render.repo_raw(info) for info in infos)
+        return
+    now = cli.now()
+    echo_table(render.REPO_HEADERS, (render.repo_row(info, now) for info in infos))
+
+
+@commands.command("inspect-repo")
+@click.argument("name")
+@raw_option
+@pass_cli
+def inspect_repo(cli: CliContext, name: str, raw: bool) -> None:
+    """Show a repo's details."""
+    info = cli.pfs.inspect_repo(name)
+    if raw:
+        echo_raw(render.repo_raw(info))
+    else:
+        click.echo(render.repo_fields(info, cli.now()))
+
+
+@commands.command("delete-repo")
+@click.argument("name")
+@click.option("-f", "--force", is_flag=True, help="Delete even when the repo has commits.")
+@pass_cli
+def delete_repo(cli: CliContext, name: str, force: bool) -> None:
+    """Delete a repo with its branches and commits."""
+    cli.pfs.delete_repo(name, force=force)
+
+
+# --- commits --------------------------------------------------------------------------------
+
+
+@commands.command("start-commit")
+@target_argument("REPO [BRANCH]")
+@click.option("-p", "--parent", default=None, help="The parent commit (a branch or commit id).")
+@click.option("-m", "--description", "--message", default="", help="A description of the commit.")
+@pass_cli
+def start_commit(cli: CliContext, target: tuple[str, ...], parent: str | None,
+                 description: str) -> None:
+    """Start a commit on BRANCH (default master); prints its id."""
+    repo, branch = parse_target(target, "REPO [BRANCH]", 1)
+    commit = cli.pfs.start_commit(repo, branch or "master", parent=parent,
+                                  description=description)
+    click.echo(commit.id)
+
+
+@commands.command("finish-commit")
+@target_argument("REPO COMMIT")
+@click.option("-m", "--description", "--message", default=None, help="Replace the description.")
+@pass_cli
+def finish_commit(cli: CliContext, target: tuple[str, ...], description: str | None) -> None:
+    """Finish an open commit, making it visible on its branch."""
+    repo, commit = parse_target(target, "REPO COMMIT", 2)
+    cli.pfs.finish_commit(repo, commit, description=description)
+
+
+@commands.command("list-commit")
+@target_argument("REPO [BRANCH]")
+@click.option("-n", "--number", type=click.IntRange(min=0), default=0,
+              help="At most this many commits (0 = all).")
+@raw_option
+@pass_cli
+def list_commit(cli: CliContext, target: tuple[str, ...], number: int, raw: bool) -> None:
+    """List commits, newest first: REPO COMMIT PARENT STARTED DURATION SIZE."""
+    repo, branch = parse_target(target, "REPO [BRANCH]", 1)
+    commits = cli.pfs.list_commits(repo, branch, limit=number or None)
+    if raw:
+        echo_raw_lines(render.commit_raw(c) for c in commits)
+        return
+    now = cli.now()
+    echo_table(render.COMMIT_HEADERS, (render.commit_row(c, now) for c in commits))
+
+
+@commands.command("inspect-commit")
+@target_argument("REPO REF")
+@raw_option
+@pass_cli
+def inspect_commit(cli: CliContext, target: tuple[str, ...], raw: bool) -> None:
+    """Show a commit: branch, parent, times, size, provenance."""
+    repo, ref = parse_target(target, "REPO REF", 2)
+    commit = cli.pfs.inspect_commit(repo, ref)
+    if raw:
+        echo_raw(render.commit_raw(commit))
+    else:
+        click.echo(render.commit_fields(commit, cli.now()))
+
+
+# --- branches -------------------------------------------------------------------------------
+
+
+@commands.command("create-branch")
+@target_argument("REPO BRANCH")
+@click.option("--head", default=None, help="The commit (or branch) the new branch points at.")
+@pass_cli
+def create_branch(cli: CliContext, target: tuple[str, ...], head: str | None) -> None:
+    """Create a branch, or move an existing one to --head."""
+    repo, branch = parse_target(target, "REPO BRANCH", 2)
+    cli.pfs.create_branch(repo, branch, head=head)
+
+
+@commands.command("list-branch")
+@click.argument("repo")
+@raw_option
+@pass_cli
+def list_branch(cli: CliContext, repo: str, raw: bool) -> None:
+    """List a repo's branches: BRANCH HEAD."""
+    branches = cli.pfs.list_branches(repo)
+    if raw:
+        echo_raw_lines(render.branch_raw(b) for b in branches)
+    else:
+        echo_table(render.BRANCH_HEADERS, (render.branch_row(b) for b in branches))
+
+
+@commands.command("delete-branch")
+@target_argument("REPO BRANCH")
+@click.option("-f", "--force", is_flag=True, help="Also discard the branch's open commits.")
+@pass_cli
+def delete_branch(cli: CliContext, target: tuple[str, ...], force: bool) -> None:
+    """Delete a branch; its commits stay reachable by id."""
+    repo, branch = parse_target(target, "REPO BRANCH", 2)
+    cli.pfs.delete_branch(repo, branch, force=force)

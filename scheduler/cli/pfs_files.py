@@ -1,0 +1,217 @@
+"""Data verbs for files: put, get, list, glob, inspect, diff and delete (pachctl 1.x)."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+import click
+
+from scheduler import render
+from scheduler.cli import progress, transfer
+from scheduler.cli.context import (
+    CliContext,
+    echo_raw,
+    echo_raw_lines,
+    echo_table,
+    expand_target,
+    parse_target,
+    pass_cli,
+    raw_option,
+    target_argument,
+)
+from storage.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from storage.model import FileInfo
+
+commands = click.Group("pfs-files")  # a registry only; register() moves the commands
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to the top-level group."""
+    for command in commands.commands.values():
+        group.add_command(command)
+
+
+# --- writing --------------------------------------------------------------------------------
+
+
+@commands.command("put-file")
+@target_argument("REPO BRANCH-OR-COMMIT [PATH]")
+@click.option("-f", "--file", "sources", multiple=True, metavar="SRC",
+              help="A local file or folder, '-' (stdin, the default), or an http(s):// or "
+                   "s3:// URL. Repeatable.")
+@click.option("-r", "--recursive", is_flag=True, help="Put a local folder's files, one commit.")
+@click.option("-a", "--append", is_flag=True, help="Append to existing files instead of replacing.")
+@click.option("-o", "--overwrite", is_flag=True, help="Replace existing files (the default).")
+@click.option("-c", "--commit", "_commit", is_flag=True, hidden=True,
+              help="Accepted for pachctl 1.x scripts; herd always commits.")
+@pass_cli
+def put_file(cli: CliContext, target: tuple[str, ...], sources: tuple[str, ...],
+             recursive: bool, append: bool, overwrite: bool, _commit: bool) -> None:
+    """Put files into a branch (one commit) or into an open commit.
+
+    Without PATH a file keeps the path it was given by (a URL its URL path), as in pachctl.
+    """
+    repo, ref, path = parse_target(target, "REPO BRANCH-OR-COMMIT [PATH]", 2)
+    if append and overwrite:
+        raise InvalidArgument("put-file takes --append or --overwrite, not both")
+    uploads = transfer.plan_uploads(sources, path, recursive)
+    total = transfer.total_size(uploads)
+    # No bar while someone types into stdin: it would draw over what they type.
+    many = recursive or len(uploads) > 1
+    show = progress.wanted(total, many) and not transfer.typing_on_stdin(uploads)
+    with progress.meter(f"put {repo}@{ref}", total, show) as meter, ExitStack() as opened:
+        pairs = transfer.open_sources(uploads, lambda url: _open_source(cli, url), meter, show)
+        for _, source in pairs:
+            if hasattr(source, "close"):
+                opened.callback(source.close)
+        cli.pfs.put_files(repo, ref, pairs, append=append)
+
+
+def _open_source(cli: CliContext, url: str) -> BinaryIO:
+    from storage.factory import open_source
+
+    return open_source(url, cli.settings)
+
+
+@commands.command("delete-file")
+@target_argument("REPO REF PATH")
+@pass_cli
+def delete_file(cli: CliContext, target: tuple[str, ...]) -> None:
+    """Delete a file or a directory (in the open commit, or as a commit of its own)."""
+    repo, ref, path = parse_target(target, "REPO REF PATH", 3)
+    cli.pfs.delete_file(repo, ref, path)
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+@commands.command("get-file")
+@target_argument("REPO REF PATH")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Write to this local file (or folder with -r) instead of stdout.")
+@click.option("-r", "--recursive", is_flag=True, help="Get a directory into the -o folder.")
+@pass_cli
+def get_file(cli: CliContext, target: tuple[str, ...], output: Path | None,
+             recursive: bool) -> None:
+    """Print a file's bytes to stdout (streamed), or write it to -o."""
+    repo, ref, path = parse_target(target, "REPO REF PATH", 3)
+    if output is None:
+        if recursive:
+            raise InvalidArgument("get-file -r needs -o DIR: a directory cannot go to stdout")
+        stdout = click.get_binary_stream("stdout")
+        cli.pfs.get_file(repo, ref, path, stdout)
+        stdout.flush()
+        return
+    if not progress.wanted(None, many=recursive):  # not a terminal: no size lookup needed
+        cli.pfs.get_file(repo, ref, path, output, recursive=recursive)
+        return
+    _get_with_progress(cli, repo, ref, path, output, recursive)
+
+
+def _get_with_progress(cli: CliContext, repo: str, ref: str, path: str, output: Path,
+                       recursive: bool) -> None:
+    """get-file -o on a terminal: the same bytes, with a bar (per byte, or per file for -r)."""
+    commit = cli.pfs.resolve_commit(repo, ref)  # pin the ref: every file from one commit
+    info = cli.pfs.inspect_file(repo, commit.id, path)
+    show = progress.wanted(info.size, many=recursive)
+    with progress.meter(f"get {repo}@{ref}:{info.path}", info.size, show) as meter:
+        if info.type == "file":
+            with transfer.atomic_output(output) as out:
+                cli.pfs.get_file(repo, commit.id, path, transfer.MeteredWriter(out, meter))
+            return
+        if not recursive:
+            raise InvalidArgument(f"'{info.path}' in repo '{repo}' is a directory: use -r")
+        prefix = info.path.rstrip("/") + "/"
+        for name, entry in sorted(cli.pfs.read_manifest(commit).files.items()):
+            if name.startswith(prefix):
+                cli.pfs.get_file(repo, commit.id, name, output / name[len(prefix):])
+                meter.advance(entry.size)
+
+
+@commands.command("list-file")
+@target_argument("REPO REF [PATH]")
+@raw_option
+@pass_cli
+def list_file(cli: CliContext, target: tuple[str, ...], raw: bool) -> None:
+    """List the entries below PATH (default /): NAME TYPE SIZE."""
+    repo, ref, path = parse_target(target, "REPO REF [PATH]", 2)
+    _echo_files(repo, cli.pfs.list_file(repo, ref, path or "/"), raw)
+
+
+@commands.command("glob-file")
+@target_argument("REPO REF PATTERN")
+@raw_option
+@pass_cli
+def glob_file(cli: CliContext, target: tuple[str, ...], raw: bool) -> None:
+    """List the files and directories a glob pattern matches (the datum matcher)."""
+    from scheduler.glob import match_nodes
+    from storage.model import FileInfo
+
+    repo, ref, pattern = parse_target(target, "REPO REF PATTERN", 3)
+    commit = cli.pfs.resolve_commit(repo, ref)
+    files = cli.pfs.read_manifest(commit).files
+    infos = []
+    for node in match_nodes(pattern, files):
+        entry = files.get(node)
+        if entry is None:  # an implicit directory: the porcelain sums what lies below it
+            infos.append(cli.pfs.inspect_file(repo, commit.id, node))
+        else:  # a file: its manifest entry already holds size and hash, skip a round trip
+            infos.append(FileInfo(path=node, type="file", size=entry.size, hash=entry.hash,
+                                  commit=commit.id))
+    _echo_files(repo, infos, raw)
+
+
+def _echo_files(repo: str, infos: list[FileInfo], raw: bool) -> None:
+    if raw:
+        echo_raw_lines(render.file_raw(repo, info) for info in infos)
+    else:
+        echo_table(render.FILE_HEADERS, (render.file_row(info) for info in infos))
+
+
+@commands.command("inspect-file")
+@target_argument("REPO REF PATH")
+@raw_option
+@pass_cli
+def inspect_file(cli: CliContext, target: tuple[str, ...], raw: bool) -> None:
+    """Show a file's or directory's path, type, size and hash."""
+    repo, ref, path = parse_target(target, "REPO REF PATH", 3)
+    info = cli.pfs.inspect_file(repo, ref, path)
+    if raw:
+        echo_raw(render.file_raw(repo, info))
+    else:
+        click.echo(render.file_fields(info))
+
+
+@commands.command("diff-file")
+@target_argument("REPO REF [OLD-REF]")
+@raw_option
+@pass_cli
+def diff_file(cli: CliContext, target: tuple[str, ...], raw: bool) -> None:
+    """Files added, modified and deleted between OLD-REF (default: REF's parent) and REF.
+
+    `repo@ref:/path [OLD-REF]` limits the diff to a directory.
+    """
+    repo, ref, old_ref, path = _diff_target(target)
+    diff = cli.pfs.diff_file(repo, ref, old_ref, path or "/")
+    if raw:
+        echo_raw(render.diff_raw(diff))
+    else:
+        echo_table(render.DIFF_HEADERS, render.diff_rows(diff))
+
+
+def _diff_target(words: tuple[str, ...]) -> tuple[str, str, str | None, str | None]:
+    """REPO REF [OLD-REF], or repo@ref[:/path] [OLD-REF | repo@old-ref]."""
+    if words and "@" in words[0]:
+        head = expand_target(words[:1])
+        old = words[1:]
+        if len(old) > 1:
+            raise click.UsageError("expected repo@ref[:/path] [OLD-REF]")
+        old_ref = expand_target(old)[1] if old and "@" in old[0] else (old[0] if old else None)
+        return head[0], head[1], old_ref, head[2] if len(head) > 2 else None
+    repo, ref, old_ref = parse_target(words, "REPO REF [OLD-REF]", 2)
+    assert repo is not None and ref is not None
+    return repo, ref, old_ref, None

@@ -1,0 +1,80 @@
+"""Transfer progress on a terminal (rich, on stderr); a no-op everywhere else."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, BinaryIO
+
+LARGE_TRANSFER = 4 * 1024 * 1024  # below this a bar only flickers
+
+
+class Meter:
+    """Counts bytes into a rich task, or nowhere when progress is off."""
+
+    def __init__(self, progress: Any = None, task: Any = None) -> None:
+        self._progress, self._task = progress, task
+
+    def advance(self, n: int) -> None:
+        if self._progress is not None and n:
+            self._progress.advance(self._task, n)
+
+    def wrap(self, stream: BinaryIO) -> BinaryIO:
+        """A reader that advances the bar as it is read; the stream itself when progress is off."""
+        return stream if self._progress is None else _MeteredReader(stream, self)  # type: ignore[return-value]
+
+
+class _MeteredReader:
+    """Delegates to a binary stream and reports every byte read."""
+
+    def __init__(self, inner: BinaryIO, meter: Meter) -> None:
+        self._inner, self._meter = inner, meter
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._inner.read(size)
+        self._meter.advance(len(data))
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._inner.readinto(buffer)  # type: ignore[attr-defined]
+        self._meter.advance(n or 0)
+        return n
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def __enter__(self) -> _MeteredReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def wanted(total: int | None, many: bool = False) -> bool:
+    """A bar is shown on a terminal for big or unknown-size transfers and for folders."""
+    if not sys.stderr.isatty():
+        return False
+    return many or total is None or total >= LARGE_TRANSFER
+
+
+@contextmanager
+def meter(label: str, total: int | None, enabled: bool) -> Iterator[Meter]:
+    """A Meter over a rich bar on stderr when `enabled` (see `wanted`), else a silent one."""
+    if not enabled:
+        yield Meter()
+        return
+    # Imported here: rich costs ~50 ms and most runs never draw a bar.
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+               TransferSpeedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        yield Meter(progress, progress.add_task(label, total=total))

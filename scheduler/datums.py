@@ -1,0 +1,209 @@
+"""Datums: expanding a pipeline input over its input commits (pure).
+
+`expand(input, commits)` turns a spec's input tree into datums:
+- pfs: one datum per node (file, implicit directory, or the root) the glob matches, carrying
+  every file at or below that node; 0 datums when nothing matches, and glob `/` on an empty
+  commit is 1 datum with no files (the root always exists in Pachyderm 1.x);
+- cross: every combination of the children's datums (children sorted by name, the first
+  varying fastest); 0 when any child has none;
+- union: the children's datums one after another, each holding one child's data.
+
+Order: the returned list is sorted by `Datum.sort_key` (the tuple of the inputs' matched
+paths in input-name order, pachyderm.md §1), ties broken by `Datum.id`. `sort=False` returns
+Pachyderm's own enumeration order instead. A datum identical to an earlier one (a union whose
+siblings yield the same name, repo, branch and path) is dropped: it has the same id and would
+do the same work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from itertools import product
+
+from scheduler.glob import compile_glob, match_nodes, subtree
+from scheduler.spec import Input, PfsInput
+from storage.errors import CommitNotFound
+from storage.model import FileEntry, Manifest
+
+# (repo, branch) -> (commit id, that commit's manifest). Inputs that read the same branch see
+# the same commit, as in a Pachyderm job.
+Commits = Mapping[tuple[str, str], tuple[str, Manifest]]
+
+
+def _digest(fields: Iterable[str]) -> str:
+    """sha256 hex over length-prefixed UTF-8 fields, so ('ab', 'c') never equals ('a', 'bc')."""
+    parts: list[bytes] = []
+    for text in fields:
+        data = text.encode()
+        parts += (len(data).to_bytes(8, "big"), data)
+    return hashlib.sha256(b"".join(parts)).hexdigest()
+
+
+# slots=True: 100,000 datums are built per job, and fewer objects mean less work for the GC.
+@dataclass(frozen=True, slots=True)
+class DatumInput:
+    """One input's share of a datum: the matched node and every file at or below it."""
+
+    name: str
+    repo: str
+    branch: str
+    commit: str
+    glob_path: str  # the matched node: '/' for the root, else '/a/b'
+    files: Mapping[str, FileEntry] = field(compare=False, hash=False, repr=False)  # full path -> entry
+    empty_files: bool = False  # stage files with size 0 (Pachyderm's empty_files)
+    lazy: bool = False
+    _content_hash: str | None = field(default=None, init=False, compare=False, hash=False, repr=False)
+
+    @property
+    def is_file(self) -> bool:
+        """True when the glob matched a file rather than a directory or the root."""
+        return self.glob_path in self.files
+
+    @property
+    def content_hash(self) -> str:
+        """A file's hash, or for a directory a hash over its children's relative paths and hashes."""
+        if self._content_hash is None:
+            object.__setattr__(self, "_content_hash", self._compute_hash())  # a cache, not state
+        return self._content_hash  # type: ignore[return-value]
+
+    def _compute_hash(self) -> str:
+        if self.is_file:
+            return self.files[self.glob_path].hash
+        cut = 0 if self.glob_path == "/" else len(self.glob_path)
+        pairs = sorted((path[cut:], entry.hash) for path, entry in self.files.items())
+        return _digest(x for pair in pairs for x in pair)
+
+
+@dataclass(frozen=True, slots=True)
+class Datum:
+    """One unit of work: its inputs (kept sorted by input name)."""
+
+    inputs: tuple[DatumInput, ...]
+    # The inputs' matched paths in input-name order: the datum order for lists and merges.
+    sort_key: tuple[str, ...] = field(init=False, compare=False, repr=False)
+    _id: str | None = field(default=None, init=False, compare=False, hash=False, repr=False)
+
+    def __post_init__(self) -> None:
+        inputs = self.inputs
+        if len(inputs) == 1:  # the common case, kept cheap: 100,000 datums per job
+            object.__setattr__(self, "sort_key", (inputs[0].glob_path,))
+            return
+        inputs = tuple(sorted(inputs, key=lambda i: i.name))
+        object.__setattr__(self, "inputs", inputs)
+        object.__setattr__(self, "sort_key", tuple(i.glob_path for i in inputs))
+
+    @property
+    def id(self) -> str:
+        """sha256 over length-prefixed (name, repo, branch, path) per input: 'which datum', no content."""
+        if self._id is None:
+            fields = (x for i in self.inputs for x in (i.name, i.repo, i.branch, i.glob_path))
+            object.__setattr__(self, "_id", _digest(fields))
+        return self._id  # type: ignore[return-value]
+
+
+def datum_hash(datum: Datum, pipeline_name: str, salt: str) -> str:
+    """Pachyderm's HashDatum (1.5.1+): (name, path, content hash) per input, then pipeline and salt."""
+    fields: list[str] = []
+    for i in datum.inputs:  # already in name order
+        fields += (i.name, i.glob_path, i.content_hash)
+    fields += (pipeline_name, salt)
+    return _digest(fields)
+
+
+class _Listing:
+    """One input commit: its id, its files, and (made on first need) their sorted paths."""
+
+    def __init__(self, commit: str, files: Mapping[str, FileEntry]) -> None:
+        self.commit, self.files = commit, files
+        self._paths: list[str] | None = None
+
+    def files_at(self, node: str) -> Mapping[str, FileEntry]:
+        """Every file at or below `node`, keyed by full path."""
+        if node == "/":
+            return self.files
+        if node in self.files:
+            return {node: self.files[node]}
+        if self._paths is None:
+            self._paths = sorted(self.files)  # once per commit, and only for directory matches
+        return {p: self.files[p] for p in subtree(node, self._paths)}
+
+
+class _Listings:
+    """The input commits by (repo, branch), each prepared once however many inputs read it."""
+
+    def __init__(self, commits: Commits) -> None:
+        self.commits = commits
+        self.cache: dict[tuple[str, str], _Listing] = {}
+
+    def get(self, repo: str, branch: str) -> _Listing:
+        key = (repo, branch)
+        if key not in self.cache:
+            if key not in self.commits:
+                raise CommitNotFound(repo, branch)
+            commit, manifest = self.commits[key]
+            self.cache[key] = _Listing(commit, manifest.files)
+        return self.cache[key]
+
+
+def _pfs(pfs: PfsInput, listings: _Listings) -> list[tuple[DatumInput, ...]]:
+    listing = listings.get(pfs.repo, pfs.branch)
+    name, repo, branch, commit = pfs.name, pfs.repo, pfs.branch, listing.commit
+    return [
+        (DatumInput(name, repo, branch, commit, node, listing.files_at(node), pfs.empty_files, pfs.lazy),)
+        for node in match_nodes(compile_glob(pfs.glob), listing.files)
+    ]
+
+
+def _cross(children: list[Input], listings: _Listings) -> list[tuple[DatumInput, ...]]:
+    ordered = sorted(children, key=lambda c: c.sort_name)  # stable, as Pachyderm's SortInput
+    lists = [_walk(child, listings) for child in ordered]
+    if any(not datums for datums in lists):
+        return []
+    # product() varies its last argument fastest; reversing makes the first child vary fastest.
+    return [tuple(x for part in reversed(combo) for x in part) for combo in product(*reversed(lists))]
+
+
+def _walk(inp: Input, listings: _Listings) -> list[tuple[DatumInput, ...]]:
+    if inp.pfs is not None:
+        return _pfs(inp.pfs, listings)
+    if inp.cross is not None:
+        return _cross(inp.cross, listings)
+    return [datum for child in inp.children for datum in _walk(child, listings)]
+
+
+def expand(input_spec: Input, commits: Commits, *, sort: bool = True) -> list[Datum]:
+    """The datums of `input_spec` over `commits[(repo, branch)] = (commit id, manifest)`.
+
+    Raises CommitNotFound when an input's (repo, branch) is missing from `commits`.
+    """
+    datums = [Datum(parts) for parts in _walk(input_spec, _Listings(commits))]
+    if _has_union(input_spec):  # only a union can yield the same datum twice
+        datums = _first_of_each(datums)
+    return sort_datums(datums) if sort else datums
+
+
+def _first_of_each(datums: list[Datum]) -> list[Datum]:
+    seen: set[str] = set()
+    unique = []
+    for datum in datums:
+        if datum.id not in seen:
+            seen.add(datum.id)
+            unique.append(datum)
+    return unique
+
+
+def _has_union(inp: Input) -> bool:
+    return inp.union is not None or any(_has_union(c) for c in inp.children)
+
+
+def sort_datums(datums: list[Datum]) -> list[Datum]:
+    """Sorted by sort_key; equal keys (union siblings from different repos) ordered by id."""
+    ordered = sorted(datums, key=lambda d: d.sort_key)
+    if any(a.sort_key == b.sort_key for a, b in zip(ordered, ordered[1:])):
+        ordered.sort(key=lambda d: (d.sort_key, d.id))
+    return ordered
+
+
+__all__ = ["Commits", "Datum", "DatumInput", "datum_hash", "expand", "sort_datums"]

@@ -1,0 +1,161 @@
+"""A job's life in storage: create it with its plan, finish it with its output commit.
+
+Each function is idempotent: ids are deterministic and writes are create-only or
+compare-and-set, so the reconcile loop may call them again after a crash at any point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from scheduler.jobs import DatumState, JobInfo, JobState, JobStats, JobStatus, transition
+from scheduler.merge import merge_outputs
+from scheduler.plan import plan_datums
+from scheduler.records import DatumIndex, IndexEntry, JobPlan, PipelineInfo
+from scheduler.spec import PipelineSpec
+from scheduler.store import RecordStore, now
+from scheduler.triggers import Finished
+from storage.errors import HerdError
+from storage.model import Commit, CommitRef, Manifest
+from storage.repos import Pfs
+
+
+def input_history(pfs: Pfs, repo: str, branch: str) -> list[Finished]:
+    """Finished commits of an input branch, oldest first (empty when the branch is missing)."""
+    try:
+        commits = pfs.list_commits(repo, branch)
+    except HerdError:
+        return []
+    return [
+        Finished(repo=repo, branch=branch, id=c.id, finished=c.finished)
+        for c in reversed(commits)
+        if c.finished is not None
+    ]
+
+
+def create_job(
+    pfs: Pfs, records: RecordStore, pipeline: PipelineInfo, spec: PipelineSpec, job_id: str,
+    inputs: tuple[CommitRef, ...],
+) -> JobPlan:
+    """Make the job's info, plan and status (each step skipped when already there)."""
+    info = records.read_job(job_id)
+    if info is None:
+        info = JobInfo(
+            id=job_id, pipeline=pipeline.name, pipeline_version=pipeline.version, salt=pipeline.salt,
+            inputs=inputs, created=now(), output_repo=pipeline.name, output_branch=spec.output_branch,
+        )
+        records.create_job(info)
+        info = records.read_job(job_id) or info
+    plan = records.read_plan(job_id)
+    commits = [pfs.inspect_commit(ref.repo, ref.id) for ref in inputs]
+    failed = [c for c in commits if c.failed_reason]
+    if plan is None:
+        previous = records.latest_index_before(pipeline.name, job_id)
+        index = records.read_index(pipeline.name, previous) if previous else None
+        manifests = {} if failed else {
+            (ref.repo, ref.branch or ""): (c.id, pfs.read_manifest(c)) for ref, c in zip(inputs, commits)
+        }
+        datums = [] if failed else plan_datums(spec, pipeline.name, pipeline.salt, manifests, index)
+        plan = JobPlan(
+            job_id=job_id, pipeline=pipeline.name, pipeline_version=pipeline.version, spec=pipeline.spec,
+            salt=pipeline.salt, inputs=inputs, previous_index=previous, datums=tuple(datums),
+        )
+        records.write_plan(plan)
+        plan = records.read_plan(job_id) or plan
+    if failed:
+        reason = "inputs failed: " + ", ".join(f"{c.repo}@{c.id}" for c in failed)
+        _set_state(records, job_id, JobState.JOB_UNRUNNABLE, reason=reason, plan=plan)
+    else:
+        _set_state(records, job_id, JobState.JOB_RUNNING, plan=plan)
+    return plan
+
+
+def finish_job(pfs: Pfs, records: RecordStore, plan: JobPlan, spec: PipelineSpec) -> JobStatus:
+    """All datums have results: merge outputs, write the output commit and the datum index."""
+    info = records.get_job(plan.job_id)
+    results = {r.datum_id: r for r in records.iter_results(plan.job_id)}
+    previous = records.read_index(plan.pipeline, plan.previous_index) if plan.previous_index else None
+    entries: dict[str, IndexEntry] = {}
+    failed: list[str] = []
+    stats = JobStats()
+    for datum in plan.datums:
+        if datum.skip and previous is not None and datum.hash in previous.entries:
+            entries[datum.hash] = previous.entries[datum.hash]
+            continue
+        result = results.get(datum.id)
+        if result is None or result.state != DatumState.SUCCESS:
+            failed.append(datum.id)
+            continue
+        stats = stats.plus(result.stats)
+        entries[datum.hash] = IndexEntry(sort_key=datum.sort_key, outputs=result.outputs)
+    records.write_index(plan.pipeline, DatumIndex(job_id=plan.job_id, entries=entries))
+    skipped = sum(1 for d in plan.datums if d.skip)
+    counters = {
+        "data_total": len(plan.datums), "data_skipped": skipped, "data_failed": len(failed),
+        "data_processed": len(plan.datums) - skipped - len(failed), "stats": stats,
+        "failed_datums": tuple(failed),
+    }
+    if failed:
+        reason = f"failed to process datum(s): {', '.join(failed[:10])}" + (" ..." if len(failed) > 10 else "")
+        write_output(pfs, info, Manifest(), failed_reason=reason)
+        return _set_state(records, plan.job_id, JobState.JOB_FAILURE, reason=reason, output=True, **counters)
+    try:
+        manifest = merge_outputs((entry.sort_key, Manifest(files=entry.outputs)) for entry in entries.values())
+    except HerdError as exc:
+        write_output(pfs, info, Manifest(), failed_reason=str(exc))
+        return _set_state(records, plan.job_id, JobState.JOB_FAILURE, reason=str(exc), output=True, **counters)
+    write_output(pfs, info, manifest)
+    return _set_state(records, plan.job_id, JobState.JOB_SUCCESS, output=True, **counters)
+
+
+def write_output(pfs: Pfs, info: JobInfo, manifest: Manifest, failed_reason: str | None = None) -> Commit:
+    """The job's output commit, whose id is the job id (so a retry finds it, not a twin)."""
+    provenance = provenance_of(pfs, info.inputs)
+    return pfs.write_commit(
+        info.output_repo, info.output_branch, manifest, provenance=provenance,
+        description=f"output of job {info.id}", failed_reason=failed_reason, commit_id=info.id,
+    )
+
+
+def provenance_of(pfs: Pfs, inputs: Iterable[CommitRef]) -> tuple[CommitRef, ...]:
+    """Input commits and, transitively, everything they were computed from."""
+    seen: dict[tuple[str, str], CommitRef] = {}
+    for ref in inputs:
+        seen.setdefault((ref.repo, ref.id), ref)
+        for upstream in pfs.inspect_commit(ref.repo, ref.id).provenance:
+            seen.setdefault((upstream.repo, upstream.id), upstream)
+    return tuple(seen.values())
+
+
+def kill_job(pfs: Pfs, records: RecordStore, job_id: str, reason: str) -> JobStatus:
+    """Stop a job: it ends JOB_KILLED and leaves no output commit."""
+    return _set_state(records, job_id, JobState.JOB_KILLED, reason=reason)
+
+
+def _set_state(records: RecordStore, job_id: str, state: JobState, reason: str = "", plan: JobPlan | None = None,
+               output: bool = False, **counters) -> JobStatus:
+    def change(current: JobStatus) -> JobStatus | None:
+        if current.state == state or current.state.terminal:
+            return None
+        transition(current.state, state, job_id)
+        update: dict = {"state": state, **counters}
+        if reason:
+            update["reason"] = reason
+        if plan is not None:
+            update["data_total"] = len(plan.datums)
+            update["data_skipped"] = sum(1 for d in plan.datums if d.skip)
+        if current.started is None:
+            update["started"] = now()
+        if state.terminal:
+            update["finished"] = now()
+        if output:
+            update["output_commit"] = job_id
+        return current.model_copy(update=update)
+
+    return records.update_status(job_id, change)
+
+
+def job_started(records: RecordStore, job_id: str) -> datetime | None:
+    status = records.read_status(job_id)
+    return None if status is None else status.started

@@ -1,0 +1,94 @@
+"""Pipeline records and the job plan, as stored. Pure models, no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from storage.model import CommitRef, FileEntry
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class PipelineInfo(_Record):
+    """The mutable pipeline record (compare-and-set): current version, salt, stopped."""
+
+    name: str
+    version: int
+    spec: dict[str, Any]
+    salt: str
+    created: datetime
+    updated: datetime
+    stopped: bool = False
+    # Jobs of this version are made for input commits finished after this instant, plus one job
+    # on the inputs as they were at this instant (Pachyderm 1.5.1+ update-pipeline). None for
+    # version 1: every commit already on the inputs gets a job, oldest first (Pachyderm 1.4).
+    since: datetime | None = None
+    generation: int = 0
+    ignored_fields: tuple[str, ...] = ()
+
+
+class PlannedInput(_Record):
+    name: str
+    repo: str
+    branch: str
+    commit: str
+    path: str  # the glob match: a file, a directory, or "/" for the whole commit
+    files: dict[str, FileEntry] = Field(default_factory=dict)
+    empty_files: bool = False
+
+
+class PlannedDatum(_Record):
+    id: str
+    hash: str
+    inputs: tuple[PlannedInput, ...]
+    skip: bool = False  # processed by an earlier job of this pipeline: its outputs are reused
+
+    @property
+    def sort_key(self) -> tuple[str, ...]:
+        return tuple(i.path for i in sorted(self.inputs, key=lambda i: i.name))
+
+
+class JobPlan(_Record):
+    """Written create-only before any datum of the job is enqueued."""
+
+    job_id: str
+    pipeline: str
+    pipeline_version: int
+    spec: dict[str, Any]
+    salt: str
+    inputs: tuple[CommitRef, ...]
+    previous_index: str | None = None  # job id whose datum index the skipped datums come from
+    datums: tuple[PlannedDatum, ...] = ()
+
+    def to_run(self) -> list[int]:
+        return [i for i, d in enumerate(self.datums) if not d.skip]
+
+
+class IndexEntry(_Record):
+    """What one successful datum produced, kept so later jobs can skip it."""
+
+    sort_key: tuple[str, ...]
+    outputs: dict[str, FileEntry] = Field(default_factory=dict)
+
+
+class DatumIndex(_Record):
+    """After a job: datum hash → outputs, for every datum that succeeded or was reused."""
+
+    job_id: str
+    entries: dict[str, IndexEntry] = Field(default_factory=dict)
+
+
+def job_id_for(pipeline: str, version: int, salt: str, inputs: tuple[CommitRef, ...]) -> str:
+    """Deterministic, so a restarted scheduler finds (never duplicates) the jobs it made."""
+    digest = hashlib.sha256()
+    for field in (pipeline, str(version), salt, *(f"{c.repo}@{c.id}" for c in inputs)):
+        raw = field.encode()
+        digest.update(len(raw).to_bytes(8, "big"))
+        digest.update(raw)
+    return digest.hexdigest()[:32]

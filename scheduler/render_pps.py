@@ -1,0 +1,166 @@
+"""Pipelines, jobs and datums → table rows and `--raw` dicts with Pachyderm's field names. Pure."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from scheduler.jobs import DatumResult, JobInfo, JobStatus
+from scheduler.records import PipelineInfo, PlannedDatum
+from scheduler.render import NONE, ago, commit_ref, duration, human_size, rfc3339
+
+PIPELINE_HEADERS = ("NAME", "VERSION", "INPUT", "CREATED", "STATE")
+JOB_HEADERS = ("ID", "PIPELINE", "STARTED", "DURATION", "RESTART", "PROGRESS", "DL", "UL", "STATE")
+DATUM_HEADERS = ("ID", "STATUS", "TIME")
+
+
+def input_summary(spec: dict[str, Any]) -> str:
+    """`repo:/glob` per pfs input, joined the way pachctl shows cross (⨯) and union (∪)."""
+    node = spec.get("input") or {}
+    return _input_text(node)
+
+
+def _input_text(node: dict[str, Any]) -> str:
+    for key in ("pfs", "atom"):
+        if key in node:
+            return f"{node[key].get('repo')}:{node[key].get('glob')}"
+    for key, sep in (("cross", " ⨯ "), ("union", " ∪ ")):
+        if key in node:
+            return "(" + sep.join(_input_text(child) for child in node[key]) + ")"
+    return NONE
+
+
+def pipeline_state(info: PipelineInfo) -> str:
+    return "paused" if info.stopped else "running"
+
+
+def pipeline_row(info: PipelineInfo, now: datetime) -> tuple[str, ...]:
+    return (info.name, str(info.version), input_summary(info.spec), ago(info.created, now), pipeline_state(info))
+
+
+def pipeline_raw(info: PipelineInfo) -> dict[str, Any]:
+    return {
+        "pipeline": {"name": info.name},
+        "version": info.version,
+        "state": "PIPELINE_PAUSED" if info.stopped else "PIPELINE_RUNNING",
+        "created_at": rfc3339(info.created),
+        "spec": info.spec,
+        "salt": info.salt,
+        "ignored_fields": list(info.ignored_fields),
+    }
+
+
+def progress(status: JobStatus) -> str:
+    done = f"{status.data_processed} + {status.data_skipped}"
+    if status.data_recovered:
+        done += f" + {status.data_recovered}"
+    return f"{done} / {status.data_total}"
+
+
+def job_row(info: JobInfo, status: JobStatus, now: datetime) -> tuple[str, ...]:
+    state = status.state.value.removeprefix("JOB_").lower()
+    if status.reason and status.state.value in ("JOB_FAILURE", "JOB_UNRUNNABLE", "JOB_KILLED"):
+        reason = status.reason if len(status.reason) <= 25 else status.reason[:25] + "..."
+        state = f"{state}: {reason}"
+    return (
+        info.id, info.pipeline, ago(status.started or info.created, now),
+        duration(status.started, status.finished or now) if status.started else "-",
+        str(status.restart), progress(status), human_size(status.stats.download_bytes),
+        human_size(status.stats.upload_bytes), state,
+    )
+
+
+def job_raw(info: JobInfo, status: JobStatus) -> dict[str, Any]:
+    return {
+        "job": {"id": info.id},
+        "pipeline": {"name": info.pipeline},
+        "pipeline_version": info.pipeline_version,
+        "state": status.state.value,
+        "reason": status.reason,
+        "started": rfc3339(status.started),
+        "finished": rfc3339(status.finished),
+        "restart": status.restart,
+        "data_processed": status.data_processed,
+        "data_skipped": status.data_skipped,
+        "data_failed": status.data_failed,
+        "data_recovered": status.data_recovered,
+        "data_total": status.data_total,
+        "stats": {
+            "download_time": f"{status.stats.download_time:.3f}s",
+            "process_time": f"{status.stats.process_time:.3f}s",
+            "upload_time": f"{status.stats.upload_time:.3f}s",
+            "download_bytes": status.stats.download_bytes,
+            "upload_bytes": status.stats.upload_bytes,
+        },
+        "input_commits": [commit_ref(c.repo, c.id) for c in info.inputs],
+        "output_commit": commit_ref(info.output_repo, status.output_commit) if status.output_commit else None,
+        "failed_datums": list(status.failed_datums),
+    }
+
+
+def job_fields(info: JobInfo, status: JobStatus, now: datetime) -> list[tuple[str, Any]]:
+    return [
+        ("ID", info.id), ("Pipeline", f"{info.pipeline} (version {info.pipeline_version})"),
+        ("Started", ago(status.started, now) if status.started else NONE),
+        ("Duration", duration(status.started, status.finished or now) if status.started else NONE),
+        ("State", status.state.value), ("Reason", status.reason or NONE),
+        ("Processed", status.data_processed), ("Failed", status.data_failed),
+        ("Skipped", status.data_skipped), ("Total", status.data_total),
+        ("Data Downloaded", human_size(status.stats.download_bytes)),
+        ("Data Uploaded", human_size(status.stats.upload_bytes)),
+        ("Download Time", f"{status.stats.download_time:.3f}s"),
+        ("Process Time", f"{status.stats.process_time:.3f}s"),
+        ("Upload Time", f"{status.stats.upload_time:.3f}s"),
+        ("Restarts", status.restart),
+        ("Input", ", ".join(f"{c.repo}@{c.id}" for c in info.inputs)),
+        ("Output Commit", f"{info.output_repo}@{status.output_commit}" if status.output_commit else NONE),
+        ("Failed Datums", ", ".join(status.failed_datums) or NONE),
+    ]
+
+
+def datum_state(datum: PlannedDatum, result: DatumResult | None) -> str:
+    if datum.skip:
+        return "SKIPPED"
+    return "STARTING" if result is None else result.state.value
+
+
+def datum_row(datum: PlannedDatum, result: DatumResult | None) -> tuple[str, ...]:
+    took = "-" if result is None or result.started is None else duration(result.started, result.finished)
+    return (datum.id, datum_state(datum, result), took)
+
+
+def datum_raw(job_id: str, datum: PlannedDatum, result: DatumResult | None) -> dict[str, Any]:
+    stats = result.stats if result is not None else None
+    return {
+        "datum": {"id": datum.id, "job": {"id": job_id}},
+        "hash": datum.hash,
+        "state": datum_state(datum, result),
+        "attempt": result.attempt if result else 0,
+        "reason": result.reason if result else "",
+        "stats": None if stats is None else {
+            "download_time": f"{stats.download_time:.3f}s", "process_time": f"{stats.process_time:.3f}s",
+            "upload_time": f"{stats.upload_time:.3f}s", "download_bytes": stats.download_bytes,
+            "upload_bytes": stats.upload_bytes,
+        },
+        "data": [
+            {"file": {"commit": commit_ref(i.repo, i.commit), "path": i.path}, "name": i.name} for i in datum.inputs
+        ],
+    }
+
+
+def datum_fields(job_id: str, datum: PlannedDatum, result: DatumResult | None) -> list[tuple[str, Any]]:
+    fields: list[tuple[str, Any]] = [
+        ("ID", datum.id), ("Job ID", job_id), ("State", datum_state(datum, result)),
+    ]
+    if result is not None:
+        fields += [
+            ("Attempt", result.attempt), ("Reason", result.reason or NONE),
+            ("Data Downloaded", human_size(result.stats.download_bytes)),
+            ("Data Uploaded", human_size(result.stats.upload_bytes)),
+            ("Total Time", duration(result.started, result.finished)),
+            ("Download Time", f"{result.stats.download_time:.3f}s"),
+            ("Process Time", f"{result.stats.process_time:.3f}s"),
+            ("Upload Time", f"{result.stats.upload_time:.3f}s"),
+        ]
+    fields.append(("Inputs", "; ".join(f"{i.repo}@{i.commit}:{i.path}" for i in datum.inputs)))
+    return fields

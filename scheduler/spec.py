@@ -1,0 +1,392 @@
+"""Pachyderm 1.x pipeline specs: parsing, validation and canonical form (pure).
+
+Keys are snake_case or lowerCamel (as Pachyderm's jsonpb reads them); unknown keys are
+rejected by name. Fields Pachyderm has but herd does not act on are accepted and listed in
+`PipelineSpec.ignored_fields`; fields herd cannot honour (`incremental`, `service`, `spout`,
+`git`/`cron`/`join`/`group` inputs) are rejected with a message naming them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
+
+import yaml
+from pydantic import AfterValidator, AliasChoices, AliasGenerator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import PlainSerializer
+from pydantic import ValidationError, create_model, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from scheduler.glob import compile_glob
+from storage.errors import HerdError, InvalidSpec
+from storage.model import canonical_json, sha256_hex
+
+_PIPELINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
+_REF_NAME = re.compile(r"[A-Za-z0-9_-]{1,63}")
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_DURATION = re.compile(f"(?:{_DURATION_PART.pattern})+")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_QUANTITY = re.compile(r"\+?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?")
+_QUANTITY_UNITS = {"": 1, "m": 1e-3, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
+                   "E": 10**18, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+
+# Pachyderm fields herd accepts but does not act on (Kubernetes, tuning, later features).
+IGNORED_TOP = ("egress", "scale_down_threshold", "standby", "cache_size", "max_queue_size", "chunk_spec",
+               "hashtree_spec", "scheduling_spec", "pod_spec", "pod_patch", "spec_commit", "resource_spec",
+               "reprocess_spec", "metadata", "autoscaling", "sidecar_resource_limits", "batch", "tf_job", "update")
+IGNORED_TRANSFORM = ("secrets", "image_pull_secrets", "debug", "dockerfile", "err_cmd", "err_stdin")
+
+
+def _fail(message: str) -> PydanticCustomError:
+    return PydanticCustomError("herd_spec", message)
+
+
+def _matching(pattern: re.Pattern[str], rule: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise _fail(f"invalid name '{value}': {rule}")
+        return value
+    return AfterValidator(check)
+
+
+def _refused(message: str, when: Callable[[Any], bool] = lambda v: v is not None) -> AfterValidator:
+    def check(value: Any) -> Any:
+        if when(value):
+            raise _fail(message)
+        return value
+    return AfterValidator(check)
+
+
+def _valid_glob(value: str) -> str:
+    try:
+        compile_glob(value)
+    except HerdError as exc:
+        raise _fail(exc.message) from None
+    return value
+
+
+def _valid_input_name(value: str) -> str:
+    if value == "out":
+        raise _fail("an input cannot be named 'out'")
+    if value in ("", ".", "..") or "/" in value or "\x00" in value:
+        raise _fail(f"invalid input name '{value}'")
+    return value
+
+
+def _valid_env(env: dict[str, str]) -> dict[str, str]:
+    for key, value in env.items():
+        if not _ENV_KEY.fullmatch(key):
+            raise _fail(f"invalid variable name '{key}'")
+        if "\x00" in value or "\n" in value:
+            raise _fail(f"the value of '{key}' contains a NUL or newline")
+    return env
+
+
+_NAME_RULE = "use letters, digits, '_' and '-', at most 63 characters"
+PipelineName = Annotated[str, _matching(_PIPELINE_NAME, _NAME_RULE + ", starting with a letter or digit")]
+RefName = Annotated[str, _matching(_REF_NAME, _NAME_RULE)]  # repo and branch names
+# Seconds in Python; written back as a Go duration, so canonical JSON re-parses as a spec.
+Duration = Annotated[float, BeforeValidator(lambda v: parse_duration(v)), PlainSerializer(lambda v: _go_duration(v))]
+Quantity = Annotated[int, BeforeValidator(lambda v: parse_quantity(v))]  # bytes
+Unset = Annotated[str | None, AfterValidator(lambda v: v or None)]  # proto3: "" means unset
+
+
+class _Model(BaseModel):
+    """Forbids unknown keys; accepts each field under its snake_case and lowerCamel names."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True,
+        alias_generator=AliasGenerator(validation_alias=lambda f: AliasChoices(f, to_camel(f))),
+    )
+
+
+class PipelineRef(_Model):
+    name: PipelineName
+
+
+class Transform(_Model):
+    image: str = "ubuntu:16.04"
+    cmd: list[str] = Field(min_length=1)
+    stdin: list[str] = []
+    env: Annotated[dict[str, str], AfterValidator(_valid_env)] = {}
+    working_dir: Unset = None  # None: the image's WORKDIR
+    accept_return_code: list[int] = []
+    user: Unset = None  # None: the image's USER
+    secrets: list[dict[str, Any]] | None = None
+    image_pull_secrets: list[str] | None = None
+    debug: bool | None = None
+    dockerfile: str | None = None
+    err_cmd: list[str] | None = None
+    err_stdin: list[str] | None = None
+
+
+class ParallelismSpec(_Model):
+    constant: int = Field(default=0, ge=0)
+    coefficient: float = Field(default=0.0, ge=0)
+    strategy: str | None = None  # 1.4 only; the non-zero field says which one is meant
+
+    @model_validator(mode="after")
+    def _one(self) -> ParallelismSpec:
+        if self.constant and self.coefficient:
+            raise _fail("set only one of 'constant' and 'coefficient'")
+        return self
+
+
+class GpuSpec(_Model):
+    type: str = ""
+    number: int = Field(default=0, ge=0)
+
+
+def _gpu_count(v: Any) -> Any:
+    return {"number": v} if isinstance(v, int) and not isinstance(v, bool) else v  # the 1.6-1.7 form
+
+
+class ResourceSpec(_Model):
+    cpu: float | None = Field(default=None, ge=0)
+    memory: Quantity | None = None
+    gpu: Annotated[GpuSpec, BeforeValidator(_gpu_count)] | None = None
+    disk: Quantity | None = None
+
+
+class PfsInput(_Model):
+    name: Annotated[str, AfterValidator(_valid_input_name)] = ""  # defaults to the repo
+    repo: RefName
+    branch: RefName = "master"
+    glob: Annotated[str, AfterValidator(_valid_glob)]
+    empty_files: bool = False
+    lazy: bool = False  # herd downloads eagerly; the flag only changes how Pachyderm fetches
+    commit: str | None = None
+    from_commit: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("name") and isinstance(data.get("repo"), str):
+            data = {**data, "name": data["repo"]}
+        return data
+
+
+def _not_yet(kind: str) -> AfterValidator:
+    return _refused(f"{kind} inputs are not supported yet")
+
+
+class Input(_Model):
+    pfs: PfsInput | None = None
+    atom: PfsInput | None = None  # the 1.4-1.8 name of pfs; folded into pfs
+    cross: Annotated[list[Input], Field(min_length=1)] | None = None
+    union: Annotated[list[Input], Field(min_length=1)] | None = None
+    git: Annotated[Any, _refused("git inputs are not supported (removed in Pachyderm 2.x); "
+                                 "commit the data to a repo instead")] = None
+    cron: Annotated[Any, _not_yet("cron")] = None
+    join: Annotated[Any, _not_yet("join")] = None
+    group: Annotated[Any, _not_yet("group")] = None
+
+    @field_validator("cross")
+    @classmethod
+    def _unique_names(cls, children: list[Input] | None) -> list[Input] | None:
+        seen: set[str] = set()
+        for child in children or []:  # union siblings may share a name (Pachyderm 1.5.3+)
+            for name in sorted(child.names() & seen):
+                raise _fail(f'name "{name}" was used more than once')
+            seen |= child.names()
+        return children
+
+    @model_validator(mode="after")
+    def _shape(self) -> Input:
+        kinds = [k for k in ("pfs", "atom", "cross", "union") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise _fail("set exactly one of pfs (or atom), cross, union" + (f"; got {', '.join(kinds)}" if kinds else ""))
+        return self.model_copy(update={"pfs": self.atom, "atom": None}) if self.atom is not None else self
+
+    @property
+    def kind(self) -> str:
+        """'pfs', 'cross' or 'union'."""
+        return "pfs" if self.pfs is not None else "cross" if self.cross is not None else "union"
+
+    @property
+    def children(self) -> list[Input]:
+        """The inputs of a cross or union (empty for pfs)."""
+        return self.cross or self.union or []
+
+    def leaves(self) -> Iterator[PfsInput]:
+        """Every pfs input below this one, depth first in spec order."""
+        if self.pfs is not None:
+            yield self.pfs
+        for child in self.children:
+            yield from child.leaves()
+
+    def names(self) -> set[str]:
+        """The input names that appear under /pfs for this input."""
+        return {leaf.name for leaf in self.leaves()}
+
+    @property
+    def sort_name(self) -> str:
+        """Pachyderm's InputName: a pfs input's name, else its first child's."""
+        return self.pfs.name if self.pfs is not None else self.children[0].sort_name
+
+
+# The long tail of Pachyderm fields herd accepts and reports but never acts on, made in one go.
+_Accepted: type[_Model] = create_model("_Accepted", __base__=_Model, **{f: (Any, None) for f in IGNORED_TOP})
+
+
+def _unsupported(kind: str) -> AfterValidator:
+    # `"incremental": false` and nulls say "not used", which is what herd does anyway.
+    return _refused(f"{kind} pipelines are not supported by herd", when=bool)
+
+
+class PipelineSpec(_Accepted):  # type: ignore[misc,valid-type]
+    pipeline: PipelineRef
+    description: str = ""
+    transform: Transform
+    parallelism_spec: ParallelismSpec | None = None
+    input: Input
+    output_branch: RefName = "master"
+    datum_tries: Annotated[int, Field(ge=0), AfterValidator(lambda v: v or 3)] = 3  # proto3: 0 = unset
+    datum_timeout: Duration | None = None
+    job_timeout: Duration | None = None
+    resource_limits: ResourceSpec | None = None
+    resource_requests: ResourceSpec | None = None
+    enable_stats: bool = False
+    salt: str | None = None
+    reprocess: bool = False
+    incremental: Annotated[Any, _unsupported("incremental")] = None
+    service: Annotated[Any, _unsupported("service")] = None
+    spout: Annotated[Any, _unsupported("spout")] = None
+
+    @property
+    def name(self) -> str:
+        """The pipeline's name (also its output repo)."""
+        return self.pipeline.name
+
+    @property
+    def ignored_fields(self) -> list[str]:
+        """Dotted names of fields that were given but that herd does not act on."""
+        found = [f for f in IGNORED_TOP if getattr(self, f) is not None]
+        found += [f"transform.{f}" for f in IGNORED_TRANSFORM if getattr(self.transform, f) is not None]
+        if self.parallelism_spec is not None and self.parallelism_spec.strategy is not None:
+            found.append("parallelism_spec.strategy")
+        return sorted(found)
+
+    def input_repos(self) -> set[str]:
+        """Every repo this pipeline reads."""
+        return {leaf.repo for leaf in self.input.leaves()}
+
+    def canonical_bytes(self) -> bytes:
+        """Sorted-key compact JSON of the normalised spec (defaults filled, atom folded into pfs)."""
+        return canonical_json(self.model_dump(mode="json", exclude_none=True))
+
+    def transform_hash(self) -> str:
+        """sha256 hex of the canonical transform."""
+        return sha256_hex(canonical_json(self.transform.model_dump(mode="json", exclude_none=True)))
+
+
+Input.model_rebuild()
+
+
+def parse_duration(value: Any) -> float:
+    """A Go duration string ('30s', '1h5m', '1.5h', '300ms') in seconds."""
+    text = value.lstrip("+") if isinstance(value, str) else ""
+    if text != "0" and not _DURATION.fullmatch(text):
+        raise _fail(f"invalid duration {value!r}: use a Go duration such as '30s', '1h5m' or '300ms'")
+    return float(sum(float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text)))
+
+
+def _go_duration(seconds: float) -> str:
+    return f"{seconds:.9f}".rstrip("0").rstrip(".") + "s"  # no exponent: Go cannot read '1e-09s'
+
+
+def parse_quantity(value: Any) -> int:
+    """A Kubernetes quantity ('64M', '1Gi', '512Mi', 1024) in bytes."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    m = _QUANTITY.fullmatch(value) if isinstance(value, str) else None
+    if m is None:
+        raise _fail(f"invalid quantity {value!r}: use a number with an optional suffix such as '64M' or '1Gi'")
+    number = float(m.group(1) + (m.group(2) or ""))
+    return int(-(-number * _QUANTITY_UNITS[m.group(3) or ""] // 1))  # round up: never less than asked
+
+
+def parse_spec(obj: dict[str, Any]) -> PipelineSpec:
+    """Validate one decoded spec; InvalidSpec names the field and the problem."""
+    if not isinstance(obj, dict):
+        raise InvalidSpec(f"invalid pipeline spec: expected an object, got {type(obj).__name__}")
+    try:
+        return PipelineSpec.model_validate(obj)
+    except ValidationError as exc:
+        raise InvalidSpec(_describe(exc, obj)) from None
+
+
+def parse_specs(text: str | bytes) -> list[PipelineSpec]:
+    """Every spec in a file: concatenated JSON objects, or YAML documents split by '---'."""
+    return [parse_spec(doc) for doc in load_documents(text)]
+
+
+def load_documents(text: str | bytes) -> list[Any]:
+    """The spec documents of a file as the user wrote them (decoded, not yet validated)."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise InvalidSpec(f"invalid pipeline spec: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    text = text.lstrip("\ufeff")
+    docs = _json_documents(text) if text.lstrip().startswith("{") else _yaml_documents(text)
+    if not docs:
+        raise InvalidSpec("invalid pipeline spec: the file holds no pipeline")
+    return docs
+
+
+def _json_documents(text: str) -> list[Any]:
+    # Pachyderm reads JSON when the first character is '{', one object after another.
+    decoder, docs, pos = json.JSONDecoder(), [], 0
+    while True:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos == len(text):
+            return docs
+        try:
+            doc, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            raise InvalidSpec(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        docs.append(doc)
+
+
+def _yaml_documents(text: str) -> list[Any]:
+    try:
+        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InvalidSpec(f"invalid YAML{where}: {problem}") from None
+
+
+def _describe(exc: ValidationError, obj: dict[str, Any]) -> str:
+    pipeline = obj.get("pipeline")
+    name = pipeline.get("name") if isinstance(pipeline, dict) else None
+    head = f"invalid pipeline spec '{name}'" if isinstance(name, str) and name else "invalid pipeline spec"
+    errors = sorted(exc.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
+    problems = [_problem(err) for err in errors]  # a misspelt key first: it explains a "required"
+    return f"{head}: " + "; ".join(dict.fromkeys(problems)).replace("\n", " ")
+
+
+def _problem(err: Any) -> str:
+    where = _loc(err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"unknown field '{where}'"
+    if err["type"] == "missing":
+        return f"'{where}' is required"
+    return f"{where}: {err['msg']}" if where else err["msg"]
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not str(part).startswith("function-"):
+            out += ("." if out else "") + str(part)
+    return out

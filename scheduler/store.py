@@ -1,0 +1,243 @@
+"""Pipeline and job records in the object store: the only durable state of the scheduler.
+
+Layout (see docs/design.md):
+    pipelines/<name>/info                     PipelineInfo, compare-and-set
+    pipelines/<name>/versions/<n>             the spec of each version, create-only
+    pipelines/<name>/jobs/<created-ns>_<job>  a marker per job, in creation order
+    pipelines/<name>/index/<job>              DatumIndex after the job
+    jobs/<job>/info                           JobInfo, create-only
+    jobs/<job>/plan                           JobPlan, create-only, before anything is enqueued
+    jobs/<job>/status                         JobStatus, compare-and-set
+    jobs/<job>/results/<datum id>             DatumResult, create-only: the first one wins
+    jobs/<job>/attempts/<datum id>/<n>        one record per attempt (counts tries, holds a lease)
+    jobs/<job>/logs/<datum id>/<n>            stdout/stderr of an attempt
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+from scheduler.jobs import DatumResult, JobInfo, JobStatus
+from scheduler.records import DatumIndex, JobPlan, PipelineInfo
+from storage.errors import ConcurrentUpdateError, JobNotFound, PipelineNotFound
+from storage.objects import ObjectStore
+
+CAS_TRIES = 50
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RecordStore:
+    """Typed access to scheduler records; immutable ones are cached in memory."""
+
+    def __init__(self, objects: ObjectStore) -> None:
+        self.objects = objects
+        self._plans: dict[str, JobPlan] = {}
+        self._infos: dict[str, JobInfo] = {}
+
+    # pipelines -------------------------------------------------------------------------
+    def pipeline_names(self) -> list[str]:
+        return [name.rstrip("/") for name in self.objects.list_children("pipelines/") if name.endswith("/")]
+
+    def read_pipeline(self, name: str) -> PipelineInfo | None:
+        found = self.objects.read_versioned(f"pipelines/{name}/info")
+        return None if found is None else PipelineInfo.model_validate_json(found[0])
+
+    def get_pipeline(self, name: str) -> PipelineInfo:
+        info = self.read_pipeline(name)
+        if info is None:
+            raise PipelineNotFound(name)
+        return info
+
+    def list_pipelines(self) -> list[PipelineInfo]:
+        return [p for name in self.pipeline_names() if (p := self.read_pipeline(name)) is not None]
+
+    def update_pipeline(
+        self, name: str, fn: Callable[[PipelineInfo | None], PipelineInfo | None]
+    ) -> PipelineInfo | None:
+        """Read, apply `fn`, compare-and-set; retried on a lost race."""
+        key = f"pipelines/{name}/info"
+        for attempt in range(CAS_TRIES):
+            found = self.objects.read_versioned(key)
+            current = None if found is None else PipelineInfo.model_validate_json(found[0])
+            new = fn(current)
+            if new is None:
+                return current
+            new = new.model_copy(update={"generation": (current.generation + 1) if current else 1})
+            if self.objects.compare_and_set(key, None if found is None else found[1], _dump(new)):
+                if current is None or current.version != new.version:
+                    self.objects.put_if_absent(f"pipelines/{name}/versions/{new.version}", _dump_json(new.spec))
+                return new
+            _backoff(attempt)
+        raise ConcurrentUpdateError(f"pipeline '{name}' is being changed concurrently; try again")
+
+    def delete_pipeline(self, name: str) -> None:
+        for key in list(self.objects.list(f"pipelines/{name}/")):
+            self.objects.delete(key)
+
+    # jobs ------------------------------------------------------------------------------
+    def job_markers(self, pipeline: str) -> list[str]:
+        """Job ids of a pipeline, oldest first."""
+        names = self.objects.list_children(f"pipelines/{pipeline}/jobs/")
+        return [n.split("_", 1)[1] for n in names if "_" in n]
+
+    def create_job(self, info: JobInfo) -> bool:
+        """Create the job's info record and its marker; False when it already existed."""
+        created = self.objects.put_if_absent(f"jobs/{info.id}/info", _dump(info))
+        if created:
+            stamp = f"{int(info.created.timestamp() * 1e9):020d}"
+            self.objects.put_if_absent(f"pipelines/{info.pipeline}/jobs/{stamp}_{info.id}", b"")
+        return created
+
+    def read_job(self, job_id: str) -> JobInfo | None:
+        if job_id in self._infos:
+            return self._infos[job_id]
+        found = self.objects.read_versioned(f"jobs/{job_id}/info")
+        if found is None:
+            return None
+        info = JobInfo.model_validate_json(found[0])
+        self._infos[job_id] = info
+        return info
+
+    def get_job(self, job_id: str) -> JobInfo:
+        info = self.read_job(job_id)
+        if info is None:
+            info = self._by_prefix(job_id)
+        if info is None:
+            raise JobNotFound(job_id)
+        return info
+
+    def _by_prefix(self, prefix: str) -> JobInfo | None:
+        if len(prefix) < 6:
+            return None
+        matches = [n.rstrip("/") for n in self.objects.list_children("jobs/") if n.startswith(prefix)]
+        return self.read_job(matches[0]) if len(matches) == 1 else None
+
+    def all_job_ids(self) -> list[str]:
+        return [n.rstrip("/") for n in self.objects.list_children("jobs/") if n.endswith("/")]
+
+    def write_plan(self, plan: JobPlan) -> None:
+        self.objects.put_if_absent(f"jobs/{plan.job_id}/plan", _dump(plan))
+        self._plans[plan.job_id] = plan
+
+    def read_plan(self, job_id: str) -> JobPlan | None:
+        if job_id in self._plans:
+            return self._plans[job_id]
+        found = self.objects.read_versioned(f"jobs/{job_id}/plan")
+        if found is None:
+            return None
+        plan = JobPlan.model_validate_json(found[0])
+        self._plans[job_id] = plan
+        return plan
+
+    def read_status(self, job_id: str) -> JobStatus | None:
+        found = self.objects.read_versioned(f"jobs/{job_id}/status")
+        return None if found is None else JobStatus.model_validate_json(found[0])
+
+    def update_status(self, job_id: str, fn: Callable[[JobStatus], JobStatus | None]) -> JobStatus:
+        """Read, apply `fn`, compare-and-set; retried on a lost race."""
+        key = f"jobs/{job_id}/status"
+        for attempt in range(CAS_TRIES):
+            found = self.objects.read_versioned(key)
+            current = JobStatus() if found is None else JobStatus.model_validate_json(found[0])
+            new = fn(current)
+            if new is None:
+                return current
+            if self.objects.compare_and_set(key, None if found is None else found[1], _dump(new)):
+                return new
+            _backoff(attempt)
+        raise ConcurrentUpdateError(f"job '{job_id}' is being changed concurrently; try again")
+
+    # datums ----------------------------------------------------------------------------
+    def put_result(self, result: DatumResult) -> bool:
+        """Store a datum's outcome; the first one stored wins (create-only)."""
+        return self.objects.put_if_absent(f"jobs/{result.job_id}/results/{result.datum_id}", _dump(result))
+
+    def read_result(self, job_id: str, datum_id: str) -> DatumResult | None:
+        found = self.objects.read_versioned(f"jobs/{job_id}/results/{datum_id}")
+        return None if found is None else DatumResult.model_validate_json(found[0])
+
+    def result_ids(self, job_id: str) -> set[str]:
+        return set(self.objects.list_children(f"jobs/{job_id}/results/"))
+
+    def iter_results(self, job_id: str) -> Iterator[DatumResult]:
+        for key in self.objects.list(f"jobs/{job_id}/results/"):
+            yield DatumResult.model_validate_json(self.objects.get(key))
+
+    def claim_attempt(self, job_id: str, datum_id: str, max_tries: int, body: dict, first: int = 1) -> int | None:
+        """Take the next attempt number from `first` on (create-only); None once tries are used up."""
+        for attempt in range(first, max_tries + 1):
+            key = f"jobs/{job_id}/attempts/{datum_id}/{attempt}"
+            if self.objects.put_if_absent(key, _dump_json({**body, "attempt": attempt})):
+                return attempt
+        return None
+
+    def renew_attempt(self, job_id: str, datum_id: str, attempt: int, body: dict) -> None:
+        """Extend an attempt's lease: only its owner writes it after the claim."""
+        self.objects.put(f"jobs/{job_id}/attempts/{datum_id}/{attempt}", _dump_json({**body, "attempt": attempt}))
+
+    def latest_attempt(self, job_id: str, datum_id: str) -> dict | None:
+        """The newest attempt record of a datum (number, worker, lease), None before the first."""
+        names = [n for n in self.objects.list_children(f"jobs/{job_id}/attempts/{datum_id}/") if n.isdigit()]
+        if not names:
+            return None
+        found = self.objects.read_versioned(f"jobs/{job_id}/attempts/{datum_id}/{max(names, key=int)}")
+        return None if found is None else json.loads(found[0])
+
+    def attempts(self, job_id: str, datum_id: str) -> list[dict]:
+        out = []
+        for name in self.objects.list_children(f"jobs/{job_id}/attempts/{datum_id}/"):
+            found = self.objects.read_versioned(f"jobs/{job_id}/attempts/{datum_id}/{name}")
+            if found is not None:
+                out.append(json.loads(found[0]))
+        return sorted(out, key=lambda a: a["attempt"])
+
+    def put_log(self, job_id: str, datum_id: str, attempt: int, log: dict) -> None:
+        self.objects.put(f"jobs/{job_id}/logs/{datum_id}/{attempt}", _dump_json(log))
+
+    def logs(self, job_id: str, datum_id: str | None = None) -> Iterator[dict]:
+        prefix = f"jobs/{job_id}/logs/" + (f"{datum_id}/" if datum_id else "")
+        for key in self.objects.list(prefix):
+            yield json.loads(self.objects.get(key))
+
+    # datum index -----------------------------------------------------------------------
+    def write_index(self, pipeline: str, index: DatumIndex) -> None:
+        self.objects.put_if_absent(f"pipelines/{pipeline}/index/{index.job_id}", _dump(index))
+
+    def read_index(self, pipeline: str, job_id: str) -> DatumIndex | None:
+        found = self.objects.read_versioned(f"pipelines/{pipeline}/index/{job_id}")
+        return None if found is None else DatumIndex.model_validate_json(found[0])
+
+    def latest_index_before(self, pipeline: str, job_id: str) -> str | None:
+        """The newest job before `job_id` that left a datum index."""
+        ids = self.job_markers(pipeline)
+        if job_id in ids:
+            ids = ids[: ids.index(job_id)]
+        for candidate in reversed(ids):
+            if self.objects.exists(f"pipelines/{pipeline}/index/{candidate}"):
+                return candidate
+        return None
+
+    def delete_job(self, job_id: str) -> None:
+        for key in list(self.objects.list(f"jobs/{job_id}/")):
+            self.objects.delete(key)
+        self._plans.pop(job_id, None)
+        self._infos.pop(job_id, None)
+
+
+def _dump(record) -> bytes:
+    return record.model_dump_json().encode()
+
+
+def _dump_json(value) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(random.uniform(0, min(0.2, 0.002 * (2 ** min(attempt, 7)))))

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# `make test`: install the system packages the tests need (root), make a Docker engine available,
+# run pytest in .venv, stop what was started. Exits with pytest's exit code.
+#
+#   E2E=1           also run the tests marked e2e (the compose stack)
+#   PYTEST_ARGS=... extra pytest arguments, e.g. PYTEST_ARGS='-k redis -x'
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/services.sh
+source scripts/services.sh
+
+trap herd_docker_down EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+herd_install_packages
+herd_docker_up
+
+args=(-p no:cacheprovider -ra)
+if [[ "${E2E:-}" != 1 ]]; then
+    args+=(-m "not e2e")
+fi
+read -r -a extra <<<"${PYTEST_ARGS:-}"
+
+printf '[test] .venv/bin/python -m pytest %s %s\n' "${args[*]}" "${extra[*]}" >&2
+status=0
+.venv/bin/python -m pytest "${args[@]}" "${extra[@]}" || status=$?
+case "$status" in
+    0) printf '[test] pytest passed\n' >&2 ;;
+    5) printf '[test] pytest exited 5: no tests were collected\n' >&2 ;;
+    *) printf '[test] pytest exited %d\n' "$status" >&2 ;;
+esac
+exit "$status"

@@ -1,0 +1,443 @@
+"""Commits: reading records, resolving refs, walking history, and the three ways to write.
+
+Layout (all under `repos/<repo>/`): `repo.json`, `branches/<b>`, `commits/<id>` (finished,
+immutable), `open/<id>` (an OpenCommit, CAS-updated); manifests are shared at
+`manifests/<sha256>`. Writes go bottom-up: manifest, then commit record, then the branch CAS,
+so a branch head only ever points at a finished commit whose manifest exists.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Literal
+
+from storage import refs
+from storage.changes import HEX_RE, FileOp, OpenCommit, apply_ops, parse_ref
+from storage.errors import (
+    BranchNotFound,
+    CommitFinished,
+    CommitNotFound,
+    Conflict,
+    InvalidArgument,
+    InvalidPath,
+    ObjectNotFound,
+    RepoNotFound,
+)
+from storage.model import Branch, Commit, CommitRef, Manifest, Repo
+from storage.objects import ObjectStore
+from storage.paths import is_valid_name, validate_name
+
+ID_LEN = 32
+MIN_PREFIX = 6
+_MANIFEST_CACHE = 256
+
+
+class _Head(Enum):
+    HEAD = "HEAD"
+
+
+# `parent=HEAD` means "the branch's current head", decided at commit time.
+HEAD: Literal[_Head.HEAD] = _Head.HEAD
+Parent = str | None | Literal[_Head.HEAD]
+
+
+def now() -> datetime:
+    """The current UTC time, the only clock commit records use."""
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    """A fresh commit id: uuid4 hex, 32 characters."""
+    return uuid.uuid4().hex
+
+
+def repo_key(repo: str) -> str:
+    return f"repos/{repo}/repo.json"
+
+
+def commit_key(repo: str, cid: str) -> str:
+    return f"repos/{repo}/commits/{cid}"
+
+
+def open_key(repo: str, cid: str) -> str:
+    return f"repos/{repo}/open/{cid}"
+
+
+def manifest_key(mid: str) -> str:
+    return f"manifests/{mid}"
+
+
+def no_commits(repo: str, branch: str) -> CommitNotFound:
+    """CommitNotFound for a branch that exists but has no head yet."""
+    error = CommitNotFound(repo, branch)
+    error.message = f"branch '{branch}' in repo '{repo}' has no commits"
+    error.args = (error.message,)
+    return error
+
+
+class Commits:
+    """Commit-level operations over one ObjectStore; Pfs and Files build on it."""
+
+    def __init__(self, objects: ObjectStore) -> None:
+        self.objects = objects
+        self._manifests: dict[str, Manifest] = {}
+        self._manifest_ids: dict[tuple[str, str], str] = {}
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def require_repo(self, repo: str) -> Repo:
+        """The repo record; InvalidName or RepoNotFound."""
+        validate_name(repo, "repo")
+        try:
+            return Repo.from_bytes(self.objects.get(repo_key(repo)))
+        except ObjectNotFound:
+            raise RepoNotFound(repo) from None
+
+    def read_commit(self, repo: str, cid: str) -> Commit | None:
+        """The finished commit record, or None."""
+        found = self.objects.read_versioned(commit_key(repo, cid))
+        return Commit.from_bytes(found[0]) if found else None
+
+    def read_open(self, repo: str, cid: str) -> OpenCommit | None:
+        """The open-commit record, or None."""
+        found = self.objects.read_versioned(open_key(repo, cid))
+        return OpenCommit.from_bytes(found[0]) if found else None
+
+    def finished_commit(self, repo: str, cid: str) -> Commit:
+        """A finished commit record by id (heads and parents); CommitNotFound when missing."""
+        commit = self.read_commit(repo, cid)
+        if commit is None:
+            raise CommitNotFound(repo, cid)
+        return commit
+
+    def forget(self) -> None:
+        """Drop cached commit lookups (after a repo is deleted its ids mean nothing)."""
+        self._manifest_ids.clear()
+
+    def get_commit(self, repo: str, cid: str) -> Commit:
+        """A commit by full id: the open view (finished None) while its open record exists."""
+        pending = self.read_open(repo, cid)
+        if pending is not None:
+            return pending.commit
+        commit = self.read_commit(repo, cid)
+        if commit is None:
+            raise CommitNotFound(repo, cid)
+        return commit
+
+    def read_manifest(self, commit: Commit) -> Manifest:
+        """The manifest of a finished commit (empty for a commit without one)."""
+        if commit.finished is None:
+            raise InvalidArgument(
+                f"commit '{commit.id}' in repo '{commit.repo}' is still open: "
+                "finish it before reading its files"
+            )
+        return self.manifest(commit.manifest)
+
+    def manifest(self, mid: str | None) -> Manifest:
+        """A manifest by id, cached: it is content-addressed, hence immutable."""
+        if mid is None:
+            return Manifest()
+        cached = self._manifests.get(mid)
+        if cached is None:
+            cached = Manifest.from_bytes(self.objects.get(manifest_key(mid)))
+            self._cache_manifest(mid, cached)
+        return cached
+
+    def manifest_at(self, repo: str, cid: str | None) -> Manifest:
+        """The manifest of a finished commit id (empty for None).
+
+        Only heads and their parents come here, and a reachable commit record never changes,
+        so its manifest id is cached (saves a GET per try in every CAS loop).
+        """
+        if cid is None:
+            return Manifest()
+        mid = self._manifest_ids.get((repo, cid))
+        if mid is None:
+            commit = self.read_commit(repo, cid)
+            if commit is None:
+                raise CommitNotFound(repo, cid)
+            if len(self._manifest_ids) >= _MANIFEST_CACHE:
+                self._manifest_ids.clear()
+            mid = self._manifest_ids[(repo, cid)] = commit.manifest or ""
+        return self.manifest(mid or None)
+
+    def write_manifest(self, manifest: Manifest) -> str:
+        """Store a manifest create-only at its content hash; returns the id."""
+        mid = manifest.id
+        if mid not in self._manifests:
+            self.objects.put_if_absent(manifest_key(mid), manifest.canonical_bytes())
+            self._cache_manifest(mid, manifest)
+        return mid
+
+    def _cache_manifest(self, mid: str, manifest: Manifest) -> None:
+        if len(self._manifests) >= _MANIFEST_CACHE:
+            self._manifests.clear()
+        self._manifests[mid] = manifest
+
+    # ---- refs and history ----------------------------------------------------------------
+
+    def resolve(self, repo: str, ref: str) -> Commit:
+        """A ref (branch, id, unique id prefix; `^`, `^N`, `~N`, `.N`) to its Commit."""
+        parsed = parse_ref(ref)
+        self.require_repo(repo)
+        commit = self._resolve_base(repo, parsed.base)
+        if parsed.nth is not None:
+            chain = list(self.history(commit))
+            if parsed.nth > len(chain):
+                raise CommitNotFound(repo, ref)
+            return chain[-parsed.nth]
+        for _ in range(parsed.back):
+            if commit.parent is None:
+                raise CommitNotFound(repo, ref)
+            commit = self.finished_commit(repo, commit.parent)
+        return commit
+
+    def _resolve_base(self, repo: str, base: str) -> Commit:
+        if is_valid_name(base):
+            branch = refs.read_branch(self.objects, repo, base)
+            if branch is not None:
+                if branch.head is None:
+                    raise no_commits(repo, base)
+                return self.finished_commit(repo, branch.head)  # a head is always finished
+        if HEX_RE.match(base) and len(base) >= MIN_PREFIX:
+            return self.get_commit(repo, self.match_id(repo, base))
+        raise BranchNotFound(repo, base)
+
+    def match_id(self, repo: str, prefix: str) -> str:
+        """The one commit id (open or finished) starting with `prefix`; a full id is cheap."""
+        if len(prefix) == ID_LEN:
+            return prefix
+        ids = {key.rsplit("/", 1)[1] for kind in ("commits", "open")
+               for key in self.objects.list(f"repos/{repo}/{kind}/{prefix}")}
+        if not ids:
+            raise CommitNotFound(repo, prefix)
+        if len(ids) > 1:
+            raise InvalidArgument(
+                f"commit prefix '{prefix}' is ambiguous in repo '{repo}' ({len(ids)} commits)"
+            )
+        return ids.pop()
+
+    def history(self, commit: Commit) -> Iterator[Commit]:
+        """`commit`, then its ancestors, newest first, by parent pointers."""
+        current: Commit | None = commit
+        while current is not None:
+            yield current
+            # Every parent is finished (an open commit's parent is a head it started from).
+            current = self.finished_commit(current.repo, current.parent) if current.parent else None
+
+    def open_commits(self, repo: str, branch: str | None = None) -> list[Commit]:
+        """The open commits of a repo (or of one branch), newest first."""
+        found: list[Commit] = []
+        for name in self.objects.list_children(f"repos/{repo}/open/"):
+            pending = self.read_open(repo, name.rstrip("/"))
+            if pending is not None and branch in (None, pending.commit.branch):
+                found.append(pending.commit)
+        return sorted(found, key=lambda c: c.started, reverse=True)
+
+    def is_ancestor(self, repo: str, cid: str, head: str | None, stop: str | None) -> bool:
+        """Whether `cid` is `head` or above `stop` in head's history (a short walk)."""
+        current = head
+        while current is not None and current != stop:
+            if current == cid:
+                return True
+            record = self.read_commit(repo, current)
+            current = record.parent if record else None
+        return False
+
+    # ---- writing: a finished commit in one step ------------------------------------------
+
+    def commit_on_branch(
+        self,
+        repo: str,
+        branch: str,
+        build: Callable[[Manifest], Manifest],
+        *,
+        description: str = "",
+        provenance: Sequence[CommitRef] = (),
+        failed_reason: str | None = None,
+        parent: Parent = HEAD,
+        commit_id: str | None = None,
+    ) -> Commit:
+        """Build a manifest on the head (or `parent`), write a fresh commit, CAS the branch.
+
+        Each try after a lost race rebuilds on the new head under a fresh id, so the
+        orphaned record of a lost try is unreachable garbage, never a wrong parent. With a
+        fixed `commit_id` (pipeline outputs) the call is idempotent: when that commit is
+        already in the branch's history it is returned as is; otherwise a record left by a lost
+        try or a crashed call is unreachable, so it is rewritten on the current head.
+        """
+        started = now()
+        made: list[Commit] = []
+
+        def advance(current: Branch | None) -> Branch | None:
+            head = current.head if current else None
+            if commit_id is not None:
+                earlier = self.read_commit(repo, commit_id)
+                if earlier is not None and self.is_ancestor(repo, commit_id, head, earlier.parent):
+                    made[:] = [earlier]
+                    return None
+            base = head if parent is HEAD else parent
+            manifest = build(self.manifest_at(repo, base))
+            commit = Commit(
+                id=commit_id or new_id(), repo=repo, branch=branch, parent=base, started=started,
+                finished=now(), size=manifest.size, description=description,
+                provenance=tuple(provenance), manifest=self.write_manifest(manifest),
+                failed_reason=failed_reason,
+            )
+            if commit_id is None:
+                self.objects.put_if_absent(commit_key(repo, commit.id), commit.canonical_bytes())
+            else:
+                self.objects.put(commit_key(repo, commit.id), commit.canonical_bytes())
+            made[:] = [commit]
+            return (current or Branch(repo=repo, name=branch)).model_copy(update={"head": commit.id})
+
+        refs.update_branch(self.objects, repo, branch, advance)
+        return made[0]
+
+    # ---- writing: open commits -----------------------------------------------------------
+
+    def ensure_branch(self, repo: str, branch: str) -> Branch:
+        """The branch record, created empty when missing (as pachctl start-commit does)."""
+        stored = refs.update_branch(
+            self.objects, repo, branch,
+            lambda current: None if current else Branch(repo=repo, name=branch),
+        )
+        assert stored is not None
+        return stored
+
+    def start(
+        self,
+        repo: str,
+        branch: str,
+        parent: str | None = None,
+        description: str = "",
+        provenance: Sequence[CommitRef] = (),
+    ) -> Commit:
+        """Open a commit on `branch` (created if missing); invisible to readers until finish."""
+        self.require_repo(repo)
+        validate_name(branch, "branch")
+        base = self.resolve(repo, parent) if parent is not None else None
+        if base is not None and base.finished is None:
+            raise InvalidArgument(f"parent commit '{base.id}' in repo '{repo}' is still open")
+        head = self.ensure_branch(repo, branch).head
+        commit = Commit(
+            id=new_id(), repo=repo, branch=branch, parent=base.id if base else head,
+            started=now(), description=description, provenance=tuple(provenance),
+        )
+        record = OpenCommit(commit=commit, fixed_parent=base is not None, writer=refs.writer_id())
+        self.objects.put_if_absent(open_key(repo, commit.id), record.canonical_bytes())
+        return commit
+
+    def _gone(self, repo: str, cid: str) -> CommitFinished | CommitNotFound:
+        """The error for an open record that is missing: finished, or never existed."""
+        if self.read_commit(repo, cid) is not None:
+            return CommitFinished(repo, cid)
+        return CommitNotFound(repo, cid)
+
+    def check_ops(self, pending: OpenCommit, ops: Sequence[FileOp]) -> None:
+        """Dry-run new ops on what the open commit would hold if finished now.
+
+        Recorded ops replay leniently (a concurrent commit may have removed what they
+        delete); only the new ops must find their paths, and only the end state must be clash
+        free, so a later op can repair an earlier clash.
+        """
+        commit = pending.commit
+        if pending.fixed_parent:
+            base = commit.parent
+        else:
+            branch = refs.read_branch(self.objects, commit.repo, commit.branch or "")
+            base = branch.head if branch else None
+        view = apply_ops(self.manifest_at(commit.repo, base), pending.changes, check=False)
+        apply_ops(view, ops, strict=(commit.repo, commit.id))
+
+    def add_ops(self, repo: str, cid: str, ops: Sequence[FileOp], checked: bool = True) -> Commit:
+        """Append ops to an open commit with CAS (concurrent writers all kept)."""
+
+        def extend(current: OpenCommit | None) -> OpenCommit:
+            if current is None or current.sealed:
+                raise self._gone(repo, cid) if current is None else CommitFinished(repo, cid)
+            if checked:
+                self.check_ops(current, ops)
+            return current.model_copy(update={
+                "changes": current.changes + tuple(ops),
+                "generation": current.generation + 1, "writer": refs.writer_id(),
+            })
+
+        stored = refs.update_record(self.objects, open_key(repo, cid), OpenCommit, extend)
+        assert stored is not None
+        return stored.commit
+
+    def finish(
+        self, repo: str, cid: str, description: str | None = None, failed_reason: str | None = None
+    ) -> Commit:
+        """Seal the open commit, replay its ops on the branch's current head, CAS, clean up."""
+        pending = self._seal(repo, cid, description, failed_reason)
+        try:
+            commit = self._land(pending)
+        except InvalidPath as exc:
+            self._unseal(repo, cid)
+            raise Conflict(f"cannot finish commit '{cid}' in repo '{repo}': {exc}") from None
+        self.objects.delete(open_key(repo, cid))
+        return commit
+
+    def _seal(
+        self, repo: str, cid: str, description: str | None, failed_reason: str | None
+    ) -> OpenCommit:
+        """Mark the open record finishing so no later put is silently dropped."""
+
+        def seal(current: OpenCommit | None) -> OpenCommit:
+            if current is None:
+                raise self._gone(repo, cid)
+            updates: dict[str, object] = {}
+            if description is not None:
+                updates["description"] = description
+            if failed_reason is not None:
+                updates["failed_reason"] = failed_reason
+            return current.model_copy(update={
+                "commit": current.commit.model_copy(update=updates), "sealed": True,
+                "generation": current.generation + 1, "writer": refs.writer_id(),
+            })
+
+        stored = refs.update_record(self.objects, open_key(repo, cid), OpenCommit, seal)
+        assert stored is not None
+        return stored
+
+    def _unseal(self, repo: str, cid: str) -> None:
+        def unseal(current: OpenCommit | None) -> OpenCommit | None:
+            if current is None:
+                return None
+            return current.model_copy(update={
+                "sealed": False, "generation": current.generation + 1, "writer": refs.writer_id(),
+            })
+
+        refs.update_record(self.objects, open_key(repo, cid), OpenCommit, unseal)
+
+    def _land(self, pending: OpenCommit) -> Commit:
+        """The branch CAS loop of finish; the commit id is fixed, so a lost try rewrites it."""
+        draft, repo = pending.commit, pending.commit.repo
+        branch_name = draft.branch or "master"
+        landed: list[Commit] = []
+
+        def advance(current: Branch | None) -> Branch | None:
+            head = current.head if current else None
+            earlier = self.read_commit(repo, draft.id)
+            if earlier is not None and self.is_ancestor(repo, draft.id, head, earlier.parent):
+                landed[:] = [earlier]  # an earlier try (or another finisher) already landed it
+                return None
+            base = draft.parent if pending.fixed_parent else head
+            manifest = apply_ops(self.manifest_at(repo, base), pending.changes)
+            commit = draft.model_copy(update={
+                "parent": base, "finished": now(), "size": manifest.size,
+                "manifest": self.write_manifest(manifest),
+            })
+            # Unreachable until the CAS below, so rewriting a lost try's record is safe.
+            self.objects.put(commit_key(repo, draft.id), commit.canonical_bytes())
+            landed[:] = [commit]
+            return (current or Branch(repo=repo, name=branch_name)).model_copy(
+                update={"head": draft.id})
+
+        refs.update_branch(self.objects, repo, branch_name, advance)
+        return landed[0]

@@ -1,0 +1,171 @@
+"""herd's one exception tree. Every message names the object a user must fix.
+
+    HerdError                      exit code 1
+    ├── NotFound                   exit code 2
+    │   ├── RepoNotFound
+    │   ├── BranchNotFound
+    │   ├── CommitNotFound
+    │   ├── FileNotFound
+    │   ├── ObjectNotFound         (an object-store key; internal, rarely user-facing)
+    │   ├── PipelineNotFound
+    │   ├── JobNotFound
+    │   └── DatumNotFound
+    ├── AlreadyExists              exit code 3
+    ├── InvalidArgument            exit code 4
+    │   ├── InvalidName
+    │   ├── InvalidPath
+    │   ├── InvalidSpec
+    │   └── InvalidGlob
+    ├── Conflict                   exit code 5
+    │   ├── CommitFinished
+    │   ├── ConcurrentUpdateError
+    │   └── PipelineCycle
+    ├── StorageUnavailable         exit code 6
+    ├── BrokerUnavailable          exit code 6
+    └── UserCodeError              exit code 7
+        ├── ImageNotFound
+        ├── DatumTimeout
+        └── UnsafeOutput
+
+Adapters (S3, Docker, Celery) translate their library's exceptions into these at their
+boundary; nothing above an adapter catches botocore, docker or celery exceptions.
+"""
+
+from __future__ import annotations
+
+
+class HerdError(Exception):
+    """Base of every error herd reports to a user."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NotFound(HerdError):
+    exit_code = 2
+
+
+class RepoNotFound(NotFound):
+    def __init__(self, repo: str) -> None:
+        super().__init__(f"repo '{repo}' not found")
+        self.repo = repo
+
+
+class BranchNotFound(NotFound):
+    def __init__(self, repo: str, branch: str) -> None:
+        super().__init__(f"branch '{branch}' not found in repo '{repo}'")
+        self.repo, self.branch = repo, branch
+
+
+class CommitNotFound(NotFound):
+    def __init__(self, repo: str, ref: str) -> None:
+        super().__init__(f"commit '{ref}' not found in repo '{repo}'")
+        self.repo, self.ref = repo, ref
+
+
+class FileNotFound(NotFound):
+    def __init__(self, repo: str, commit: str, path: str) -> None:
+        super().__init__(f"file '{path}' not found in repo '{repo}' at commit '{commit}'")
+        self.repo, self.commit, self.path = repo, commit, path
+
+
+class ObjectNotFound(NotFound):
+    def __init__(self, key: str, where: str = "") -> None:
+        suffix = f" in {where}" if where else ""
+        super().__init__(f"object '{key}' not found{suffix}")
+        self.key = key
+
+
+class PipelineNotFound(NotFound):
+    def __init__(self, pipeline: str) -> None:
+        super().__init__(f"pipeline '{pipeline}' not found")
+        self.pipeline = pipeline
+
+
+class JobNotFound(NotFound):
+    def __init__(self, job: str) -> None:
+        super().__init__(f"job '{job}' not found")
+        self.job = job
+
+
+class DatumNotFound(NotFound):
+    def __init__(self, job: str, datum: str) -> None:
+        super().__init__(f"datum '{datum}' not found in job '{job}'")
+        self.job, self.datum = job, datum
+
+
+class AlreadyExists(HerdError):
+    exit_code = 3
+
+
+class InvalidArgument(HerdError):
+    exit_code = 4
+
+
+class InvalidName(InvalidArgument):
+    pass
+
+
+class InvalidPath(InvalidArgument):
+    pass
+
+
+class InvalidSpec(InvalidArgument):
+    pass
+
+
+class InvalidGlob(InvalidArgument):
+    pass
+
+
+class Conflict(HerdError):
+    exit_code = 5
+
+
+class CommitFinished(Conflict):
+    def __init__(self, repo: str, commit: str) -> None:
+        super().__init__(f"commit '{commit}' in repo '{repo}' is finished and cannot be changed")
+        self.repo, self.commit = repo, commit
+
+
+class ConcurrentUpdateError(Conflict):
+    pass
+
+
+class PipelineCycle(Conflict):
+    pass
+
+
+class StorageUnavailable(HerdError):
+    exit_code = 6
+
+
+class BrokerUnavailable(HerdError):
+    exit_code = 6
+
+
+class UserCodeError(HerdError):
+    exit_code = 7
+
+
+class ImageNotFound(UserCodeError):
+    def __init__(self, image: str, detail: str = "") -> None:
+        extra = f": {detail}" if detail else ""
+        super().__init__(f"image '{image}' not found{extra}")
+        self.image = image
+
+
+class DatumTimeout(UserCodeError):
+    pass
+
+
+class UnsafeOutput(UserCodeError):
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(f"unsafe output '{path}' in /pfs/out: {why}")
+        self.path = path

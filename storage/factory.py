@@ -1,0 +1,117 @@
+"""Turn configuration into instances: the storage URL into an ObjectStore, a source into a stream."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import unquote, urlsplit
+
+from storage.errors import InvalidArgument, NotFound, StorageUnavailable
+from storage.objects import MemoryObjectStore, ObjectStore
+from storage.settings import StorageSettings
+
+# One store per memory:// URL in a process, so two opens in the same process see the same data.
+_memory_stores: dict[str, MemoryObjectStore] = {}
+_memory_lock = threading.Lock()
+_HTTP_TIMEOUT = (10.0, 60.0)
+
+
+def open_object_store(settings: StorageSettings | None = None) -> ObjectStore:
+    """The object store named by `settings.storage` (file://, s3:// or memory://)."""
+    settings = settings or StorageSettings()
+    url = settings.storage
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise InvalidArgument(f"invalid storage URL '{url}': use file:///absolute/path")
+        if not parts.path:
+            raise InvalidArgument(f"invalid storage URL '{url}': no folder after file://")
+        from storage.local import LocalObjectStore
+
+        return LocalObjectStore(Path(unquote(parts.path)).expanduser())
+    if parts.scheme == "s3":
+        if not parts.netloc:
+            raise InvalidArgument(f"invalid storage URL '{url}': expected s3://bucket/prefix")
+        # Imported here: boto3 costs ~0.3 s at start-up and local users never need it.
+        from storage.s3 import S3ObjectStore
+
+        return S3ObjectStore(parts.netloc, parts.path.strip("/"), settings.s3_endpoint_url)
+    if parts.scheme == "memory":
+        with _memory_lock:
+            return _memory_stores.setdefault(url, MemoryObjectStore(url))
+    raise InvalidArgument(
+        f"unsupported storage URL '{url}': expected file:///path, s3://bucket/prefix or memory://"
+    )
+
+
+def open_source(url_or_path: str, settings: StorageSettings | None = None) -> BinaryIO:
+    """A binary stream for `put-file -f`: a local path, `-` (stdin), http(s):// or s3://."""
+    if url_or_path == "-":
+        return sys.stdin.buffer
+    scheme = urlsplit(url_or_path).scheme
+    if scheme in ("http", "https"):
+        return _open_http(url_or_path)
+    if scheme == "s3":
+        from storage.s3 import open_s3_url
+
+        endpoint = (settings or StorageSettings()).s3_endpoint_url
+        return open_s3_url(url_or_path, endpoint)
+    if scheme == "file":
+        return _open_local(unquote(urlsplit(url_or_path).path))
+    return _open_local(url_or_path)
+
+
+def _open_local(path: str) -> BinaryIO:
+    if os.path.isdir(path):
+        raise InvalidArgument(f"source '{path}' is a folder; give a file (or use put-file -r)")
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise NotFound(f"source file '{path}' not found") from None
+    except PermissionError:
+        raise InvalidArgument(f"source file '{path}' is not readable (permission denied)") from None
+
+
+def _open_http(url: str) -> BinaryIO:
+    """Stream an HTTP(S) body; requests is imported here because only this path needs it."""
+    import requests
+
+    try:
+        response = requests.get(url, stream=True, timeout=_HTTP_TIMEOUT)
+    except requests.RequestException as exc:
+        raise StorageUnavailable(f"cannot fetch '{url}': {exc}") from exc
+    if response.status_code == 404:
+        response.close()
+        raise NotFound(f"source URL '{url}' not found (HTTP 404)")
+    if response.status_code >= 400:
+        response.close()
+        raise StorageUnavailable(f"cannot fetch '{url}': HTTP {response.status_code} {response.reason}")
+    response.raw.decode_content = True  # gzip transfer-encoding is not part of the file
+    return io.BufferedReader(_HttpReader(url, response), 1024 * 1024)  # type: ignore[return-value]
+
+
+class _HttpReader(io.RawIOBase):
+    """An HTTP body as a raw stream whose mid-transfer failures name the URL."""
+
+    def __init__(self, url: str, response: object) -> None:
+        self._url, self._response = url, response
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        try:
+            chunk = self._response.raw.read(len(buffer))  # type: ignore[attr-defined]
+        except Exception as exc:  # urllib3/requests errors: lost connection, short body
+            raise StorageUnavailable(f"reading '{self._url}' failed: {exc}") from exc
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._response.close()  # type: ignore[attr-defined]
+        super().close()

@@ -1,0 +1,280 @@
+"""File operations of the porcelain: put, delete, read, list, inspect and diff files.
+
+A write goes to an open commit when the ref is one (or is a branch with one open), else it
+makes a commit by itself. Every input is checked, and the result's tree is checked for
+file/directory clashes with placeholder entries, before any byte is uploaded.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Literal, Union
+
+from storage import refs
+from storage.blobs import BlobStore
+from storage.changes import (
+    HEX_RE,
+    PLACEHOLDER,
+    FileOp,
+    apply_ops,
+    diff_manifests,
+    list_nodes,
+    node_info,
+    parse_ref,
+)
+from storage.commits import ID_LEN, MIN_PREFIX, Commits
+from storage.errors import CommitFinished, CommitNotFound, FileNotFound, InvalidArgument
+from storage.model import Commit, FileDiff, FileEntry, FileInfo, Manifest
+from storage.paths import ROOT, dir_prefix, is_valid_name, normalize_dir, normalize_path
+
+Source = Union[Path, bytes, bytearray, memoryview, BinaryIO]
+UPLOAD_THREADS = 8
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a write lands: an open commit (by id) or a branch (a commit by itself)."""
+
+    kind: Literal["open", "branch"]
+    name: str
+
+
+def check_source(source: object) -> None:
+    """Refuse a source that is not bytes, an existing regular file, or a readable stream."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return
+    if isinstance(source, (str, os.PathLike)):
+        if not isinstance(source, Path):
+            raise InvalidArgument(f"source '{source}' must be a Path, bytes or a binary stream")
+        if not source.is_file():
+            raise InvalidArgument(f"source file '{source}' does not exist or is not a file")
+        return
+    if not callable(getattr(source, "read", None)):
+        raise InvalidArgument(f"source {source!r} must be a Path, bytes or a binary stream")
+
+
+class _ChunkReader(io.RawIOBase):
+    """Reads a file's chunk blobs one after another, opening each only when reached."""
+
+    def __init__(self, blobs: BlobStore, chunks: Sequence[str]) -> None:
+        self._blobs, self._pending, self._current = blobs, list(chunks), None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        while True:
+            if self._current is None:
+                if not self._pending:
+                    return 0
+                self._current = self._blobs.open(self._pending.pop(0))
+            data = self._current.read(len(buffer))
+            if data:
+                buffer[: len(data)] = data
+                return len(data)
+            self._current.close()
+            self._current = None
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.close()
+        super().close()
+
+
+class Files:
+    """File-level operations over Commits and a BlobStore."""
+
+    def __init__(self, commits: Commits) -> None:
+        self.commits = commits
+        self.blobs = BlobStore(commits.objects)
+
+    # ---- writing -------------------------------------------------------------------------
+
+    def target(self, repo: str, ref: str) -> Target:
+        """Where a write to `ref` goes; CommitFinished for a finished commit."""
+        parsed = parse_ref(ref)
+        self.commits.require_repo(repo)
+        if ref != parsed.base:  # an ancestry suffix (even ^0) names a commit, not the branch
+            raise CommitFinished(repo, self.commits.resolve(repo, ref).id)
+        base = parsed.base
+        if len(base) == ID_LEN and HEX_RE.match(base):  # a full id: skip the branch lookup
+            found = self._commit_target(repo, base)
+            if found is not None:
+                return found
+        if is_valid_name(base) and refs.read_branch(self.commits.objects, repo, base) is not None:
+            opened = self.commits.open_commits(repo, base)
+            return Target("open", opened[0].id) if opened else Target("branch", base)
+        if len(base) == ID_LEN and HEX_RE.match(base):
+            raise CommitNotFound(repo, base)
+        if HEX_RE.match(base) and len(base) >= MIN_PREFIX:
+            found = self._commit_target(repo, base)
+            if found is not None:
+                return found
+        return Target("branch", base)  # a new branch, as pachctl put-file creates one
+
+    def _commit_target(self, repo: str, prefix: str) -> Target | None:
+        """The open commit an id (prefix) names; CommitFinished if finished, None if unknown."""
+        try:
+            commit = self.commits.get_commit(repo, self.commits.match_id(repo, prefix))
+        except CommitNotFound:
+            return None
+        if commit.finished is not None:
+            raise CommitFinished(repo, commit.id)
+        return Target("open", commit.id)
+
+    def _check(self, repo: str, target: Target, ops: Sequence[FileOp]) -> None:
+        """Dry-run ops on what the target holds now: clashes and missing deletes fail here."""
+        if target.kind == "open":
+            pending = self.commits.read_open(repo, target.name)
+            if pending is None or pending.sealed:
+                raise CommitFinished(repo, target.name)
+            self.commits.check_ops(pending, ops)
+            return
+        branch = refs.read_branch(self.commits.objects, repo, target.name)
+        head = branch.head if branch else None
+        apply_ops(self.commits.manifest_at(repo, head), ops, strict=(repo, head or target.name))
+
+    def _apply(self, repo: str, target: Target, ops: Sequence[FileOp]) -> Commit:
+        if target.kind == "open":
+            return self.commits.add_ops(repo, target.name, ops)
+
+        def build(base: Manifest) -> Manifest:
+            return apply_ops(base, ops, strict=(repo, target.name))
+
+        return self.commits.commit_on_branch(repo, target.name, build)
+
+    def upload(self, source: Source) -> FileEntry:
+        """Store a source's bytes as one chunk blob."""
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            digest, size = self.blobs.put_bytes(bytes(source))
+        elif isinstance(source, Path):
+            digest, size = self.blobs.put_file(source)
+        else:
+            digest, size = self.blobs.put_stream(source)
+        return FileEntry(chunks=(digest,), size=size)
+
+    def put_files(
+        self, repo: str, ref: str, items: Iterable[tuple[str, Source]], append: bool = False
+    ) -> Commit:
+        """Put many files in ONE commit (or one open-commit update); returns that commit."""
+        pairs = [(normalize_path(path), source) for path, source in items]
+        if not pairs:
+            raise InvalidArgument(f"no files given to put into repo '{repo}'")
+        for _, source in pairs:
+            check_source(source)
+        target = self.target(repo, ref)
+        kind: Literal["put", "append"] = "append" if append else "put"
+        self._check(repo, target, [FileOp(op=kind, path=p, entry=PLACEHOLDER) for p, _ in pairs])
+        entries = self._upload_all([source for _, source in pairs])
+        ops = [FileOp(op=kind, path=p, entry=e) for (p, _), e in zip(pairs, entries)]
+        return self._apply(repo, target, ops)
+
+    def _upload_all(self, sources: list[Source]) -> list[FileEntry]:
+        if len(sources) == 1:
+            return [self.upload(sources[0])]
+        with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
+            return list(pool.map(self.upload, sources))
+
+    def delete_file(self, repo: str, ref: str, path: str) -> Commit:
+        """Delete a file or a whole directory; FileNotFound when nothing is there."""
+        normal = normalize_dir(path)
+        if normal == ROOT:
+            raise InvalidArgument(f"refusing to delete the root directory of repo '{repo}'")
+        target = self.target(repo, ref)
+        ops = [FileOp(op="delete", path=normal)]
+        self._check(repo, target, ops)
+        return self._apply(repo, target, ops)
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def snapshot(self, repo: str, ref: str) -> tuple[Commit, Manifest]:
+        """A finished commit and its manifest."""
+        commit = self.commits.resolve(repo, ref)
+        return commit, self.commits.read_manifest(commit)
+
+    def entry(self, repo: str, ref: str, path: str) -> tuple[Commit, FileEntry]:
+        """The FileEntry of a file; FileNotFound (or InvalidArgument for a directory)."""
+        normal = normalize_path(path)
+        commit, manifest = self.snapshot(repo, ref)
+        found = manifest.files.get(normal)
+        if found is None:
+            if node_info(manifest, normal, commit.id) is not None:
+                raise InvalidArgument(f"'{normal}' in repo '{repo}' is a directory, not a file")
+            raise FileNotFound(repo, commit.id, normal)
+        return commit, found
+
+    def open_file(self, repo: str, ref: str, path: str) -> BinaryIO:
+        """A streaming reader over a file's bytes."""
+        _, found = self.entry(repo, ref, path)
+        return io.BufferedReader(_ChunkReader(self.blobs, found.chunks))  # type: ignore[return-value]
+
+    def get_file(
+        self, repo: str, ref: str, path: str, dest: Path | BinaryIO, recursive: bool = False
+    ) -> None:
+        """Write a file to `dest` (a path or stream); a directory needs recursive and a path."""
+        commit, manifest = self.snapshot(repo, ref)
+        info = self._info(repo, commit, manifest, path)
+        if info.type == "file":
+            self._write(manifest.files[info.path], dest)
+            return
+        if not recursive or not isinstance(dest, Path):
+            raise InvalidArgument(
+                f"'{info.path}' in repo '{repo}' is a directory: use recursive with a local folder"
+            )
+        prefix = dir_prefix(info.path)
+        for name, found in manifest.files.items():
+            if name.startswith(prefix):
+                self._write(found, dest / name[len(prefix):])
+
+    def _write(self, found: FileEntry, dest: Path | BinaryIO) -> None:
+        if not isinstance(dest, Path):
+            with io.BufferedReader(_ChunkReader(self.blobs, found.chunks)) as reader:
+                while block := reader.read(1024 * 1024):
+                    dest.write(block)
+            return
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if len(found.chunks) == 1:
+            self.blobs.get_file(found.chunks[0], dest)
+            return
+        handle, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+        with os.fdopen(handle, "wb") as out:
+            self._write(found, out)  # type: ignore[arg-type]
+        os.replace(tmp, dest)
+
+    def _info(self, repo: str, commit: Commit, manifest: Manifest, path: str) -> FileInfo:
+        normal = normalize_dir(path)
+        info = node_info(manifest, normal, commit.id)
+        if info is None:
+            raise FileNotFound(repo, commit.id, normal)
+        return info
+
+    def inspect_file(self, repo: str, ref: str, path: str) -> FileInfo:
+        """FileInfo of a file or directory."""
+        commit, manifest = self.snapshot(repo, ref)
+        return self._info(repo, commit, manifest, path)
+
+    def list_file(self, repo: str, ref: str, path: str = ROOT) -> list[FileInfo]:
+        """Entries directly below a directory, or the file itself."""
+        commit, manifest = self.snapshot(repo, ref)
+        info = self._info(repo, commit, manifest, path)
+        if info.type == "file":
+            return [info]
+        return list_nodes(manifest, info.path, commit.id)
+
+    def diff_file(
+        self, repo: str, ref: str, old_ref: str | None = None, path: str = ROOT
+    ) -> FileDiff:
+        """Files added, modified and deleted since `old_ref` (default: the parent commit)."""
+        normal = normalize_dir(path)
+        commit, manifest = self.snapshot(repo, ref)
+        if old_ref is not None:
+            old = self.snapshot(repo, old_ref)[1]
+        else:
+            old = self.commits.manifest_at(repo, commit.parent)
+        return diff_manifests(old, manifest, normal)

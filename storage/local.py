@@ -1,0 +1,292 @@
+"""LocalObjectStore: one file per key under a root folder.
+
+Writes go to a temp file in the key's own folder and are moved into place with `os.replace`,
+so a reader sees the old body or the new one, never half. Create-only writes `os.link` the temp
+file (atomic: the link fails when the key exists). compare_and_set takes an `flock` on a lock
+file and re-reads the body under it (dulwich's DiskRefsContainer.set_if_equals). No fsync: a
+power cut may lose recent writes, which then look like never-made commits (design: crash
+safety is bottom-up, so nothing visible points at them).
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import fcntl
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from storage.errors import InvalidArgument, NotFound, ObjectNotFound
+from storage.objects import COPY_CHUNK, body_token, check_key, folder_prefix
+
+# Names starting with this are herd's own (temp files, the lock folder) and never keys.
+INTERNAL = ".~herd"
+
+
+class LocalObjectStore:
+    """An ObjectStore in a local folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.url = self.root.as_uri()
+        self._locks = self.root / f"{INTERNAL}-locks"
+
+    # -- writes -------------------------------------------------------------------------
+    def put(self, key: str, data: bytes) -> None:
+        """Write `data` at `key` atomically (temp file + os.replace)."""
+        self._publish(key, lambda out: out.write(data), os.replace)
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Create `key` with `data` via os.link of a temp file; False when it exists."""
+        return self._publish(key, lambda out: out.write(data), os.link)
+
+    def put_file(self, key: str, path: Path) -> None:
+        """Copy a local file to `key` (sendfile in the kernel, then os.replace)."""
+        try:
+            source = open(path, "rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise NotFound(f"local file '{path}' not found") from None
+        with source:
+            self._publish(key, lambda out: _copy_file(source, out), os.replace)
+
+    def put_stream(self, key: str, stream: BinaryIO) -> None:
+        """Copy a stream to `key` until EOF, then os.replace."""
+        self._publish(key, lambda out: shutil.copyfileobj(stream, out, COPY_CHUNK), os.replace)
+
+    def rename(self, src: str, dst: str) -> None:
+        """Move `src` to `dst` (an optional capability BlobStore uses to write bytes once)."""
+        source, target = self._path(src), self._path(dst)
+        for attempt in range(3):
+            try:
+                os.replace(source, target)
+                break
+            except FileNotFoundError:
+                if not source.exists():
+                    raise ObjectNotFound(src, self.url) from None
+                if attempt == 2:
+                    raise
+                self._mkdirs(dst, target.parent)
+        self._prune(source.parent)
+
+    def _publish(self, key: str, write: Callable[[BinaryIO], object], place: Callable[[Path, Path], None]) -> bool:
+        """Write a temp file beside the key, then `place` it (os.replace or os.link)."""
+        target = self._path(key)
+        fd, tmp = self._temp_file(key, target)
+        moved = False
+        try:
+            with os.fdopen(fd, "wb") as out:
+                write(out)
+            try:
+                place(tmp, target)
+            except FileExistsError:
+                return False
+            except IsADirectoryError:
+                raise InvalidArgument(f"object key '{key}' is a folder of other keys in {self.url}") from None
+            moved = place is os.replace
+            return True
+        finally:
+            if not moved:
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
+
+    def _temp_file(self, key: str, target: Path) -> tuple[int, Path]:
+        """Open a new temp file in the key's folder, creating the folder only when it is missing."""
+        for attempt in range(3):
+            tmp = target.parent / f"{INTERNAL}-tmp-{uuid.uuid4().hex}"
+            try:
+                return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), tmp
+            except FileNotFoundError:
+                # Missing folder (first key in it, or a delete just pruned it): make it, retry.
+                if attempt == 2:
+                    raise
+                self._mkdirs(key, target.parent)
+            except NotADirectoryError:
+                raise InvalidArgument(f"object key '{key}' lies under another key in {self.url}") from None
+        raise AssertionError("unreachable")
+
+    def _mkdirs(self, key: str, folder: Path) -> None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise InvalidArgument(f"object key '{key}' lies under another key in {self.url}") from None
+
+    # -- reads --------------------------------------------------------------------------
+    def get(self, key: str) -> bytes:
+        """The whole body of `key`; ObjectNotFound when missing."""
+        with self._not_found(key):
+            return self._path(key).read_bytes()
+
+    def get_file(self, key: str, path: Path) -> None:
+        """Copy `key` to a local file via a temp file in the destination folder."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.herd-tmp")
+        try:
+            with self._not_found(key):
+                shutil.copyfile(self._path(key), tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def open(self, key: str) -> BinaryIO:
+        """The key's file opened for reading."""
+        with self._not_found(key):
+            return open(self._path(key), "rb")
+
+    def exists(self, key: str) -> bool:
+        """Whether `key` exists."""
+        return self._path(key).is_file()
+
+    def local_path(self, key: str) -> Path | None:
+        """The real file of `key`, or None when it is missing."""
+        path = self._path(key)
+        return path if path.is_file() else None
+
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """The body of `key` and its sha256 token, or None when missing."""
+        try:
+            data = self.get(key)
+        except ObjectNotFound:
+            return None
+        return data, body_token(data)
+
+    @contextmanager
+    def _not_found(self, key: str) -> Iterator[None]:
+        try:
+            yield
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(key, self.url) from None
+
+    # -- listing ------------------------------------------------------------------------
+    def list(self, prefix: str) -> Iterator[str]:
+        """Every key starting with `prefix`, sorted, streamed from an os.scandir walk."""
+        folder, _, start = prefix.rpartition("/")
+        if folder:
+            check_key(folder)
+            folder += "/"
+        return self._walk(self.root / folder, folder, start)
+
+    def _walk(self, directory: Path | str, key_prefix: str, start: str = "") -> Iterator[str]:
+        for name, is_dir in _sorted_entries(directory, start):
+            if is_dir:
+                yield from self._walk(os.path.join(directory, name), f"{key_prefix}{name}/")
+            else:
+                yield key_prefix + name
+
+    def list_children(self, prefix: str) -> builtins.list[str]:
+        """Names one level below the folder `prefix`; a folder counts only if it holds a key."""
+        folder = folder_prefix(prefix)
+        if folder:
+            check_key(folder[:-1])
+        names = []
+        for name, is_dir in _sorted_entries(self.root / folder, ""):
+            if not is_dir:
+                names.append(name)
+            elif _holds_a_key(self.root / folder / name):
+                names.append(name + "/")
+        return sorted(names)
+
+    # -- delete and CAS -----------------------------------------------------------------
+    def delete(self, key: str) -> None:
+        """Remove `key` and any folders it leaves empty; a missing key is fine."""
+        path = self._path(key)
+        try:
+            path.unlink()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return
+        self._prune(path.parent)
+
+    def _prune(self, folder: Path) -> None:
+        """rmdir empty folders up to the root, so listings never show folders without keys."""
+        while folder != self.root and self.root in folder.parents:
+            try:
+                folder.rmdir()
+            except OSError:
+                return
+            folder = folder.parent
+
+    def compare_and_set(self, key: str, token: str | None, data: bytes) -> bool:
+        """Write iff the body's sha256 is `token` (None = create-only), re-read under a lock."""
+        if token is None:
+            return self.put_if_absent(key, data)
+        with self._lock(key):
+            current = self.read_versioned(key)
+            if current is None or current[1] != token:
+                return False
+            self.put(key, data)
+            return True
+
+    @contextmanager
+    def _lock(self, key: str) -> Iterator[None]:
+        """An exclusive flock per key; flock (not lockf) also excludes threads of this process."""
+        self._locks.mkdir(exist_ok=True)
+        lock_path = self._locks / hashlib.sha256(key.encode()).hexdigest()
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _path(self, key: str) -> Path:
+        check_key(key)
+        if any(part.startswith(INTERNAL) for part in key.split("/")):
+            raise InvalidArgument(f"invalid object key '{key}': '{INTERNAL}' names are reserved")
+        return self.root / key
+
+    def __repr__(self) -> str:
+        return f"LocalObjectStore({self.url!r})"
+
+
+def _copy_file(source: BinaryIO, out: BinaryIO) -> None:
+    """Kernel-side copy (sendfile) between two files; plain reads where sendfile is refused."""
+    offset = 0
+    try:
+        while sent := os.sendfile(out.fileno(), source.fileno(), offset, 1 << 30):
+            offset += sent
+    except OSError as exc:
+        if offset or exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise
+        shutil.copyfileobj(source, out, COPY_CHUNK)
+
+
+def _holds_a_key(directory: Path | str) -> bool:
+    """Whether a folder holds any key at any depth; stops at the first one (no sorting)."""
+    try:
+        with os.scandir(directory) as scan:
+            for entry in scan:
+                if entry.name.startswith(INTERNAL):
+                    continue
+                if not entry.is_dir(follow_symlinks=False) or _holds_a_key(entry.path):
+                    return True
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    return False
+
+
+def _sorted_entries(directory: Path | str, start: str) -> list[tuple[str, bool]]:
+    """(name, is_dir) in the folder, sorted as their keys sort (a folder as `name/`)."""
+    try:
+        with os.scandir(directory) as scan:
+            entries = [
+                (entry.name, entry.is_dir(follow_symlinks=False))
+                for entry in scan
+                if entry.name.startswith(start) and not entry.name.startswith(INTERNAL)
+            ]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:  # pragma: no cover - permissions
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise InvalidArgument(f"cannot read folder '{directory}': {exc.strerror}") from None
+        raise
+    entries.sort(key=lambda item: item[0] + "/" if item[1] else item[0])
+    return entries

@@ -1,0 +1,293 @@
+"""The porcelain the CLI and the scheduler use: `Pfs(objects)`, Pachyderm 1.x semantics.
+
+Repos and branches live here; commit mechanics are in `storage/commits.py`, file operations
+in `storage/files.py`. Every method checks all of its input before its first write, so a
+refused call changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+from storage import refs
+from storage.changes import HEX_RE
+from storage.commits import HEAD, ID_LEN, Commits, Parent, now, repo_key
+from storage.errors import AlreadyExists, BranchNotFound, Conflict, InvalidArgument, InvalidPath
+from storage.files import Files, Source
+from storage.model import (
+    Branch,
+    BranchRef,
+    Commit,
+    CommitRef,
+    FileDiff,
+    FileInfo,
+    Manifest,
+    Repo,
+    RepoInfo,
+)
+from storage.objects import ObjectStore
+from storage.paths import ROOT, clash_message, find_clash, normalize_path, validate_name
+
+__all__ = ["HEAD", "Pfs"]
+
+
+class Pfs:
+    """Versioned data over one ObjectStore: repos, branches, commits and files."""
+
+    def __init__(self, objects: ObjectStore) -> None:
+        self.objects = objects
+        self.commits = Commits(objects)
+        self.files = Files(self.commits)
+
+    # ---- repos ---------------------------------------------------------------------------
+
+    def create_repo(self, name: str, description: str = "") -> Repo:
+        """Create a repo; AlreadyExists when the name is taken."""
+        validate_name(name, "repo")
+        repo = Repo(name=name, description=description, created=now())
+        if not self.objects.put_if_absent(repo_key(name), repo.canonical_bytes()):
+            raise AlreadyExists(f"repo '{name}' already exists")
+        return repo
+
+    def inspect_repo(self, name: str) -> RepoInfo:
+        """A repo with its size and branch names."""
+        repo = self.commits.require_repo(name)
+        branches = self.list_branches(name)
+        return RepoInfo(
+            name=repo.name, description=repo.description, created=repo.created,
+            size=self._size(name, branches), branches=tuple(b.name for b in branches),
+        )
+
+    def list_repos(self) -> list[RepoInfo]:
+        """Every repo, by name, with sizes."""
+        infos = []
+        for child in self.objects.list_children("repos/"):
+            if child.endswith("/") and self.objects.exists(repo_key(child[:-1])):
+                infos.append(self.inspect_repo(child[:-1]))
+        return infos
+
+    def _size(self, repo: str, branches: Sequence[Branch]) -> int:
+        """Bytes held by the branch heads, each distinct file content counted once."""
+        seen: dict[str, int] = {}
+        for head in {b.head for b in branches if b.head}:
+            for entry in self.commits.manifest_at(repo, head).files.values():
+                seen[entry.hash] = entry.size
+        return sum(seen.values())
+
+    def delete_repo(self, name: str, force: bool = False) -> None:
+        """Delete a repo's records (blobs stay: they are shared); commits need force."""
+        self.commits.require_repo(name)
+        has_commits = any(b.head for b in self.list_branches(name)) or bool(
+            self.objects.list_children(f"repos/{name}/open/"))
+        if has_commits and not force:
+            raise Conflict(f"repo '{name}' has commits; use --force to delete it anyway")
+        # Heads first, repo.json last: a crash midway leaves a valid, emptier repo.
+        for kind in ("branches", "open", "commits"):
+            for key in list(self.objects.list(f"repos/{name}/{kind}/")):
+                self.objects.delete(key)
+        for key in list(self.objects.list(f"repos/{name}/")):
+            if key != repo_key(name):
+                self.objects.delete(key)
+        self.objects.delete(repo_key(name))
+        self.commits.forget()
+
+    # ---- branches ------------------------------------------------------------------------
+
+    def create_branch(
+        self, repo: str, name: str, head: str | None = None, provenance: Sequence[BranchRef] = ()
+    ) -> Branch:
+        """Create a branch, or move an existing one to `head` / set its provenance."""
+        self.commits.require_repo(repo)
+        validate_name(name, "branch")
+        for ref in provenance:
+            self.commits.require_repo(ref.repo)
+            validate_name(ref.name, "branch")
+            if (ref.repo, ref.name) == (repo, name):
+                raise InvalidArgument(f"branch '{repo}/{name}' cannot be its own provenance")
+        target = self.commits.resolve(repo, head) if head is not None else None
+        if target is not None and target.finished is None:
+            raise InvalidArgument(f"commit '{target.id}' in repo '{repo}' is open: finish it first")
+
+        def update(current: Branch | None) -> Branch:
+            base = current or Branch(repo=repo, name=name)
+            fields: dict[str, object] = {"provenance": tuple(provenance)}
+            if target is not None:
+                fields["head"] = target.id
+            return base.model_copy(update=fields)
+
+        stored = refs.update_branch(self.objects, repo, name, update)
+        assert stored is not None
+        return stored
+
+    def list_branches(self, repo: str) -> list[Branch]:
+        """The branches of a repo, by name."""
+        self.commits.require_repo(repo)
+        found = []
+        for child in self.objects.list_children(f"repos/{repo}/branches/"):
+            branch = None if child.endswith("/") else refs.read_branch(self.objects, repo, child)
+            if branch is not None:
+                found.append(branch)
+        return found
+
+    def inspect_branch(self, repo: str, name: str) -> Branch:
+        """One branch; BranchNotFound when missing."""
+        self.commits.require_repo(repo)
+        branch = refs.read_branch(self.objects, repo, validate_name(name, "branch"))
+        if branch is None:
+            raise BranchNotFound(repo, name)
+        return branch
+
+    def delete_branch(self, repo: str, name: str, force: bool = False) -> None:
+        """Delete a branch (its commits stay reachable by id); open commits on it need force."""
+        self.inspect_branch(repo, name)
+        opened = self.commits.open_commits(repo, name)
+        if opened and not force:
+            raise Conflict(
+                f"branch '{name}' in repo '{repo}' has open commit '{opened[0].id}'; "
+                "finish it or use --force"
+            )
+        for commit in opened:
+            self.objects.delete(f"repos/{repo}/open/{commit.id}")
+        self.objects.delete(refs.branch_key(repo, name))
+
+    # ---- commits -------------------------------------------------------------------------
+
+    def start_commit(
+        self,
+        repo: str,
+        branch: str = "master",
+        parent: str | None = None,
+        description: str = "",
+        provenance: Sequence[CommitRef] = (),
+    ) -> Commit:
+        """Open a commit on `branch` (created if missing); readers see it only once finished."""
+        return self.commits.start(repo, branch, parent, description, provenance)
+
+    def finish_commit(
+        self,
+        repo: str,
+        commit: str,
+        description: str | None = None,
+        failed_reason: str | None = None,
+    ) -> Commit:
+        """Finish an open commit (id, prefix, or a branch with one open) onto its branch head."""
+        self.commits.require_repo(repo)
+        return self.commits.finish(repo, self._open_id(repo, commit), description, failed_reason)
+
+    def _open_id(self, repo: str, ref: str) -> str:
+        target = self.files.target(repo, ref)
+        if target.kind == "open":
+            return target.name
+        self.inspect_branch(repo, target.name)
+        raise InvalidArgument(f"branch '{ref}' in repo '{repo}' has no open commit to finish")
+
+    def write_commit(
+        self,
+        repo: str,
+        branch: str,
+        manifest: Manifest,
+        provenance: Sequence[CommitRef] = (),
+        description: str = "",
+        failed_reason: str | None = None,
+        parent: Parent = HEAD,
+        commit_id: str | None = None,
+    ) -> Commit:
+        """A finished commit with `manifest` in one step (pipeline outputs); creates the branch.
+
+        A given `commit_id` makes the call idempotent (see Commits.commit_on_branch)."""
+        self.commits.require_repo(repo)
+        validate_name(branch, "branch")
+        for path in manifest.files:
+            if normalize_path(path) != path:
+                raise InvalidPath(f"manifest path '{path}' is not normalised")
+        clash = find_clash(manifest.files)
+        if clash is not None:
+            raise InvalidPath(f"invalid manifest: {clash_message(clash)}")
+        for ref in provenance:
+            validate_name(ref.repo, "repo")
+        if commit_id is not None and not (len(commit_id) == ID_LEN and HEX_RE.match(commit_id)):
+            raise InvalidArgument(f"invalid commit id '{commit_id}': expected 32 lowercase hex digits")
+        if parent is not HEAD and parent is not None:
+            parent = self.commits.resolve(repo, parent).id
+        return self.commits.commit_on_branch(
+            repo, branch, lambda _base: manifest, description=description,
+            provenance=provenance, failed_reason=failed_reason, parent=parent, commit_id=commit_id,
+        )
+
+    def inspect_commit(self, repo: str, ref: str) -> Commit:
+        """The commit a ref names (open commits show finished=None)."""
+        return self.commits.resolve(repo, ref)
+
+    def resolve_commit(self, repo: str, ref: str) -> Commit:
+        """A ref (branch, id, unique id prefix; `^`, `^N`, `~N`, `.N`) to its Commit."""
+        return self.commits.resolve(repo, ref)
+
+    def read_manifest(self, commit: Commit) -> Manifest:
+        """The manifest of a finished commit."""
+        return self.commits.read_manifest(commit)
+
+    def list_commits(
+        self, repo: str, branch: str | None = None, limit: int | None = None
+    ) -> list[Commit]:
+        """Newest first: open commits, then history by parent pointers from the head(s)."""
+        if branch is None:
+            heads = [b.head for b in self.list_branches(repo) if b.head]
+        else:
+            heads = [h for h in [self.inspect_branch(repo, branch).head] if h]
+        cap = limit if branch is not None else None  # one linear history: stop early
+        walked: dict[str, Commit] = {}
+        for head in heads:
+            for commit in self.commits.history(self.commits.finished_commit(repo, head)):
+                if commit.id in walked or (cap is not None and len(walked) >= cap):
+                    break
+                walked[commit.id] = commit
+        history = list(walked.values())
+        if branch is None:
+            history.sort(key=lambda c: (c.finished or c.started, c.started), reverse=True)
+        opened = [c for c in self.commits.open_commits(repo, branch) if c.id not in walked]
+        result = opened + history
+        return result if limit is None else result[:limit]
+
+    # ---- files ---------------------------------------------------------------------------
+
+    def put_file(
+        self, repo: str, ref: str, path: str, source: Source, append: bool = False
+    ) -> Commit:
+        """Put (or append to) one file; returns the open commit it joined or its own commit."""
+        return self.files.put_files(repo, ref, [(path, source)], append)
+
+    def put_files(
+        self, repo: str, ref: str, items: Iterable[tuple[str, Source]], append: bool = False
+    ) -> Commit:
+        """Put many files in one commit (`put-file -r`): parallel uploads, one manifest."""
+        return self.files.put_files(repo, ref, items, append)
+
+    def delete_file(self, repo: str, ref: str, path: str) -> Commit:
+        """Delete a file or directory, in the open commit or as a commit by itself."""
+        return self.files.delete_file(repo, ref, path)
+
+    def open_file(self, repo: str, ref: str, path: str) -> BinaryIO:
+        """A streaming reader over a file of a finished commit."""
+        return self.files.open_file(repo, ref, path)
+
+    def get_file(
+        self, repo: str, ref: str, path: str, dest: Path | BinaryIO, recursive: bool = False
+    ) -> None:
+        """Copy a file (or, recursive, a directory) to a local path or stream."""
+        self.files.get_file(repo, ref, path, dest, recursive)
+
+    def list_file(self, repo: str, ref: str, path: str = ROOT) -> list[FileInfo]:
+        """The entries directly below `path` (files and implicit dirs), or the file itself."""
+        return self.files.list_file(repo, ref, path)
+
+    def inspect_file(self, repo: str, ref: str, path: str) -> FileInfo:
+        """FileInfo of a file or directory."""
+        return self.files.inspect_file(repo, ref, path)
+
+    def diff_file(
+        self, repo: str, ref: str, old_ref: str | None = None, path: str = ROOT
+    ) -> FileDiff:
+        """Added, modified and deleted files since `old_ref` (default: the parent)."""
+        return self.files.diff_file(repo, ref, old_ref, path)

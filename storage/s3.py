@@ -1,0 +1,332 @@
+"""S3ObjectStore: the ObjectStore protocol on S3 (AWS, MinIO, SeaweedFS, moto) with boto3.
+
+The only module that imports boto3. Every botocore exception is translated in
+`_map_client_errors()`, so nothing above this file ever sees one. Uploads go through the
+transfer manager (multipart, bounded memory); downloads are one streaming GET (moto's ranged
+GETs crawl), written to a temp file and renamed. CAS is `If-None-Match: *` / `If-Match: <etag>`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
+
+import boto3
+from boto3.exceptions import S3UploadFailedError
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from s3transfer.manager import TransferManager
+
+from storage.errors import AlreadyExists, InvalidArgument, NotFound, ObjectNotFound, StorageUnavailable
+from storage.objects import COPY_CHUNK, check_key, children_of, folder_prefix
+
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound", "NoSuchBucket"}
+_PRECONDITION = {"PreconditionFailed", "412"}
+_CONFLICT = {"ConditionalRequestConflict", "409", "OperationAborted"}
+_DENIED = {"AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
+_CAS_TRIES = 5
+# 8 MiB parts, 4 in flight: a 300 MiB upload stays near 50 MB of buffers on a 2-core box.
+TRANSFER = TransferConfig(multipart_threshold=8 << 20, multipart_chunksize=8 << 20, max_concurrency=4)
+
+_session_lock = threading.Lock()
+_session: boto3.session.Session | None = None
+
+
+def _client(endpoint_url: str | None, max_attempts: int, connect_timeout: float, read_timeout: float) -> Any:
+    """A client from one shared session: sessions load service models once, clients are cheap."""
+    global _session
+    config = Config(
+        retries={"mode": "standard", "max_attempts": max_attempts},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_pool_connections=16,
+    )
+    with _session_lock:  # boto3 sessions are not thread-safe; clients are
+        _session = _session or boto3.session.Session()
+        return _session.client("s3", endpoint_url=endpoint_url, config=config)
+
+
+@dataclass
+class _CasOutcome:
+    lost: bool = False
+    conflict: bool = False
+    retried: bool = False  # botocore resent the request: an earlier attempt may have landed
+
+
+class S3ObjectStore:
+    """An ObjectStore in one S3 bucket under a key prefix."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        *,
+        max_attempts: int = 5,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        create_bucket: bool = True,
+    ) -> None:
+        if not bucket:
+            raise InvalidArgument("S3 bucket name is empty")
+        self.bucket = bucket
+        self.prefix = folder_prefix(prefix.strip("/"))
+        self.url = f"s3://{bucket}/{self.prefix}"
+        self._client = _client(endpoint_url, max_attempts, connect_timeout, read_timeout)
+        self.endpoint = self._client.meta.endpoint_url
+        self._bucket_ready = not create_bucket
+        self._bucket_lock = threading.Lock()
+
+    # -- the one error boundary ---------------------------------------------------------
+    @contextmanager
+    def _map_client_errors(self, key: str | None = None, cas: _CasOutcome | None = None) -> Iterator[None]:
+        """Translate botocore/s3transfer errors into herd's tree (CAS races into `cas` flags)."""
+        where = f"bucket '{self.bucket}' at {self.endpoint}"
+        try:
+            yield
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+            if cas is not None and (code in _PRECONDITION or status == "412"):
+                cas.lost = True
+                cas.retried = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) > 0
+            elif cas is not None and (code in _CONFLICT or status == "409"):
+                cas.conflict = True
+            elif code == "BucketAlreadyOwnedByYou":
+                raise AlreadyExists(f"bucket '{self.bucket}' already exists at {self.endpoint}") from exc
+            elif code == "NoSuchBucket" or (key is None and status == "404"):
+                raise NotFound(f"bucket '{self.bucket}' not found at {self.endpoint}") from exc
+            elif code in _NOT_FOUND or status == "404":
+                raise ObjectNotFound(key or "", self.url) from exc
+            elif code in _DENIED or status == "403":
+                raise StorageUnavailable(f"access denied to {where} ({code})") from exc
+            else:
+                message = error.get("Message") or code
+                raise StorageUnavailable(f"S3 error {code or status} on {where}: {message}") from exc
+        except NoCredentialsError as exc:
+            raise StorageUnavailable(f"no AWS credentials found for {where}") from exc
+        except (BotoCoreError, S3UploadFailedError) as exc:
+            raise StorageUnavailable(
+                f"S3 endpoint {self.endpoint} unavailable for bucket '{self.bucket}': {exc}"
+            ) from exc
+
+    def _ensure_bucket(self) -> None:
+        """Create the bucket on first use when it is missing."""
+        if self._bucket_ready:
+            return
+        with self._bucket_lock:
+            if self._bucket_ready:
+                return
+            try:
+                with self._map_client_errors():
+                    self._client.head_bucket(Bucket=self.bucket)
+            except NotFound:
+                self._create_bucket()
+            self._bucket_ready = True
+
+    def _create_bucket(self) -> None:
+        region = self._client.meta.region_name
+        args: dict[str, Any] = {"Bucket": self.bucket}
+        if region and region != "us-east-1":
+            args["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        try:
+            with self._map_client_errors():
+                self._client.create_bucket(**args)
+        except AlreadyExists:  # a concurrent first use won
+            return
+        except StorageUnavailable as exc:
+            raise StorageUnavailable(f"cannot create missing bucket: {exc.message}") from exc
+
+    def _key(self, key: str) -> str:
+        check_key(key)
+        self._ensure_bucket()
+        return self.prefix + key
+
+    # -- writes -------------------------------------------------------------------------
+    def put(self, key: str, data: bytes) -> None:
+        """Write `data` at `key`, replacing any previous body."""
+        full = self._key(key)
+        with self._map_client_errors(key):
+            self._client.put_object(Bucket=self.bucket, Key=full, Body=data)
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Create `key` with `data` (If-None-Match: *); False when it exists."""
+        return self.compare_and_set(key, None, data)
+
+    def compare_and_set(self, key: str, token: str | None, data: bytes) -> bool:
+        """Write iff the ETag is `token` (None = create-only); 409 conflicts are retried."""
+        full = self._key(key)
+        condition = {"IfNoneMatch": "*"} if token is None else {"IfMatch": token}
+        for attempt in range(_CAS_TRIES):
+            cas = _CasOutcome()
+            try:
+                with self._map_client_errors(key, cas):
+                    self._client.put_object(Bucket=self.bucket, Key=full, Body=data, **condition)
+            except ObjectNotFound:  # If-Match on a key that is gone: that race is lost too
+                return False
+            if cas.lost and cas.retried:
+                return self._landed(key, data)
+            if not cas.conflict:
+                return not cas.lost
+            time.sleep(0.01 * 2**attempt)
+        return False
+
+    def _landed(self, key: str, data: bytes) -> bool:
+        """After a resent conditional PUT got 412: did our own first attempt land?
+
+        A timed-out attempt may have been written before botocore resent it, and then the resend
+        fails its precondition against our own write. Bodies never repeat (design: generation
+        counter + writer id), so finding our exact body means the write was ours.
+        """
+        current = self.read_versioned(key)
+        return current is not None and current[0] == data
+
+    def put_file(self, key: str, path: Path) -> None:
+        """Upload a local file with the transfer manager (multipart above 8 MiB)."""
+        if not Path(path).is_file():
+            raise NotFound(f"local file '{path}' not found")
+        self._transfer(key, os.fspath(path))
+
+    def put_stream(self, key: str, stream: BinaryIO) -> None:
+        """Upload a stream until EOF with the transfer manager (bounded part buffers)."""
+        self._transfer(key, stream)
+
+    def _transfer(self, key: str, source: str | BinaryIO) -> None:
+        full = self._key(key)
+        with self._map_client_errors(key), TransferManager(self._client, TRANSFER) as manager:
+            manager.upload(source, self.bucket, full).result()
+
+    # -- reads --------------------------------------------------------------------------
+    def _get_object(self, key: str) -> dict[str, Any]:
+        full = self._key(key)
+        with self._map_client_errors(key):
+            return self._client.get_object(Bucket=self.bucket, Key=full)
+
+    def get(self, key: str) -> bytes:
+        """The whole body of `key`; ObjectNotFound when missing."""
+        response = self._get_object(key)
+        with self._map_client_errors(key):
+            return response["Body"].read()
+
+    def get_file(self, key: str, path: Path) -> None:
+        """One streaming GET into a temp file beside `path`, then rename."""
+        path = Path(path)
+        response = self._get_object(key)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.herd-tmp")
+        try:
+            with self._map_client_errors(key), open(tmp, "wb") as out:
+                for chunk in response["Body"].iter_chunks(COPY_CHUNK):
+                    out.write(chunk)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        finally:
+            response["Body"].close()
+
+    def open(self, key: str) -> BinaryIO:
+        """A buffered streaming reader over one GET of `key`."""
+        response = self._get_object(key)
+        return io.BufferedReader(_S3Reader(self, key, response["Body"]), COPY_CHUNK)  # type: ignore[return-value]
+
+    def exists(self, key: str) -> bool:
+        """Whether `key` exists (HEAD)."""
+        full = self._key(key)
+        try:
+            with self._map_client_errors(key):
+                self._client.head_object(Bucket=self.bucket, Key=full)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """The body of `key` and its ETag, or None when missing."""
+        try:
+            response = self._get_object(key)
+        except ObjectNotFound:
+            return None
+        with self._map_client_errors(key):
+            return response["Body"].read(), response["ETag"]
+
+    def local_path(self, key: str) -> Path | None:
+        """S3 objects are never local files."""
+        return None
+
+    # -- listing and delete -------------------------------------------------------------
+    def _pages(self, prefix: str, **extra: Any) -> Iterator[dict[str, Any]]:
+        self._ensure_bucket()
+        paginator = self._client.get_paginator("list_objects_v2")
+        with self._map_client_errors():
+            yield from paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix, **extra)
+
+    def list(self, prefix: str) -> Iterator[str]:
+        """Every key starting with `prefix`, sorted (S3 lists in UTF-8 byte order)."""
+        cut = len(self.prefix)
+        for page in self._pages(prefix):
+            for item in page.get("Contents", ()):
+                yield item["Key"][cut:]
+
+    def list_children(self, prefix: str) -> builtins.list[str]:
+        """Names one level below the folder `prefix` (Delimiter='/')."""
+        folder = folder_prefix(prefix)
+        cut = len(self.prefix)
+        keys: list[str] = []
+        for page in self._pages(folder, Delimiter="/"):
+            keys += [item["Key"][cut:] for item in page.get("Contents", ())]
+            keys += [item["Prefix"][cut:] for item in page.get("CommonPrefixes", ())]
+        return children_of(keys, folder)
+
+    def delete(self, key: str) -> None:
+        """Remove `key`; a missing key is fine."""
+        full = self._key(key)
+        with self._map_client_errors(key):
+            self._client.delete_object(Bucket=self.bucket, Key=full)
+
+    def __repr__(self) -> str:
+        return f"S3ObjectStore({self.url!r}, endpoint={self.endpoint!r})"
+
+
+class _S3Reader(io.RawIOBase):
+    """A GET body as a raw stream whose read errors are herd errors."""
+
+    def __init__(self, store: S3ObjectStore, key: str, body: Any) -> None:
+        self._store, self._key, self._body = store, key, body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        with self._store._map_client_errors(self._key):
+            chunk = self._body.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._body.close()
+        super().close()
+
+
+def open_s3_url(url: str, endpoint_url: str | None = None) -> BinaryIO:
+    """A streaming reader over `s3://bucket/key` (for `put-file -f s3://...`)."""
+    parts = urlsplit(url)
+    key = parts.path.lstrip("/")
+    if parts.scheme != "s3" or not parts.netloc or not key:
+        raise InvalidArgument(f"invalid S3 URL '{url}': expected s3://bucket/key")
+    store = S3ObjectStore(parts.netloc, "", endpoint_url, create_bucket=False)
+    try:
+        return store.open(key)
+    except NotFound:
+        raise NotFound(f"S3 object '{url}' not found at {store.endpoint}") from None

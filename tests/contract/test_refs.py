@@ -1,0 +1,202 @@
+"""Branch-head CAS per backend, and the race: 8 processes committing to one branch at once.
+
+The process races run on the local folder and on the SINGLE-THREADED moto server: moto's
+threaded server checks preconditions without a lock (reliability.md), so only the serial one
+makes a lost update a bug in herd rather than in the test server.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from storage import refs
+from storage.errors import ConcurrentUpdateError, InvalidArgument
+from storage.model import Branch
+from storage.objects import ObjectStore
+from storage.repos import Pfs
+from tests.fixtures.s3 import FAKE_AWS_ENV, fresh_bucket
+
+WRITERS = 8
+
+
+def test_missing_branch_reads_as_none(object_store: ObjectStore) -> None:
+    assert refs.read_branch(object_store, "r", "master") is None
+    assert refs.read_branch_versioned(object_store, "r", "master") is None
+
+
+def test_update_branch_creates_then_advances_with_new_bodies(object_store: ObjectStore) -> None:
+    # Given no branch, When created and then "updated" to the same head twice
+    created = refs.update_branch(object_store, "r", "b", lambda cur: Branch(repo="r", name="b"))
+    same1 = refs.update_branch(object_store, "r", "b", lambda cur: cur)
+    same2 = refs.update_branch(object_store, "r", "b", lambda cur: cur)
+    # Then generations count up and the writer differs: a body (and so an ETag) never repeats
+    assert created and same1 and same2
+    assert (created.generation, same1.generation, same2.generation) == (1, 2, 3)
+    assert len({created.writer, same1.writer, same2.writer}) == 3
+    assert refs.read_branch(object_store, "r", "b") == same2
+
+
+def test_fn_returning_none_or_raising_writes_nothing(object_store: ObjectStore) -> None:
+    refs.update_branch(object_store, "r", "b", lambda cur: Branch(repo="r", name="b", head="h1"))
+    before = object_store.get(refs.branch_key("r", "b"))
+    unchanged = refs.update_branch(object_store, "r", "b", lambda cur: None)
+    assert unchanged is not None and unchanged.head == "h1"
+
+    def refuse(cur: Branch | None) -> Branch:
+        raise InvalidArgument("no")
+
+    with pytest.raises(InvalidArgument):
+        refs.update_branch(object_store, "r", "b", refuse)
+    assert object_store.get(refs.branch_key("r", "b")) == before
+
+
+def test_cas_with_a_stale_token_loses(object_store: ObjectStore) -> None:
+    assert refs.cas_branch(object_store, Branch(repo="r", name="b", head="h1"), None)
+    stale = refs.read_branch_versioned(object_store, "r", "b")
+    assert stale is not None
+    # create-only on an existing branch loses
+    assert not refs.cas_branch(object_store, Branch(repo="r", name="b", head="x"), None)
+    assert refs.cas_branch(object_store, Branch(repo="r", name="b", head="h2"), stale)
+    assert not refs.cas_branch(object_store, Branch(repo="r", name="b", head="h3"), stale)
+    current = refs.read_branch(object_store, "r", "b")
+    assert current is not None and current.head == "h2" and current.generation == 2
+
+
+def test_gives_up_after_max_tries(object_store: ObjectStore) -> None:
+    # Given a rival that rewrites the branch between every read and CAS
+    refs.update_branch(object_store, "r", "b", lambda cur: Branch(repo="r", name="b"))
+    calls = 0
+
+    def always_raced(cur: Branch | None) -> Branch:
+        nonlocal calls
+        calls += 1
+        refs.update_branch(object_store, "r", "b", lambda c: c)  # the rival wins
+        assert cur is not None
+        return cur.model_copy(update={"head": "mine"})
+
+    # Then update_branch gives up with ConcurrentUpdateError naming the key
+    with pytest.raises(ConcurrentUpdateError, match="repos/r/branches/b"):
+        refs.update_branch(object_store, "r", "b", always_raced, max_tries=3)
+    assert calls == 3
+    branch = refs.read_branch(object_store, "r", "b")
+    assert branch is not None and branch.head is None
+
+
+def test_threads_racing_on_one_branch_lose_nothing(object_store: ObjectStore) -> None:
+    refs.update_branch(object_store, "r", "b", lambda cur: Branch(repo="r", name="b", head="0"))
+    rounds = 3
+
+    def bump(cur: Branch | None) -> Branch:
+        assert cur is not None and cur.head is not None
+        return cur.model_copy(update={"head": str(int(cur.head) + 1)})
+
+    def writer() -> None:
+        for _ in range(rounds):
+            refs.update_branch(object_store, "r", "b", bump)
+
+    threads = [threading.Thread(target=writer) for _ in range(WRITERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    final = refs.read_branch(object_store, "r", "b")
+    assert final is not None and final.head == str(WRITERS * rounds)
+    assert final.generation == WRITERS * rounds + 1
+
+
+# ---- 8 processes --------------------------------------------------------------------------
+
+
+def _open_store(spec: tuple[str, ...]) -> ObjectStore:
+    if spec[0] == "local":
+        from storage.local import LocalObjectStore
+
+        return LocalObjectStore(Path(spec[1]))
+    from storage.s3 import S3ObjectStore
+
+    return S3ObjectStore(spec[1], spec[2], spec[3])
+
+
+def _commit_worker(spec: tuple[str, ...], index: int, mode: str, barrier: Any, out: Any) -> None:
+    """One racing process: put a file on master (mode 'put') or finish its open commit."""
+    # The forkserver may predate the aws_env fixture, so children get the fake credentials here.
+    os.environ.update(FAKE_AWS_ENV)
+    try:
+        pfs = Pfs(_open_store(spec))
+        path, data = f"/w{index}.txt", f"writer {index}".encode()
+        if mode == "finish":
+            opened = pfs.commits.start("data", "master")
+            pfs.put_file("data", opened.id, path, data)
+            barrier.wait(timeout=60)
+            out.put(("ok", pfs.finish_commit("data", opened.id).id))
+        else:
+            barrier.wait(timeout=60)
+            out.put(("ok", pfs.put_file("data", "master", path, data).id))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        out.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def _race(spec: tuple[str, ...], mode: str) -> list[str]:
+    # forkserver: children fork from a clean, preloaded process (fast, and never inherit this
+    # process's boto3 clients or server threads as a plain fork would)
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["storage.repos", "storage.local", "storage.s3", __name__])
+    barrier, out = ctx.Barrier(WRITERS), ctx.Queue()
+    procs = [ctx.Process(target=_commit_worker, args=(spec, i, mode, barrier, out))
+             for i in range(WRITERS)]
+    for proc in procs:
+        proc.start()
+    results = [out.get(timeout=180) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=60)
+    errors = [detail for status, detail in results if status != "ok"]
+    assert errors == []
+    return [detail for _, detail in results]
+
+
+def _assert_linear(pfs: Pfs, made: list[str]) -> None:
+    history = pfs.list_commits("data", "master")
+    assert [c.finished is not None for c in history] == [True] * WRITERS
+    assert sorted(c.id for c in history) == sorted(made), "a commit was lost"
+    for newer, older in zip(history, history[1:]):
+        assert newer.parent == older.id
+    assert history[-1].parent is None
+    for position, commit in enumerate(reversed(history), start=1):
+        assert len(pfs.read_manifest(commit).files) == position
+    head = pfs.read_manifest(history[0])
+    assert sorted(head.files) == sorted(f"/w{i}.txt" for i in range(WRITERS))
+    for i in range(WRITERS):
+        with pfs.open_file("data", "master", f"/w{i}.txt") as handle:
+            assert handle.read() == f"writer {i}".encode()
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def race_store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[tuple[str, ...], ObjectStore]:
+    """A store spec a child process can reopen: local folder, or a bucket on serial moto."""
+    if request.param == "local":
+        spec: tuple[str, ...] = ("local", str(tmp_path / "store"))
+    else:
+        server = request.getfixturevalue("moto_server_serial")
+        spec = ("s3", fresh_bucket(), "herd", server.url)
+    return spec, _open_store(spec)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["put", "finish"])
+def test_eight_processes_commit_to_one_branch(
+    race_store: tuple[tuple[str, ...], ObjectStore], mode: str
+) -> None:
+    # Given a repo, When 8 processes each commit one file to master at once
+    spec, store = race_store
+    pfs = Pfs(store)
+    pfs.create_repo("data")
+    made = _race(spec, mode)
+    # Then there are 8 commits, none lost, in one linear history holding all 8 files
+    _assert_linear(pfs, made)
+    assert list(store.list("repos/data/open/")) == []

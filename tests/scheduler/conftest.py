@@ -1,0 +1,18 @@
+"""Hypothesis profiles for the scheduler's pure-function tests, chosen by HYPOTHESIS_PROFILE.
+
+`ci`: deterministic (derandomize) with ~100 examples, no deadline (shared CI runners are slow).
+`dev` (default): hypothesis's defaults, minus the per-example deadline (noisy on shared machines).
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci", derandomize=True, max_examples=100, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))

@@ -1,0 +1,73 @@
+"""Shared pieces of the pipeline tests: Pachyderm's documented examples adapted to shell tools."""
+
+from __future__ import annotations
+
+from storage.repos import Pfs
+
+# Pachyderm's word count (map: one datum per file; reduce: one datum for the whole repo),
+# with the Go programs replaced by POSIX shell tools.
+WORDCOUNT_MAP = {
+    "pipeline": {"name": "map"},
+    "transform": {
+        "image": "busybox",
+        "cmd": ["sh"],
+        "stdin": [
+            "for f in $(find /pfs/words -type f); do",
+            "  tr -cs 'A-Za-z' '\\n' < \"$f\" | tr 'A-Z' 'a-z' | grep -v '^$' | sort | uniq -c |",
+            "  while read n w; do echo \"$n\" > /pfs/out/\"$w\"; done",
+            "done",
+        ],
+    },
+    "input": {"pfs": {"repo": "words", "glob": "/*"}},
+}
+
+WORDCOUNT_REDUCE = {
+    "pipeline": {"name": "reduce"},
+    "transform": {
+        "image": "busybox",
+        "cmd": ["sh"],
+        "stdin": [
+            "for f in /pfs/map/*; do",
+            "  [ -f \"$f\" ] || continue",
+            "  awk '{s += $1} END {print s}' \"$f\" > /pfs/out/$(basename \"$f\")",
+            "done",
+        ],
+    },
+    "input": {"pfs": {"repo": "map", "glob": "/"}},
+}
+
+# Pachyderm's opencv example: "edges" per image, then "montage" crossing the raw images with
+# the edges stage's output. Edge detection becomes an uppercase transform.
+EDGES = {
+    "pipeline": {"name": "edges"},
+    "transform": {
+        "image": "busybox",
+        "cmd": ["sh", "-c", "for f in $(find /pfs/images -type f); do tr a-z A-Z < $f > /pfs/out/$(basename $f); done"],
+    },
+    "input": {"pfs": {"repo": "images", "glob": "/*"}},
+}
+
+MONTAGE = {
+    "pipeline": {"name": "montage"},
+    "transform": {
+        "image": "busybox",
+        "cmd": ["sh", "-c", "cat $(find /pfs/images /pfs/edges -type f | sort) > /pfs/out/montage"],
+    },
+    "input": {
+        "cross": [
+            {"pfs": {"glob": "/", "repo": "images"}},
+            {"pfs": {"glob": "/", "repo": "edges"}},
+        ]
+    },
+}
+
+
+def read(pfs: Pfs, repo: str, ref: str, path: str) -> bytes:
+    with pfs.open_file(repo, ref, path) as stream:
+        return stream.read()
+
+
+def files_of(pfs: Pfs, repo: str, ref: str = "master") -> dict[str, bytes]:
+    commit = pfs.inspect_commit(repo, ref)
+    manifest = pfs.read_manifest(commit)
+    return {path: read(pfs, repo, commit.id, path) for path in manifest.files}

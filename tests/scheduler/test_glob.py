@@ -1,0 +1,188 @@
+"""Glob → nodes: Pachyderm's worked example (pachyderm.md §1) pinned, then properties."""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from scheduler.glob import compile_glob, directories, match_nodes, normalize, subtree
+from storage.errors import InvalidArgument, InvalidGlob
+
+TREE = ["/a.txt", "/b.csv", "/.hidden", "/dir/c.txt", "/dir/sub/d.txt"]
+ALL_NON_ROOT = ["/.hidden", "/a.txt", "/b.csv", "/dir", "/dir/c.txt", "/dir/sub", "/dir/sub/d.txt"]
+
+WORKED_EXAMPLE = [
+    ("/", ["/"]),
+    ("/*", ["/.hidden", "/a.txt", "/b.csv", "/dir"]),
+    ("*", ["/.hidden", "/a.txt", "/b.csv", "/dir"]),
+    ("/*/*", ["/dir/c.txt", "/dir/sub"]),
+    ("/*/*/*", ["/dir/sub/d.txt"]),
+    ("/dir", ["/dir"]),
+    ("/dir/", ["/dir"]),
+    ("/*.txt", ["/a.txt"]),
+    ("/**", ALL_NON_ROOT),
+    ("**", ALL_NON_ROOT),
+    ("/**.txt", ["/a.txt", "/dir/c.txt", "/dir/sub/d.txt"]),
+    ("/**/*.txt", ["/dir/c.txt", "/dir/sub/d.txt"]),
+    ("/?.txt", ["/a.txt"]),
+    ("/[ab].*", ["/a.txt", "/b.csv"]),
+    ("/[!a]*", ["/.hidden", "/b.csv", "/dir"]),
+    ("/{a.txt,dir}", ["/a.txt", "/dir"]),
+    ("/nope", []),
+]
+
+
+@pytest.mark.parametrize(("pattern", "expected"), WORKED_EXAMPLE)
+def test_worked_example(pattern: str, expected: list[str]) -> None:
+    # Given the tree of pachyderm.md §1, When matching, Then exactly the table's nodes come back.
+    assert match_nodes(pattern, TREE) == expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("/[^a]*", ["/a.txt"]),  # '^' is literal in a class (1.6+); '[!' negates
+        ("/[a-b].*", ["/a.txt", "/b.csv"]),
+        ("/{dir/sub,a.txt}", ["/a.txt", "/dir/sub"]),  # alternatives may contain '/'
+        ("/dir/{c,sub/d}.txt", ["/dir/c.txt", "/dir/sub/d.txt"]),
+        ("/\\*", []),  # an escaped metacharacter is literal
+        ("//dir//./sub/", ["/dir/sub"]),  # '//' and '.' collapse, trailing '/' dropped
+        ("/dir/../a.txt", ["/a.txt"]),  # '..' resolved as Go's path.Clean does
+        (".", ["/"]),
+        ("/(a|b).*", ["/a.txt", "/b.csv"]),  # capture groups (1.9.4+)
+        ("/@(a).txt", ["/a.txt"]),
+        ("/dir/+(s|u|b)", ["/dir/sub"]),
+        ("/*(q).hidden", ["/.hidden"]),
+        ("/!(a).txt", []),
+        ("/*/!(c.txt)", ["/dir/sub"]),
+        ("/a.tx?", ["/a.txt"]),
+        ("/dir/c.txt", ["/dir/c.txt"]),
+        ("/dir/sub/d.txt/", ["/dir/sub/d.txt"]),
+    ],
+)
+def test_more_syntax(pattern: str, expected: list[str]) -> None:
+    assert match_nodes(pattern, TREE) == expected
+
+
+def test_root_exists_even_in_an_empty_commit() -> None:
+    # Given no files, Then '/' still matches the root (Pachyderm 1.x), and nothing else matches.
+    assert match_nodes("/", []) == ["/"]
+    assert match_nodes("/*", []) == []
+    assert match_nodes("/**", []) == []
+
+
+def test_class_matches_a_slash_as_in_pachyderm() -> None:
+    # Pachyderm's glob library does not exclude the separator from [...] classes.
+    assert match_nodes("/dir[!x]c.txt", TREE) == ["/dir/c.txt"]
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "/[ab", "/{a,b", "/(a|b", "/a\\", "/[]", "/[z-a]"])
+def test_bad_patterns_name_the_pattern(bad: str) -> None:
+    with pytest.raises(InvalidGlob) as info:
+        compile_glob(bad)
+    assert f"'{bad}'" in str(info.value)
+    assert isinstance(info.value, InvalidArgument)
+
+
+def test_glob_match_accepts_root_spellings() -> None:
+    g = compile_glob("/")
+    assert g.match("/") and g.match("")
+    assert not g.match("/a")
+    assert compile_glob("/dir").match("/dir/")
+
+
+def test_normalize() -> None:
+    assert normalize("*") == "/*"
+    assert normalize("/") == ""
+    assert normalize("a//b/./c/") == "/a/b/c"
+
+
+def test_subtree_and_directories() -> None:
+    files = sorted(TREE + ["/dir-x", "/dir0"])  # neighbours that sort around '/dir/'
+    assert subtree("/dir", files) == ["/dir/c.txt", "/dir/sub/d.txt"]
+    assert subtree("/a.txt", files) == ["/a.txt"]
+    assert subtree("/", files) == files
+    assert directories(TREE) == {"", "/dir", "/dir/sub"}
+
+
+def test_100k_files_in_well_under_a_second_of_work() -> None:
+    # A loose bound: catches quadratic behaviour, not noise on a busy machine.
+    files = [f"/d{i % 100:03d}/f{i:06d}.txt" for i in range(100_000)]
+    start = time.process_time()
+    assert len(match_nodes("/*/*", files)) == 100_000
+    assert len(match_nodes("/*", files)) == 100
+    assert match_nodes("/d050/f050050.txt", files) == ["/d050/f050050.txt"]
+    assert time.process_time() - start < 3.0
+
+
+# ---- properties -------------------------------------------------------------------------
+
+SEGMENT = st.text(alphabet="ab.xy", min_size=1, max_size=3).filter(lambda s: s not in (".", ".."))
+PATHS = st.lists(st.lists(SEGMENT, min_size=1, max_size=4).map(lambda s: "/" + "/".join(s)), max_size=25)
+
+
+def _valid_tree(paths: list[str]) -> list[str]:
+    """Drop paths that would make a file also a directory (impossible in a manifest)."""
+    out: list[str] = []
+    for p in sorted(set(paths), key=len):
+        if not any(p.startswith(q + "/") for q in out):
+            out.append(p)
+    return out
+
+
+TREES = PATHS.map(_valid_tree)
+PATTERN_SEGMENT = st.sampled_from(["*", "a", "b", "a*", "*.x", "?", "x*y", ".*", "[ab]*"])
+PATTERNS = st.lists(PATTERN_SEGMENT, min_size=1, max_size=4).map(lambda s: "/" + "/".join(s))
+
+
+def _nodes(files: list[str]) -> set[str]:
+    return set(files) | {d or "/" for d in directories(files)}
+
+
+@given(TREES, PATTERNS)
+@example(TREE, "/*")
+@example([], "/*")
+def test_segment_patterns_agree_with_fnmatch(files: list[str], pattern: str) -> None:
+    # Given a pattern of single-segment wildcards, a node matches iff it has as many segments
+    # and each segment matches (fnmatch's '*' never meets a '/' inside one segment).
+    want = sorted(
+        n for n in _nodes(files) if n != "/" and len(n.split("/")) == len(pattern.split("/"))
+        and all(fnmatch.fnmatchcase(s, p) for s, p in zip(n.split("/")[1:], pattern.split("/")[1:]))
+    )
+    assert match_nodes(pattern, files) == want
+
+
+@given(TREES)
+def test_double_star_is_every_node_but_the_root(files: list[str]) -> None:
+    assert match_nodes("/**", files) == sorted(_nodes(files) - {"/"})
+    assert match_nodes("/", files) == ["/"]
+
+
+@given(TREES, PATTERNS, st.randoms())
+def test_result_ignores_listing_order_and_is_sorted_unique(files: list[str], pattern: str, rnd) -> None:
+    shuffled = list(files)
+    rnd.shuffle(shuffled)
+    result = match_nodes(pattern, shuffled)
+    assert result == match_nodes(pattern, files) == sorted(set(result))
+
+
+@given(TREES, PATTERNS)
+def test_relative_and_trailing_slash_spellings_are_equivalent(files: list[str], pattern: str) -> None:
+    assert match_nodes(pattern.lstrip("/"), files) == match_nodes(pattern + "/", files) == match_nodes(pattern, files)
+
+
+@given(TREES, st.data())
+def test_literal_pattern_is_an_exact_lookup(files: list[str], data) -> None:
+    nodes = sorted(_nodes(files))
+    node = data.draw(st.sampled_from(nodes))
+    assert match_nodes(node, files) == [node]
+
+
+@given(TREES, PATTERNS)
+def test_match_nodes_agrees_with_glob_match(files: list[str], pattern: str) -> None:
+    g = compile_glob(pattern)
+    assert match_nodes(g, files) == sorted(n for n in _nodes(files) if g.match(n))

@@ -1,0 +1,373 @@
+"""Pipeline specs: Pachyderm's own example specs parse unchanged; every rejection names its field."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from scheduler.spec import PipelineSpec, parse_duration, parse_quantity, parse_spec, parse_specs
+from storage.errors import InvalidArgument, InvalidSpec
+
+# Pachyderm 1.x examples, as users have them on disk (opencv: edges + montage; word_count).
+EDGES = """{
+  "pipeline": {
+    "name": "edges"
+  },
+  "transform": {
+    "cmd": [ "python3", "/edges.py" ],
+    "image": "pachyderm/opencv"
+  },
+  "input": {
+    "atom": {
+      "repo": "images",
+      "glob": "/*"
+    }
+  }
+}
+"""
+
+MONTAGE = """{
+  "pipeline": {
+    "name": "montage"
+  },
+  "input": {
+    "cross": [ {
+      "atom": {
+        "glob": "/",
+        "repo": "images"
+      }
+    },
+    {
+      "atom": {
+        "glob": "/",
+        "repo": "edges"
+      }
+    } ]
+  },
+  "transform": {
+    "cmd": [ "sh" ],
+    "image": "v4tech/imagemagick",
+    "stdin": [ "montage -shadow -background SkyBlue -geometry 300x300+2+2 $(find /pfs -type f | sort) /pfs/out/montage.png" ]
+  }
+}
+"""
+
+WORD_COUNT = """{
+  "pipeline": {
+    "name": "scraper"
+  },
+  "transform": {
+    "cmd": [ "bash" ],
+    "stdin": [
+        "FILES=/pfs/urls/*",
+        "for f in $FILES",
+        "do",
+            "wget -e robots=off --adjust-extension --no-check-certificate --no-directories --directory-prefix /pfs/out/$(basename $f) $(cat $f)",
+        "done"
+    ],
+    "acceptReturnCode": [4,5,6,7,8]
+  },
+  "input": {
+      "atom": {
+        "repo": "urls",
+        "glob": "/*"
+      }
+   }
+}
+{
+  "pipeline": {
+    "name": "map"
+  },
+  "transform": {
+    "image": "pachyderm/wordcount-map",
+    "cmd": ["/map", "/pfs/scraper", "/pfs/out"]
+  },
+  "input": {
+    "atom": {
+      "repo": "scraper",
+      "glob": "/*"
+    }
+  }
+}
+{
+  "pipeline": {
+    "name": "reduce"
+  },
+  "transform": {
+    "cmd": ["sh"],
+    "stdin": [
+        "find /pfs/map -name '*' | while read count; do cat $count | awk '{ sum+=$1} END {print sum}' >/tmp/count; mv /tmp/count /pfs/out/`basename $count`; done"
+    ]
+  },
+  "input": {
+    "atom": {
+      "repo": "map",
+      "glob": "/"
+    }
+  }
+}
+"""
+
+YAML_SPECS = """\
+pipeline:
+  name: edges
+description: A pipeline that performs image edge detection by using the OpenCV library.
+transform:
+  cmd: [python3, /edges.py]
+  image: pachyderm/opencv
+input:
+  pfs:
+    repo: images
+    glob: /*
+---
+pipeline:
+  name: montage
+transform:
+  cmd: [sh]
+  image: v4tech/imagemagick
+  stdin:
+  - montage -shadow -background SkyBlue -geometry 300x300+2+2 $(find /pfs -type f | sort) /pfs/out/montage.png
+input:
+  cross:
+  - pfs: {repo: images, glob: /}
+  - pfs: {repo: edges, glob: /}
+datum_timeout: 1h5m
+"""
+
+
+def spec(**fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "pipeline": {"name": "p"},
+        "transform": {"cmd": ["true"]},
+        "input": {"pfs": {"repo": "in", "glob": "/*"}},
+    }
+    return {**base, **fields}
+
+
+def rejection(obj: dict[str, Any]) -> str:
+    with pytest.raises(InvalidSpec) as info:
+        parse_spec(obj)
+    message = str(info.value)
+    assert "\n" not in message
+    assert isinstance(info.value, InvalidArgument)
+    return message
+
+
+def test_opencv_edges_with_atom() -> None:
+    (edges,) = parse_specs(EDGES)
+    assert edges.name == "edges"
+    assert edges.input.pfs is not None and edges.input.atom is None  # atom is folded into pfs
+    assert (edges.input.pfs.name, edges.input.pfs.repo, edges.input.pfs.branch) == ("images", "images", "master")
+    assert edges.transform.image == "pachyderm/opencv"
+    assert edges.input_repos() == {"images"}
+    assert edges.ignored_fields == []
+
+
+def test_opencv_montage_cross() -> None:
+    (montage,) = parse_specs(MONTAGE.encode())
+    assert montage.input.kind == "cross"
+    assert [c.pfs.repo for c in montage.input.children if c.pfs] == ["images", "edges"]
+    assert montage.input_repos() == {"images", "edges"}
+
+
+def test_word_count_three_specs_in_one_file() -> None:
+    specs = parse_specs(WORD_COUNT)
+    assert [s.name for s in specs] == ["scraper", "map", "reduce"]
+    assert specs[0].transform.accept_return_code == [4, 5, 6, 7, 8]  # camelCase key
+    assert specs[2].input.pfs is not None and specs[2].input.pfs.glob == "/"
+
+
+def test_yaml_documents() -> None:
+    edges, montage = parse_specs(YAML_SPECS)
+    assert edges.description.startswith("A pipeline")
+    assert montage.datum_timeout == 3900.0
+    assert montage.input_repos() == {"images", "edges"}
+
+
+def test_atom_and_pfs_have_the_same_canonical_form() -> None:
+    as_atom = parse_specs(EDGES)[0]
+    as_pfs = parse_spec(json.loads(EDGES.replace('"atom"', '"pfs"')))
+    assert as_atom.canonical_bytes() == as_pfs.canonical_bytes()
+    assert as_atom == as_pfs
+
+
+@pytest.mark.parametrize("text", [EDGES, MONTAGE, WORD_COUNT, YAML_SPECS])
+def test_canonical_form_parses_back_to_the_same_spec(text: str) -> None:
+    for s in parse_specs(text):
+        assert parse_spec(json.loads(s.canonical_bytes())) == s
+
+
+def test_rich_spec_round_trips() -> None:
+    s = parse_spec(spec(
+        datum_timeout="1h5m0.25s", job_timeout="300ms", resource_limits={"memory": "1Gi", "gpu": 2, "cpu": 1},
+        parallelism_spec={"coefficient": 0.5}, egress={"URL": "s3://x"}, incremental=False, salt="abc",
+        transform={"cmd": ["x"], "env": {"A": "1"}, "stdin": ["a", "b"], "user": "", "debug": False},
+        input={"cross": [{"union": [pfs_input("a", "x"), pfs_input("b", "x")]}, {"atom": {"repo": "c", "glob": "/*"}}]},
+    ))
+    again = parse_spec(json.loads(s.canonical_bytes()))
+    assert again == s and again.canonical_bytes() == s.canonical_bytes()
+    assert b'"datum_timeout":"3900.25s"' in s.canonical_bytes()
+
+
+def pfs_input(repo: str, name: str) -> dict[str, Any]:
+    return {"pfs": {"repo": repo, "name": name, "glob": "/*", "empty_files": True}}
+
+
+def test_defaults() -> None:
+    s = parse_spec(spec())
+    assert s.transform.image == "ubuntu:16.04"
+    assert (s.output_branch, s.datum_tries, s.description, s.salt) == ("master", 3, "", None)
+    assert s.datum_timeout is None and s.job_timeout is None and s.parallelism_spec is None
+    assert s.input.pfs is not None and s.input.pfs.name == "in"
+    assert not s.input.pfs.empty_files and not s.input.pfs.lazy
+
+
+def test_camel_case_everywhere() -> None:
+    s = parse_spec(spec(
+        transform={"cmd": ["x"], "workingDir": "/w", "acceptReturnCode": [1], "imagePullSecrets": ["k"]},
+        input={"pfs": {"repo": "in", "glob": "/", "emptyFiles": True, "fromCommit": "abc"}},
+        parallelismSpec={"constant": 4}, outputBranch="out2", datumTries=5, enableStats=True,
+        datumTimeout="30s", jobTimeout="1.5h", resourceLimits={"memory": "64M"},
+    ))
+    assert s.transform.working_dir == "/w" and s.transform.accept_return_code == [1]
+    assert s.input.pfs is not None and s.input.pfs.empty_files and s.input.pfs.from_commit == "abc"
+    assert s.parallelism_spec is not None and s.parallelism_spec.constant == 4
+    assert (s.output_branch, s.datum_tries, s.enable_stats) == ("out2", 5, True)
+    assert (s.datum_timeout, s.job_timeout) == (30.0, 5400.0)
+    assert s.resource_limits is not None and s.resource_limits.memory == 64_000_000
+    assert s.ignored_fields == ["transform.image_pull_secrets"]
+
+
+def test_ignored_fields_are_reported() -> None:
+    s = parse_spec(spec(
+        egress={"URL": "s3://bucket/dir"}, scaleDownThreshold="10m", cache_size="64M", standby=True,
+        transform={"cmd": ["x"], "debug": True, "secrets": [{"name": "s", "mount_path": "/s"}]},
+        parallelism_spec={"constant": 1, "strategy": "CONSTANT"}, incremental=False,
+    ))
+    assert s.ignored_fields == [
+        "cache_size", "egress", "parallelism_spec.strategy", "scale_down_threshold", "standby",
+        "transform.debug", "transform.secrets",
+    ]
+
+
+def test_union_siblings_may_share_a_name() -> None:
+    s = parse_spec(spec(input={"union": [
+        {"pfs": {"name": "x", "repo": "a", "glob": "/*"}},
+        {"pfs": {"name": "x", "repo": "b", "glob": "/*"}},
+    ]}))
+    assert s.input_repos() == {"a", "b"}
+    assert s.input.names() == {"x"}
+
+
+def test_resources_and_durations() -> None:
+    s = parse_spec(spec(resource_requests={"cpu": "0.5", "memory": "512Mi", "disk": "1Gi", "gpu": 1},
+                        resource_limits={"cpu": 2, "memory": 1024, "gpu": {"type": "nvidia.com/gpu", "number": 1}}))
+    assert s.resource_requests is not None and s.resource_requests.cpu == 0.5
+    assert (s.resource_requests.memory, s.resource_requests.disk) == (512 * 2**20, 2**30)
+    assert s.resource_requests.gpu is not None and s.resource_requests.gpu.number == 1
+    assert s.resource_limits is not None and s.resource_limits.memory == 1024
+    assert parse_duration("300ms") == pytest.approx(0.3)
+    assert parse_duration("1h5m") == 3900.0 and parse_duration("0") == 0.0
+    assert parse_quantity("1Gi") == 2**30 and parse_quantity("64M") == 64 * 10**6 and parse_quantity("1.5k") == 1500
+
+
+def test_transform_hash_covers_the_transform_only() -> None:
+    a = parse_spec(spec())
+    assert a.transform_hash() == parse_spec(spec(description="changed")).transform_hash()
+    assert a.transform_hash() != parse_spec(spec(transform={"cmd": ["false"]})).transform_hash()
+    assert a.transform_hash() == parse_spec(spec(transform={"cmd": ["true"], "image": "ubuntu:16.04"})).transform_hash()
+    assert len(a.transform_hash()) == 64
+
+
+def test_datum_tries_zero_means_the_default() -> None:
+    assert parse_spec(spec(datum_tries=0)).datum_tries == 3  # proto3: 0 is "unset"
+
+
+@pytest.mark.parametrize(
+    ("fields", "needle"),
+    [
+        ({"transform": {"cmd": ["x"], "imagee": "y"}}, "unknown field 'transform.imagee'"),
+        ({"inputs": []}, "unknown field 'inputs'"),
+        ({"input": {"pfs": {"repo": "in", "glob": "/", "globb": "/"}}}, "unknown field 'input.pfs.globb'"),
+        ({"transform": {"image": "x"}}, "'transform.cmd' is required"),
+        ({"transform": {"cmd": []}}, "transform.cmd"),
+        ({"pipeline": {"name": "-x"}}, "pipeline.name"),
+        ({"pipeline": {"name": "a" * 64}}, "pipeline.name"),
+        ({"pipeline": {"name": "a b"}}, "pipeline.name"),
+        ({"transform": {"cmd": ["x"], "env": {"1X": "v"}}}, "transform.env"),
+        ({"transform": {"cmd": ["x"], "env": {"X": "a\nb"}}}, "transform.env"),
+        ({"transform": {"cmd": ["x"], "env": {"X": "a\x00b"}}}, "transform.env"),
+        ({"parallelism_spec": {"constant": 1, "coefficient": 0.5}}, "parallelism_spec"),
+        ({"input": {"pfs": {"repo": "in"}}}, "'input.pfs.glob' is required"),
+        ({"input": {"pfs": {"glob": "/"}}}, "'input.pfs.repo' is required"),
+        ({"input": {"pfs": {"repo": "in", "glob": ""}}}, "input.pfs.glob"),
+        ({"input": {"atom": {"repo": "in", "glob": "/[a"}}}, "input.atom.glob: invalid glob '/[a'"),
+        ({"input": {"pfs": {"repo": "out", "glob": "/"}}}, "input.pfs.name"),
+        ({"input": {"pfs": {"repo": "in", "name": "out", "glob": "/"}}}, "input.pfs.name"),
+        ({"input": {"pfs": {"repo": "bad/repo", "glob": "/"}}}, "input.pfs.repo"),
+        ({"input": {"git": {"URL": "https://github.com/x/y.git"}}}, "input.git: git inputs are not supported"),
+        ({"input": {"cron": {"name": "tick", "spec": "@every 1h"}}}, "input.cron: cron inputs are not supported yet"),
+        ({"input": {"join": []}}, "input.join"),
+        ({"input": {"group": []}}, "input.group"),
+        ({"input": {}}, "input: set exactly one of"),
+        ({"input": {"pfs": {"repo": "a", "glob": "/"}, "atom": {"repo": "a", "glob": "/"}}}, "input: set exactly one"),
+        ({"input": {"cross": []}}, "input.cross"),
+        ({"input": {"cross": [{"pfs": {"repo": "a", "glob": "/"}}, {"pfs": {"repo": "a", "glob": "/*"}}]}},
+         'input.cross: name "a" was used more than once'),
+        ({"input": {"cross": [
+            {"union": [{"pfs": {"name": "x", "repo": "a", "glob": "/"}}, {"pfs": {"name": "x", "repo": "b", "glob": "/"}}]},
+            {"pfs": {"repo": "x", "glob": "/"}},
+        ]}}, 'name "x" was used more than once'),
+        ({"input": {"union": [{"cross": [{"pfs": {"repo": "a", "glob": "/"}}, {"atom": {"repo": "a", "glob": "/"}}]}]}},
+         "input.union[0].cross"),
+        ({"output_branch": "a/b"}, "output_branch"),
+        ({"datum_tries": -1}, "datum_tries"),
+        ({"datum_timeout": "5 minutes"}, "datum_timeout: invalid duration '5 minutes'"),
+        ({"jobTimeout": 30}, "jobTimeout: invalid duration"),
+        ({"resource_limits": {"memory": "1GB"}}, "resource_limits.memory: invalid quantity '1GB'"),
+        ({"resource_limits": {"cpu": "lots"}}, "resource_limits.cpu"),
+        ({"incremental": True}, "incremental: incremental pipelines are not supported"),
+        ({"service": {"internal_port": 80, "external_port": 30080}}, "service: service pipelines are not supported"),
+        ({"spout": {"overwrite": True}}, "spout"),
+    ],
+)
+def test_rejections_name_the_field(fields: dict[str, Any], needle: str) -> None:
+    message = rejection(spec(**fields))
+    assert needle in message, message
+    assert message.startswith("invalid pipeline spec")
+
+
+def test_messages_name_the_pipeline() -> None:
+    assert rejection(spec(pipeline={"name": "edges"}, transform={})).startswith("invalid pipeline spec 'edges':")
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('{"pipeline": }', "invalid JSON at line 1"),
+        ('{"pipeline": {"name": "a"}} {', "invalid JSON"),
+        ("pipeline: [", "invalid YAML"),
+        ("", "no pipeline"),
+        ("- 1\n- 2\n", "expected an object"),
+        (b"\xff\xfe", "not UTF-8"),
+    ],
+)
+def test_unreadable_files(text: str | bytes, needle: str) -> None:
+    with pytest.raises(InvalidSpec) as info:
+        parse_specs(text)
+    assert needle in str(info.value)
+
+
+def test_second_spec_error_names_that_spec() -> None:
+    text = EDGES + json.dumps(spec(pipeline={"name": "broken"}, transform={"cmdd": ["x"]}))
+    with pytest.raises(InvalidSpec, match="invalid pipeline spec 'broken': unknown field 'transform.cmdd'"):
+        parse_specs(text)
+
+
+def test_spec_is_immutable() -> None:
+    s = parse_spec(spec())
+    with pytest.raises(Exception):
+        s.description = "x"  # type: ignore[misc]
+    assert isinstance(s, PipelineSpec)

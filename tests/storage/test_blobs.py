@@ -1,0 +1,149 @@
+"""BlobStore over every object store: content addressing, dedupe, streaming, boundaries."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from storage import blobs
+from storage.blobs import CHUNK, BlobStore, blob_key
+from storage.errors import InvalidArgument, ObjectNotFound
+from storage.objects import ObjectStore
+from storage.wrappers import CountingStore
+
+# A small "in-memory" threshold so the large-blob paths run on small data, fast.
+SMALL = 64 * 1024
+
+
+@pytest.fixture(autouse=True)
+def small_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(blobs, "SMALL", SMALL)
+
+
+class Pipe(io.RawIOBase):
+    """Non-seekable, short reads: what stdin or an HTTP body gives."""
+
+    def __init__(self, data: bytes, step: int = 50_000) -> None:
+        self._data, self._pos, self._step = data, 0, step
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self._data[self._pos : self._pos + min(len(buffer), self._step)]
+        buffer[: len(chunk)] = chunk
+        self._pos += len(chunk)
+        return len(chunk)
+
+
+def payload(size: int, seed: int = 0) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def test_blob_key_layout_and_hash(object_store: ObjectStore) -> None:
+    # Given bytes put as a blob; Then the id is their sha256 and the key is blobs/<h[:2]>/<h>
+    data = b"hello herd"
+    digest, size = BlobStore(object_store).put_bytes(data)
+    assert digest == hashlib.sha256(data).hexdigest() and size == len(data)
+    assert list(object_store.list("")) == [f"blobs/{digest[:2]}/{digest}"]
+    assert BlobStore(object_store).get_bytes(digest) == data
+
+
+@pytest.mark.parametrize("size", [10, SMALL + 1, 2 * CHUNK + 5])
+def test_same_bytes_are_stored_once_whatever_the_way_in(object_store: ObjectStore, tmp_path: Path, size: int) -> None:
+    # Given the same bytes arriving as bytes, as a file and as a pipe, twice each
+    store = BlobStore(object_store)
+    data = payload(size)
+    source = tmp_path / "src.bin"
+    source.write_bytes(data)
+    ids = set()
+    for _ in range(2):
+        ids.add(store.put_bytes(data))
+        ids.add(store.put_file(source))
+        ids.add(store.put_stream(Pipe(data)))  # type: ignore[arg-type]
+    # Then one (hash, size), one object, and no temp key left behind
+    assert ids == {(hashlib.sha256(data).hexdigest(), size)}
+    assert list(object_store.list("")) == [blob_key(hashlib.sha256(data).hexdigest())]
+
+
+@pytest.mark.parametrize("size", [100, SMALL + 1, CHUNK + 1])
+def test_an_existing_blob_is_never_uploaded_again(object_store: ObjectStore, tmp_path: Path, size: int) -> None:
+    # Given a blob already stored
+    source = tmp_path / "src.bin"
+    source.write_bytes(payload(size, seed=3))
+    counting = CountingStore(object_store)
+    store = BlobStore(counting)
+    digest, _ = store.put_file(source)
+    first_write = counting.bytes_in
+    existing = object_store.local_path(blob_key(digest))
+    inode = existing.stat().st_ino if existing else None
+    # When the same content is put again, as a file and as a stream
+    store.put_file(source)
+    store.put_stream(Pipe(source.read_bytes()))  # type: ignore[arg-type]
+    # Then a remote store received no more bytes, and a local blob file was never replaced
+    if getattr(object_store, "rename", None) is None or size <= SMALL:
+        assert counting.bytes_in == first_write
+    if existing is not None:
+        assert object_store.local_path(blob_key(digest)).stat().st_ino == inode  # type: ignore[union-attr]
+
+
+def test_streaming_round_trip(object_store: ObjectStore, tmp_path: Path) -> None:
+    # Given a blob larger than a few chunks, streamed in from a pipe
+    data = payload(3 * CHUNK + 123, seed=7)
+    store = BlobStore(object_store)
+    digest, size = store.put_stream(Pipe(data))  # type: ignore[arg-type]
+    # When read back as a file and as a stream; Then the bytes are the same
+    store.get_file(digest, tmp_path / "out.bin")
+    assert (tmp_path / "out.bin").read_bytes() == data
+    with store.open(digest) as reader:
+        assert reader.read() == data
+    assert size == len(data) and store.exists(digest)
+
+
+def test_local_path_only_on_the_local_store(object_store: ObjectStore) -> None:
+    digest, _ = BlobStore(object_store).put_bytes(b"x" * 10)
+    path = BlobStore(object_store).local_path(digest)
+    if type(object_store).__name__ == "LocalObjectStore":
+        assert path is not None and path.read_bytes() == b"x" * 10
+    else:
+        assert path is None
+
+
+def test_missing_and_malformed_ids(object_store: ObjectStore, tmp_path: Path) -> None:
+    store = BlobStore(object_store)
+    missing = "0" * 64
+    assert not store.exists(missing)
+    with pytest.raises(ObjectNotFound, match=missing):
+        store.get_file(missing, tmp_path / "x")
+    for bad in ("abc", "G" * 64, "A" * 64, "../" + "0" * 61):
+        with pytest.raises(InvalidArgument, match="invalid blob id"):
+            store.exists(bad)
+
+
+BOUNDARIES = [0, 1, SMALL - 1, SMALL, SMALL + 1, CHUNK - 1, CHUNK, CHUNK + 1, SMALL + CHUNK]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(base=st.sampled_from(BOUNDARIES), delta=st.integers(-3, 3), seed=st.integers(0, 2**16), step=st.integers(1, 9))
+@example(base=SMALL, delta=0, seed=1, step=1)
+@example(base=CHUNK, delta=1, seed=2, step=9)
+def test_hash_is_right_at_chunk_boundaries(
+    object_store: ObjectStore, tmp_path: Path, base: int, delta: int, seed: int, step: int
+) -> None:
+    # Given a payload whose size sits on or beside a threshold, and a pipe with odd read sizes
+    data = payload(max(0, base + delta), seed)
+    expected = (hashlib.sha256(data).hexdigest(), len(data))
+    store = BlobStore(object_store)
+    source = tmp_path / f"b{seed}"
+    source.write_bytes(data)
+    # When it goes in every way; Then the id is the sha256 and the bytes come back
+    assert store.put_stream(Pipe(data, step=7_919 * step)) == expected  # type: ignore[arg-type]
+    assert store.put_file(source) == expected
+    assert store.get_bytes(expected[0]) == data

@@ -1,0 +1,135 @@
+"""collect_outputs uploads /pfs/out without ever following a link out of it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from storage.blobs import BlobStore
+from storage.errors import UnsafeOutput, UserCodeError
+from storage.objects import MemoryObjectStore
+from worker.outputs import collect_outputs
+
+
+@pytest.fixture
+def store() -> MemoryObjectStore:
+    return MemoryObjectStore()
+
+
+@pytest.fixture
+def blobs(store: MemoryObjectStore) -> BlobStore:
+    return BlobStore(store)
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    return folder
+
+
+def test_nested_files_become_a_manifest(blobs: BlobStore, out: Path) -> None:
+    # Given nested output, an empty file, an empty directory and a duplicate body
+    (out / "a" / "b").mkdir(parents=True)
+    (out / "a" / "b" / "c.txt").write_bytes(b"deep")
+    (out / "top").write_bytes(b"top")
+    (out / "same").write_bytes(b"top")
+    (out / "empty").write_bytes(b"")
+    (out / "nothing" / "here").mkdir(parents=True)
+    # When collected
+    manifest = collect_outputs(blobs, out)
+    # Then paths are normalised, empty directories dropped, bodies stored once
+    assert sorted(manifest.files) == ["/a/b/c.txt", "/empty", "/same", "/top"]
+    assert blobs.get_bytes(manifest.files["/a/b/c.txt"].chunks[0]) == b"deep"
+    assert manifest.files["/same"] == manifest.files["/top"]
+    assert manifest.files["/empty"].size == 0
+    assert manifest.size == 10
+
+
+def test_symlink_to_a_host_file_is_refused_and_nothing_uploaded(
+    blobs: BlobStore, store: MemoryObjectStore, out: Path
+) -> None:
+    # Given user code that linked /etc/passwd into its output
+    (out / "fine.txt").write_bytes(b"fine")
+    (out / "sub").mkdir()
+    os.symlink("/etc/passwd", out / "sub" / "passwd")
+    # When collected, Then the link is named and nothing at all is uploaded
+    with pytest.raises(UnsafeOutput, match=r"'/sub/passwd'.*symbolic link"):
+        collect_outputs(blobs, out)
+    passwd = hashlib.sha256(Path("/etc/passwd").read_bytes()).hexdigest()
+    assert not blobs.exists(passwd)
+    assert list(store.list("")) == []
+
+
+@pytest.mark.parametrize("target", ["/etc", "..", "missing", "fine.txt"])
+def test_any_symlink_is_refused(blobs: BlobStore, out: Path, target: str) -> None:
+    (out / "fine.txt").write_bytes(b"fine")
+    os.symlink(target, out / "link")
+    with pytest.raises(UnsafeOutput, match="'/link'"):
+        collect_outputs(blobs, out)
+
+
+@pytest.mark.timeout(10)
+def test_fifo_is_refused_without_blocking(blobs: BlobStore, out: Path) -> None:
+    os.mkfifo(out / "pipe")
+    with pytest.raises(UnsafeOutput, match=r"'/pipe'.*FIFO"):
+        collect_outputs(blobs, out)
+
+
+def test_socket_is_refused(blobs: BlobStore, out: Path) -> None:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(out / "sock"))
+        with pytest.raises(UnsafeOutput, match=r"'/sock'.*socket"):
+            collect_outputs(blobs, out)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
+def test_device_is_refused(blobs: BlobStore, out: Path) -> None:
+    os.mknod(out / "null", 0o600 | 0o020000, os.makedev(1, 3))
+    with pytest.raises(UnsafeOutput, match=r"'/null'.*character device"):
+        collect_outputs(blobs, out)
+
+
+def test_hard_link_to_a_file_outside_is_refused(blobs: BlobStore, out: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"host secret")
+    os.link(secret, out / "copy")
+    with pytest.raises(UnsafeOutput, match=r"'/copy'.*hard link"):
+        collect_outputs(blobs, out)
+    assert not blobs.exists(hashlib.sha256(b"host secret").hexdigest())
+
+
+def test_hard_links_within_out_are_fine(blobs: BlobStore, out: Path) -> None:
+    (out / "a").write_bytes(b"shared")
+    os.link(out / "a", out / "b")
+    manifest = collect_outputs(blobs, out)
+    assert manifest.files["/a"] == manifest.files["/b"]
+
+
+def test_out_itself_as_a_symlink_is_refused(blobs: BlobStore, tmp_path: Path) -> None:
+    os.symlink("/etc", tmp_path / "out")
+    with pytest.raises(UnsafeOutput, match="not a directory"):
+        collect_outputs(blobs, tmp_path / "out")
+
+
+def test_missing_out_is_no_output(blobs: BlobStore, tmp_path: Path) -> None:
+    assert collect_outputs(blobs, tmp_path / "gone").files == {}
+
+
+def test_quota(blobs: BlobStore, out: Path) -> None:
+    (out / "a").write_bytes(b"x" * 600)
+    (out / "b").write_bytes(b"y" * 400)
+    assert collect_outputs(blobs, out, quota_bytes=1000).size == 1000
+    with pytest.raises(UserCodeError, match="1000 bytes, over the quota of 999"):
+        collect_outputs(blobs, out, quota_bytes=999)
+
+
+def test_non_utf8_name_is_refused(blobs: BlobStore, out: Path) -> None:
+    with open(os.path.join(os.fsencode(out), b"bad\xff"), "wb") as handle:
+        handle.write(b"x")
+    with pytest.raises(UnsafeOutput, match="UTF-8"):
+        collect_outputs(blobs, out)

@@ -1,0 +1,216 @@
+"""ProcessRuntime with real processes, in every isolation mode this machine supports."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from storage.errors import InvalidArgument
+from worker import process_runtime
+from worker.process_runtime import Isolation, ProcessRuntime, ProcessSession, detect_isolation
+from worker.runtime import LOG_TAIL_BYTES, RunRequest, RunResult, Transform
+from worker.staging import clear_pfs
+
+AVAILABLE = [mode for mode in (Isolation.BWRAP, Isolation.UNSHARE) if process_runtime._probe(mode)]
+ALL_MODES = AVAILABLE + [Isolation.REWRITE]
+NAMESPACED = pytest.mark.parametrize("mode", AVAILABLE or [pytest.param(None, marks=pytest.mark.skip("no namespace"))])
+
+
+@pytest.fixture(params=ALL_MODES, ids=lambda mode: mode.value)
+def mode(request: pytest.FixtureRequest) -> Isolation:
+    return request.param
+
+
+@pytest.fixture
+def pfs(tmp_path: Path) -> Path:
+    """A datum folder as staging lays it out: /pfs/in/x and an empty out/."""
+    folder = tmp_path / "pfs"
+    (folder / "in" / "sub").mkdir(parents=True)
+    (folder / "in" / "x").write_text("hello\n")
+    (folder / "in" / "sub" / "y").write_text("why\n")
+    (folder / "out").mkdir()
+    return folder
+
+
+def run(mode: Isolation, pfs: Path, cmd: tuple[str, ...], timeout: float | None = None, **kw: object) -> RunResult:
+    session = ProcessRuntime(mode).open("pipe", Transform(image="", cmd=cmd, **kw))  # type: ignore[arg-type]
+    try:
+        return session.run(RunRequest(pfs_dir=pfs, env={"PACH_JOB_ID": "j1", "in": "/pfs/in/x"}, timeout=timeout))
+    finally:
+        session.close()
+
+
+def sh(script: str) -> tuple[str, ...]:
+    return ("sh", "-c", script)
+
+
+def test_this_machine_has_a_mount_namespace() -> None:
+    # Given bwrap installed (the reference machine), When probing, Then bwrap is chosen.
+    if not AVAILABLE:
+        pytest.skip("neither bwrap nor unshare works here")
+    assert detect_isolation() is AVAILABLE[0]
+
+
+def test_user_code_sees_pfs_paths_and_writes_out(mode: Isolation, pfs: Path) -> None:
+    result = run(mode, pfs, sh("cat /pfs/in/x /pfs/in/sub/y > /pfs/out/copy && ls /pfs"))
+    assert result.exit_code == 0, result.stderr
+    assert (pfs / "out" / "copy").read_text() == "hello\nwhy\n"
+    assert set(result.stdout.split()) >= {b"in", b"out"}
+
+
+@NAMESPACED
+def test_inputs_are_read_only(mode: Isolation, pfs: Path) -> None:
+    result = run(mode, pfs, sh("echo bad > /pfs/in/x; echo bad > /pfs/in/new; rm -f /pfs/in/sub/y; touch /pfs/out/ok"))
+    assert b"Read-only file system" in result.stderr
+    assert (pfs / "in" / "x").read_text() == "hello\n"
+    assert not (pfs / "in" / "new").exists() and (pfs / "in" / "sub" / "y").exists()
+    assert (pfs / "out" / "ok").exists()
+
+
+def test_rewrite_mode_never_writes_through_a_hard_link(pfs: Path, tmp_path: Path) -> None:
+    # Given an input hard-linked to a "blob" (staging's fast path), When user code overwrites it
+    blob = tmp_path / "blob"
+    blob.write_text("precious\n")
+    os.link(blob, pfs / "in" / "linked")
+    result = run(Isolation.REWRITE, pfs, sh("echo clobbered > /pfs/in/linked"))
+    # Then the datum's copy changed, the blob did not
+    assert result.exit_code == 0
+    assert blob.read_text() == "precious\n"
+    assert (pfs / "in" / "linked").read_text() == "clobbered\n"
+
+
+def test_stdin_lines_are_fed_joined_with_newlines(mode: Isolation, pfs: Path) -> None:
+    result = run(mode, pfs, ("sh",), stdin=("echo one", "cat /pfs/in/x", "echo three"))
+    assert result.exit_code == 0
+    assert result.stdout == b"one\nhello\nthree\n"
+    assert run(mode, pfs, ("cat",), stdin=("a", "b")).stdout == b"a\nb\n"
+
+
+def test_large_stdin_and_output_do_not_deadlock(mode: Isolation, pfs: Path) -> None:
+    lines = tuple(f"line {i:07d} " + "x" * 50 for i in range(40_000))  # ~2.5 MB each way
+    result = run(mode, pfs, ("cat",), stdin=lines, timeout=30)
+    assert result.exit_code == 0 and not result.timed_out
+    assert len(result.stdout) == LOG_TAIL_BYTES
+    assert result.stdout.endswith(lines[-1].encode() + b"\n")
+
+
+def test_env_is_base_plus_transform_plus_request(mode: Isolation, pfs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HERD_WORKER_SECRET", "leak")
+    result = run(mode, pfs, ("env",), env={"FOO": "bar", "PACH_JOB_ID": "overridden"})
+    env = dict(line.split("=", 1) for line in result.stdout.decode().splitlines())
+    assert env["FOO"] == "bar" and env["PACH_JOB_ID"] == "j1"  # the request wins
+    assert env["HOME"] == "/tmp" and env["LANG"] == "C.UTF-8" and "/usr/bin" in env["PATH"]
+    assert "HERD_WORKER_SECRET" not in env
+    assert env["in"] == ("/pfs/in/x" if mode is not Isolation.REWRITE else f"{pfs}/in/x")
+
+
+def test_invalid_env_name_is_refused(pfs: Path) -> None:
+    with pytest.raises(InvalidArgument, match="BAD-NAME"):
+        run(Isolation.REWRITE, pfs, ("true",), env={"BAD-NAME": "x"})
+
+
+@pytest.mark.parametrize(("script", "code"), [("exit 0", 0), ("exit 3", 3), ("kill -TERM $$", 143), ("exit 255", 255)])
+def test_exit_codes(mode: Isolation, pfs: Path, script: str, code: int) -> None:
+    assert run(mode, pfs, sh(script)).exit_code == code
+
+
+def test_missing_program_is_exit_127(mode: Isolation, pfs: Path) -> None:
+    result = run(mode, pfs, ("/no/such/program",))
+    cold_bwrap = mode is Isolation.BWRAP and os.geteuid() != 0  # bwrap itself reports 1
+    assert result.exit_code == (1 if cold_bwrap else 127)
+    assert b"/no/such/program" in result.stderr
+
+
+def test_working_dir(mode: Isolation, pfs: Path) -> None:
+    assert run(mode, pfs, ("pwd",)).stdout.strip() == b"/"
+    inside = run(mode, pfs, ("sh", "-c", "pwd; cat x"), working_dir="/pfs/in").stdout.split()
+    assert inside[1] == b"hello"
+
+
+def test_timeout_kills_the_process_group(mode: Isolation, pfs: Path) -> None:
+    started = time.monotonic()
+    result = run(mode, pfs, sh("sleep 30 & sleep 30; echo never"), timeout=0.5)
+    elapsed = time.monotonic() - started
+    assert result.timed_out and result.exit_code == 137
+    assert elapsed < 0.5 + 1.5, elapsed
+    assert b"never" not in result.stdout
+
+
+def test_background_children_do_not_outlive_the_datum(mode: Isolation, pfs: Path) -> None:
+    # Given user code that leaves a child holding stdout, When the leader exits
+    started = time.monotonic()
+    result = run(mode, pfs, sh("(sleep 30; echo late > /pfs/out/late) & echo done"))
+    # Then run returns at once and the child never writes to /pfs/out
+    assert result.exit_code == 0 and result.stdout == b"done\n"
+    assert time.monotonic() - started < 2.5
+    time.sleep(0.2)
+    assert not (pfs / "out" / "late").exists()
+
+
+def test_stdout_and_stderr_tails_are_bounded(mode: Isolation, pfs: Path) -> None:
+    result = run(mode, pfs, sh("head -c 300000 /dev/zero | tr '\\0' a; echo END; echo ERR >&2"))
+    assert len(result.stdout) == LOG_TAIL_BYTES and result.stdout.endswith(b"aEND\n")
+    assert result.stderr == b"ERR\n"
+
+
+def test_session_is_warm_and_follows_the_datum_folder(mode: Isolation, tmp_path: Path) -> None:
+    # Given one session, When datums run in a cleared folder and then in another folder
+    first, second = tmp_path / "a", tmp_path / "b"
+    session = ProcessRuntime(mode).open("pipe", Transform(image="", cmd=sh("cat /pfs/in/x; ls /pfs/out")))
+    try:
+        outputs = []
+        for folder, text in ((first, "1"), (first, "2"), (second, "3"), (first, "4")):
+            clear_pfs(folder)
+            (folder / "in").mkdir(parents=True)
+            (folder / "out").mkdir(exist_ok=True)
+            (folder / "in" / "x").write_text(text)
+            outputs.append(session.run(RunRequest(pfs_dir=folder, env={})).stdout)
+    finally:
+        session.close()
+    # Then each run saw its own inputs
+    assert outputs == [b"1", b"2", b"3", b"4"]
+
+
+@NAMESPACED
+@pytest.mark.skipif(os.geteuid() != 0, reason="without root each datum starts its own bwrap")
+def test_close_ends_the_warm_sandbox(mode: Isolation, pfs: Path) -> None:
+    session = ProcessRuntime(mode).open("pipe", Transform(image="", cmd=("true",)))
+    assert isinstance(session, ProcessSession)
+    session.run(RunRequest(pfs_dir=pfs, env={}))
+    holder = session._sandbox
+    assert holder is not None and holder.alive()
+    session.close()
+    assert not holder.alive()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_runs_as_the_transform_user(mode: Isolation, pfs: Path) -> None:
+    if mode is Isolation.REWRITE:
+        # Without a namespace the real path is used, so every folder above it must be traversable.
+        for folder in [pfs, *pfs.parents]:
+            if folder.stat().st_mode & 0o001 == 0:
+                pytest.skip(f"'{folder}' is not traversable by other users")
+    result = run(mode, pfs, sh("id -u; echo hi > /pfs/out/mine"), user="nobody")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == b"65534"
+    assert (pfs / "out" / "mine").stat().st_uid == 65534
+
+
+def test_rewrite_mode_warns_once(pfs: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(process_runtime, "_warned", set())
+    with caplog.at_level(logging.WARNING, logger="worker.process_runtime"):
+        for _ in range(3):
+            ProcessRuntime("rewrite").open("pipe", Transform(image="", cmd=("true",))).close()
+    warnings = [r for r in caplog.records if "rewritten" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_rewrite_only_touches_pfs_paths(pfs: Path) -> None:
+    rewrite = process_runtime._rewriter(pfs)
+    assert rewrite("cat /pfs/in/x > /pfs/out/y") == f"cat {pfs}/in/x > {pfs}/out/y"
+    assert rewrite("--dir=/pfs") == f"--dir={pfs}"
+    assert rewrite("/data/pfs/x /pfsx ./pfs/a") == "/data/pfs/x /pfsx ./pfs/a"

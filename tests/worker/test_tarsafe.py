@@ -1,0 +1,146 @@
+"""Tar in and out of a folder; tar-slip and link tricks are refused, naming the member."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from storage.errors import InvalidPath, UnsafeOutput, UserCodeError
+from worker.tarsafe import build_tar, extract_tar, member_name, tar_bytes
+
+
+def make_tar(*members: tuple[str, str, bytes | str]) -> bytes:
+    """A tar from (name, kind, data-or-linkname); kinds: file, dir, sym, hard, chr, fifo."""
+    types = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "sym": tarfile.SYMTYPE,
+             "hard": tarfile.LNKTYPE, "chr": tarfile.CHRTYPE, "fifo": tarfile.FIFOTYPE}
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, kind, payload in members:
+            info = tarfile.TarInfo(name)
+            info.type = types[kind]
+            info.mode = 0o755 if kind == "dir" else 0o644
+            if kind == "file":
+                assert isinstance(payload, bytes)
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+            else:
+                info.linkname = payload if isinstance(payload, str) else ""
+                tar.addfile(info)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def dest(tmp_path: Path) -> Path:
+    return tmp_path / "box" / "dest"
+
+
+def test_round_trip(tmp_path: Path, dest: Path) -> None:
+    # Given a folder with nested files, an empty file, an empty dir and a hard link
+    src = tmp_path / "src"
+    (src / "a" / "b").mkdir(parents=True)
+    (src / "a" / "b" / "c").write_bytes(b"deep")
+    (src / "empty").write_bytes(b"")
+    (src / "nothing").mkdir()
+    (src / "x").write_bytes(b"linked")
+    os.link(src / "x", src / "y")
+    # When archived and extracted
+    written = extract_tar(io.BytesIO(tar_bytes(src)), dest)
+    # Then the tree is the same
+    assert (dest / "a" / "b" / "c").read_bytes() == b"deep"
+    assert (dest / "empty").read_bytes() == b"" and (dest / "nothing").is_dir()
+    assert (dest / "y").read_bytes() == b"linked"
+    assert written == 10
+
+
+def test_prefix_and_strip_prefix(tmp_path: Path, dest: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"F")
+    stream = io.BytesIO()
+    build_tar(src, stream, prefix="out")
+    stream.seek(0)
+    assert tarfile.open(fileobj=io.BytesIO(stream.getvalue())).getnames() == ["out/f"]
+    extract_tar(stream, dest, strip_prefix="out")
+    assert (dest / "f").read_bytes() == b"F"
+
+
+def test_build_refuses_symlinks(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    os.symlink("/etc/passwd", src / "passwd")
+    with pytest.raises(InvalidPath, match="passwd"):
+        tar_bytes(src)
+
+
+def test_chunk_iterable_source(dest: Path) -> None:
+    data = make_tar(("d", "dir", b""), ("d/f", "file", b"chunked" * 1000))
+    chunks = (data[i : i + 777] for i in range(0, len(data), 777))
+    extract_tar(chunks, dest)
+    assert (dest / "d" / "f").read_bytes() == b"chunked" * 1000
+
+
+@pytest.mark.parametrize(
+    ("members", "named"),
+    [
+        ([("../x", "file", b"slip")], "../x"),
+        (([("a/../../x", "file", b"slip")]), "a/../../x"),
+        ([("/abs", "file", b"abs")], "/abs"),
+        ([("link", "sym", "/etc")], "link"),
+        ([("link", "sym", "../..")], "link"),
+        ([("inside", "sym", "f")], "inside"),
+        ([("h", "hard", "/etc/passwd")], "/etc/passwd"),
+        ([("h", "hard", "../outside")], "../outside"),
+        ([("h", "hard", "not-yet")], "h"),
+        ([("null", "chr", b"")], "null"),
+        ([("pipe", "fifo", b"")], "pipe"),
+        ([("f", "file", b"1"), ("f", "file", b"2")], "f"),
+        ([("f", "file", b"1"), ("f/g", "file", b"2")], "f/g"),
+    ],
+)
+def test_unsafe_members_are_refused(dest: Path, members: list, named: str) -> None:
+    with pytest.raises(UnsafeOutput) as caught:
+        extract_tar(io.BytesIO(make_tar(*members)), dest)
+    assert named in str(caught.value)
+    assert not (dest.parent / "x").exists() and not (dest.parent / "outside").exists()
+    assert not any(p.is_symlink() for p in dest.rglob("*"))
+
+
+def test_symlink_then_write_through_it_never_escapes(dest: Path) -> None:
+    # The classic: a link to a host folder, then a file "through" the link.
+    archive = make_tar(("esc", "sym", str(dest.parent)), ("esc/pwned", "file", b"x"))
+    with pytest.raises(UnsafeOutput, match="esc"):
+        extract_tar(io.BytesIO(archive), dest)
+    assert not (dest.parent / "pwned").exists()
+
+
+def test_preexisting_symlink_in_dest_is_not_followed(dest: Path) -> None:
+    dest.mkdir(parents=True)
+    os.symlink(dest.parent, dest / "up")
+    with pytest.raises(UnsafeOutput, match="outside the destination"):
+        extract_tar(io.BytesIO(make_tar(("up/pwned", "file", b"x"))), dest)
+    assert not (dest.parent / "pwned").exists()
+
+
+def test_strip_prefix_refuses_other_members(dest: Path) -> None:
+    with pytest.raises(UnsafeOutput, match="outside 'out/'"):
+        extract_tar(io.BytesIO(make_tar(("out/a", "file", b"a"), ("etc/b", "file", b"b"))), dest, strip_prefix="out")
+
+
+def test_quota(dest: Path) -> None:
+    with pytest.raises(UserCodeError, match="quota of 5 bytes"):
+        extract_tar(io.BytesIO(make_tar(("a", "file", b"1234"), ("b", "file", b"56"))), dest, quota_bytes=5)
+
+
+def test_garbage_is_not_a_tar(dest: Path) -> None:
+    with pytest.raises(UnsafeOutput, match="not a valid tar"):
+        extract_tar(io.BytesIO(b"\x01" * 2048), dest)
+
+
+def test_member_name_normalises() -> None:
+    assert member_name("./a//b/") == "a/b"
+    assert member_name("out/", "out") is None
+    assert member_name("out/x/y", "out") == "x/y"

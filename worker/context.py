@@ -1,0 +1,208 @@
+"""What a worker process keeps between batches: stores, the runtime, warm sessions, scratch."""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from scheduler.records import JobPlan, PlannedDatum
+from scheduler.spec import PipelineSpec, parse_spec
+from scheduler.store import RecordStore
+from storage.blobs import BlobStore
+from storage.factory import open_object_store
+from storage.errors import HerdError
+from storage.objects import ObjectStore
+from worker.clock import BrokerClock
+from worker.runtime import RunRequest, Runtime, Session, Transform
+from worker.runtimes import open_runtime
+from worker.settings import WorkerSettings
+
+
+class WorkerContext:
+    """Per-process state; sessions and scratch folders are per thread (a session runs one datum at a time)."""
+
+    def __init__(self, objects: ObjectStore, settings: WorkerSettings, runtime: str | None = None) -> None:
+        self.objects = objects
+        self.settings = settings
+        self.blobs = BlobStore(objects)
+        self.records = RecordStore(objects)
+        self.runtime_name = runtime or settings.runtime
+        self.leases = Leases(self)
+        # Leases are judged on the broker's clock when there is one (one clock for all hosts), and
+        # name this context, not only the worker: two processes may share a HERD_WORKER_ID.
+        self.clock: Callable[[], float] = BrokerClock(settings.broker) if settings.broker else time.time
+        self.holder = f"{settings.worker_id}/{uuid.uuid4().hex[:12]}"
+        self._runtime: Runtime | None = None
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._specs: dict[tuple[str, int], PipelineSpec] = {}
+        self._sessions: list[Session] = []
+        self._scratch = Path(settings.scratch) / uuid.uuid4().hex[:12]
+
+    @property
+    def runtime(self) -> Runtime:
+        with self._lock:
+            if self._runtime is None:
+                self._runtime = open_runtime(self.runtime_name)
+            return self._runtime
+
+    def spec(self, plan: JobPlan) -> PipelineSpec:
+        key = (plan.pipeline, plan.pipeline_version)
+        if key not in self._specs:
+            self._specs[key] = parse_spec(plan.spec)
+        return self._specs[key]
+
+    def session(self, plan: JobPlan, spec: PipelineSpec) -> Session:
+        """This thread's warm session for the pipeline version (opened on first use)."""
+        sessions: dict = self._local.__dict__.setdefault("sessions", {})
+        key = (plan.pipeline, plan.pipeline_version)
+        if key not in sessions:
+            for old_key in [k for k in sessions if k[0] == plan.pipeline]:
+                sessions.pop(old_key).close()  # an older version of the pipeline: its container goes
+            sessions[key] = self.runtime.open(plan.pipeline, transform_of(spec))
+            with self._lock:
+                self._sessions.append(sessions[key])
+        return sessions[key]
+
+    def pfs_dir(self) -> Path:
+        """This thread's scratch /pfs."""
+        path = self._local.__dict__.get("pfs")
+        if path is None:
+            path = self._scratch / f"t{threading.get_ident()}" / "pfs"
+            path.mkdir(parents=True, exist_ok=True)
+            self._local.pfs = path
+        return path
+
+    def request(self, plan: JobPlan, spec: PipelineSpec, datum: PlannedDatum, pfs_dir: Path) -> RunRequest:
+        return RunRequest(pfs_dir=pfs_dir, env=datum_env(plan, datum), timeout=spec.datum_timeout)
+
+    def lease_body(self) -> dict:
+        return {
+            "worker": self.settings.worker_id, "holder": self.holder,
+            "lease_until": self.clock() + self.settings.lease_seconds,
+        }
+
+    def leased_elsewhere(self, attempt: dict | None) -> bool:
+        """True when `attempt` holds a live lease of another worker process."""
+        if attempt is None or attempt.get("holder", attempt.get("worker")) == self.holder:
+            return False
+        return float(attempt.get("lease_until", 0)) > self.clock()
+
+    def close(self) -> None:
+        self.leases.stop()
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            try:
+                session.close()
+            except Exception:  # noqa: BLE001 - closing is best effort at exit
+                pass
+
+
+class Leases:
+    """One thread per worker process renews the lease of every attempt it is running, so a
+    long datum is not taken for lost; a short one costs no thread of its own."""
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        self._ctx = ctx
+        self._held: set[tuple[str, str, int]] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, lease: tuple[str, str, int]) -> None:
+        with self._lock:
+            self._held.add(lease)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._beat, name="herd-leases", daemon=True)
+                self._thread.start()
+
+    def release(self, lease: tuple[str, str, int]) -> None:
+        with self._lock:
+            self._held.discard(lease)
+
+    def _beat(self) -> None:
+        interval = max(0.5, self._ctx.settings.lease_seconds / 3)
+        while not self._stop.wait(interval):
+            with self._lock:
+                held = list(self._held)
+            for job_id, datum_id, attempt in held:
+                try:
+                    self._ctx.records.renew_attempt(job_id, datum_id, attempt, self._ctx.lease_body())
+                except HerdError:
+                    pass  # the next beat tries again; an expired lease only means a duplicate run
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def datum_env(plan: JobPlan, datum: PlannedDatum) -> dict[str, str]:
+    """The environment Pachyderm gives user code (1.x names, plus 2.x's PACH_DATUM_ID)."""
+    env = {
+        "PACH_JOB_ID": plan.job_id,
+        "PACH_DATUM_ID": datum.id,
+        "PACH_OUTPUT_COMMIT_ID": plan.job_id,
+        "PPS_PIPELINE_NAME": plan.pipeline,
+    }
+    for item in datum.inputs:
+        env[item.name] = f"/pfs/{item.name}" + ("" if item.path == "/" else item.path)
+        env[f"{item.name}_COMMIT"] = item.commit
+    return env
+
+
+def transform_of(spec: PipelineSpec) -> Transform:
+    t = spec.transform
+    limits = spec.resource_limits
+    return Transform(
+        image=t.image,
+        cmd=tuple(t.cmd),
+        stdin=tuple(t.stdin or ()),
+        env=dict(t.env or {}),
+        working_dir=t.working_dir,
+        user=t.user,
+        accept_return_code=tuple(t.accept_return_code or ()),
+        cpu=getattr(limits, "cpu", None) if limits else None,
+        memory=getattr(limits, "memory", None) if limits else None,
+    )
+
+
+_contexts: dict[tuple[int, str | None], WorkerContext] = {}
+_contexts_lock = threading.Lock()
+
+
+def context_for(objects: ObjectStore | None, runtime: str | None = None) -> WorkerContext:
+    """The process's context for this object store (built once, closed at exit)."""
+    with _contexts_lock:
+        if objects is None:
+            key = (0, runtime)
+            if key not in _contexts:
+                _contexts[key] = WorkerContext(open_object_store(), WorkerSettings(), runtime)
+        else:
+            key = (id(objects), runtime)
+            if key not in _contexts:
+                _contexts[key] = WorkerContext(objects, WorkerSettings(), runtime)
+        return _contexts[key]
+
+
+def release_context(objects: ObjectStore) -> None:
+    """Close and forget the contexts built for `objects` (their warm sessions end)."""
+    with _contexts_lock:
+        keys = [k for k, ctx in _contexts.items() if ctx.objects is objects]
+        contexts = [_contexts.pop(k) for k in keys]
+    for ctx in contexts:
+        ctx.close()
+
+
+def close_contexts() -> None:
+    with _contexts_lock:
+        contexts = list(_contexts.values())
+        _contexts.clear()
+    for ctx in contexts:
+        ctx.close()
+
+
+atexit.register(close_contexts)

@@ -1,0 +1,342 @@
+"""The in-container half of DockerRuntime: two busybox `sh` loops and what they are sent.
+
+Each session container gets Debian's static busybox and the two scripts below in an anonymous
+volume at `/.herd` (put_archive before start), so the user image needs no shell. Every exec of
+a process costs ~1-2 ms in a container, so the per-datum path is counted in processes: one
+fork + exec of cpio (stager), one fork + exec of the user cmd, one tar when there is output.
+
+RUNNER: the container's own process, as the transform's user, fed over the attached stdin.
+- `P <script bytes> <stdin bytes>` + payloads: keeps the session's datum script (`t.sh`: the
+  transform env, cwd, PATH lookup, exec of the cmd) and stdin; answers `READY <uid> <0|1>`.
+- `R <seq> <timeout|0> <request env as shell assignments>`: runs t.sh in a subshell with its
+  stdout/stderr in files; with a timeout, a wrapper reports the status on a FIFO read with
+  `read -t`, so no timer process is needed. Then `kill -1` ends every other process of the
+  user's uid (stragglers; the runner itself is spared by the kernel). Answers
+  `H <seq> <exit> <timed out> <0|1>`, and when 1 (anything to send) a tar of `.herd/w/o`,
+  `.herd/w/e` and `pfs/out` followed by `T <tar status> <error bytes>` + tar's complaint.
+  /pfs/out is emptied after the answer, while the worker is busy with it.
+STAGER: exec'd once per session as the stage uid, on its own stream, cwd /pfs.
+- `D` + a newc cpio of the inputs (cpio stops exactly at its trailer: no length, no copy);
+  `T <bytes>` + a tar for files of 4 GiB or more. Both delete leftover inputs first and answer
+  `K <status> <error bytes>` + error text. `C`: delete the inputs now, no answer (sent after
+  each datum so the next `D` finds /pfs clean).
+Inputs belong to the stage uid: user code (another uid, no capabilities) cannot write, chmod,
+delete or add anything under /pfs but /pfs/out.
+
+Nothing is printed before the first request, so no byte is lost in the attach's HTTP upgrade.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shlex
+import stat
+import tarfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import BinaryIO
+
+from storage.errors import InvalidArgument, InvalidPath
+from worker.runtime import Transform
+
+HERD_DIR = "/.herd"
+BUSYBOX = f"{HERD_DIR}/bin/busybox"
+RUNNER = f"{HERD_DIR}/bin/runner.sh"
+STAGER = f"{HERD_DIR}/bin/stager.sh"
+CPIO_MAX_FILE = 0xFFFFFFFF  # newc's size field
+READ_CHUNK = 1024 * 1024
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# Bare applet names: busybox's ash runs its own applets before anything on PATH (the image's
+# tools are never used) and forks without exec for the NOEXEC ones (rm, dd, mkdir, chmod).
+_COMMON_SH = f"""\
+W={HERD_DIR}/w
+O=/pfs/out
+has_out() {{
+  for f in "$O"/* "$O"/.[!.]* "$O"/..?*; do [ -e "$f" ] || [ -L "$f" ] && return 0; done
+  return 1
+}}
+answer() {{
+  if [ -s "$W/o" ] || [ -s "$W/e" ] || has_out; then
+    printf 'H %s %s %s 1\\n' "$1" "$2" "$3"
+    tar -c -f - -C / .herd/w/o .herd/w/e pfs/out 2>"$W/te"; ts=$?
+    if [ "$ts" = 0 ]; then printf 'T 0 0\\n'
+    else printf 'T %s %s\\n' "$ts" "$(stat -c %s "$W/te")"; cat "$W/te"; fi
+  else
+    printf 'H %s %s %s 0\\n' "$1" "$2" "$3"
+  fi
+}}
+clean() {{
+  if has_out; then
+    rm -rf "$O"/* "$O"/.[!.]* "$O"/..?* 2>/dev/null ||
+      {{ chmod -R u+rwX "$O"; rm -rf "$O"/* "$O"/.[!.]* "$O"/..?*; }} 2>/dev/null
+  fi
+  : >"$W/o"; : >"$W/e"
+}}
+"""
+
+RUNNER_SH = _COMMON_SH + f"""\
+F=$W/status
+G=$W/staged
+take() {{ dd bs=65536 count="$1" iflag=count_bytes,fullblock of="$2" 2>/dev/null; }}
+run_datum() {{
+  # the stager got this datum's inputs together with this request: wait for its word
+  while read -r m st <&4; do [ "$m" != "$1" ] || break; done
+  if [ "$st" != 0 ]; then printf 'S %s\\n' "$1"; return; fi
+  if [ "$2" = 0 ]; then
+    ( __herd_env=$3; . "$W/t.sh" ) <"$W/stdin" >"$W/o" 2>"$W/e" 3>&- 4>&- &
+    wait $!; rc=$?; to=0
+  else
+    {{ ( __herd_env=$3; . "$W/t.sh" ) <"$W/stdin" >"$W/o" 2>"$W/e" 3>&- 4>&-; echo "$1 $?" >&3; }} 4>&- &
+    to=1
+    while read -t "$2" m r <&3; do [ "$m" != "$1" ] || {{ to=0; rc=$r; break; }}; done
+    [ "$to" = 0 ] || rc=137
+  fi
+  kill -s KILL -1 2>/dev/null
+  wait
+  answer "$1" "$rc" "$to"
+  clean
+}}
+run_once() {{
+  # archive path: the runner loop is alive with our uid, so kill a process group, not -1
+  rm -f "$W/timedout"
+  setsid sh -c '__herd_env=$0; . "$1"' "$2" "$W/t.sh" <"$W/stdin" >"$W/o" 2>"$W/e" &
+  pid=$!; w=
+  if [ "$1" != 0 ]; then
+    setsid sh -c 'sleep "$0" && : >"$2" && kill -s KILL "-$1"' "$1" "$pid" "$W/timedout" \\
+      </dev/null >/dev/null 2>&1 &
+    w=$!
+  fi
+  wait "$pid"; rc=$?
+  [ -z "$w" ] || kill -s KILL "-$w" 2>/dev/null
+  kill -s KILL "-$pid" 2>/dev/null
+  to=0; [ ! -e "$W/timedout" ] || to=1
+  answer 0 "$rc" "$to"
+  clean
+}}
+if [ "$1" = once ]; then run_once "$2" "$3"; exit 0; fi
+while read -r op a b c; do
+  case $op in
+  P) take "$a" "$W/t.sh" && take "$b" "$W/stdin" && : >"$W/o" && : >"$W/e" &&
+       {{ [ -p "$F" ] || mkfifo "$F"; }} && exec 3<>"$F" &&
+       {{ [ -p "$G" ] || mkfifo -m 0622 "$G"; }} && exec 4<>"$G" &&
+       printf 'READY %s %s\\n' "$(id -u)" 1 ;;
+  R) run_datum "$a" "$b" "$c" ;;
+  *) echo "herd runner: unknown request '$op'" >&2; exit 2 ;;
+  esac
+done
+"""
+
+STAGER_SH = f"""\
+S={HERD_DIR}/s
+cd /pfs || exit 2
+clear_inputs() {{
+  set --
+  for e in /pfs/*; do
+    if [ "$e" != /pfs/out ] && {{ [ -e "$e" ] || [ -L "$e" ]; }}; then set -- "$@" "$e"; fi
+  done
+  [ $# = 0 ] || rm -rf "$@"
+}}
+reply() {{  # status, seq: to the runner (waiting for it) first, then to the worker
+  echo "$2 $1" >&4
+  if [ "$1" = 0 ]; then printf 'K 0 0\\n'
+  else printf 'K %s %s\\n' "$1" "$(stat -c %s "$S/err")"; cat "$S/err"; fi
+}}
+if [ "$1" = clear ]; then clear_inputs; exit $?; fi
+while read -r op n m; do
+  case $op in
+  P) exec 4>{HERD_DIR}/w/staged
+     printf 'READY %s %s\\n' "$(id -u)" "$([ -w /pfs ] && echo 1 || echo 0)" ;;
+  C) clear_inputs ;;
+  D) clear_inputs; cpio -i -d -m 2>"$S/err"; reply $? "$n" ;;
+  T) clear_inputs
+     # tar may stop early on an error: drain the rest so the stream stays in step
+     dd bs=65536 count="$n" iflag=count_bytes,fullblock 2>/dev/null |
+       {{ tar -x -f - 2>"$S/err" || {{ r=$?; cat >/dev/null; exit $r; }}; }}
+     reply $? "$m" ;;
+  *) echo "herd stager: unknown request '$op'" >&2; exit 2 ;;
+  esac
+done
+"""
+
+# Finds the user cmd on PATH itself: `exec name` in busybox's sh would run busybox's applet of
+# that name instead of the image's program. argv[0] stays the name the spec gave.
+_FIND_SH = """\
+set -f
+__herd_find() {
+  case $1 in */*) __herd_p=$1; return 0 ;; esac
+  __herd_ifs=$IFS; IFS=:
+  for __herd_d in ${PATH:-/usr/local/bin:/usr/bin:/bin}; do
+    [ -n "$__herd_d" ] || __herd_d=.
+    if [ -f "$__herd_d/$1" ] && [ -x "$__herd_d/$1" ]; then IFS=$__herd_ifs; __herd_p=$__herd_d/$1; return 0; fi
+  done
+  IFS=$__herd_ifs; return 1
+}
+"""
+
+
+def session_script(transform: Transform) -> bytes:
+    """t.sh: sourced in a subshell per datum; transform env, then the request's, then exec."""
+    if not transform.cmd:
+        raise InvalidArgument("transform.cmd is empty")
+    q = shlex.quote
+    lines = [_FIND_SH]
+    lines += [f"export {key}={q(value)}" for key, value in checked_env(transform.env).items()]
+    lines.append('eval "$__herd_env"')
+    if transform.working_dir:
+        lines.append(f"cd {q(transform.working_dir)} || exit 126")
+    name = transform.cmd[0]
+    lines.append(f"__herd_find {q(name)} || {{ echo {q(f'{name}: command not found')} >&2; exit 127; }}")
+    lines.append(f'exec -a {q(name)} "$__herd_p" ' + " ".join(q(arg) for arg in transform.cmd[1:]))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def stdin_bytes(transform: Transform) -> bytes:
+    """The user cmd's stdin: the spec's lines, newline-terminated (Pachyderm's behaviour)."""
+    return ("\n".join(transform.stdin) + "\n").encode() if transform.stdin else b""
+
+
+def env_line(env: Mapping[str, str]) -> str:
+    """The request env as one line of shell: `export K=$'v' ...` (newlines escaped)."""
+    checked = checked_env(env)
+    return "export " + " ".join(f"{key}={_dollar_quote(value)}" for key, value in checked.items()) if checked else ":"
+
+
+def checked_env(env: Mapping[str, str]) -> dict[str, str]:
+    """Keys a shell can export, values without NUL (as ProcessRuntime demands)."""
+    for key, value in env.items():
+        if not _ENV_KEY.match(key):
+            raise InvalidArgument(f"invalid environment variable name '{key}'")
+        if "\x00" in value:
+            raise InvalidArgument(f"environment variable '{key}' contains a NUL byte")
+    return dict(env)
+
+
+def _dollar_quote(value: str) -> str:
+    """$'...' with every byte outside printable ASCII (and ' and \\) as \\xHH: one line, exact."""
+    out = []
+    for byte in value.encode("utf-8", "surrogateescape"):
+        char = chr(byte)
+        out.append(char if 32 <= byte < 127 and char not in "'\\" else f"\\x{byte:02x}")
+    return "$'" + "".join(out) + "'"
+
+
+def needs_tar(pfs_dir: Path) -> bool:
+    """Whether an input file is too big for newc cpio (the stager then takes a tar)."""
+    return any(size > CPIO_MAX_FILE for _, kind, size in _walk_inputs(Path(pfs_dir)) if kind == "file")
+
+
+def cpio_chunks(pfs_dir: Path, uid: int) -> Iterator[bytes]:
+    """A newc cpio of every input under `pfs_dir` (all but out/), streamed: files 0444, dirs 0755."""
+    now = int(time.time())
+    for ino, (rel, kind, size) in enumerate(_walk_inputs(Path(pfs_dir)), start=1):
+        mode = stat.S_IFDIR | 0o755 if kind == "dir" else stat.S_IFREG | 0o444
+        yield _cpio_header(rel, mode, uid, size, ino, now)
+        if kind == "file":
+            yield from _file_chunks(Path(pfs_dir) / rel, size)
+            yield b"\0" * (-size % 4)
+    yield _cpio_header("TRAILER!!!", 0, 0, 0, 0, 0)
+
+
+def _cpio_header(name: str, mode: int, uid: int, size: int, ino: int, mtime: int) -> bytes:
+    encoded = os.fsencode(name) + b"\0"
+    fields = (ino, mode, uid, uid, 1, mtime, size, 0, 0, 0, 0, len(encoded), 0)
+    header = b"070701" + b"".join(b"%08X" % field for field in fields) + encoded
+    return header + b"\0" * (-len(header) % 4)
+
+
+def _file_chunks(path: Path, size: int) -> Iterator[bytes]:
+    """Exactly `size` bytes of a file opened without following links (a swapped file fails)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        left = size
+        while left:
+            chunk = handle.read(min(left, READ_CHUNK))
+            if not chunk:
+                raise InvalidPath(f"input file '{path}' shrank while it was sent")
+            left -= len(chunk)
+            yield chunk
+
+
+def _walk_inputs(pfs_dir: Path) -> Iterator[tuple[str, str, int]]:
+    """(relative path, 'dir' | 'file', size) of every input entry, parents first, sorted."""
+    for name in sorted(os.listdir(pfs_dir)):
+        if name != "out" and not name.startswith("."):  # input names never start with a dot
+            yield from _walk(pfs_dir, name)
+
+
+def _walk(root: Path, rel: str) -> Iterator[tuple[str, str, int]]:
+    info = os.lstat(root / rel)
+    if stat.S_ISDIR(info.st_mode):
+        yield rel, "dir", 0
+        for name in sorted(os.listdir(root / rel)):
+            yield from _walk(root, f"{rel}/{name}")
+    elif stat.S_ISREG(info.st_mode):
+        yield rel, "file", info.st_size
+    else:
+        raise InvalidPath(f"'{root / rel}' is not a regular file or directory; herd stages only those")
+
+
+def write_inputs_tar(pfs_dir: Path, out: BinaryIO, *, uid: int) -> None:
+    """A tar of the inputs (all but out/): owned by `uid`, files 0444, dirs 0755."""
+    now = int(time.time())
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for rel, kind, size in _walk_inputs(Path(pfs_dir)):
+            info = _info(rel, tarfile.DIRTYPE if kind == "dir" else tarfile.REGTYPE, 0o755 if kind == "dir" else 0o444, uid)
+            info.mtime, info.size = now, size
+            tar.addfile(info, _ChunkReader(_file_chunks(Path(pfs_dir) / rel, size)) if kind == "file" else None)
+
+
+class _ChunkReader(io.RawIOBase):
+    """A readable stream over byte chunks (tarfile.addfile reads its file object)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks, self._rest = chunks, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if not self._rest:
+            self._rest = next(self._chunks, b"")
+        size = min(len(buffer), len(self._rest))
+        buffer[:size], self._rest = self._rest[:size], self._rest[size:]
+        return size
+
+
+def _info(name: str, kind: bytes, mode: int, uid: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.uid, info.gid = kind, mode, uid, uid
+    return info
+
+
+def tools_tar(busybox: Path, stage_uid: int) -> bytes:
+    """The /.herd volume: busybox and scripts owned by the stage uid (user code can neither
+    chmod nor replace them), the stager's scratch, a sticky work folder for the runner."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        # "/" is the volume's root itself: the engine applies owner and mode to it.
+        for name, mode, uid in (("/", 0o755, stage_uid), ("bin", 0o555, stage_uid), ("s", 0o700, stage_uid),
+                                ("w", 0o1777, 0)):
+            tar.addfile(_info(name, tarfile.DIRTYPE, mode, uid))
+        with open(busybox, "rb") as handle:
+            info = _info("bin/busybox", tarfile.REGTYPE, 0o555, stage_uid)
+            info.size = os.fstat(handle.fileno()).st_size
+            tar.addfile(info, handle)
+        for name, text in (("bin/runner.sh", RUNNER_SH), ("bin/stager.sh", STAGER_SH)):
+            info = _info(name, tarfile.REGTYPE, 0o444, stage_uid)
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    return buffer.getvalue()
+
+
+def pfs_tar(stage_uid: int) -> bytes:
+    """The /pfs volume: its root owned by the stage uid, `out/` writable by anyone."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(_info("/", tarfile.DIRTYPE, 0o755, stage_uid))
+        tar.addfile(_info("out", tarfile.DIRTYPE, 0o777, stage_uid))
+    return buffer.getvalue()

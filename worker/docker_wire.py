@@ -1,0 +1,199 @@
+"""The worker's end of the runner/stager streams: Docker's stream framing and the answers.
+
+A hijacked attach or exec connection carries raw bytes to the process's stdin and, back, its
+stdout and stderr cut into frames of `[stream, 0, 0, 0, size (4 bytes, big endian)] + data`.
+Nothing here trusts the bytes: user code runs with the runner's uid and could write into its
+stdout, so every length is bounded, every line checked, and a bad answer ends the session.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from worker.runtime import LOG_TAIL_BYTES
+
+BLOCK = 512
+ZERO_BLOCK = bytes(BLOCK)
+EXTENSION_TYPES = (b"L", b"K", b"x", b"g")  # GNU long names, pax headers: belong to the next member
+MAX_EXTENSION = 1024 * 1024
+SEND_BUFFER = 256 * 1024
+LOG_MEMBERS = {b".herd/w/o": "stdout", b".herd/w/e": "stderr"}
+
+
+class ChannelClosed(Exception):
+    """The other end is gone, or sent something that is not the protocol."""
+
+
+class ChannelTimeout(Exception):
+    """No answer before the deadline."""
+
+
+class Channel:
+    """One hijacked Docker stream: raw bytes to stdin, framed stdout/stderr back."""
+
+    def __init__(self, sock: socket.socket, label: str) -> None:
+        self.label = label
+        self._sock = sock
+        self._out = bytearray()
+        self._err = bytearray()  # the loop's own complaints, for error messages
+
+    def send(self, header: str, payload: bytes | Iterable[bytes] = b"") -> None:
+        """Write a request line and its payload (bytes or chunks)."""
+        buffer = bytearray(header.encode())
+        try:
+            self._sock.settimeout(None)
+            for chunk in [payload] if isinstance(payload, bytes) else payload:
+                buffer += chunk
+                if len(buffer) >= SEND_BUFFER:  # few large writes: each one wakes the engine
+                    self._sock.sendall(buffer)
+                    buffer.clear()
+            self._sock.sendall(buffer)
+        except OSError as exc:
+            raise ChannelClosed(f"{self.label}: {exc}") from None
+
+    def fields(self, deadline: float | None, tag: str, count: int) -> list[int]:
+        """The integers of the next answer line, which must be `tag` and `count` numbers."""
+        line = self.read_line(deadline)
+        parts = line.split()
+        if len(parts) != count + 1 or parts[0] != tag or not all(p.isdigit() for p in parts[1:]):
+            raise ChannelClosed(f"{self.label}: unexpected answer {line[:200]!r}")
+        return [int(p) for p in parts[1:]]
+
+    def read_line(self, deadline: float | None, limit: int = 4096) -> str:
+        while (end := self._out.find(b"\n")) < 0:
+            if len(self._out) > limit:
+                raise ChannelClosed(f"{self.label}: answer line too long")
+            self._fill(deadline)
+        line = bytes(self._out[:end])
+        del self._out[: end + 1]
+        return line.decode(errors="replace")
+
+    def read_exact(self, size: int, deadline: float | None) -> bytes:
+        while len(self._out) < size:
+            self._fill(deadline)
+        data = bytes(self._out[:size])
+        del self._out[:size]
+        return data
+
+    def copy_to(self, size: int, out: BinaryIO | None, deadline: float | None, tail: bytearray | None = None) -> None:
+        """Move `size` bytes to `out` (or keep their last LOG_TAIL_BYTES in `tail`)."""
+        while size > 0:
+            if not self._out:
+                self._fill(deadline)
+            take = min(size, len(self._out))
+            if out is not None:
+                out.write(self._out[:take])
+            if tail is not None:
+                tail += self._out[:take]
+                del tail[:-LOG_TAIL_BYTES]
+            del self._out[:take]
+            size -= take
+
+    def errors(self) -> str:
+        """The last 2 KiB the process printed on its stderr."""
+        return self._err[-2048:].decode(errors="replace").strip()
+
+    def close(self) -> None:
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+
+    def _fill(self, deadline: float | None) -> None:
+        """Read one frame: stdout is kept for parsing, stderr for diagnostics."""
+        header = self._recv(8, deadline)
+        data = self._recv(int.from_bytes(header[4:8], "big"), deadline)
+        if header[0] == 2:
+            self._err += data
+            del self._err[:-8192]
+        else:
+            self._out += data
+
+    def _recv(self, size: int, deadline: float | None) -> bytes:
+        parts, missing = [], size
+        while missing:
+            timeout = None if deadline is None else deadline - time.monotonic()
+            if timeout is not None and timeout <= 0:
+                raise ChannelTimeout(self.label)
+            try:
+                self._sock.settimeout(timeout)
+                chunk = self._sock.recv(min(missing, 1024 * 1024))
+            except TimeoutError:
+                raise ChannelTimeout(self.label) from None
+            except OSError as exc:
+                raise ChannelClosed(f"{self.label}: {exc}") from None
+            if not chunk:
+                raise ChannelClosed(f"{self.label}: end of stream")
+            parts.append(chunk)
+            missing -= len(chunk)
+        return b"".join(parts)
+
+
+@dataclass
+class Answer:
+    """A runner's answer to one datum."""
+
+    seq: int
+    exit_code: int
+    timed_out: bool
+    stdout: bytes = b""
+    stderr: bytes = b""
+    tar_status: int = 0
+    tar_error: str = ""
+
+
+def read_answer(channel: Channel, deadline: float | None, outputs: BinaryIO) -> Answer:
+    """`H ...`, then (if announced) the tar, split: logs kept as tails, the rest to `outputs`."""
+    seq, code, timed_out, has_tar = channel.fields(deadline, "H", 4)
+    answer = Answer(seq, code, bool(timed_out))
+    if has_tar:
+        tails = split_tar(channel, deadline, outputs)
+        answer.stdout, answer.stderr = bytes(tails["stdout"]), bytes(tails["stderr"])
+        answer.tar_status, size = channel.fields(deadline, "T", 2)
+        answer.tar_error = channel.read_exact(min(size, 65536), deadline).decode(errors="replace")
+        channel.copy_to(size - min(size, 65536), None, deadline)
+    return answer
+
+
+def split_tar(channel: Channel, deadline: float | None, outputs: BinaryIO) -> dict[str, bytearray]:
+    """Walk a tar block by block off the stream (it ends at two zero blocks); the log members'
+    data become tails, every other member is copied verbatim to `outputs` for tarsafe."""
+    tails = {name: bytearray() for name in LOG_MEMBERS.values()}
+    pending: list[bytes] = []
+    while True:
+        block = channel.read_exact(BLOCK, deadline)
+        if block == ZERO_BLOCK:
+            channel.read_exact(BLOCK, deadline)
+            outputs.write(ZERO_BLOCK * 2)
+            return tails
+        size = _member_size(block)
+        padded = size + (-size % BLOCK)
+        if block[156:157] in EXTENSION_TYPES:
+            if size > MAX_EXTENSION:
+                raise ChannelClosed(f"{channel.label}: tar extension header of {size} bytes")
+            pending.append(block + channel.read_exact(padded, deadline))
+            continue
+        log_name = LOG_MEMBERS.get(block[:100].rstrip(b"\0"))
+        if log_name is not None and not pending and block[156:157] in (b"0", b"\0"):
+            channel.copy_to(size, None, deadline, tails[log_name])
+            channel.copy_to(padded - size, None, deadline)
+            continue
+        outputs.write(b"".join(pending) + block)
+        pending.clear()
+        channel.copy_to(padded, outputs, deadline)
+
+
+def _member_size(block: bytes) -> int:
+    """The size field of a tar header: octal text, or base-256 when its top bit is set."""
+    field = block[124:136]
+    if field[0] & 0x80:
+        return int.from_bytes(field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip() or b"0"
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise ChannelClosed(f"not a tar header (size field {field!r})") from None

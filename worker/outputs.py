@@ -1,0 +1,145 @@
+"""Turn what user code left in `/pfs/out` into blobs and a Manifest, without trusting it.
+
+Output from user code is herd's main attack surface: a symlink to a host file must never be
+uploaded (Pachyderm follows them; herd refuses them). The tree is walked through directory
+file descriptors (`openat` with `O_NOFOLLOW`), so no path component is ever resolved through a
+link, and every file is checked in full before a single byte is uploaded.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from storage.blobs import BlobStore
+from storage.errors import UnsafeOutput, UserCodeError
+from storage.model import FileEntry, Manifest
+from storage.paths import MAX_PATH_BYTES
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO swapped in after the scan must not hang the worker on open.
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+@dataclass(frozen=True)
+class _Found:
+    path: str  # "/a/b.txt", relative to /pfs/out
+    dev: int
+    ino: int
+    nlink: int
+    size: int
+
+
+def collect_outputs(blobs: BlobStore, out_dir: Path, quota_bytes: int | None = None) -> Manifest:
+    """Upload every regular file under `out_dir` and return their Manifest.
+
+    Args:
+        blobs: where file bodies are stored (content-addressed, deduplicated).
+        out_dir: the host folder user code saw as `/pfs/out`.
+        quota_bytes: the largest total size accepted, or None for no limit.
+    Returns:
+        A Manifest of normalised paths (`/x/y`); empty directories are dropped.
+    Raises:
+        UnsafeOutput: a symlink, FIFO, device, socket, outside hard link or bad name, by path.
+        UserCodeError: the output is larger than `quota_bytes`.
+    """
+    root_fd = _open_root(Path(out_dir))
+    if root_fd is None:
+        return Manifest()
+    try:
+        found: list[_Found] = []
+        _scan(root_fd, "", found)
+        _check_hard_links(found)
+        _check_quota(found, quota_bytes)
+        files = {item.path: _upload(blobs, root_fd, item) for item in found}
+    finally:
+        os.close(root_fd)
+    return Manifest(files=files)
+
+
+def _open_root(out_dir: Path) -> int | None:
+    """A descriptor of /pfs/out itself (a real directory, not a link); None when it is gone."""
+    try:
+        return os.open(out_dir, _DIR_FLAGS)
+    except FileNotFoundError:
+        return None  # user code removed /pfs/out: no output
+    except OSError as exc:
+        raise UnsafeOutput("/", f"/pfs/out is not a directory ({exc.strerror})") from None
+
+
+def _scan(dir_fd: int, prefix: str, found: list[_Found]) -> None:
+    """Depth-first, sorted walk below `dir_fd`; files into `found`, anything else refused."""
+    with os.scandir(dir_fd) as entries:
+        names = sorted(entry.name for entry in entries)
+    for name in names:
+        path = _checked_path(prefix, name)
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if stat.S_ISREG(info.st_mode):
+            found.append(_Found(path, info.st_dev, info.st_ino, info.st_nlink, info.st_size))
+        elif stat.S_ISDIR(info.st_mode):
+            child = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+            try:
+                _scan(child, path, found)
+            finally:
+                os.close(child)
+        else:
+            raise UnsafeOutput(path, _why_refused(info.st_mode, dir_fd, name))
+
+
+def _checked_path(prefix: str, name: str) -> str:
+    """`prefix/name`, refused when it cannot be a herd file path."""
+    path = f"{prefix}/{name}"
+    try:
+        size = len(path.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise UnsafeOutput(path.encode("utf-8", "replace").decode(), "the name is not valid UTF-8") from None
+    if size > MAX_PATH_BYTES:
+        raise UnsafeOutput(path[:64] + "...", f"the path is longer than {MAX_PATH_BYTES} bytes")
+    return path
+
+
+def _why_refused(mode: int, dir_fd: int, name: str) -> str:
+    """A user-facing reason for refusing a non-regular file."""
+    if stat.S_ISLNK(mode):
+        target = os.readlink(name, dir_fd=dir_fd)
+        return f"is a symbolic link (to '{target}'); herd never follows links in /pfs/out"
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"))
+    kind = next((label for test, label in kinds if test(mode)), "not a regular file")
+    return f"is {kind}; only regular files and directories can be output"
+
+
+def _check_hard_links(found: list[_Found]) -> None:
+    """A file with more links than herd saw in /pfs/out is shared with something outside it."""
+    seen = Counter((item.dev, item.ino) for item in found)
+    for item in found:
+        if item.nlink > seen[(item.dev, item.ino)]:
+            raise UnsafeOutput(item.path, f"is a hard link to a file outside /pfs/out ({item.nlink} links)")
+
+
+def _check_quota(found: list[_Found], quota_bytes: int | None) -> None:
+    total = sum(item.size for item in found)
+    if quota_bytes is not None and total > quota_bytes:
+        raise UserCodeError(
+            f"datum output in /pfs/out is {total} bytes, over the quota of {quota_bytes} bytes"
+        )
+
+
+def _upload(blobs: BlobStore, root_fd: int, item: _Found) -> FileEntry:
+    """Open the scanned file again without following links, verify it, then store it."""
+    try:
+        fd = os.open(item.path.lstrip("/"), _FILE_FLAGS, dir_fd=root_fd)
+    except OSError as exc:
+        raise UnsafeOutput(item.path, f"changed while herd read /pfs/out ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) != (item.dev, item.ino):
+            raise UnsafeOutput(item.path, "changed while herd read /pfs/out")
+        os.set_blocking(fd, True)
+        digest, size = blobs.put_stream(handle)
+    if size != item.size:
+        raise UnsafeOutput(item.path, f"changed size while herd read it ({item.size} -> {size} bytes)")
+    return FileEntry(chunks=(digest,), size=size)

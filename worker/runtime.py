@@ -1,0 +1,93 @@
+"""How user code runs: a Runtime opens a Session per pipeline; a Session runs one datum at a time.
+
+A Session is warm: it is opened once per pipeline per worker (a container, a sandbox) and runs
+many datums, as Pachyderm keeps its worker pods up. Implementations, one file each:
+`process_runtime.ProcessRuntime` (embedded default), `docker_runtime.DockerRuntime`, and
+`FakeRuntime` below for unit tests of pure flow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Transform:
+    """What to run, from the spec's `transform` (plus limits), independent of the runtime."""
+
+    image: str
+    cmd: tuple[str, ...]
+    stdin: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    working_dir: str | None = None
+    user: str | None = None
+    accept_return_code: tuple[int, ...] = ()
+    cpu: float | None = None  # cores
+    memory: int | None = None  # bytes
+    network: bool = True
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One datum. `pfs_dir` is a host folder laid out as the user must see `/pfs`:
+    `<pfs_dir>/<input name>/<original path>` (read-only for user code) and an empty
+    `<pfs_dir>/out/` (the only writable place). After `run` returns, `<pfs_dir>/out` holds
+    what user code wrote there."""
+
+    pfs_dir: Path
+    env: dict[str, str]  # PACH_JOB_ID, PACH_DATUM_ID, <input>=/pfs/<input>/<path>, ...
+    timeout: float | None = None  # seconds; the process is killed past it
+
+
+@dataclass(frozen=True)
+class RunResult:
+    exit_code: int
+    stdout: bytes  # the tail user code printed (bounded)
+    stderr: bytes
+    duration: float
+    timed_out: bool = False
+
+
+class Session(Protocol):
+    def run(self, request: RunRequest) -> RunResult: ...
+
+    def close(self) -> None: ...
+
+
+class Runtime(Protocol):
+    name: str
+
+    def open(self, pipeline: str, transform: Transform) -> Session: ...
+
+
+LOG_TAIL_BYTES = 64 * 1024
+
+
+class FakeSession:
+    def __init__(self, fn: Callable[[RunRequest], RunResult]) -> None:
+        self._fn = fn
+        self.closed = False
+
+    def run(self, request: RunRequest) -> RunResult:
+        return self._fn(request)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeRuntime:
+    """Runs a Python function per datum, for tests of the flow around user code."""
+
+    name = "fake"
+
+    def __init__(self, fn: Callable[[RunRequest], RunResult]) -> None:
+        self._fn = fn
+        self.sessions: list[FakeSession] = []
+
+    def open(self, pipeline: str, transform: Transform) -> FakeSession:
+        session = FakeSession(self._fn)
+        self.sessions.append(session)
+        return session

@@ -1,0 +1,212 @@
+"""Tar streams in and out of a folder for runtimes that copy /pfs as archives (Docker).
+
+Building never follows a link: a folder herd lays out holds only files and directories, so
+anything else is refused. Extracting trusts nothing in the archive: every member is checked by
+herd (relative name, no `..`, no symlinks, hard links only to files already extracted from the
+same archive, no devices or FIFOs, real parent inside the destination) before tarfile's own
+`filter="data"` runs as a second line (a data-filter bypass was fixed in CPython only in 2026).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import stat
+import tarfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from storage.errors import InvalidPath, UnsafeOutput, UserCodeError
+
+COPY_CHUNK = 1024 * 1024
+
+
+def build_tar(src: Path, out: BinaryIO, *, prefix: str = "") -> None:
+    """Write a tar of everything below `src` to `out`, names `prefix/<relative path>`.
+
+    Raises:
+        InvalidPath: `src` holds a symlink, FIFO, socket or device.
+    """
+    src = Path(src)
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        _add_tree(tar, src, prefix.strip("/"))
+
+
+def tar_bytes(src: Path, *, prefix: str = "") -> bytes:
+    """The tar of `src` in memory (small folders; put_archive takes bytes)."""
+    buffer = io.BytesIO()
+    build_tar(src, buffer, prefix=prefix)
+    return buffer.getvalue()
+
+
+def _add_tree(tar: tarfile.TarFile, folder: Path, arc_prefix: str) -> None:
+    """Add the entries of `folder`, sorted, recursing into real directories only."""
+    for name in sorted(os.listdir(folder)):
+        path = folder / name
+        arcname = f"{arc_prefix}/{name}" if arc_prefix else name
+        mode = os.lstat(path).st_mode
+        if stat.S_ISDIR(mode):
+            tar.addfile(_owned_by_root(tar.gettarinfo(str(path), arcname)))
+            _add_tree(tar, path, arcname)
+        elif stat.S_ISREG(mode):
+            _add_file(tar, path, arcname)
+        else:
+            raise InvalidPath(f"'{path}' is not a regular file or directory; herd archives only those")
+
+
+def _add_file(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
+    """Add one file read through an O_NOFOLLOW descriptor (a swapped-in link fails to open)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        info = _owned_by_root(tar.gettarinfo(arcname=arcname, fileobj=handle))
+        tar.addfile(info, handle if info.isreg() else None)
+
+
+def _owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """Host owners mean nothing inside a container: store 0/0 and no names."""
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def extract_tar(
+    source: BinaryIO | Iterable[bytes],
+    dest: Path,
+    *,
+    strip_prefix: str = "",
+    quota_bytes: int | None = None,
+) -> int:
+    """Extract a tar stream into `dest` after checking every member; returns file bytes written.
+
+    Args:
+        source: a readable binary stream, or an iterable of byte chunks (docker get_archive).
+        dest: the folder to extract into (created when missing).
+        strip_prefix: a first name segment every member must carry and that is dropped
+            (get_archive("/pfs/out") names members `out/...`).
+        quota_bytes: the largest total file size accepted, or None.
+    Raises:
+        UnsafeOutput: a member is absolute, has `..`, is a link or special file, names the
+            member; or the stream is not a valid tar.
+        UserCodeError: the files add up to more than `quota_bytes`.
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    real_dest = os.path.realpath(dest)
+    stream = source if hasattr(source, "read") else _ChunkStream(source)  # type: ignore[arg-type]
+    extracted = _Extracted(quota_bytes)
+    try:
+        with tarfile.open(fileobj=stream, mode="r|*") as tar:  # type: ignore[arg-type]
+            for member in tar:
+                _extract_member(tar, member, real_dest, strip_prefix, extracted)
+    except tarfile.ReadError as exc:
+        raise UnsafeOutput("(archive)", f"not a valid tar stream: {exc}") from None
+    return extracted.total
+
+
+class _Extracted:
+    """What has been extracted so far: names by kind, and the file bytes against a quota."""
+
+    def __init__(self, quota_bytes: int | None) -> None:
+        self.kinds: dict[str, str] = {}
+        self.total = 0
+        self.quota = quota_bytes
+
+    def add(self, name: str, kind: str, size: int) -> None:
+        self.kinds[name] = kind
+        self.total += size
+        if self.quota is not None and self.total > self.quota:
+            raise UserCodeError(f"archive is over the quota of {self.quota} bytes (at '{name}')")
+
+
+def _extract_member(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, real_dest: str, strip: str, extracted: _Extracted
+) -> None:
+    """Check one member in full, then let tarfile (data filter) write it."""
+    name = member_name(member.name, strip)
+    if name is None:
+        return  # the archive's root folder itself
+    kind = _check_member(member, name, strip, extracted)
+    _check_parent_inside(real_dest, name, member.name)
+    local = copy.copy(member)
+    local.name = name
+    if member.islnk():
+        local.linkname = member_name(member.linkname, strip) or ""
+    extracted.add(name, kind, member.size if kind == "file" else 0)
+    try:
+        tar.extract(local, real_dest, filter="data")
+    except tarfile.FilterError as exc:
+        raise UnsafeOutput(member.name, f"refused by the data filter: {exc}") from None
+    except (OSError, tarfile.TarError) as exc:
+        raise UnsafeOutput(member.name, f"cannot be extracted: {exc}") from None
+
+
+def member_name(raw: str, strip: str = "") -> str | None:
+    """The checked relative name of a member ('a/b'), None for the root; UnsafeOutput if bad."""
+    if raw.startswith("/") or "\x00" in raw:
+        raise UnsafeOutput(raw, "archive member has an absolute name")
+    parts = [part for part in raw.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeOutput(raw, "archive member name contains '..'")
+    if strip:
+        if not parts or parts[0] != strip:
+            raise UnsafeOutput(raw, f"archive member is outside '{strip}/'")
+        parts = parts[1:]
+    return "/".join(parts) or None
+
+
+def _check_member(member: tarfile.TarInfo, name: str, strip: str, extracted: _Extracted) -> str:
+    """The member's kind ('file', 'dir', 'link'), or UnsafeOutput naming it."""
+    if name in extracted.kinds:
+        raise UnsafeOutput(member.name, "archive has this member twice")
+    for parent in _parents(name):
+        if extracted.kinds.get(parent, "dir") != "dir":
+            raise UnsafeOutput(member.name, f"lies below '{parent}', which is not a directory")
+    if member.isreg():
+        return "file"
+    if member.isdir():
+        return "dir"
+    if member.issym():
+        raise UnsafeOutput(member.name, f"is a symbolic link (to '{member.linkname}'); links are refused")
+    if member.islnk():
+        target = member_name(member.linkname, strip)
+        if target is None or extracted.kinds.get(target) != "file":
+            raise UnsafeOutput(member.name, f"is a hard link to '{member.linkname}', not a file of this archive")
+        return "link"
+    raise UnsafeOutput(member.name, "is a device, FIFO or other special file")
+
+
+def _parents(name: str) -> Iterator[str]:
+    parts = name.split("/")
+    for i in range(1, len(parts)):
+        yield "/".join(parts[:i])
+
+
+def _check_parent_inside(real_dest: str, name: str, raw: str) -> None:
+    """The member's parent, resolved on disk now, must still be inside the destination."""
+    parent = os.path.realpath(os.path.join(real_dest, os.path.dirname(name)))
+    if parent != real_dest and not parent.startswith(real_dest + os.sep):
+        raise UnsafeOutput(raw, "archive member would be written outside the destination")
+
+
+class _ChunkStream(io.RawIOBase):
+    """A readable stream over an iterable of byte chunks."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._buffer:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._buffer = bytes(chunk)
+        size = min(len(buffer), len(self._buffer))
+        buffer[:size] = self._buffer[:size]
+        self._buffer = self._buffer[size:]
+        return size
