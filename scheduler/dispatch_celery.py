@@ -69,7 +69,8 @@ class CeleryDispatcher:
         self._collect()
         marks = self.broker.sent(job_id)
         now = self.broker.now()
-        flying: set[int] = set()
+        # Outcomes taken but not yet handed over by wait(): the loop does not know them yet.
+        flying = {i for o in self._outcomes if o.job_id == job_id for i in (*o.done, *o.failed)}
         stale = {t: m for t, m in marks.items() if now - m.at >= self.resend_seconds}
         for task_id, mark in marks.items():
             if task_id not in stale:
@@ -138,8 +139,13 @@ class CeleryDispatcher:
             return  # RETRY after a cancelled run: redelivered, its outcome comes later
         job_id = self._tasks.pop(task_id)
         if status == "FAILURE":
-            # The task raised: keep the mark; once stale, storage says what to send again.
+            # The task raised (storage or broker away): once its mark is stale, storage says
+            # which of its datums to send again. A watch mark keeps the time, not the task id.
             log.warning("a batch of job '%s' failed in its worker: %s", job_id, meta.get("result"))
+            mark = self.broker.sent(job_id).get(task_id)
+            if mark is not None:
+                self.broker.mark_sent(job_id, WATCH + uuid.uuid4().hex, mark)
+            self.broker.forget(job_id, [task_id])
             return
         outcome = BatchOutcome.model_validate(meta["result"])
         if outcome.deferred:

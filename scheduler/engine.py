@@ -15,23 +15,9 @@ from scheduler.plan import plan_datums
 from scheduler.records import DatumIndex, IndexEntry, JobPlan, PipelineInfo
 from scheduler.spec import PipelineSpec
 from scheduler.store import RecordStore, now
-from scheduler.triggers import Finished
 from storage.errors import HerdError
 from storage.model import Commit, CommitRef, Manifest
 from storage.repos import Pfs
-
-
-def input_history(pfs: Pfs, repo: str, branch: str) -> list[Finished]:
-    """Finished commits of an input branch, oldest first (empty when the branch is missing)."""
-    try:
-        commits = pfs.list_commits(repo, branch)
-    except HerdError:
-        return []
-    return [
-        Finished(repo=repo, branch=branch, id=c.id, finished=c.finished)
-        for c in reversed(commits)
-        if c.finished is not None
-    ]
 
 
 def create_job(

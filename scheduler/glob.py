@@ -246,13 +246,11 @@ def subtree(path: str, sorted_files: list[str]) -> list[str]:
     node = canonical_path(path)
     if node == "":
         return sorted_files
-    # Everything under `node/` is one contiguous run of the sorted list: '0' follows '/'.
-    lo, hi = bisect_left(sorted_files, node + "/"), bisect_left(sorted_files, node + "0")
-    run = sorted_files[lo:hi]
     i = bisect_left(sorted_files, node)
     if i < len(sorted_files) and sorted_files[i] == node:
-        return [node]
-    return run
+        return [node]  # a file
+    # Everything under `node/` is one contiguous run of the sorted list: '0' follows '/'.
+    return sorted_files[bisect_left(sorted_files, node + "/"):bisect_left(sorted_files, node + "0")]
 
 
 __all__ = ["Glob", "canonical_path", "compile_glob", "directories", "match_nodes", "normalize", "subtree"]

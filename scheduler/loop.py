@@ -14,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from scheduler import engine
+from scheduler.batching import Durations, batch_size, room
 from scheduler.dispatch import Dispatcher
+from scheduler.history import Histories
 from scheduler.jobs import JobState
 from scheduler.messages import BatchOutcome, DatumBatch
 from scheduler.plan import input_branches
@@ -24,6 +26,9 @@ from scheduler.store import RecordStore
 from scheduler.triggers import job_tuples
 from storage.model import CommitRef
 from storage.repos import Pfs
+
+
+SAMPLES_PER_PASS = 4  # results read per job and pass to measure datum times
 
 
 @dataclass
@@ -39,13 +44,21 @@ class Progress:
 class Scheduler:
     """Moves every pipeline's jobs forward; `tick` is one pass, `run_until_idle` loops."""
 
-    def __init__(self, pfs: Pfs, dispatcher: Dispatcher, parallelism: int = 1, batch_size: int | None = None) -> None:
+    def __init__(
+        self, pfs: Pfs, dispatcher: Dispatcher, parallelism: int = 1, batch_size: int | None = None,
+        batch_seconds: float | None = None,
+    ) -> None:
         self.pfs = pfs
         self.records = RecordStore(pfs.objects)
         self.dispatcher = dispatcher
         self.parallelism = max(1, parallelism)
         self.batch_size = batch_size
+        # Set (the scheduler service): messages carry ~batch_seconds of measured work each.
+        self.batch_seconds = batch_seconds
+        self._durations = Durations()
+        self._sampled: dict[str, set[str]] = {}
         self._finished: set[str] = set()
+        self._histories = Histories(pfs)
         self._seen: dict[str, set[str]] = {}  # datum ids with a stored result, per job (they never go away)
         self._listed: dict[str, float] = {}
         self._to_run: dict[str, list[int]] = {}
@@ -82,7 +95,7 @@ class Scheduler:
         """Every job this pipeline version owes, oldest first, as (job id, input commits)."""
         spec = self._spec(pipeline)
         keys = sorted(input_branches(spec))
-        histories = {key: engine.input_history(self.pfs, *key) for key in keys}
+        histories = {key: self._histories.finished(*key) for key in keys}
         tuples = job_tuples(keys, histories, pipeline.since)
         return [(job_id_for(pipeline.name, pipeline.version, pipeline.salt, t), t) for t in tuples]
 
@@ -115,6 +128,7 @@ class Scheduler:
         if self._job_timed_out(spec, status):
             engine.kill_job(self.pfs, self.records, job_id, f"job_timeout ({spec.job_timeout}s) passed")
             return
+        self._measure(plan)
         self._send(job_id, pending, spec)
 
     def _pending(self, plan: JobPlan) -> list[int]:
@@ -138,9 +152,27 @@ class Scheduler:
         if not todo:
             return
         workers = self._workers(spec)
-        size = self.batch_size or max(1, min(64, math.ceil(len(pending) / (workers * 4))))
+        if self.batch_seconds is None:
+            size = self.batch_size or max(1, min(64, math.ceil(len(pending) / (workers * 4))))
+        else:
+            # Sized by measured datum times, and paced: a few batches per worker ahead.
+            seconds = self._durations.get(spec.pipeline.name)
+            size = self.batch_size or batch_size(len(pending), workers, seconds, self.batch_seconds)
+            todo = todo[: room(len(pending) - len(todo), workers, size)]
         for start in range(0, len(todo), size):
             self.dispatcher.submit(DatumBatch(job_id=job_id, datums=tuple(todo[start : start + size])))
+
+    def _measure(self, plan: JobPlan) -> None:
+        """Read the run times of a few new results (the batch size follows them)."""
+        if self.batch_seconds is None:
+            return
+        sampled = self._sampled.setdefault(plan.job_id, set())
+        fresh = [d for d in self._seen.get(plan.job_id, ()) if d not in sampled][:SAMPLES_PER_PASS]
+        for datum_id in fresh:
+            sampled.add(datum_id)
+            result = self.records.read_result(plan.job_id, datum_id)
+            if result is not None and result.started is not None and result.finished is not None:
+                self._durations.add(plan.pipeline, (result.finished - result.started).total_seconds())
 
     def _workers(self, spec: PipelineSpec) -> int:
         par = spec.parallelism_spec

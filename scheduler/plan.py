@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from scheduler.datums import Commits, Datum, datum_hash, expand
 from scheduler.records import DatumIndex, PlannedDatum, PlannedInput
 from scheduler.spec import PipelineSpec
@@ -17,7 +19,15 @@ def plan_datums(
     the same salt, so its stored outputs are reused (Pachyderm 1.5.1+).
     """
     done = previous.entries if previous is not None else {}
-    return [_planned(d, datum_hash(d, pipeline, salt), done) for d in expand(spec.input, commits)]
+    # Planning allocates a few objects per file and frees none: the cyclic collector would
+    # rescan the growing heap again and again (half the time for 100,000 files) for nothing.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return [_planned(d, datum_hash(d, pipeline, salt), done) for d in expand(spec.input, commits)]
+    finally:
+        if paused:
+            gc.enable()
 
 
 def _planned(datum: Datum, hash_: str, done: dict) -> PlannedDatum:

@@ -33,6 +33,7 @@ from storage.paths import is_valid_name, validate_name
 ID_LEN = 32
 MIN_PREFIX = 6
 _MANIFEST_CACHE = 256
+_CACHE_FILES = 200_000
 
 
 class _Head(Enum):
@@ -85,6 +86,7 @@ class Commits:
         self.objects = objects
         self._manifests: dict[str, Manifest] = {}
         self._manifest_ids: dict[tuple[str, str], str] = {}
+        self._cached_files = 0
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -173,9 +175,12 @@ class Commits:
         return mid
 
     def _cache_manifest(self, mid: str, manifest: Manifest) -> None:
-        if len(self._manifests) >= _MANIFEST_CACHE:
+        # Bounded by files, not manifests: one manifest may list 100,000 files.
+        if len(self._manifests) >= _MANIFEST_CACHE or self._cached_files > _CACHE_FILES:
             self._manifests.clear()
+            self._cached_files = 0
         self._manifests[mid] = manifest
+        self._cached_files += len(manifest.files)
 
     # ---- refs and history ----------------------------------------------------------------
 

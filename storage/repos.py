@@ -14,7 +14,14 @@ from typing import BinaryIO
 from storage import refs
 from storage.changes import HEX_RE
 from storage.commits import HEAD, ID_LEN, Commits, Parent, now, repo_key
-from storage.errors import AlreadyExists, BranchNotFound, Conflict, InvalidArgument, InvalidPath
+from storage.errors import (
+    AlreadyExists,
+    BranchNotFound,
+    Conflict,
+    InvalidArgument,
+    InvalidPath,
+    RepoNotFound,
+)
 from storage.files import Files, Source
 from storage.model import (
     Branch,
@@ -64,8 +71,12 @@ class Pfs:
         """Every repo, by name, with sizes."""
         infos = []
         for child in self.objects.list_children("repos/"):
-            if child.endswith("/") and self.objects.exists(repo_key(child[:-1])):
+            if not child.endswith("/"):
+                continue
+            try:
                 infos.append(self.inspect_repo(child[:-1]))
+            except RepoNotFound:
+                continue  # a repo being deleted (or a half-created one): not a repo
         return infos
 
     def _size(self, repo: str, branches: Sequence[Branch]) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import threading
 import time
 import uuid
@@ -63,7 +64,8 @@ class WorkerContext:
         if key not in sessions:
             for old_key in [k for k in sessions if k[0] == plan.pipeline]:
                 sessions.pop(old_key).close()  # an older version of the pipeline: its container goes
-            sessions[key] = self.runtime.open(plan.pipeline, transform_of(spec))
+            transform = dataclasses.replace(transform_of(spec), network=self.settings.user_network)
+            sessions[key] = self.runtime.open(plan.pipeline, transform)
             with self._lock:
                 self._sessions.append(sessions[key])
         return sessions[key]

@@ -47,12 +47,11 @@ def run_datum(ctx: WorkerContext, plan: JobPlan, spec: PipelineSpec, index: int)
     """Run one datum to a stored result, retrying up to datum_tries; None if it is not ours."""
     datum = plan.datums[index]
     records = ctx.records
-    existing = records.read_result(plan.job_id, datum.id)
-    if existing is not None:
-        return existing.state
     tries = spec.datum_tries
     while True:
         attempt = _claim(ctx, plan.job_id, datum.id, tries)
+        if isinstance(attempt, DatumResult):
+            return attempt.state  # another delivery already finished it
         if attempt is Claim.HELD:
             return None  # a duplicate delivery: the holder finishes it, and no try is burnt here
         if attempt is Claim.USED_UP:
@@ -69,11 +68,14 @@ class Claim(Enum):
     USED_UP = "datum_tries used up"
 
 
-def _claim(ctx: WorkerContext, job_id: str, datum_id: str, tries: int) -> int | Claim:
-    """The next attempt number (create-only), unless another worker is running the datum now."""
+def _claim(ctx: WorkerContext, job_id: str, datum_id: str, tries: int) -> int | Claim | DatumResult:
+    """The next attempt number (create-only), else why not: done, held by a live lease, no tries left."""
     records, body = ctx.records, ctx.lease_body()
     if records.claim_attempt(job_id, datum_id, 1, body) == 1:
-        return 1  # the usual case: first delivery, one create-only write and no read
+        return 1  # the usual case: one create-only write; no result exists before a first attempt
+    existing = records.read_result(job_id, datum_id)
+    if existing is not None:
+        return existing
     latest = records.latest_attempt(job_id, datum_id)
     if ctx.leased_elsewhere(latest):
         return Claim.HELD

@@ -1,27 +1,27 @@
 """The in-container half of DockerRuntime: two busybox `sh` loops and what they are sent.
 
 Each session container gets Debian's static busybox and the two scripts below in an anonymous
-volume at `/.herd` (put_archive before start), so the user image needs no shell. Every exec of
-a process costs ~1-2 ms in a container, so the per-datum path is counted in processes: one
-fork + exec of cpio (stager), one fork + exec of the user cmd, one tar when there is output.
+volume at `/.herd` (put_archive before start), so the user image needs no shell. An exec costs
+~1-2 ms in a container, so the per-datum path is counted in processes: a fork + exec of cpio
+(stager), a fork + exec of the user cmd, a tar only when there is something to send back.
 
 RUNNER: the container's own process, as the transform's user, fed over the attached stdin.
 - `P <script bytes> <stdin bytes>` + payloads: keeps the session's datum script (`t.sh`: the
-  transform env, cwd, PATH lookup, exec of the cmd) and stdin; answers `READY <uid> <0|1>`.
-- `R <seq> <timeout|0> <request env as shell assignments>`: runs t.sh in a subshell with its
-  stdout/stderr in files; with a timeout, a wrapper reports the status on a FIFO read with
-  `read -t`, so no timer process is needed. Then `kill -1` ends every other process of the
-  user's uid (stragglers; the runner itself is spared by the kernel). Answers
-  `H <seq> <exit> <timed out> <0|1>`, and when 1 (anything to send) a tar of `.herd/w/o`,
-  `.herd/w/e` and `pfs/out` followed by `T <tar status> <error bytes>` + tar's complaint.
-  /pfs/out is emptied after the answer, while the worker is busy with it.
+  transform env, cwd, PATH lookup, exec of the cmd) and stdin; answers `READY <uid> 1`.
+- `R <seq> <timeout|0> <request env as one line of shell>`: waits for the stager's word on
+  datum `seq` (the FIFO `w/staged`; `S <seq>` if staging failed), runs t.sh in a subshell with
+  stdout/stderr in files; with a timeout, a wrapper reports the status on a second FIFO read
+  with `read -t` (no timer process). Then `kill -1` ends every other process of the user's uid
+  (stragglers; the kernel spares the caller). Answers `H <seq> <exit> <timed out> <0|1>` and,
+  when 1, a tar of `.herd/w/o`, `.herd/w/e` and `pfs/out` then `T <tar status> <bytes>` + tar's
+  complaint. /pfs/out is emptied after the answer, while the worker unpacks it.
 STAGER: exec'd once per session as the stage uid, on its own stream, cwd /pfs.
-- `D` + a newc cpio of the inputs (cpio stops exactly at its trailer: no length, no copy);
-  `T <bytes>` + a tar for files of 4 GiB or more. Both delete leftover inputs first and answer
-  `K <status> <error bytes>` + error text. `C`: delete the inputs now, no answer (sent after
-  each datum so the next `D` finds /pfs clean).
-Inputs belong to the stage uid: user code (another uid, no capabilities) cannot write, chmod,
-delete or add anything under /pfs but /pfs/out.
+- `D <seq>` + a newc cpio of the inputs (cpio stops exactly at its trailer: no length, no
+  copy), or `T <bytes> <seq>` + a tar when a file is 4 GiB or more. Both delete leftover inputs
+  first, tell the runner, and answer `K <status> <bytes>` + the error text.
+- `C`: delete the inputs now, no answer (sent after each datum, so `D` finds /pfs clean).
+Inputs belong to the stage uid: user code (another uid, no capabilities) can neither write,
+chmod, delete nor add anything under /pfs but in /pfs/out.
 
 Nothing is printed before the first request, so no byte is lost in the attach's HTTP upgrade.
 """
@@ -72,7 +72,7 @@ answer() {{
 clean() {{
   if has_out; then
     rm -rf "$O"/* "$O"/.[!.]* "$O"/..?* 2>/dev/null ||
-      {{ chmod -R u+rwX "$O"; rm -rf "$O"/* "$O"/.[!.]* "$O"/..?*; }} 2>/dev/null
+      {{ chmod -R u+rwX "$O"/* "$O"/.[!.]* "$O"/..?*; rm -rf "$O"/* "$O"/.[!.]* "$O"/..?*; }} 2>/dev/null
   fi
   : >"$W/o"; : >"$W/e"
 }}
@@ -285,7 +285,8 @@ def write_inputs_tar(pfs_dir: Path, out: BinaryIO, *, uid: int) -> None:
     now = int(time.time())
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for rel, kind, size in _walk_inputs(Path(pfs_dir)):
-            info = _info(rel, tarfile.DIRTYPE if kind == "dir" else tarfile.REGTYPE, 0o755 if kind == "dir" else 0o444, uid)
+            is_dir = kind == "dir"
+            info = _info(rel, tarfile.DIRTYPE if is_dir else tarfile.REGTYPE, 0o755 if is_dir else 0o444, uid)
             info.mtime, info.size = now, size
             tar.addfile(info, _ChunkReader(_file_chunks(Path(pfs_dir) / rel, size)) if kind == "file" else None)
 

@@ -11,7 +11,7 @@ beside the engine works unchanged. Per datum, files move over two hijacked Docke
 the runner, the outputs tar back. `transfer="archive"` is the simple fallback: put_archive of
 the inputs, exec_run of the datum (about 4 engine calls, ~200 ms).
 
-Docker's exceptions become herd errors in `_engine_errors` only; `docker` is imported nowhere else.
+Docker's exceptions become herd errors in `DockerRuntime.engine_errors` only; `docker` is imported nowhere else.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -39,19 +39,16 @@ from storage.errors import (
     ImageNotFound,
     InvalidArgument,
     StorageUnavailable,
-    UnsafeOutput,
     UserCodeError,
 )
 from worker import docker_runner as runner
-from worker.docker_wire import Answer, Channel, ChannelClosed, ChannelTimeout, read_answer
+from worker.docker_wire import Answer, Channel, ChannelClosed, ChannelTimeout, read_answer, unpack_outputs
 from worker.runtime import RunRequest, RunResult, Transform
-from worker.tarsafe import extract_tar
 
 log = logging.getLogger(__name__)
 
 SPOOL_BYTES = 8 * 1024 * 1024  # tars below this stay in memory
 LABEL = "herd.session"
-SCRATCH = ".herd-docker-out"  # in the datum folder: same filesystem as out/, never an input name
 
 
 class DockerRuntime:
@@ -69,7 +66,7 @@ class DockerRuntime:
         stage_uid: int = 60999,
         pids_limit: int = 1024,
         tmp_size: str = "256m",
-        worker_id: str = "herd",
+        worker_id: str | None = None,
         output_quota: int | None = None,
         start_timeout: float = 60.0,
         stage_timeout: float = 600.0,
@@ -85,7 +82,7 @@ class DockerRuntime:
         self.stage_uid = stage_uid
         self.pids_limit = pids_limit
         self.tmp_size = tmp_size
-        self.worker_id = worker_id
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"  # labels; remove_leftovers
         self.output_quota = output_quota
         self.start_timeout = start_timeout
         self.stage_timeout = stage_timeout
@@ -104,7 +101,8 @@ class DockerRuntime:
         """The docker SDK client, connected on first use (DOCKER_HOST is read by the SDK)."""
         if self._client is None:
             with self.engine_errors("connect"):
-                self._client = docker.DockerClient(base_url=self._docker_host) if self._docker_host else docker.from_env()
+                host = self._docker_host
+                self._client = docker.DockerClient(base_url=host) if host else docker.from_env()
         return self._client
 
     def open(self, pipeline: str, transform: Transform) -> DockerSession:
@@ -127,6 +125,7 @@ class DockerRuntime:
             self._images.add(image)
 
     def _pull(self, image: str) -> None:
+        """Pull `image` (its tag, or latest); any refusal means the image cannot be had."""
         repository, tag = parse_repository_tag(image)
         log.info("pulling image %s", image)
         try:
@@ -196,6 +195,7 @@ class DockerSession:
         self.containers_started += 1
 
     def _create_args(self) -> dict[str, Any]:
+        """create_container's arguments: least privilege, two anonymous volumes, our entrypoint."""
         rt, t = self.runtime, self.transform
         host_config = rt.client.api.create_host_config(
             cap_drop=["ALL"], security_opt=["no-new-privileges"], pids_limit=rt.pids_limit, privileged=False,
@@ -208,11 +208,13 @@ class DockerSession:
         # reads EOF and exits, and auto_remove deletes the container with its volumes.
         return dict(
             image=t.image, entrypoint=[runner.BUSYBOX, "sh", runner.RUNNER], command=[], user=t.user or "",
-            stdin_open=True, detach=False, host_config=host_config, name=f"herd-{self.pipeline}-{self.session_id}",
+            stdin_open=True, detach=False, host_config=host_config,
+            name=f"herd-{self.pipeline}-{self.session_id}-{self.containers_started + 1}",
             labels={LABEL: self.session_id, "herd.pipeline": self.pipeline, "herd.worker": rt.worker_id},
         )
 
     def _fill_and_start(self) -> None:
+        """Copy the tools and /pfs skeleton in, attach the runner's stdin/stdout, start, exec the stager."""
         api, rt, cid = self.runtime.client.api, self.runtime, self.container_id
         api.put_archive(cid, runner.HERD_DIR, rt.tools())
         api.put_archive(cid, "/pfs", runner.pfs_tar(rt.stage_uid))
@@ -225,22 +227,20 @@ class DockerSession:
             self._stager = Channel(_raw(api.exec_start(exec_id, socket=True)), "stager")
 
     def _handshake(self) -> None:
-        """Both loops answer READY; inputs can be read-only only if their uids differ."""
+        """The loops answer READY; inputs can be read-only only if user code is not the stage uid."""
         deadline = time.monotonic() + self.runtime.start_timeout
         payload = self._script + self._stdin
         runner_uid, _ = self._ready(self._runner, f"P {len(self._script)} {len(self._stdin)}\n", payload, deadline)
-        if self._stager is None:
-            return
-        stager_uid, writable = self._ready(self._stager, "P\n", b"", deadline)
-        if not writable:
-            raise HerdError(f"the stager cannot write /pfs in the container of pipeline '{self.pipeline}'")
-        if stager_uid == runner_uid:
+        if runner_uid == self.runtime.stage_uid:
             raise InvalidArgument(
-                f"transform.user of pipeline '{self.pipeline}' is uid {runner_uid}, herd's stage uid: "
-                "its inputs could not be read-only; choose another user (or stage_uid)"
+                f"user code of pipeline '{self.pipeline}' runs as uid {runner_uid}, herd's stage uid: "
+                "its inputs could not be read-only; choose another transform.user (or stage_uid)"
             )
+        if self._stager is not None and not self._ready(self._stager, "P\n", b"", deadline)[1]:
+            raise HerdError(f"the stager cannot write /pfs in the container of pipeline '{self.pipeline}'")
 
     def _ready(self, channel: Channel | None, request: str, payload: bytes, deadline: float) -> tuple[int, int]:
+        """Send a loop its `P` request; returns the (uid, flag) of its READY."""
         assert channel is not None
         try:
             channel.send(request, payload)
@@ -283,7 +283,7 @@ class DockerSession:
         except (ChannelClosed, ChannelTimeout) as exc:
             raise self._died(str(exc)) from None
         except BaseException:
-            self._discard()  # half a request was sent: the streams are out of step
+            self.close()  # half a request was sent: the streams are out of step
             raise
         self._check_staged(seq)
         deadline = None if timeout is None else time.monotonic() + timeout + self.runtime.kill_grace
@@ -291,12 +291,15 @@ class DockerSession:
             answer = read_answer(self._runner, deadline, outputs)
             if answer.seq != seq:
                 raise ChannelClosed(f"runner answered datum {answer.seq}, not {seq}")
-            self._stager.send("C\n")  # delete the inputs while we unpack the outputs
         except ChannelTimeout:
-            self._discard()  # the runner did not even kill the datum: start afresh next time
+            self.close()  # the runner did not even kill the datum: start afresh next time
             return Answer(seq, 137, True)
         except ChannelClosed as exc:
             raise self._died(str(exc)) from None
+        try:
+            self._stager.send("C\n")  # delete the inputs while we unpack the outputs
+        except ChannelClosed:
+            self.close()  # this datum is done; the next one gets a new container
         return answer
 
     def _send_inputs(self, pfs_dir: Path, seq: int) -> None:
@@ -346,85 +349,55 @@ class DockerSession:
             channel.close()
 
     def _collect(self, answer: Answer, outputs: BinaryIO, pfs_dir: Path) -> None:
-        """Extract the outputs with tarsafe into a scratch folder, then move them into `out/`.
-
-        The scratch (`<pfs_dir>/.herd-docker-out`, kept between datums) takes the archive's
-        `pfs/...` names: a forged member outside pfs/out lands there, never on an input."""
+        """Check the runner could archive /pfs/out, then unpack it into `<pfs_dir>/out`."""
         if answer.tar_status != 0:
             raise UserCodeError(f"cannot archive /pfs/out of pipeline '{self.pipeline}': {answer.tar_error.strip()}")
-        if not outputs.read(1):
-            return
-        outputs.seek(0)
-        scratch = _empty_scratch(pfs_dir / SCRATCH)
-        try:
-            extract_tar(outputs, scratch, strip_prefix="pfs", quota_bytes=self.runtime.output_quota)
-            _move_out(scratch, pfs_dir / "out")
-        except UnsafeOutput as exc:
-            shutil.rmtree(scratch, ignore_errors=True)
-            path = f"/{exc.path}" if exc.path.startswith("pfs/") else exc.path
-            raise UnsafeOutput(path, exc.message.split(" in /pfs/out: ", 1)[-1]) from None
-        except BaseException:
-            shutil.rmtree(scratch, ignore_errors=True)
-            raise
+        unpack_outputs(outputs, pfs_dir, self.runtime.output_quota)
 
     def _died(self, detail: str) -> UserCodeError:
         """The container or a loop vanished mid-datum: forget it (the next datum starts another)."""
         errors = " ".join(c.errors() for c in (self._runner, self._stager) if c is not None and c.errors())
-        self._discard()
+        self.close()
         return UserCodeError(
             f"the container of pipeline '{self.pipeline}' (image '{self.transform.image}') stopped during a "
             f"datum (killed by user code, out of memory?): {errors or detail}"
         )
 
-    def _discard(self) -> None:
-        self.close()
-
     def close(self) -> None:
-        """Close the streams and remove the container with its volumes."""
+        """Remove the container with its volumes, then close the streams."""
+        if self.container_id is not None:
+            remove_container(self.runtime, self.container_id)
+            self.container_id = None
         for channel in (self._runner, self._stager):
             if channel is not None:
                 channel.close()
         self._runner = self._stager = None
-        if self.container_id is not None:
-            remove_container(self.runtime, self.container_id)
-            self.container_id = None
 
 
-def _empty_scratch(scratch: Path) -> Path:
-    """The scratch folder, empty but for an empty `out/` (left by the previous datum)."""
+def remove_container(runtime: DockerRuntime, container_id: str, wait: float = 10.0) -> None:
+    """Force-remove a container and its anonymous volumes, and return once it is gone."""
+    api = runtime.client.api
     try:
-        if os.listdir(scratch) == ["out"] and not os.listdir(scratch / "out"):
-            return scratch
-    except FileNotFoundError:
-        pass
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir()
-    return scratch
-
-
-def _move_out(scratch: Path, out_dir: Path) -> None:
-    """Move what tarsafe extracted under scratch/out into out_dir; anything else is refused."""
-    strays = [name for name in os.listdir(scratch) if name != "out"]
-    if strays:
-        raise UnsafeOutput(f"/pfs/{strays[0]}", "the runner's archive reaches outside /pfs/out")
-    if not (scratch / "out").is_dir():
+        api.remove_container(container_id, force=True, v=True)
         return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in os.listdir(scratch / "out"):
-        os.replace(scratch / "out" / name, out_dir / name)
-
-
-def remove_container(runtime: DockerRuntime, container_id: str) -> None:
-    """Force-remove a container and its anonymous volumes; already gone is fine."""
-    try:
-        runtime.client.api.remove_container(container_id, force=True, v=True)
     except docker.errors.NotFound:
-        pass
+        return
     except docker.errors.APIError as exc:
-        if exc.status_code != 409:  # 409: auto_remove is already removing it
+        if exc.status_code != 409:  # 409: auto_remove is already removing it; wait for that
             log.warning("cannot remove container %s: %s", container_id[:12], _explain(exc))
+            return
     except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
         log.warning("cannot remove container %s: %s unreachable: %s", container_id[:12], runtime.where, exc)
+        return
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            api.inspect_container(container_id)
+        except docker.errors.NotFound:
+            return
+        except (docker.errors.APIError, requests.exceptions.ConnectionError):
+            return
+        time.sleep(0.05)
 
 
 def _raw(sock: Any) -> Any:
@@ -433,6 +406,7 @@ def _raw(sock: Any) -> Any:
 
 
 def _explain(exc: Exception) -> str:
+    """The engine's own words for an SDK error."""
     return str(getattr(exc, "explanation", None) or exc)
 
 

@@ -8,13 +8,18 @@ stdout, so every length is bounded, every line checked, and a bad answer ends th
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
+from storage.errors import UnsafeOutput
 from worker.runtime import LOG_TAIL_BYTES
+from worker.tarsafe import extract_tar
 
 BLOCK = 512
 ZERO_BLOCK = bytes(BLOCK)
@@ -22,6 +27,7 @@ EXTENSION_TYPES = (b"L", b"K", b"x", b"g")  # GNU long names, pax headers: belon
 MAX_EXTENSION = 1024 * 1024
 SEND_BUFFER = 256 * 1024
 LOG_MEMBERS = {b".herd/w/o": "stdout", b".herd/w/e": "stderr"}
+SCRATCH = ".herd-docker-out"  # in the datum folder: same filesystem as out/, never an input name
 
 
 class ChannelClosed(Exception):
@@ -98,10 +104,12 @@ class Channel:
         return self._err[-2048:].decode(errors="replace").strip()
 
     def close(self) -> None:
-        try:
-            self._sock.close()
-        except OSError:
-            pass
+        """Shut the connection down (other references to the socket must not keep it open)."""
+        for end in (lambda: self._sock.shutdown(socket.SHUT_RDWR), self._sock.close):
+            try:
+                end()
+            except OSError:
+                pass
 
     def _fill(self, deadline: float | None) -> None:
         """Read one frame: stdout is kept for parsing, stderr for diagnostics."""
@@ -197,3 +205,48 @@ def _member_size(block: bytes) -> int:
         return int(text, 8)
     except ValueError:
         raise ChannelClosed(f"not a tar header (size field {field!r})") from None
+
+
+def unpack_outputs(outputs: BinaryIO, pfs_dir: Path, quota: int | None) -> None:
+    """Extract the outputs tar (`pfs/out/...` names) with tarsafe, then move them into `out/`.
+
+    Extraction goes to a scratch folder (`<pfs_dir>/.herd-docker-out`, kept between datums):
+    a forged member outside pfs/out lands there and is refused, never written over an input."""
+    if not outputs.read(1):
+        return
+    outputs.seek(0)
+    scratch = _empty_scratch(Path(pfs_dir) / SCRATCH)
+    try:
+        extract_tar(outputs, scratch, strip_prefix="pfs", quota_bytes=quota)
+        _move_out(scratch, Path(pfs_dir) / "out")
+    except UnsafeOutput as exc:
+        shutil.rmtree(scratch, ignore_errors=True)
+        path = f"/{exc.path}" if exc.path.startswith("pfs/") else exc.path
+        raise UnsafeOutput(path, exc.message.split(" in /pfs/out: ", 1)[-1]) from None
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+
+
+def _empty_scratch(scratch: Path) -> Path:
+    """The scratch folder, empty but for an empty `out/` (as the previous datum left it)."""
+    try:
+        if os.listdir(scratch) == ["out"] and not os.listdir(scratch / "out"):
+            return scratch
+    except FileNotFoundError:
+        pass
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    return scratch
+
+
+def _move_out(scratch: Path, out_dir: Path) -> None:
+    """Move what was extracted under scratch/out into out_dir; anything else is refused."""
+    strays = [name for name in os.listdir(scratch) if name != "out"]
+    if strays:
+        raise UnsafeOutput(f"/pfs/{strays[0]}", "the runner's archive reaches outside /pfs/out")
+    if not (scratch / "out").is_dir():
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in os.listdir(scratch / "out"):
+        os.replace(scratch / "out" / name, out_dir / name)

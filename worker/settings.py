@@ -42,6 +42,9 @@ class WorkerSettings(BaseSettings):
     lease_seconds: float = Field(
         10.0, description="How long a datum attempt stays claimed without a heartbeat before it is retried elsewhere."
     )
+    user_network: bool = Field(
+        True, description="Give user containers a network (the engine's default bridge); false: no network at all."
+    )
     output_quota: int | None = Field(
         None, description="Largest total size in bytes of one datum's /pfs/out (unset: no limit)."
     )

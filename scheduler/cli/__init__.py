@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "scheduler.cli.pfs_files",
     "scheduler.cli.pps",
     "scheduler.cli.jobs",
+    "scheduler.cli.services",
 )
 
 # Verbs after which the embedded default runs the jobs the change caused before returning

@@ -371,3 +371,11 @@ def test_spec_is_immutable() -> None:
     with pytest.raises(Exception):
         s.description = "x"  # type: ignore[misc]
     assert isinstance(s, PipelineSpec)
+
+
+def test_load_documents_returns_the_specs_as_written() -> None:
+    from scheduler.spec import load_documents
+
+    docs = load_documents(WORD_COUNT)
+    assert [d["pipeline"]["name"] for d in docs] == ["scraper", "map", "reduce"]
+    assert "atom" in docs[1]["input"] and "acceptReturnCode" in docs[0]["transform"]  # not normalised

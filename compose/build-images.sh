@@ -1,0 +1,293 @@
+#!/usr/bin/env bash
+# Build the images of herd's compose stack with no registry, cached on the Docker engine.
+#
+#   bash compose/build-images.sh [IMAGE...]     IMAGE: base redis moto herd busybox (default: all)
+#
+#   base     $HERD_BASE_IMAGE (herd-base:local): Debian bookworm minbase + python3, python3-venv,
+#            ca-certificates, busybox-static, made by debootstrap on this host and `docker import`ed
+#   redis    $REDIS_IMAGE (herd-redis:local): FROM base, Debian's redis-server (apt inside the build)
+#   moto     $MOTO_IMAGE (herd-moto:local): FROM base, moto's S3 server in a venv (the CI stand-in
+#            for MinIO, see compose/ci.yml), single-threaded so conditional writes are atomic
+#   herd     $HERD_IMAGE (herd:local): compose/Dockerfile with BASE_IMAGE=base and every wheel in
+#            the context (installed with pip --no-index)
+#   busybox  $BUSYBOX_IMAGE (herd-busybox:local): FROM scratch + this host's static busybox, the
+#            user-code image of the examples; also tagged busybox:latest when the engine has no
+#            busybox:latest of its own (the examples' specs say "image": "busybox")
+#
+# Nothing is pulled. Python wheels are downloaded on this host with pip (the index pip is
+# configured with), for the base image's Python version, glibc and architecture.
+#
+# Cache: each image carries the label herd.inputs, a sha256 of everything it is built from (the
+# recipe below, the files copied in, the base image's id). An image whose tag exists with the
+# same label is not built again; a new base therefore rebuilds everything on top of it.
+# Downloaded wheels are kept in $HERD_IMAGES_CACHE (~/.cache/herd-images) by requirement hash.
+#
+# Knobs: HERD_IMAGES_REBUILD=1 (ignore the cache), HERD_DEBIAN_MIRROR (debootstrap's mirror,
+# default: debootstrap's own), HERD_PIP (the pip to download with: .venv's, else python3 -m pip),
+# DOCKER_HOST (the engine). Needs root for debootstrap; installs debootstrap/busybox-static with
+# apt-get when missing and root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+
+HERD_BASE_IMAGE="${HERD_BASE_IMAGE:-herd-base:local}"
+REDIS_IMAGE="${REDIS_IMAGE:-herd-redis:local}"
+MOTO_IMAGE="${MOTO_IMAGE:-herd-moto:local}"
+HERD_IMAGE="${HERD_IMAGE:-herd:local}"
+BUSYBOX_IMAGE="${BUSYBOX_IMAGE:-herd-busybox:local}"
+HERD_IMAGES_CACHE="${HERD_IMAGES_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/herd-images}"
+SUITE=bookworm
+BASE_PACKAGES=python3,python3-venv,ca-certificates,busybox-static
+RECIPE=3  # bump when a recipe below changes in a way the hashed inputs do not show
+LABEL=herd.inputs
+export DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}"  # the classic builder: no buildx needed
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+started=$(date +%s)
+say() { printf '[images %3ds] %s\n' "$(($(date +%s) - started))" "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/herd-images.XXXXXX")"
+trap 'rm -rf "$TMP"' EXIT
+
+sha() { sha256sum | cut -d' ' -f1; }
+
+# sha256 over the relative paths and contents of every file below a directory.
+tree_hash() {
+    (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum) | sha
+}
+
+label_of() { docker image inspect -f "{{ index .Config.Labels \"$LABEL\" }}" "$1" 2>/dev/null || true; }
+image_id() { docker image inspect -f '{{.Id}}' "$1"; }
+
+# True (and says so) when `tag` exists with inputs `hash`, unless HERD_IMAGES_REBUILD=1.
+cached() {
+    local tag="$1" hash="$2"
+    if [[ "${HERD_IMAGES_REBUILD:-}" != 1 && "$(label_of "$tag")" == "$hash" ]]; then
+        say "$tag is up to date (inputs ${hash:0:12})"
+        return 0
+    fi
+    return 1
+}
+
+need_package() {  # need_package COMMAND DEBIAN_PACKAGE
+    command -v "$1" >/dev/null 2>&1 && return 0
+    [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1 || die "$1 is missing: apt-get install $2"
+    # shellcheck source=scripts/services.sh
+    source "$ROOT/scripts/services.sh"
+    herd_apt_install "$2"
+}
+
+pip_cmd() {
+    if [[ -n "${HERD_PIP:-}" ]]; then
+        # shellcheck disable=SC2086 # a command line on purpose
+        echo $HERD_PIP
+    elif [[ -x "$ROOT/.venv/bin/python" ]]; then
+        echo "$ROOT/.venv/bin/python -m pip"
+    else
+        echo "python3 -m pip"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+build_base() {
+    local hash rootfs
+    hash="$(printf 'recipe=%s suite=%s variant=minbase include=%s mirror=%s\n' \
+        "$RECIPE" "$SUITE" "$BASE_PACKAGES" "${HERD_DEBIAN_MIRROR:-}" | sha)"
+    cached "$HERD_BASE_IMAGE" "$hash" && return 0
+    [[ "$(id -u)" -eq 0 ]] || die "debootstrap needs root (or build $HERD_BASE_IMAGE elsewhere and load it)"
+    need_package debootstrap debootstrap
+    rootfs="$TMP/rootfs"
+    say "debootstrap --variant=minbase $SUITE (include $BASE_PACKAGES)"
+    # shellcheck disable=SC2086 # no mirror argument = debootstrap's default mirror
+    debootstrap --variant=minbase --include="$BASE_PACKAGES" "$SUITE" "$rootfs" ${HERD_DEBIAN_MIRROR:-} \
+        >"$TMP/debootstrap.log" 2>&1 || { tail -n 30 "$TMP/debootstrap.log" >&2; die "debootstrap failed"; }
+    # A smaller image: no downloaded .debs, no package lists (apt-get update in derived builds).
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/tmp/*
+    printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' \
+        >"$rootfs/etc/apt/apt.conf.d/90herd-no-recommends"
+    say "docker import $HERD_BASE_IMAGE"
+    tar -C "$rootfs" --numeric-owner -c . | docker import \
+        --change "LABEL $LABEL=$hash" \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'ENV LANG=C.UTF-8' \
+        --change 'CMD ["/bin/bash"]' \
+        - "$HERD_BASE_IMAGE" >/dev/null
+    rm -rf "$rootfs"
+}
+
+# The base image's Python version, glibc and machine: what the wheels must fit.
+PY_VERSION="" GLIBC_MINOR="" ARCH=""
+probe_base() {
+    [[ -n "$PY_VERSION" ]] && return 0
+    local out
+    out="$(docker run --rm --network none "$HERD_BASE_IMAGE" python3 -c \
+        'import platform; print(platform.python_version(), platform.libc_ver()[1], platform.machine())')"
+    read -r PY_VERSION glibc ARCH <<<"$out"
+    GLIBC_MINOR="${glibc#2.}"
+    GLIBC_MINOR="${GLIBC_MINOR%%.*}"
+}
+
+# download_wheels DEST REQUIREMENT...: binary wheels for the base image's Python, cached by hash.
+download_wheels() {
+    local dest="$1" key cache pip platforms=() minor
+    shift
+    probe_base
+    for ((minor = GLIBC_MINOR; minor >= 17; minor--)); do platforms+=(--platform "manylinux_2_${minor}_${ARCH}"); done
+    platforms+=(--platform "manylinux2014_${ARCH}")
+    if [[ "$ARCH" == x86_64 ]]; then platforms+=(--platform manylinux2010_x86_64 --platform manylinux1_x86_64); fi
+    key="$(printf '%s\n' "$PY_VERSION" "${platforms[@]}" "$@" | sha)"
+    cache="$HERD_IMAGES_CACHE/wheels-${key:0:24}"
+    if [[ ! -f "$cache/.complete" || "${HERD_IMAGES_REBUILD:-}" == 1 ]]; then
+        pip="$(pip_cmd)"
+        say "pip download for Python $PY_VERSION ($ARCH, glibc 2.$GLIBC_MINOR): $*"
+        rm -rf "$cache"
+        mkdir -p "$cache"
+        # shellcheck disable=SC2086 # $pip is a command line
+        $pip download -q --only-binary=:all: --implementation cp --python-version "$PY_VERSION" \
+            "${platforms[@]}" -d "$cache" "$@" 2> >(grep -v '^WARNING: Location' >&2)
+        touch "$cache/.complete"
+    else
+        say "wheels from the cache: $cache"
+    fi
+    mkdir -p "$dest"
+    cp "$cache"/*.whl "$dest/"
+}
+
+project_requirements() {
+    python3 - "$ROOT/pyproject.toml" "$1" <<'EOF'
+import sys, tomllib
+project = tomllib.load(open(sys.argv[1], "rb"))["project"]
+if sys.argv[2] == "deps":
+    print("\n".join(project["dependencies"]))
+else:  # the moto pin of the dev extra
+    print(next(r.split("[")[0] + "[s3]" + r.split("]", 1)[1] for r in project["optional-dependencies"]["dev"]
+               if r.startswith("moto")))
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------
+build_redis() {
+    local base_id hash dockerfile
+    base_id="$(image_id "$HERD_BASE_IMAGE")"
+    dockerfile='ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+RUN apt-get update -q \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends redis-server \
+ && rm -rf /var/lib/apt/lists/* \
+ && mkdir -p /data && chown redis:redis /data
+USER redis
+WORKDIR /data
+VOLUME /data
+EXPOSE 6379
+CMD ["redis-server", "--dir", "/data", "--protected-mode", "no", "--appendonly", "yes"]
+'
+    hash="$(printf '%s\n%s\n%s\n' "$RECIPE" "$base_id" "$dockerfile" | sha)"
+    cached "$REDIS_IMAGE" "$hash" && return 0
+    say "docker build $REDIS_IMAGE (apt-get install redis-server)"
+    # --network host: apt needs the network, and the engine's default bridge may be absent.
+    printf '%s' "$dockerfile" | docker build -q --network host --build-arg BASE_IMAGE="$HERD_BASE_IMAGE" \
+        --label "$LABEL=$hash" -t "$REDIS_IMAGE" - >/dev/null
+}
+
+build_moto() {
+    local base_id hash ctx="$TMP/moto" requirement
+    base_id="$(image_id "$HERD_BASE_IMAGE")"
+    requirement="$(project_requirements moto)"
+    mkdir -p "$ctx"
+    cat >"$ctx/moto-s3-server.py" <<'EOF'
+"""moto's S3 server, one request at a time: conditional writes (If-None-Match/If-Match) are atomic."""
+import logging
+import sys
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import run_simple
+
+logging.basicConfig(level=logging.WARNING)
+host = sys.argv[1] if len(sys.argv) > 1 else "0.0.0.0"
+port = int(sys.argv[2]) if len(sys.argv) > 2 else 9000
+run_simple(host, port, DomainDispatcherApplication(create_backend_app), threaded=False)
+EOF
+    cat >"$ctx/Dockerfile" <<'EOF'
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+COPY wheels/ /tmp/wheels/
+RUN python3 -m venv /opt/moto \
+ && /opt/moto/bin/pip install -q --no-index --find-links /tmp/wheels "moto[s3]" flask flask-cors \
+ && rm -rf /tmp/wheels
+COPY moto-s3-server.py /opt/moto/moto-s3-server.py
+ENV PATH=/opt/moto/bin:$PATH PYTHONUNBUFFERED=1
+EXPOSE 9000
+CMD ["python", "/opt/moto/moto-s3-server.py", "0.0.0.0", "9000"]
+EOF
+    hash="$( { printf '%s\n%s\n%s\n' "$RECIPE" "$base_id" "$requirement"; tree_hash "$ctx"; } | sha)"
+    cached "$MOTO_IMAGE" "$hash" && return 0
+    download_wheels "$ctx/wheels" "$requirement" flask flask-cors
+    say "docker build $MOTO_IMAGE"
+    docker build -q --network none --build-arg BASE_IMAGE="$HERD_BASE_IMAGE" --label "$LABEL=$hash" \
+        -t "$MOTO_IMAGE" "$ctx" >/dev/null
+}
+
+build_herd() {
+    local base_id hash ctx="$TMP/herd"
+    base_id="$(image_id "$HERD_BASE_IMAGE")"
+    # The context holds exactly what compose/Dockerfile copies (no .venv, .git, caches).
+    mkdir -p "$ctx/compose"
+    cp pyproject.toml README.md "$ctx/"
+    cp compose/Dockerfile compose/bucket_init.py "$ctx/compose/"
+    tar -c --exclude=__pycache__ --exclude='*.pyc' storage scheduler worker | tar -x -C "$ctx"
+    hash="$( { printf '%s\n%s\n' "$RECIPE" "$base_id"; tree_hash "$ctx"; } | sha)"
+    cached "$HERD_IMAGE" "$hash" && return 0
+    # async-timeout: redis-py needs it below Python 3.11.3, and pip download evaluates that
+    # marker with the host's patch version, not --python-version's.
+    # shellcheck disable=SC2046 # one requirement per line
+    download_wheels "$ctx/compose/wheels" $(project_requirements deps) async-timeout setuptools wheel
+    say "docker build $HERD_IMAGE (compose/Dockerfile, BASE_IMAGE=$HERD_BASE_IMAGE, wheels offline)"
+    docker build -q --network none -f "$ctx/compose/Dockerfile" --build-arg BASE_IMAGE="$HERD_BASE_IMAGE" \
+        --label "$LABEL=$hash" -t "$HERD_IMAGE" "$ctx" >/dev/null
+}
+
+build_busybox() {
+    local hash ctx="$TMP/busybox" busybox alias=busybox:latest
+    busybox="$(command -v busybox || true)"
+    if [[ -z "$busybox" ]] || ldd "$busybox" >/dev/null 2>&1; then
+        need_package busybox-static busybox-static 2>/dev/null || true
+        [[ -x /bin/busybox ]] && ! ldd /bin/busybox >/dev/null 2>&1 || die "no static busybox (apt-get install busybox-static)"
+        busybox=/bin/busybox
+    fi
+    mkdir -p "$ctx"
+    cp "$busybox" "$ctx/busybox"
+    printf 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\nCMD ["sh"]\n' >"$ctx/Dockerfile"
+    hash="$( { echo "$RECIPE"; tree_hash "$ctx"; } | sha)"
+    if ! cached "$BUSYBOX_IMAGE" "$hash"; then
+        say "docker build $BUSYBOX_IMAGE (FROM scratch + $busybox)"
+        docker build -q --network none --label "$LABEL=$hash" -t "$BUSYBOX_IMAGE" "$ctx" >/dev/null
+    fi
+    # The examples name "busybox": alias ours unless the engine has a busybox of its own.
+    local current
+    current="$(docker image inspect -f '{{.Id}}' "$alias" 2>/dev/null || true)"
+    if [[ -z "$current" || -n "$(label_of "$alias")" ]]; then
+        [[ "$current" == "$(image_id "$BUSYBOX_IMAGE")" ]] || docker tag "$BUSYBOX_IMAGE" "$alias"
+        say "$alias is $BUSYBOX_IMAGE"
+    else
+        say "$alias exists on the engine and is not ours: left as it is"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+command -v docker >/dev/null 2>&1 || die "the docker CLI is missing (apt-get install docker.io)"
+docker version --format '{{.Server.Version}}' >/dev/null 2>&1 || die "no Docker engine answers at ${DOCKER_HOST:-the default socket}"
+
+targets=("$@")
+((${#targets[@]})) || targets=(base redis moto herd busybox)
+base_checked=0
+for target in "${targets[@]}"; do
+    case "$target" in
+        base | redis | moto | herd)
+            if ((base_checked == 0)); then build_base; base_checked=1; fi
+            [[ "$target" == base ]] || "build_$target" ;;
+        busybox) build_busybox ;;
+        *) die "unknown image '$target' (choose from: base redis moto herd busybox)" ;;
+    esac
+done
+say "done: ${targets[*]}"

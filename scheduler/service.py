@@ -1,0 +1,118 @@
+"""`herd scheduler`: the reconcile loop as a long-running service beside Celery workers.
+
+While it holds the single-active lock (scheduler/lock.py) it ticks the same `Scheduler` the
+embedded CLI runs, with a CeleryDispatcher: every pass re-reads storage, creates jobs and
+their plans, sends the datums that have no result and are not in flight, and finishes jobs.
+It remembers nothing storage does not also hold, so killing it at any moment and starting it
+again (here or on another host) resumes the work; sent marks in Redis spare the resend.
+SIGTERM/SIGINT end the current pass, free the lock, and exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+from scheduler.broker import Broker
+from scheduler.dispatch_celery import CeleryDispatcher
+from scheduler.lock import SchedulerLock
+from scheduler.loop import Progress, Scheduler
+from scheduler.settings import SchedulerSettings
+from scheduler.store import RecordStore
+from storage.errors import BrokerUnavailable, HerdError, InvalidArgument
+from storage.repos import Pfs
+
+log = logging.getLogger(__name__)
+
+ERROR_LOG_EVERY = 30.0  # seconds between two logs of the same outage
+
+
+class SchedulerService:
+    """Runs the reconcile loop while this process holds the scheduler lock."""
+
+    def __init__(self, pfs: Pfs, settings: SchedulerSettings) -> None:
+        if not settings.broker:
+            raise InvalidArgument("HERD_BROKER is not set: herd scheduler needs the broker's Redis URL")
+        self.settings = settings
+        self.broker = Broker(settings.broker, settings.queue)
+        self.dispatcher = CeleryDispatcher(self.broker, RecordStore(pfs.objects), settings)
+        self.scheduler = Scheduler(
+            pfs, self.dispatcher, parallelism=settings.parallelism, batch_seconds=settings.batch_seconds
+        )
+        self.scheduler.on_progress = _ProgressLog()
+        self.lock = SchedulerLock(self.broker, settings.lock_seconds)
+        self.stopping = threading.Event()
+        self._last_error: tuple[str, float] = ("", 0.0)
+
+    def run(self) -> None:
+        """Loop until `stop()`: tick while active, stand by otherwise."""
+        self.lock.start()
+        log.info("scheduler started: broker %s, queue '%s'", self.broker.where, self.settings.queue)
+        try:
+            while not self.stopping.is_set():
+                if not self.lock.active.is_set():
+                    self.stopping.wait(min(1.0, self.settings.reconcile_interval))
+                    continue
+                self._tick()
+                self._wait(self.settings.reconcile_interval)
+        finally:
+            self.lock.release()
+            self.dispatcher.close()
+            self.broker.close()
+            log.info("scheduler stopped")
+
+    def stop(self, *_: object) -> None:
+        """Finish the current pass and exit (the SIGTERM/SIGINT handler)."""
+        self.stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    def _tick(self) -> None:
+        try:
+            self.scheduler.parallelism = self.dispatcher.capacity()
+            t0 = time.monotonic()
+            self.scheduler.tick()
+            log.debug("reconcile pass took %.3fs", time.monotonic() - t0)
+        except HerdError as exc:  # storage or broker away: the next pass tries again
+            self._log_error(exc)
+        except Exception:  # noqa: BLE001 - a bad pass must not end the service; passes are idempotent
+            log.exception("reconcile pass failed")
+
+    def _wait(self, timeout: float) -> None:
+        """Sleep until a batch reports back (then pass again at once), `timeout`, or stop."""
+        try:
+            outcomes = self.dispatcher.wait(timeout)
+        except BrokerUnavailable as exc:
+            self._log_error(exc)
+            self.stopping.wait(timeout)
+            return
+        self.scheduler.note(outcomes)
+
+    def _log_error(self, exc: HerdError) -> None:
+        message, when = self._last_error
+        if str(exc) != message or time.monotonic() - when > ERROR_LOG_EVERY:
+            log.warning("%s", exc)
+            self._last_error = (str(exc), time.monotonic())
+
+
+class _ProgressLog:
+    """Logs a job's progress when it changes (the service has no terminal to draw on)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+
+    def __call__(self, progress: Progress) -> None:
+        if self._last.get(progress.job_id) != progress.done:
+            self._last[progress.job_id] = progress.done
+            log.info("pipeline %s job %s: %d/%d datums", progress.pipeline, progress.job_id[:12], progress.done, progress.total)
+
+
+def run_scheduler(pfs: Pfs, settings: SchedulerSettings | None = None) -> None:
+    """Run the scheduler service in this process until SIGTERM/SIGINT."""
+    service = SchedulerService(pfs, settings or SchedulerSettings())
+    service.install_signal_handlers()
+    service.run()

@@ -1,0 +1,109 @@
+"""Faults in the middle of a job: a worker SIGKILLed, the scheduler SIGKILLed (a standby takes
+over), Redis restarted. Each time no datum is lost and every output appears exactly once.
+
+"Exactly once" is visible in the output: every datum appends its name to the same path
+`/all`, and herd merges a path written by several datums by concatenation in datum order, so
+a datum counted twice would show its name twice.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from scheduler.jobs import JobState
+from scheduler.store import RecordStore
+from tests.distributed.conftest import Cluster
+from tests.scheduler.pipeline_helpers import read
+
+pytestmark = [pytest.mark.redis, pytest.mark.s3, pytest.mark.docker, pytest.mark.slow]
+
+N = 24
+NAMES = [f"d{i:02d}" for i in range(N)]
+
+
+def slow_pipeline(cluster: Cluster) -> tuple[str, str]:
+    """A job of N datums of ~0.4 s each, started on the cluster; returns (job id, input commit id)."""
+    cluster.pfs.create_repo("slow_in")
+    commit = cluster.put("slow_in", {f"/{name}": f"{name}\n".encode() for name in NAMES})
+    cluster.pipelines.create({
+        "pipeline": {"name": "slow"},
+        "transform": {
+            "image": cluster.image,
+            "cmd": ["sh", "-c", "sleep 0.4; cat $slow_in >> /pfs/out/all; cp $slow_in /pfs/out/"],
+        },
+        "input": {"pfs": {"repo": "slow_in", "glob": "/*"}},
+    })
+    cluster.wait_for(lambda: bool(cluster.jobs.list("slow")), "the job to be created")
+    return cluster.last_job("slow")[0].id, commit.id
+
+
+def results(cluster: Cluster, job_id: str) -> int:
+    return len(RecordStore(cluster.pfs.objects).result_ids(job_id))
+
+
+def assert_every_output_once(cluster: Cluster, job_id: str) -> None:
+    status = cluster.jobs.inspect(job_id)[1]
+    assert (status.state, status.data_processed, status.data_failed) == (JobState.JOB_SUCCESS, N, 0)
+    out = cluster.pfs.inspect_commit("slow", "master")
+    assert read(cluster.pfs, "slow", out.id, "/all").decode().split() == NAMES
+    assert sorted(cluster.pfs.read_manifest(out).files) == sorted(["/all", *(f"/{n}" for n in NAMES)])
+
+
+def start(cluster: Cluster) -> None:
+    cluster.scheduler()
+    cluster.wait_ready(cluster.worker("w1"), cluster.worker("w2"))
+
+
+def test_worker_killed_mid_job_loses_no_datum(cluster: Cluster) -> None:
+    # Given a job running on two workers
+    start(cluster)
+    job_id, commit_id = slow_pipeline(cluster)
+    cluster.wait_for(lambda: results(cluster, job_id) >= 4, "a few results")
+    assert results(cluster, job_id) < N, "the job ended before the kill: make datums slower"
+
+    # When one worker is SIGKILLed with its pool process (and its datum's container)
+    w1 = next(s for s in cluster.services if s.name == "w1")
+    w1.kill()
+
+    # Then the other worker finishes the job, and every datum's output is there once
+    cluster.flush("slow_in", cluster.pfs.inspect_commit("slow_in", commit_id), timeout=120)
+    assert_every_output_once(cluster, job_id)
+
+
+def test_scheduler_killed_mid_job_standby_takes_over(cluster: Cluster) -> None:
+    # Given an active scheduler, a second one standing by, and a job running
+    start(cluster)
+    standby = cluster.scheduler("standby")
+    cluster.wait_for(lambda: "waiting for its lock" in standby.output(), "the second scheduler to stand by")
+    job_id, commit_id = slow_pipeline(cluster)
+    cluster.wait_for(lambda: results(cluster, job_id) >= 4, "a few results")
+    assert results(cluster, job_id) < N, "the job ended before the kill: make datums slower"
+
+    # When the active scheduler is SIGKILLed
+    active = next(s for s in cluster.services if s.name == "scheduler")
+    active.kill()
+
+    # Then the standby takes the lock, rebuilds its view from storage and finishes the job
+    cluster.flush("slow_in", cluster.pfs.inspect_commit("slow_in", commit_id), timeout=120)
+    assert "took the scheduler lock" in standby.output()
+    assert_every_output_once(cluster, job_id)
+    # And nothing ran twice: every datum has a single attempt
+    records = RecordStore(cluster.pfs.objects)
+    plan = records.read_plan(job_id)
+    assert plan is not None
+    assert {len(records.attempts(job_id, d.id)) for d in plan.datums} == {1}
+
+
+def test_redis_restarted_mid_job_loses_no_datum(cluster: Cluster) -> None:
+    # Given a job running (Redis keeps its queue in an append-only file)
+    start(cluster)
+    job_id, commit_id = slow_pipeline(cluster)
+    cluster.wait_for(lambda: results(cluster, job_id) >= 4, "a few results")
+    assert results(cluster, job_id) < N, "the job ended before the restart: make datums slower"
+
+    # When Redis shuts down and starts again on the same port
+    cluster.redis.restart()
+
+    # Then workers and scheduler reconnect, lost runs are redelivered, and the job completes once
+    cluster.flush("slow_in", cluster.pfs.inspect_commit("slow_in", commit_id), timeout=120)
+    assert_every_output_once(cluster, job_id)

@@ -1,0 +1,356 @@
+"""DockerRuntime against a real engine: /pfs in and out, the warm container, limits, failures.
+
+Images are built locally from the host's static busybox (tests/fixtures/docker.py). Every
+container a test starts is labelled with the test's own worker id and removed at teardown.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from storage.errors import HerdError, ImageNotFound, InvalidArgument, StorageUnavailable, UnsafeOutput, UserCodeError
+from tests.fixtures.services import wait_until
+from worker.docker_runtime import DockerRuntime, DockerSession
+from worker.runtime import LOG_TAIL_BYTES, RunRequest, Transform
+
+pytestmark = pytest.mark.docker
+
+TRANSFERS = ("stream", "archive")
+
+
+@pytest.fixture
+def worker_id() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def open_session(
+    docker_client: Any, busybox_image: str, worker_id: str
+) -> Iterator[Callable[..., DockerSession]]:
+    """open_session(cmd, transfer=..., **transform fields) on the busybox image; all closed after."""
+    sessions: list[DockerSession] = []
+
+    def make(cmd: tuple[str, ...] = ("true",), *, transfer: str = "stream", runtime_args: dict | None = None,
+             **fields: Any) -> DockerSession:
+        runtime = DockerRuntime(docker_client, transfer=transfer, worker_id=worker_id, **(runtime_args or {}))
+        fields.setdefault("image", busybox_image)
+        fields.setdefault("network", False)
+        session = runtime.open("pipe", Transform(cmd=cmd, **fields))
+        sessions.append(session)
+        return session
+
+    yield make
+    for session in sessions:
+        session.close()
+    assert not _containers(docker_client, worker_id), "a test left a container behind"
+
+
+def _containers(client: Any, worker_id: str) -> list[Any]:
+    return client.containers.list(all=True, filters={"label": f"herd.worker={worker_id}"})
+
+
+@pytest.fixture
+def pfs(tmp_path: Path) -> Path:
+    """A datum folder: in/a.txt, in/sub dir/b.bin (binary, a space in the name), empty out/."""
+    root = tmp_path / "pfs"
+    (root / "in" / "sub dir").mkdir(parents=True)
+    (root / "in" / "a.txt").write_text("alpha\n")
+    (root / "in" / "sub dir" / "b.bin").write_bytes(bytes(range(256)) * 4)
+    (root / "out").mkdir()
+    return root
+
+
+def request(pfs: Path, timeout: float | None = 30, **env: str) -> RunRequest:
+    return RunRequest(pfs_dir=pfs, env={"PACH_JOB_ID": "job1", "PACH_DATUM_ID": "d1", **env}, timeout=timeout)
+
+
+def sh(script: str) -> tuple[str, ...]:
+    return ("sh", "-c", script)
+
+
+@pytest.mark.parametrize("transfer", TRANSFERS)
+def test_datum_sees_its_inputs_and_its_outputs_come_back(open_session, pfs: Path, transfer: str) -> None:
+    script = (
+        'cat /pfs/in/a.txt > /pfs/out/copy.txt; mkdir -p /pfs/out/deep/er; cp "/pfs/in/sub dir/b.bin" /pfs/out/deep/er/'
+    )
+    result = open_session(sh(script + "; ls /pfs"), transfer=transfer).run(request(pfs))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.split() == [b"in", b"out"]
+    assert (pfs / "out" / "copy.txt").read_text() == "alpha\n"
+    assert (pfs / "out" / "deep" / "er" / "b.bin").read_bytes() == bytes(range(256)) * 4
+    assert not result.timed_out and result.duration > 0
+
+
+def test_stdin_env_and_working_dir(open_session, pfs: Path) -> None:
+    session = open_session(
+        ("sh",), stdin=("echo \"$FOO|$PACH_DATUM_ID|$in\"", "pwd", "printf '%s' \"$TRICKY\" > /pfs/out/tricky"),
+        env={"FOO": "from-spec", "PACH_DATUM_ID": "overridden-by-request"}, working_dir="/tmp",
+    )
+    tricky = "it's \"quoted\"\nsecond line \\ $HOME `x` é"
+    result = session.run(request(pfs, **{"in": "/pfs/in/a.txt", "TRICKY": tricky}))
+    assert result.stdout == b"from-spec|d1|/pfs/in/a.txt\n/tmp\n"
+    assert (pfs / "out" / "tricky").read_text() == tricky
+
+
+def test_exit_codes_stderr_and_missing_command(open_session, pfs: Path) -> None:
+    failing = open_session(sh("echo oops >&2; exit 3")).run(request(pfs))
+    assert (failing.exit_code, failing.stderr) == (3, b"oops\n")
+    missing = open_session(("no-such-program", "x")).run(request(pfs))
+    assert missing.exit_code == 127 and b"no-such-program: command not found" in missing.stderr
+
+
+def test_long_outputs_keep_a_tail_and_large_files_arrive(open_session, pfs: Path) -> None:
+    script = "seq 1 40000; seq 1 30000 >&2; head -c 3000000 /dev/urandom > /pfs/out/big; ln -s x /tmp/ignored"
+    result = open_session(sh(script)).run(request(pfs))
+    assert result.exit_code == 0
+    assert len(result.stdout) == LOG_TAIL_BYTES and result.stdout.endswith(b"39999\n40000\n")
+    assert len(result.stderr) == LOG_TAIL_BYTES and result.stderr.endswith(b"30000\n")
+    assert (pfs / "out" / "big").stat().st_size == 3_000_000
+
+
+@pytest.mark.parametrize("transfer", TRANSFERS)
+def test_timeout_kills_user_code_and_the_session_goes_on(open_session, pfs: Path, transfer: str) -> None:
+    script = '[ "$PACH_DATUM_ID" != slow ] || { echo started; sleep 30 & sleep 30; echo never; }; echo done'
+    session = open_session(sh(script), transfer=transfer)
+    container = session.container_id
+    started = time.monotonic()
+    result = session.run(request(pfs, timeout=1.0, PACH_DATUM_ID="slow"))
+    assert result.timed_out and result.exit_code == 137
+    assert time.monotonic() - started < 10
+    assert result.stdout == b"started\n"
+    later = session.run(request(pfs, timeout=5))
+    assert (later.stdout, later.timed_out) == (b"done\n", False)
+    assert session.container_id == container
+
+
+def test_many_datums_share_one_warm_container(open_session, docker_client, worker_id: str, pfs: Path) -> None:
+    script = 'ls /pfs/in; ls -A /pfs/out | wc -l; cat /pfs/in/*.txt > "/pfs/out/$PACH_DATUM_ID"'
+    session = open_session(sh(script))
+    for i in range(12):
+        for old in (pfs / "in").iterdir():
+            if old.is_file():
+                old.unlink()
+        (pfs / "in" / f"f{i}.txt").write_text(f"datum {i}\n")
+        result = session.run(request(pfs, PACH_DATUM_ID=f"d{i}"))
+        assert result.stdout == f"f{i}.txt\nsub dir\n0\n".encode(), result  # nothing left from before
+        assert (pfs / "out" / f"d{i}").read_text() == f"datum {i}\n"
+    assert session.containers_started == 1
+    assert len(_containers(docker_client, worker_id)) == 1
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_links_and_special_files_in_out_are_unsafe(open_session, pfs: Path, kind: str) -> None:
+    make = "ln -s /etc/passwd /pfs/out/link" if kind == "symlink" else "mkfifo /pfs/out/link"
+    session = open_session(sh(f'echo fine > /pfs/out/ok; [ "$PACH_DATUM_ID" != bad ] || {make}'))
+    with pytest.raises(UnsafeOutput) as caught:
+        session.run(request(pfs, PACH_DATUM_ID="bad"))
+    assert caught.value.path == "/pfs/out/link"
+    assert "'/pfs/out/link'" in str(caught.value)
+    assert not (pfs / "out" / "link").exists()
+    (pfs / "out" / "ok").unlink(missing_ok=True)
+    assert session.run(request(pfs)).exit_code == 0  # the session goes on
+    assert (pfs / "out" / "ok").read_text() == "fine\n"
+
+
+def test_missing_image_is_image_not_found(docker_client, worker_id: str) -> None:
+    runtime = DockerRuntime(docker_client, worker_id=worker_id)
+    image = f"herd-test-missing-{uuid.uuid4().hex[:6]}:latest"
+    with pytest.raises(ImageNotFound) as caught:
+        runtime.open("pipe", Transform(image=image, cmd=("true",)))
+    assert image in str(caught.value)
+    assert not _containers(docker_client, worker_id)
+
+
+def test_least_privilege(open_session, docker_client, pfs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "worker-secret")
+    monkeypatch.setenv("HERD_STORAGE", "s3://bucket")
+    session = open_session(sh("env; cat /proc/self/status | grep ^Cap"), cpu=0.5, memory=256 * 1024 * 1024,
+                           runtime_args={"pids_limit": 321})
+    attrs = docker_client.containers.get(session.container_id).attrs
+    host = attrs["HostConfig"]
+    assert host["CapDrop"] == ["ALL"] and not host["CapAdd"]
+    assert host["SecurityOpt"] == ["no-new-privileges"]
+    assert host["PidsLimit"] == 321
+    assert host["ReadonlyRootfs"] is True and host["Privileged"] is False and host["Init"] is True
+    assert host["NetworkMode"] == "none" and host["PidMode"] == "" and host["IpcMode"] == "private"
+    assert host["UsernsMode"] == "" and not host["Binds"] and "/tmp" in host["Tmpfs"]
+    assert host["NanoCpus"] == 500_000_000 and host["Memory"] == 256 * 1024 * 1024
+    assert all(m["Type"] == "volume" for m in attrs["Mounts"]), attrs["Mounts"]
+    assert "docker.sock" not in str(attrs)
+    assert not [e for e in attrs["Config"]["Env"] or [] if e.startswith(("AWS_", "HERD_"))]
+    result = session.run(request(pfs))
+    assert b"worker-secret" not in result.stdout and b"HERD_" not in result.stdout
+    caps = dict(line.split(b":\t") for line in result.stdout.splitlines() if line.startswith(b"Cap"))
+    assert caps[b"CapEff"] == caps[b"CapPrm"] == caps[b"CapBnd"] == b"0000000000000000"
+
+
+@pytest.mark.parametrize("user", [None, "1000:1000"])
+@pytest.mark.parametrize("transfer", TRANSFERS)
+def test_user_code_cannot_change_inputs(open_session, pfs: Path, user: str | None, transfer: str) -> None:
+    script = (
+        "p=/pfs/in/a.txt; (echo x >> $p) 2>/dev/null && echo WROTE; chmod 666 $p 2>/dev/null && echo CHMOD; "
+        "rm -f $p 2>/dev/null; [ -e $p ] || echo REMOVED; mv /pfs/in /pfs/moved 2>/dev/null && echo MOVED; "
+        "touch /pfs/new 2>/dev/null && echo CREATED; mkdir '/pfs/in/sub dir/d' 2>/dev/null && echo MKDIR; "
+        "touch /bin/x 2>/dev/null && echo ROOTFS; id -u; echo ok > /pfs/out/ok"
+    )
+    result = open_session(sh(script), user=user, transfer=transfer).run(request(pfs))
+    expected_uid = b"1000" if user else b"0"
+    assert result.stdout == expected_uid + b"\n", result
+    assert (pfs / "out" / "ok").read_text() == "ok\n"
+    assert (pfs / "in" / "a.txt").read_text() == "alpha\n"
+
+
+def test_image_without_a_shell(open_session, noshell_image: str, pfs: Path) -> None:
+    session = open_session(("/opt/busybox", "cp", "/pfs/in/a.txt", "/pfs/out/a.txt"), image=noshell_image)
+    result = session.run(request(pfs))
+    assert result.exit_code == 0, result.stderr
+    assert (pfs / "out" / "a.txt").read_text() == "alpha\n"
+
+
+def test_close_removes_the_container_and_its_volumes(open_session, docker_client, pfs: Path) -> None:
+    session = open_session()
+    volumes = [m["Name"] for m in docker_client.containers.get(session.container_id).attrs["Mounts"]]
+    assert len(volumes) == 2
+    session.close()
+    session.close()  # twice is fine
+    remaining = {v.name for v in docker_client.volumes.list()}
+    assert not remaining & set(volumes)
+
+
+def test_user_code_killing_the_runner_fails_the_datum_only(open_session, pfs: Path) -> None:
+    session = open_session(sh('[ "$PACH_DATUM_ID" != evil ] || { kill -9 -1; sleep 5; }; echo alive'))
+    with pytest.raises(UserCodeError, match="stopped during a datum"):
+        session.run(request(pfs, PACH_DATUM_ID="evil"))
+    result = session.run(request(pfs))  # in a fresh container
+    assert result.exit_code == 0 and session.containers_started == 2
+
+
+def test_a_dead_worker_leaves_no_container(open_session, docker_client, worker_id: str) -> None:
+    session = open_session()
+    container_id = session.container_id
+    for channel in (session._runner, session._stager):
+        channel.close()  # as a crashed worker's sockets: the runner reads EOF and exits
+    session._runner = session._stager = None
+    session.container_id = None
+
+    def gone() -> bool:
+        return not docker_client.containers.list(all=True, filters={"id": container_id})
+
+    assert wait_until(gone, timeout=30)
+
+
+def test_remove_leftovers(docker_client, busybox_image: str, worker_id: str) -> None:
+    runtime = DockerRuntime(docker_client, worker_id=worker_id)
+    session = runtime.open("pipe", Transform(image=busybox_image, cmd=("true",), network=False))
+    session._runner = session._stager = None  # forget it, as a restarted worker would
+    assert runtime.remove_leftovers() == 1
+    assert not _containers(docker_client, worker_id)
+
+
+def test_network_stays_on_unless_disabled(docker_client, busybox_image: str) -> None:
+    runtime = DockerRuntime(docker_client)
+    on = DockerSession(runtime, "p", Transform(image=busybox_image, cmd=("true",)))._create_args()
+    off = DockerSession(runtime, "p", Transform(image=busybox_image, cmd=("true",), network=False))._create_args()
+    assert on["host_config"].get("NetworkMode") in (None, "default")
+    assert off["host_config"]["NetworkMode"] == "none"
+
+
+def test_stage_uid_clash_is_refused(open_session) -> None:
+    with pytest.raises(InvalidArgument, match="stage uid"):
+        open_session(user="60999")
+
+
+def test_unreachable_engine_is_storage_unavailable(tmp_path: Path) -> None:
+    host = f"unix://{tmp_path}/no-engine.sock"
+    runtime = DockerRuntime(docker_host=host)
+    with pytest.raises(StorageUnavailable) as caught:
+        runtime.open("pipe", Transform(image="anything:latest", cmd=("true",)))
+    assert host in str(caught.value)
+
+
+def test_busybox_path_is_configurable(docker_client, busybox_image: str, tmp_path: Path) -> None:
+    runtime = DockerRuntime(docker_client, busybox_path=tmp_path / "nope", worker_id=f"test-{uuid.uuid4().hex[:8]}")
+    with pytest.raises(HerdError, match="nope"):
+        runtime.open("pipe", Transform(image=busybox_image, cmd=("true",), network=False))
+    assert os.path.exists("/bin/busybox")
+
+
+@pytest.mark.parametrize("transfer", TRANSFERS)
+def test_inputs_past_the_cpio_limit_go_as_a_tar(open_session, pfs: Path, transfer: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("worker.docker_runner.CPIO_MAX_FILE", 100)  # b.bin (1 KiB) now needs a tar
+    result = open_session(sh('cat "/pfs/in/sub dir/b.bin" /pfs/in/a.txt | wc -c'), transfer=transfer).run(request(pfs))
+    assert result.stdout.strip() == b"1030"
+
+
+def test_unknown_user_names_the_user(open_session) -> None:
+    with pytest.raises(UserCodeError, match="nobody-here"):
+        open_session(user="nobody-here")
+
+
+def test_invalid_env_name_is_refused(open_session, pfs: Path) -> None:
+    with pytest.raises(InvalidArgument, match="my-input"):
+        open_session().run(request(pfs, **{"my-input": "/pfs/my-input/x"}))
+
+
+class _StubApi:
+    """inspect_image always says 'no such image'."""
+
+    def inspect_image(self, image: str) -> None:
+        import docker.errors
+
+        raise docker.errors.ImageNotFound(f"No such image: {image}")
+
+
+class _StubImages:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.pulls: list[tuple[str, str]] = []
+        self.error = error
+
+    def pull(self, repository: str, tag: str) -> None:
+        self.pulls.append((repository, tag))
+        if self.error is not None:
+            raise self.error
+
+
+class _StubClient:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.api = _StubApi()
+        self.images = _StubImages(error)
+
+
+def test_a_missing_image_is_pulled_once_per_runtime() -> None:
+    client = _StubClient()
+    runtime = DockerRuntime(client)
+    for _ in range(3):
+        runtime.ensure_image("registry.example:5000/team/tool:1.2")
+    assert client.images.pulls == [("registry.example:5000/team/tool", "1.2")]
+
+
+def test_an_image_that_cannot_be_pulled_is_image_not_found() -> None:
+    import docker.errors
+
+    runtime = DockerRuntime(_StubClient(docker.errors.NotFound("manifest for team/tool:9 not found")))
+    with pytest.raises(ImageNotFound) as caught:
+        runtime.ensure_image("team/tool:9")
+    assert "team/tool:9" in str(caught.value) and "manifest" in str(caught.value)
+
+
+def test_unreadable_output_fails_the_datum_not_the_session(open_session, pfs: Path) -> None:
+    script = ('[ "$PACH_DATUM_ID" != bad ] || { echo s > /pfs/out/secret; chmod 000 /pfs/out/secret; '
+              'mkdir /pfs/out/locked; chmod 000 /pfs/out/locked; }; echo fine > /pfs/out/ok')
+    session = open_session(sh(script), user="1000:1000")
+    with pytest.raises(UserCodeError, match="cannot archive /pfs/out"):
+        session.run(request(pfs, PACH_DATUM_ID="bad"))
+    for leftover in (pfs / "out").iterdir():
+        leftover.unlink()
+    result = session.run(request(pfs))
+    assert result.exit_code == 0 and sorted(os.listdir(pfs / "out")) == ["ok"]
+    assert session.containers_started == 1
