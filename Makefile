@@ -2,6 +2,7 @@
 #   make quickstart   set up .venv, then a first tour with the herd CLI (scripts/quickstart.sh)
 #   make test         set up .venv and the test services, run pytest (scripts/test.sh)
 #   make bench        set up .venv, run every bench/*.py
+#   make images       build the compose stack's images offline, cached (compose/build-images.sh)
 # Knobs: PYTHON=python3.12, E2E=1 (include e2e tests), PYTEST_ARGS='-k name -x'.
 
 SHELL := /bin/bash
@@ -10,10 +11,10 @@ E2E ?=
 PYTEST_ARGS ?=
 export PYTHON E2E PYTEST_ARGS
 
-.PHONY: help venv test quickstart bench
+.PHONY: help venv test quickstart bench images
 
 help:
-	@sed -n '2,5p' Makefile | sed 's/^# *//'
+	@sed -n '2,6p' Makefile | sed 's/^# *//'
 
 venv:
 	@bash scripts/venv.sh
@@ -30,3 +31,6 @@ bench: venv
 		found=1; echo "[bench] $$script"; .venv/bin/python "$$script"; \
 	done; \
 	if [[ $$found == 0 ]]; then echo "[bench] no bench/*.py yet"; fi
+
+images: venv
+	@bash compose/build-images.sh

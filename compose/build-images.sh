@@ -52,6 +52,18 @@ trap 'rm -rf "$TMP"' EXIT
 
 sha() { sha256sum | cut -d' ' -f1; }
 
+# logged NAME COMMAND...: run quietly into $TMP/NAME.log; on failure show its end and stop.
+logged() {
+    local name="$1" status=0
+    shift
+    "$@" >"$TMP/$name.log" 2>&1 || status=$?
+    if ((status != 0)); then
+        grep -v -e '^DEPRECATED: The legacy builder' -e '^ *BuildKit is currently disabled' \
+            -e '^ *environment-variable\.$' "$TMP/$name.log" | tail -n 40 >&2
+        die "$name failed (exit $status)"
+    fi
+}
+
 # sha256 over the relative paths and contents of every file below a directory.
 tree_hash() {
     (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum) | sha
@@ -70,7 +82,18 @@ cached() {
     return 1
 }
 
-need_package() {  # need_package COMMAND DEBIAN_PACKAGE
+static_busybox() {  # the path of a static busybox (ldd fails on it), else exit 1
+    local candidate
+    for candidate in "$(command -v busybox 2>/dev/null)" /bin/busybox /usr/bin/busybox; do
+        if [[ -n "$candidate" && -x "$candidate" ]] && ! ldd "$candidate" >/dev/null 2>&1; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+need_package() {  # need_package COMMAND DEBIAN_PACKAGE: install the package unless COMMAND exists
     command -v "$1" >/dev/null 2>&1 && return 0
     [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1 || die "$1 is missing: apt-get install $2"
     # shellcheck source=scripts/services.sh
@@ -100,19 +123,18 @@ build_base() {
     rootfs="$TMP/rootfs"
     say "debootstrap --variant=minbase $SUITE (include $BASE_PACKAGES)"
     # shellcheck disable=SC2086 # no mirror argument = debootstrap's default mirror
-    debootstrap --variant=minbase --include="$BASE_PACKAGES" "$SUITE" "$rootfs" ${HERD_DEBIAN_MIRROR:-} \
-        >"$TMP/debootstrap.log" 2>&1 || { tail -n 30 "$TMP/debootstrap.log" >&2; die "debootstrap failed"; }
+    logged debootstrap debootstrap --variant=minbase --include="$BASE_PACKAGES" "$SUITE" "$rootfs" ${HERD_DEBIAN_MIRROR:-}
     # A smaller image: no downloaded .debs, no package lists (apt-get update in derived builds).
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/tmp/*
     printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' \
         >"$rootfs/etc/apt/apt.conf.d/90herd-no-recommends"
     say "docker import $HERD_BASE_IMAGE"
-    tar -C "$rootfs" --numeric-owner -c . | docker import \
-        --change "LABEL $LABEL=$hash" \
-        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-        --change 'ENV LANG=C.UTF-8' \
-        --change 'CMD ["/bin/bash"]' \
-        - "$HERD_BASE_IMAGE" >/dev/null
+    logged import bash -o pipefail -c 'tar -C "$1" --numeric-owner -c . | docker import \
+        --change "LABEL $2" \
+        --change "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+        --change "ENV LANG=C.UTF-8" \
+        --change "CMD [\"/bin/bash\"]" \
+        - "$3"' import "$rootfs" "$LABEL=$hash" "$HERD_BASE_IMAGE"
     rm -rf "$rootfs"
 }
 
@@ -186,8 +208,9 @@ CMD ["redis-server", "--dir", "/data", "--protected-mode", "no", "--appendonly",
     cached "$REDIS_IMAGE" "$hash" && return 0
     say "docker build $REDIS_IMAGE (apt-get install redis-server)"
     # --network host: apt needs the network, and the engine's default bridge may be absent.
-    printf '%s' "$dockerfile" | docker build -q --network host --build-arg BASE_IMAGE="$HERD_BASE_IMAGE" \
-        --label "$LABEL=$hash" -t "$REDIS_IMAGE" - >/dev/null
+    printf '%s' "$dockerfile" >"$TMP/redis.Dockerfile"
+    logged "build-redis" docker build --network host --build-arg BASE_IMAGE="$HERD_BASE_IMAGE" \
+        --label "$LABEL=$hash" -t "$REDIS_IMAGE" - <"$TMP/redis.Dockerfile"
 }
 
 build_moto() {
@@ -198,12 +221,15 @@ build_moto() {
     cat >"$ctx/moto-s3-server.py" <<'EOF'
 """moto's S3 server, one request at a time: conditional writes (If-None-Match/If-Match) are atomic."""
 import logging
+import signal
 import sys
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import run_simple
 
 logging.basicConfig(level=logging.WARNING)
+logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # PID 1 in its container: no default action
 host = sys.argv[1] if len(sys.argv) > 1 else "0.0.0.0"
 port = int(sys.argv[2]) if len(sys.argv) > 2 else 9000
 run_simple(host, port, DomainDispatcherApplication(create_backend_app), threaded=False)
@@ -224,8 +250,8 @@ EOF
     cached "$MOTO_IMAGE" "$hash" && return 0
     download_wheels "$ctx/wheels" "$requirement" flask flask-cors
     say "docker build $MOTO_IMAGE"
-    docker build -q --network none --build-arg BASE_IMAGE="$HERD_BASE_IMAGE" --label "$LABEL=$hash" \
-        -t "$MOTO_IMAGE" "$ctx" >/dev/null
+    logged build-moto docker build --network none --build-arg BASE_IMAGE="$HERD_BASE_IMAGE" \
+        --label "$LABEL=$hash" -t "$MOTO_IMAGE" "$ctx"
 }
 
 build_herd() {
@@ -243,25 +269,23 @@ build_herd() {
     # shellcheck disable=SC2046 # one requirement per line
     download_wheels "$ctx/compose/wheels" $(project_requirements deps) async-timeout setuptools wheel
     say "docker build $HERD_IMAGE (compose/Dockerfile, BASE_IMAGE=$HERD_BASE_IMAGE, wheels offline)"
-    docker build -q --network none -f "$ctx/compose/Dockerfile" --build-arg BASE_IMAGE="$HERD_BASE_IMAGE" \
-        --label "$LABEL=$hash" -t "$HERD_IMAGE" "$ctx" >/dev/null
+    logged build-herd docker build --network none -f "$ctx/compose/Dockerfile" \
+        --build-arg BASE_IMAGE="$HERD_BASE_IMAGE" --label "$LABEL=$hash" -t "$HERD_IMAGE" "$ctx"
 }
 
 build_busybox() {
     local hash ctx="$TMP/busybox" busybox alias=busybox:latest
-    busybox="$(command -v busybox || true)"
-    if [[ -z "$busybox" ]] || ldd "$busybox" >/dev/null 2>&1; then
-        need_package busybox-static busybox-static 2>/dev/null || true
-        [[ -x /bin/busybox ]] && ! ldd /bin/busybox >/dev/null 2>&1 || die "no static busybox (apt-get install busybox-static)"
-        busybox=/bin/busybox
-    fi
+    busybox="$(static_busybox)" || {
+        need_package busybox-static busybox-static
+        busybox="$(static_busybox)" || die "no static busybox (apt-get install busybox-static)"
+    }
     mkdir -p "$ctx"
     cp "$busybox" "$ctx/busybox"
     printf 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\nCMD ["sh"]\n' >"$ctx/Dockerfile"
     hash="$( { echo "$RECIPE"; tree_hash "$ctx"; } | sha)"
     if ! cached "$BUSYBOX_IMAGE" "$hash"; then
         say "docker build $BUSYBOX_IMAGE (FROM scratch + $busybox)"
-        docker build -q --network none --label "$LABEL=$hash" -t "$BUSYBOX_IMAGE" "$ctx" >/dev/null
+        logged build-busybox docker build --network none --label "$LABEL=$hash" -t "$BUSYBOX_IMAGE" "$ctx"
     fi
     # The examples name "busybox": alias ours unless the engine has a busybox of its own.
     local current

@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.1  # how often wait() looks for batch outcomes
 CAPACITY_REFRESH = 15.0  # how often the worker processes are counted
-WATCH = "watch-"  # marks of datums deferred to a lease holder: no outcome of their own
+WATCH = "watch-"
+OUTCOME_TTL = 3600.0  # seconds; outcomes expire in Redis after this (result_expires)  # marks of datums deferred to a lease holder: no outcome of their own
 
 
 class CeleryDispatcher:
@@ -45,7 +46,7 @@ class CeleryDispatcher:
         self.queue = settings.queue
         self.resend_seconds = settings.resend_seconds
         self._capacity = max(1, settings.parallelism)
-        self._tasks: dict[str, str] = {}  # task id -> job id, batches whose outcome is awaited
+        self._tasks: dict[str, tuple[str, float]] = {}  # awaited outcomes: task id -> (job id, since)
         self._outcomes: list[BatchOutcome] = []
         self._stop = threading.Event()
         self._counter: threading.Thread | None = None
@@ -59,13 +60,13 @@ class CeleryDispatcher:
             self.app.send_task(PROCESS_BATCH, args=[batch.model_dump(mode="json")], task_id=task_id, queue=self.queue)
         # Marked after the publish: a crash in between costs a duplicate, never a lost batch.
         self.broker.mark_sent(batch.job_id, task_id, Sent(at=self.broker.now(), datums=batch.datums))
-        self._tasks[task_id] = batch.job_id
+        self._tasks[task_id] = (batch.job_id, time.monotonic())
 
     def in_flight(self, job_id: str) -> set[int]:
         marks = self.broker.sent(job_id)
         for task_id in marks:
             if not task_id.startswith(WATCH):
-                self._tasks.setdefault(task_id, job_id)  # a restarted scheduler adopts its batches
+                self._tasks.setdefault(task_id, (job_id, time.monotonic()))  # a restarted scheduler adopts them
         self._collect()
         marks = self.broker.sent(job_id)
         now = self.broker.now()
@@ -123,6 +124,9 @@ class CeleryDispatcher:
     # internals ---------------------------------------------------------------------------
     def _collect(self) -> None:
         """Take the outcomes workers left for awaited batches; forget the marks they settle."""
+        expired = [t for t, (_, since) in self._tasks.items() if time.monotonic() - since > OUTCOME_TTL]
+        for task_id in expired:
+            del self._tasks[task_id]  # its outcome expired in Redis too; storage decides
         if not self._tasks:
             return
         ids = list(self._tasks)
@@ -137,7 +141,7 @@ class CeleryDispatcher:
         status = meta.get("status")
         if status not in ("SUCCESS", "FAILURE"):
             return  # RETRY after a cancelled run: redelivered, its outcome comes later
-        job_id = self._tasks.pop(task_id)
+        job_id, _ = self._tasks.pop(task_id)
         if status == "FAILURE":
             # The task raised (storage or broker away): once its mark is stale, storage says
             # which of its datums to send again. A watch mark keeps the time, not the task id.
@@ -155,7 +159,7 @@ class CeleryDispatcher:
         self._outcomes.append(outcome)
 
     def _recheck(self, job_id: str, stale: dict[str, Sent], now: float) -> set[int]:
-        """Stale marks: keep datums a live lease holds, note finished ones, drop the lost."""
+        """Stale marks: keep datums a live lease holds, report finished ones, drop the lost."""
         plan = self.records.read_plan(job_id)
         leased: set[int] = set()
         done: list[int] = []
@@ -171,14 +175,13 @@ class CeleryDispatcher:
         lost = {i for mark in stale.values() for i in mark.datums} - leased - set(done)
         if lost:
             log.info("job '%s': %d datum(s) sent long ago have no result and no live lease; sending again", job_id, len(lost))
-        for task_id in stale:
-            self._tasks.pop(task_id, None)
+        # The marks go; their outcomes are still taken if they come (a slow batch, not a lost one).
         self.broker.forget(job_id, stale)
         if leased:
             self.broker.mark_sent(job_id, WATCH + uuid.uuid4().hex, Sent(at=now, datums=tuple(sorted(leased))))
         if done:
             self._outcomes.append(BatchOutcome(job_id=job_id, done=tuple(done)))
-        return leased
+        return leased | set(done)  # done ones stay in flight until wait() hands them over
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -218,6 +221,6 @@ def _client_app(url: str, queue: str, results: bool = False) -> Celery:
         redis_socket_timeout=SOCKET_TIMEOUT,
         redis_socket_connect_timeout=SOCKET_TIMEOUT,
         redis_backend_health_check_interval=HEALTH_CHECK_INTERVAL,
-        result_expires=3600,
+        result_expires=int(OUTCOME_TTL),
     )
     return app

@@ -7,7 +7,6 @@ compare-and-set, so the reconcile loop may call them again after a crash at any 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
 
 from scheduler.jobs import DatumState, JobInfo, JobState, JobStats, JobStatus, transition
 from scheduler.merge import merge_outputs
@@ -140,8 +139,3 @@ def _set_state(records: RecordStore, job_id: str, state: JobState, reason: str =
         return current.model_copy(update=update)
 
     return records.update_status(job_id, change)
-
-
-def job_started(records: RecordStore, job_id: str) -> datetime | None:
-    status = records.read_status(job_id)
-    return None if status is None else status.started

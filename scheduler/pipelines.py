@@ -5,11 +5,11 @@ Everything is validated before the first write, so a refused request changes not
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
+import uuid
+
 from scheduler import dag, engine
-from scheduler.jobs import JobState
 from scheduler.plan import input_branches
 from scheduler.records import PipelineInfo
 from scheduler.spec import PipelineSpec, parse_spec
@@ -36,7 +36,7 @@ class Pipelines:
         if current is None and update:
             raise PipelineNotFound(name)
         self._check_inputs(spec)
-        if current is None and name in {_repo_name(r) for r in self.pfs.list_repos()}:
+        if current is None and name in {r.name for r in self.pfs.list_repos()}:
             raise AlreadyExists(f"repo '{name}' already exists; a pipeline's output repo takes the pipeline's name")
         if current is None:
             info = self._write(name, raw, spec, None, reprocess)
@@ -50,7 +50,7 @@ class Pipelines:
     def _check_inputs(self, spec: PipelineSpec) -> None:
         existing = {p.name: parse_spec(p.spec).input_repos() for p in self.records.list_pipelines()}
         existing.pop(spec.pipeline.name, None)
-        repos = {_repo_name(r) for r in self.pfs.list_repos()}
+        repos = {r.name for r in self.pfs.list_repos()}
         repos.discard(spec.pipeline.name)
         dag.check_new_pipeline(spec.pipeline.name, spec.input_repos(), existing, repos)
 
@@ -120,11 +120,3 @@ class Pipelines:
         if status is not None and status.state.terminal:
             raise Conflict(f"job '{info.id}' already finished ({status.state.value})")
         engine.kill_job(self.pfs, self.records, info.id, "stopped by stop-job")
-
-    def job_state(self, job_id: str) -> JobState | None:
-        status = self.records.read_status(job_id)
-        return None if status is None else status.state
-
-
-def _repo_name(info: Any) -> str:
-    return info.name

@@ -31,16 +31,11 @@ def plan_datums(
 
 
 def _planned(datum: Datum, hash_: str, done: dict) -> PlannedDatum:
-    # model_construct: the values come from validated manifests; re-validating 100,000 file
-    # entries would cost more than the rest of planning together.
     inputs = tuple(
-        PlannedInput.model_construct(
-            name=i.name, repo=i.repo, branch=i.branch, commit=i.commit, path=i.glob_path,
-            files=dict(i.files), empty_files=i.empty_files,
-        )
+        PlannedInput(i.name, i.repo, i.branch, i.commit, i.glob_path, dict(i.files), i.empty_files)
         for i in datum.inputs
     )
-    return PlannedDatum.model_construct(id=datum.id, hash=hash_, inputs=inputs, skip=hash_ in done)
+    return PlannedDatum(datum.id, hash_, inputs, hash_ in done)
 
 
 def input_branches(spec: PipelineSpec) -> set[tuple[str, str]]:

@@ -48,8 +48,8 @@ class SchedulerService:
 
     def run(self) -> None:
         """Loop until `stop()`: tick while active, stand by otherwise."""
-        self.lock.start()
         log.info("scheduler started: broker %s, queue '%s'", self.broker.where, self.settings.queue)
+        self.lock.start()
         try:
             while not self.stopping.is_set():
                 if not self.lock.active.is_set():

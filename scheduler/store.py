@@ -119,9 +119,6 @@ class RecordStore:
         matches = [n.rstrip("/") for n in self.objects.list_children("jobs/") if n.startswith(prefix)]
         return self.read_job(matches[0]) if len(matches) == 1 else None
 
-    def all_job_ids(self) -> list[str]:
-        return [n.rstrip("/") for n in self.objects.list_children("jobs/") if n.endswith("/")]
-
     def write_plan(self, plan: JobPlan) -> None:
         self.objects.put_if_absent(f"jobs/{plan.job_id}/plan", _dump(plan))
         self._plans[plan.job_id] = plan

@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 
 export HERD_STORAGE="file://$PWD/.herd-quickstart"
 unset HERD_BROKER
+# The embedded default: user code as sandboxed local processes, even where a Docker engine
+# answers (HERD_RUNTIME=auto would run the specs' `busybox` image there).
+export HERD_RUNTIME=local
 HERD="$PWD/.venv/bin/herd"
 if [[ ! -x "$HERD" ]]; then
     echo "quickstart: $HERD not found (run 'make quickstart', which installs it)" >&2

@@ -2,7 +2,8 @@
 # `make test`: install the system packages the tests need (root), make a Docker engine available,
 # run pytest in .venv, stop what was started. Exits with pytest's exit code.
 #
-#   E2E=1           also run the tests marked e2e (the compose stack)
+#   E2E=1           also run the tests marked e2e (the compose stack; installs docker-compose and
+#                   debootstrap when missing; the tests build the images, cached on the engine)
 #   PYTEST_ARGS=... extra pytest arguments, e.g. PYTEST_ARGS='-k redis -x'
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,23 @@ trap 'exit 143' TERM
 
 herd_install_packages
 herd_docker_up
+
+# The e2e tests run the compose stack: docker-compose (1.29, or Compose v2's `docker compose`),
+# and debootstrap for the first offline image build (compose/build-images.sh, run by the tests).
+if [[ "${E2E:-}" == 1 ]]; then
+    e2e_missing=()
+    if ! command -v docker-compose >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1; then
+        e2e_missing+=(docker-compose)
+    fi
+    command -v debootstrap >/dev/null 2>&1 || e2e_missing+=(debootstrap)
+    if ((${#e2e_missing[@]})); then
+        if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+            herd_apt_install "${e2e_missing[@]}" || herd_say "could not install ${e2e_missing[*]}: the e2e tests will say why"
+        else
+            herd_say "missing for the e2e tests: ${e2e_missing[*]} (sudo apt-get install -y ${e2e_missing[*]})"
+        fi
+    fi
+fi
 
 args=(-p no:cacheprovider -ra)
 if [[ "${E2E:-}" != 1 ]]; then

@@ -73,7 +73,7 @@ class S3ObjectStore:
         prefix: str = "",
         endpoint_url: str | None = None,
         *,
-        max_attempts: int = 5,
+        max_attempts: int = 3,
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
         create_bucket: bool = True,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -16,3 +17,10 @@ settings.register_profile(
 )
 settings.register_profile("dev", deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture(autouse=True)
+def _local_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pin the local runtime: HERD_RUNTIME defaults to `auto` (Docker wherever an engine answers,
+    as under `make test`), and these specs name images (`busybox`) no test engine holds."""
+    monkeypatch.setenv("HERD_RUNTIME", "local")

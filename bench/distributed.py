@@ -1,0 +1,300 @@
+"""Distributed herd on this machine: throughput over 1 and 2 workers, Docker runtime overhead
+against bare `docker exec` / `docker run`, and the latency of a 1-datum change.
+
+    .venv/bin/python bench/distributed.py [--datums 2000] [--storage file|s3] [--latency-rounds 5]
+
+Real parts: a redis-server (append-only), `herd scheduler` and `herd worker` processes, the
+Docker engine at DOCKER_HOST with the busybox test image (built FROM scratch if missing), and
+storage in a local folder (`file`, default: measures herd, Celery and Docker) or in moto's S3
+server (`s3`: moto answers in ~10-20 ms a request, so it measures moto more than herd).
+Everything started here is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scheduler.jobs import JobState  # noqa: E402
+from scheduler.pipelines import Pipelines  # noqa: E402
+from scheduler.queries import Jobs  # noqa: E402
+from storage.factory import open_object_store  # noqa: E402
+from storage.repos import Pfs  # noqa: E402
+from storage.settings import StorageSettings  # noqa: E402
+
+IMAGE = "herd-test-busybox:latest"
+HERD = [sys.executable, "-c", "from scheduler.cli import main; main()"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001 - still starting
+            pass
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class Processes:
+    """Child processes in their own sessions, stopped (SIGTERM, then SIGKILL) at the end."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        with (self.logs / f"{name}.log").open("ab") as out:
+            proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append((name, proc))
+        return proc
+
+    def log(self, name: str) -> str:
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def stop_all(self) -> None:
+        for _, proc in reversed(self.procs):
+            self.stop(proc)
+
+
+def ensure_image(client) -> None:
+    """The busybox test image: FROM scratch + the host's static busybox (nothing is pulled)."""
+    import docker.errors
+
+    try:
+        client.images.get(IMAGE)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    with tempfile.TemporaryDirectory() as context:
+        shutil.copy2("/bin/busybox", Path(context) / "busybox")
+        (Path(context) / "Dockerfile").write_text(
+            'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox","--install","-s","/bin"]\n'
+        )
+        client.images.build(path=context, tag=IMAGE, rm=True)
+
+
+def start_services(work: Path, storage: str, procs: Processes) -> tuple[dict[str, str], Pfs]:
+    """redis-server (and moto for s3), then the environment every herd process gets."""
+    redis_port = free_port()
+    procs.start("redis", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                          "--appendonly", "yes", "--dir", str(work)], dict(os.environ))
+    env = {
+        **os.environ, "HERD_BROKER": f"redis://127.0.0.1:{redis_port}/0", "HERD_RUNTIME": "docker",
+        "HERD_USER_NETWORK": "false", "HERD_SCRATCH": str(work / "scratch"), "PYTHONPATH": str(ROOT),
+    }
+    if storage == "s3":
+        port = free_port()
+        procs.start("moto", [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                    dict(os.environ))
+        env.update({"HERD_STORAGE": "s3://herd-bench/herd", "HERD_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+                    "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"})
+        os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")})
+        wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True, 30, "moto")
+    else:
+        env["HERD_STORAGE"] = f"file://{work / 'store'}"
+    import redis
+
+    wait_until(lambda: redis.Redis(port=redis_port).ping(), 30, "redis-server")
+    settings = StorageSettings(storage=env["HERD_STORAGE"], s3_endpoint_url=env.get("HERD_S3_ENDPOINT_URL"))
+    return env, Pfs(open_object_store(settings))
+
+
+def run_job(pfs: Pfs, name: str, timeout: float) -> tuple[float, float]:
+    """Create a copy pipeline over repo `many`; (wall seconds to its output, job's own seconds)."""
+    started = time.monotonic()
+    Pipelines(pfs).create({
+        "pipeline": {"name": name},
+        "transform": {"image": IMAGE, "cmd": ["sh", "-c", "cp $many /pfs/out/"]},
+        "input": {"pfs": {"repo": "many", "glob": "/*"}},
+    })
+    jobs = Jobs(pfs)
+
+    def done() -> bool:
+        found = jobs.list(name)
+        return bool(found) and found[0][1].state.terminal
+
+    wait_until(done, timeout, f"pipeline {name}'s job", interval=0.2)
+    wall = time.monotonic() - started
+    status = jobs.list(name)[0][1]
+    if status.state != JobState.JOB_SUCCESS:
+        raise RuntimeError(f"job of {name} ended {status.state.value}: {status.reason}")
+    return wall, (status.finished - status.started).total_seconds()
+
+
+def change_latency(pfs: Pfs, pipeline: str, rounds: int) -> list[dict[str, float]]:
+    """put-file of one new file → the pipeline's output commit from it finished, in seconds,
+    split at the job's creation and its datum's result (the records' timestamps)."""
+    from scheduler.store import RecordStore
+
+    records = RecordStore(pfs.objects)
+    out = []
+    for i in range(rounds):
+        started = time.monotonic()
+        commit = pfs.put_file("many", "master", f"/new-{i}", f"new {i}\n".encode())
+
+        def landed() -> bool:
+            head = pfs.inspect_commit(pipeline, "master")
+            return head.finished is not None and any(p.id == commit.id for p in head.provenance)
+
+        wait_until(landed, 60, "the output of a 1-datum change", interval=0.01)
+        total = time.monotonic() - started
+        output = pfs.inspect_commit(pipeline, "master")
+        job = records.get_job(output.id)
+        (result,) = [r for r in records.iter_results(job.id)]
+        assert commit.finished and output.finished and result.finished and result.started
+        out.append({
+            "total": total,
+            "notice": (job.created - commit.finished).total_seconds(),
+            "run": (result.finished - job.created).total_seconds(),
+            "datum": (result.finished - result.started).total_seconds(),
+            "finish": (output.finished - result.finished).total_seconds(),
+        })
+        time.sleep(0.3)  # changes apart, not one right after a job ended
+    return out
+
+
+def docker_overhead(n: int) -> dict[str, float]:
+    """Median ms per datum: herd's DockerRuntime session vs bare exec_run vs bare containers.run."""
+    import docker
+
+    from worker.docker_runtime import DockerRuntime
+    from worker.runtime import RunRequest, Transform
+
+    client = docker.from_env()
+    cmd = "cp /pfs/in/x /pfs/out/x"
+    with tempfile.TemporaryDirectory() as folder:
+        pfs = Path(folder)
+        (pfs / "in").mkdir()
+        (pfs / "in" / "x").write_text("one line\n")
+        (pfs / "out").mkdir()
+        session = DockerRuntime().open("bench", Transform(image=IMAGE, cmd=("sh", "-c", cmd), network=False))
+        request = RunRequest(pfs_dir=pfs, env={"PACH_JOB_ID": "bench"}, timeout=30)
+        warm = client.containers.run(IMAGE, ["sleep", "3600"], detach=True, network_mode="none", remove=True)
+        warm.exec_run(["mkdir", "-p", "/pfs/in", "/pfs/out"])
+        warm.exec_run(["sh", "-c", "echo one line > /pfs/in/x"])
+
+        def herd_run() -> None:
+            for child in (pfs / "out").iterdir():
+                child.unlink()
+            result = session.run(request)
+            assert result.exit_code == 0, result.stderr
+
+        cases: dict[str, tuple[Callable[[], object], int]] = {
+            "herd DockerRuntime (warm container, per datum)": (herd_run, n),
+            "bare docker exec (SDK exec_run, warm container)": (lambda: warm.exec_run(["sh", "-c", cmd]), max(5, n // 4)),
+            "bare docker run (SDK containers.run, --rm)": (
+                lambda: client.containers.run(IMAGE, ["sh", "-c", "true"], network_mode="none", remove=True),
+                max(3, n // 20),
+            ),
+        }
+        samples: dict[str, list[float]] = {name: [] for name in cases}
+        try:
+            for fn, _ in cases.values():
+                fn()  # warm
+            for _ in range(3):  # interleaved rounds: machine noise hits each alike
+                for name, (fn, count) in cases.items():
+                    t0 = time.perf_counter()
+                    for _ in range(count):
+                        fn()
+                    samples[name].append((time.perf_counter() - t0) / count * 1000)
+        finally:
+            session.close()
+            warm.kill()
+            client.close()
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def wait_ready(procs: Processes, names: list[str]) -> None:
+    wait_until(lambda: all(" ready." in procs.log(n) for n in names), 90, "workers to be ready", interval=0.1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datums", type=int, default=2000, help="one-line files, one datum each")
+    parser.add_argument("--storage", choices=["file", "s3"], default="file", help="local folder or moto's S3 server")
+    parser.add_argument("--latency-rounds", type=int, default=5)
+    parser.add_argument("--docker-n", type=int, default=100, help="datums per DockerRuntime measurement round")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the services' logs (printed path)")
+    args = parser.parse_args()
+    import docker
+
+    ensure_image(docker.from_env())
+    work = Path(tempfile.mkdtemp(prefix="herd-bench-"))
+    (work / "logs").mkdir()
+    procs = Processes(work / "logs")
+    try:
+        env, pfs = start_services(work, args.storage, procs)
+        print(f"storage {env['HERD_STORAGE']}  broker {env['HERD_BROKER']}  {os.cpu_count()} cores")
+        pfs.create_repo("many")
+        pfs.put_files("many", "master", [(f"/f{i:05d}", f"line {i}\n".encode()) for i in range(args.datums)])
+        procs.start("scheduler", [*HERD, "scheduler"], env)
+        workers: list[subprocess.Popen[bytes]] = []
+        for count in (1, 2):
+            while len(workers) < count:
+                name = f"w{len(workers) + 1}"
+                workers.append(procs.start(name, [*HERD, "worker", "--concurrency", "1"], {**env, "HERD_WORKER_ID": name}))
+            wait_ready(procs, [f"w{i + 1}" for i in range(count)])
+            wall, job = run_job(pfs, f"copy{count}", timeout=1800)
+            print(f"throughput, {count} worker process(es): {args.datums / wall:7.1f} datums/s "
+                  f"(create-pipeline to output commit {wall:.1f}s; job start to finish {job:.1f}s = "
+                  f"{args.datums / job:.1f} datums/s)")
+        rounds = change_latency(pfs, "copy2", args.latency_rounds)
+        med = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+        totals = [r["total"] for r in rounds]
+        print(f"1-datum change, put-file to output commit finished: median {med['total']:.2f}s "
+              f"(min {min(totals):.2f}s, max {max(totals):.2f}s, {len(rounds)} rounds; reconcile interval "
+              f"{os.environ.get('HERD_RECONCILE_INTERVAL', '1.0')}s)\n"
+              f"  medians: commit to job created {med['notice']:.2f}s, job created to datum result "
+              f"{med['run']:.2f}s (datum itself {med['datum']:.3f}s), result to output commit {med['finish']:.2f}s")
+        for worker in workers:
+            procs.stop(worker)
+        overhead = docker_overhead(args.docker_n)
+        base = overhead["bare docker exec (SDK exec_run, warm container)"]
+        print("docker per-datum cost (median of 3 interleaved rounds):")
+        for name, ms in overhead.items():
+            print(f"  {name:<50} {ms:8.1f} ms  x{ms / base:5.2f} of a bare exec")
+    except BaseException:
+        procs.stop_all()
+        print(f"failed; logs kept in {work / 'logs'}", file=sys.stderr)
+        raise
+    procs.stop_all()
+    if args.keep_logs:
+        print(f"logs in {work / 'logs'}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""The scheduler's Redis side against a real redis-server, without workers: what counts as in
+flight (sent marks, outcomes, storage leases), lost batches, restarts, and the scheduler lock."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from scheduler.broker import Broker
+from scheduler.dispatch_celery import CeleryDispatcher
+from scheduler.jobs import DatumResult, DatumState
+from scheduler.lock import SchedulerLock
+from scheduler.loop import Scheduler
+from scheduler.messages import DatumBatch
+from scheduler.pipelines import Pipelines
+from scheduler.records import JobPlan
+from scheduler.settings import SchedulerSettings
+from scheduler.store import RecordStore, now
+from storage.objects import MemoryObjectStore
+from storage.repos import Pfs
+from tests.distributed.conftest import _databases
+from tests.fixtures.redis import RedisServer
+from tests.worker.test_datum_leases import Capture
+
+pytestmark = pytest.mark.redis
+
+RESEND = 0.3
+
+
+@dataclass
+class Setup:
+    settings: SchedulerSettings
+    records: RecordStore
+    plan: JobPlan
+
+    def dispatcher(self) -> CeleryDispatcher:
+        assert self.settings.broker
+        return CeleryDispatcher(Broker(self.settings.broker, self.settings.queue), self.records, self.settings)
+
+
+@pytest.fixture
+def setup(redis_server: RedisServer) -> Iterator[Setup]:
+    """A planned 3-datum job in memory storage and a Redis database of its own."""
+    if not redis_server.running:
+        redis_server.start()
+    database = next(_databases) % 16 or 1
+    with redis_server.client(db=database) as conn:
+        conn.flushdb()
+    objects = MemoryObjectStore()
+    pfs = Pfs(objects)
+    pfs.create_repo("in")
+    pfs.put_files("in", "master", [(f"/{n}", b"x") for n in "abc"])
+    Pipelines(pfs).create({"pipeline": {"name": "p"}, "transform": {"cmd": ["true"]},
+                           "input": {"pfs": {"repo": "in", "glob": "/*"}}})
+    capture = Capture()
+    Scheduler(pfs, capture).tick()
+    records = RecordStore(objects)
+    plan = records.read_plan(capture.batches[0].job_id)
+    assert plan is not None and len(plan.datums) == 3
+    settings = SchedulerSettings(
+        broker=f"redis://127.0.0.1:{redis_server.port}/{database}", queue=f"t{uuid.uuid4().hex[:8]}",
+        resend_seconds=RESEND, parallelism=2,
+    )
+    yield Setup(settings, records, plan)
+
+
+def purge(dispatcher: CeleryDispatcher) -> None:
+    """Lose every queued message, as a wiped or failed-over Redis would."""
+    with dispatcher.app.pool.acquire(block=True) as conn:
+        conn.default_channel.queue_purge(dispatcher.queue)
+
+
+def test_a_queued_batch_stays_in_flight_until_lost(setup: Setup) -> None:
+    # Given a batch sent and waiting in the queue (no worker)
+    dispatcher = setup.dispatcher()
+    dispatcher.submit(DatumBatch(job_id=setup.plan.job_id, datums=(0, 1)))
+    assert dispatcher.in_flight(setup.plan.job_id) == {0, 1}
+    # When its mark is old but the queue still holds messages: Then it is still in flight
+    time.sleep(RESEND + 0.1)
+    assert dispatcher.queue_size() == 1
+    assert dispatcher.in_flight(setup.plan.job_id) == {0, 1}
+    # When the message is lost: Then with no result and no lease the datums are free to resend
+    purge(dispatcher)
+    assert dispatcher.in_flight(setup.plan.job_id) == set()
+    dispatcher.close()
+
+
+def test_old_batches_are_judged_by_storage_leases_and_results(setup: Setup) -> None:
+    # Given a batch sent long ago whose message is gone; datum 0 is running, datum 1 finished
+    dispatcher = setup.dispatcher()
+    job_id = setup.plan.job_id
+    dispatcher.submit(DatumBatch(job_id=job_id, datums=(0, 1, 2)))
+    purge(dispatcher)
+    d0, d1 = setup.plan.datums[0], setup.plan.datums[1]
+    setup.records.claim_attempt(job_id, d0.id, 3, {"worker": "w", "holder": "w/1", "lease_until": time.time() + 60})
+    setup.records.put_result(DatumResult(job_id=job_id, datum_id=d1.id, datum_hash=d1.hash,
+                                         state=DatumState.SUCCESS, started=now(), finished=now()))
+    time.sleep(RESEND + 0.1)
+
+    # When the dispatcher is asked what is in flight
+    flying = dispatcher.in_flight(job_id)
+
+    # Then the leased datum is, the finished one is reported done, the lost one is free
+    assert flying == {0, 1}  # 1 until wait() hands its outcome to the loop
+    outcomes = dispatcher.wait(0.1)
+    assert [o.done for o in outcomes] == [(1,)]
+    assert dispatcher.in_flight(job_id) == {0}
+    dispatcher.close()
+
+
+def test_worker_outcomes_settle_marks_and_deferred_datums_stay_watched(setup: Setup) -> None:
+    # Given two batches sent
+    dispatcher = setup.dispatcher()
+    job_id = setup.plan.job_id
+    dispatcher.submit(DatumBatch(job_id=job_id, datums=(0, 1)))
+    dispatcher.submit(DatumBatch(job_id=job_id, datums=(2,)))
+    first, second = dispatcher.broker.sent(job_id)
+
+    # When workers report: the first batch ran 0 and deferred 1 to a lease holder
+    dispatcher.results.store_result(first, {"job_id": job_id, "done": [0], "deferred": [1]}, "SUCCESS")
+    outcomes = dispatcher.wait(2.0)
+
+    # Then the outcome reaches the loop; 1 stays in flight (watched), 2 is still awaited
+    assert [(o.done, o.deferred) for o in outcomes] == [((0,), (1,))]
+    assert dispatcher.in_flight(job_id) == {1, 2}
+    assert second in dispatcher.broker.sent(job_id) and first not in dispatcher.broker.sent(job_id)
+    dispatcher.close()
+
+
+def test_a_restarted_scheduler_adopts_the_batches_already_sent(setup: Setup) -> None:
+    # Given a batch sent by a scheduler that then died
+    job_id = setup.plan.job_id
+    old = setup.dispatcher()
+    old.submit(DatumBatch(job_id=job_id, datums=(0, 1, 2)))
+    (task_id,) = old.broker.sent(job_id)
+    old.close()
+
+    # When a new scheduler starts: Then it sends nothing again, and takes the batch's outcome
+    new = setup.dispatcher()
+    assert new.in_flight(job_id) == {0, 1, 2}
+    new.results.store_result(task_id, {"job_id": job_id, "done": [0, 1, 2]}, "SUCCESS")
+    assert [o.done for o in new.wait(2.0)] == [(0, 1, 2)]
+    new.close()
+
+
+def test_one_scheduler_holds_the_lock_and_a_standby_takes_over(setup: Setup) -> None:
+    # Given two schedulers' locks on one broker
+    assert setup.settings.broker
+    broker = Broker(setup.settings.broker, setup.settings.queue)
+    first, second = SchedulerLock(broker, ttl=1.0), SchedulerLock(broker, ttl=1.0)
+    # Then only the first to ask holds it, and renewing keeps it
+    assert first.hold() and not second.hold()
+    assert first.hold()
+    # When the holder releases it: Then the standby takes it at once
+    first.release()
+    assert second.hold()
+    # When the holder stops renewing (it died): Then the lock expires and another takes it
+    third = SchedulerLock(broker, ttl=1.0)
+    assert not third.hold()
+    time.sleep(1.2)
+    assert third.hold()
+    assert not second.hold()  # the old holder sees it lost the lock
+    broker.close()

@@ -1,0 +1,159 @@
+"""End to end: the compose stack (docker-compose.yml + compose/ci.yml, three workers) driven by
+the herd CLI from the host, the way the README's "Run a cluster" says.
+
+One stack for the module (tests/e2e/conftest.py): the word-count and edges/montage examples
+run from examples/*/ as they are, then a job long enough to watch: its datums spread over all
+three workers, and Redis is restarted in the middle of it, after which the job must still
+finish with every output exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from scheduler.store import RecordStore
+from storage.factory import open_object_store
+from storage.settings import StorageSettings
+from tests.e2e.conftest import ROOT, WORKERS, Stack, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.slow]
+
+FLUSH_TIMEOUT = 240  # seconds, for a job of a few datums on a loaded 2-core CI machine
+
+POEMS = {
+    "basho.txt": "An old silent pond\nA frog jumps into the pond\nSplash! Silence again.\n",
+    "soseki.txt": "Over the wintry\nforest, winds howl in rage\nwith no leaves to blow.\n",
+    "buson.txt": "The light of a candle\nis transferred to another candle\nspring twilight\n",
+    "issa.txt": "The pond again, the frog again\n",
+}
+
+
+def put_folder(stack: Stack, tmp_path: Path, repo: str, files: dict[str, str]) -> None:
+    folder = tmp_path / repo
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    stack.herd("create-repo", repo)
+    stack.herd("put-file", repo, "master", "/", "-r", "-f", str(folder))
+
+
+def read_tree(stack: Stack, tmp_path: Path, repo: str) -> dict[str, str]:
+    """Every file of the repo's master head, as text (`get-file -r -o`)."""
+    out = tmp_path / f"out-{repo}"
+    stack.herd("get-file", repo, "master", "/", "-r", "-o", str(out))
+    return {str(p.relative_to(out)): p.read_text() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def job_of(stack: Stack, pipeline: str) -> dict:
+    jobs = stack.herd_json_lines("list-job", "-p", pipeline)
+    assert len(jobs) == 1, jobs
+    return jobs[0]
+
+
+def test_word_count_example(compose_stack: Stack, tmp_path: Path) -> None:
+    # Given the word-count example's input repo, filled from the host
+    put_folder(compose_stack, tmp_path, "words", POEMS)
+
+    # When its two pipelines are created from examples/wordcount/ and the cluster runs them
+    compose_stack.herd("create-pipeline", "-f", str(ROOT / "examples/wordcount/map.json"))
+    compose_stack.herd("create-pipeline", "-f", str(ROOT / "examples/wordcount/reduce.json"))
+    compose_stack.herd("flush-commit", "words", "master", "--timeout", str(FLUSH_TIMEOUT), timeout=FLUSH_TIMEOUT + 30)
+
+    # Then reduce holds each word's total over all poems, and both jobs succeeded
+    expected = Counter(w.lower() for text in POEMS.values() for w in re.findall(r"[A-Za-z]+", text))
+    counts = {word: int(text) for word, text in read_tree(compose_stack, tmp_path, "reduce").items()}
+    assert counts == dict(expected)
+    assert counts["pond"] == 3
+    for pipeline, total in (("map", len(POEMS)), ("reduce", 1)):
+        job = job_of(compose_stack, pipeline)
+        assert (job["state"], job["data_processed"], job["data_total"]) == ("JOB_SUCCESS", total, total)
+
+
+def test_edges_and_montage_example(compose_stack: Stack, tmp_path: Path) -> None:
+    # Given an images repo (text stands in for pictures: "edges" upper-cases each file)
+    images = {"cat.txt": "a cat on a mat\n", "dog.txt": "a dog in the fog\n", "owl.txt": "an owl at night\n"}
+    put_folder(compose_stack, tmp_path, "images", images)
+
+    # When the opencv example's two pipelines run: edges per image, montage over images x edges
+    compose_stack.herd("create-pipeline", "-f", str(ROOT / "examples/edges/edges.json"))
+    compose_stack.herd("create-pipeline", "-f", str(ROOT / "examples/edges/montage.json"))
+    compose_stack.herd("flush-commit", "images", "master", "--timeout", str(FLUSH_TIMEOUT), timeout=FLUSH_TIMEOUT + 30)
+
+    # Then edges has each image upper-cased, and montage is every edges file then every image,
+    # in the sorted order of their /pfs paths (/pfs/edges/... before /pfs/images/...)
+    edges = {name: text.upper() for name, text in images.items()}
+    assert read_tree(compose_stack, tmp_path, "edges") == edges
+    montage = "".join(edges[n] for n in sorted(edges)) + "".join(images[n] for n in sorted(images))
+    assert read_tree(compose_stack, tmp_path, "montage") == {"montage": montage}
+    assert job_of(compose_stack, "montage")["state"] == "JOB_SUCCESS"
+
+
+SPREAD_DATUMS = 24
+SPREAD = {
+    "pipeline": {"name": "spread"},
+    "description": "one output per datum plus one line each in /all; about 2 s a datum",
+    "transform": {
+        "image": "busybox",
+        "cmd": ["sh", "-c", (
+            "for f in $(find /pfs/parts -type f); do n=$(basename $f); "
+            "cat $f > /pfs/out/$n; echo $n > /pfs/out/all; echo done $n; done; sleep 2"
+        )],
+    },
+    "input": {"pfs": {"repo": "parts", "glob": "/*"}},
+}
+
+
+def test_workers_share_a_job_that_survives_a_redis_restart(compose_stack: Stack, tmp_path: Path) -> None:
+    # Given 24 datums of about 2 s each: long enough to restart Redis while they run
+    parts = {f"p{i:02d}": f"part {i}\n" for i in range(SPREAD_DATUMS)}
+    put_folder(compose_stack, tmp_path, "parts", parts)
+    spec = tmp_path / "spread.json"
+    spec.write_text(json.dumps(SPREAD))
+    compose_stack.herd("create-pipeline", "-f", str(spec))
+
+    # When Redis (the broker, append-only) restarts once some datums are done and most are not
+    job_id = wait_for(lambda: [j["job"]["id"] for j in compose_stack.herd_json_lines("list-job", "-p", "spread")],
+                      FLUSH_TIMEOUT, "the spread job")[0]
+
+    def succeeded() -> int:
+        return sum(d["state"] == "SUCCESS" for d in compose_stack.herd_json_lines("list-datum", job_id))
+
+    done = wait_for(succeeded, FLUSH_TIMEOUT, "the first datum of the spread job to succeed")
+    assert done < SPREAD_DATUMS, "the job ended before Redis could be restarted in the middle of it"
+    aof = compose_stack.compose("exec", "-T", "redis", "redis-cli", "config", "get", "appendonly").stdout.split()
+    assert aof == ["appendonly", "yes"]
+    compose_stack.compose("restart", "redis", timeout=120)
+
+    # Then the job still finishes, every datum succeeded, and each output is there exactly once
+    compose_stack.herd("flush-commit", "parts", "master", "--timeout", str(FLUSH_TIMEOUT), timeout=FLUSH_TIMEOUT + 30)
+    job = job_of(compose_stack, "spread")
+    assert (job["state"], job["data_processed"], job["data_failed"]) == ("JOB_SUCCESS", SPREAD_DATUMS, 0), job
+    tree = read_tree(compose_stack, tmp_path, "spread")
+    assert sorted(tree.pop("all").split()) == sorted(parts)  # merged from all datums, no duplicate
+    assert tree == parts
+    assert job["job"]["id"] == job_id
+    datums = compose_stack.herd_json_lines("list-datum", job_id)
+    assert len(datums) == SPREAD_DATUMS and {d["state"] for d in datums} == {"SUCCESS"}
+
+    # And all three workers ran some of them: each datum's result names its worker, whose id
+    # is `<container hostname>-<pid>`
+    workers = Counter(result.worker.rsplit("-", 1)[0] for result in results(compose_stack, job_id))
+    assert sum(workers.values()) == SPREAD_DATUMS
+    assert set(workers) == compose_stack.worker_hostnames, workers
+    assert len(workers) == WORKERS
+
+
+def results(stack: Stack, job_id: str) -> list:
+    """The stored result record of every datum of the job (jobs/<job>/results/<datum>)."""
+    settings = StorageSettings(storage=stack.cli_env["HERD_STORAGE"], s3_endpoint_url=stack.cli_env["AWS_ENDPOINT_URL"])
+    with pytest.MonkeyPatch.context() as patch:  # boto3 takes credentials from the environment
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+            patch.setenv(name, stack.cli_env[name])
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CONFIG_FILE"):
+            patch.delenv(name, raising=False)
+        return list(RecordStore(open_object_store(settings)).iter_results(job_id))

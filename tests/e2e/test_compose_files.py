@@ -1,0 +1,131 @@
+"""The compose files as text: fast checks that run in every `make test` (no engine, not e2e).
+
+What the issue asks of docker-compose.yml (no `version:` key, healthchecks, depends_on
+conditions, overridable images and credentials, loopback ports, a scalable worker with the
+engine socket), that compose/herd.env.example lists every variable and every herd setting,
+that no registry host is written anywhere, and that docker-compose itself accepts the files.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic_settings import BaseSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+MAIN = ROOT / "docker-compose.yml"
+CI = ROOT / "compose" / "ci.yml"
+ENV_EXAMPLE = ROOT / "compose" / "herd.env.example"
+OURS = [MAIN, CI, ENV_EXAMPLE, ROOT / "compose/Dockerfile", ROOT / "compose/build-images.sh",
+        ROOT / "compose/bucket_init.py", ROOT / "compose/README.md"]
+VARIABLE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::?-[^}]*)?\}")
+REGISTRY_HOSTS = re.compile(
+    r"\b(docker|quay|ghcr|gcr)\.io/|registry-1\.|\bregistry\.[a-z]|pypi\.org|pythonhosted\.org|index\.docker", re.I
+)  # `docker.io` alone is the Debian package
+# Set by the stack itself, never passed through (docker-compose.yml's x-herd-env says why).
+FIXED_SETTINGS = {"HERD_STORAGE", "HERD_S3_ENDPOINT_URL", "HERD_BROKER", "HERD_RUNTIME", "HERD_WORKER_ID", "HERD_SCRATCH"}
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def uncommented(path: Path) -> str:
+    return "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
+
+
+def herd_settings() -> set[str]:
+    """HERD_<FIELD> of every pydantic-settings class in storage/scheduler/worker settings."""
+    names = set()
+    for module_name in ("storage.settings", "scheduler.settings", "worker.settings"):
+        module = importlib.import_module(module_name)
+        for obj in vars(module).values():
+            if isinstance(obj, type) and issubclass(obj, BaseSettings) and obj.__module__ == module_name:
+                prefix = obj.model_config.get("env_prefix", "")
+                names |= {f"{prefix}{field}".upper() for field in obj.model_fields}
+    return names
+
+
+def test_main_file_has_no_version_key_and_the_four_services() -> None:
+    spec = load(MAIN)
+    assert "version" not in spec
+    assert {"redis", "minio", "bucket-init", "scheduler", "worker"} <= set(spec["services"])
+    assert set(spec["volumes"]) == {"redis-data", "minio-data"}
+
+
+def test_every_long_running_service_has_a_healthcheck_and_depends_on_conditions() -> None:
+    services = load(MAIN)["services"]
+    for name, service in services.items():
+        if name != "bucket-init":
+            assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        for dep, how in service.get("depends_on", {}).items():
+            assert how["condition"] in ("service_healthy", "service_completed_successfully"), (name, dep)
+    assert services["scheduler"]["depends_on"]["bucket-init"]["condition"] == "service_completed_successfully"
+    assert services["worker"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert services["bucket-init"]["depends_on"]["minio"]["condition"] == "service_healthy"
+
+
+def test_redis_is_append_only_on_a_named_volume() -> None:
+    redis = load(MAIN)["services"]["redis"]
+    command = redis["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert "redis-data:/data" in redis["volumes"]
+
+
+def test_images_and_credentials_are_overridable_and_ports_on_loopback() -> None:
+    services = load(MAIN)["services"]
+    for name, service in services.items():
+        assert VARIABLE.fullmatch(service["image"]), f"{name}: image {service['image']!r} is not ${{VAR:-default}}"
+        for port in service.get("ports", []):
+            assert re.fullmatch(r"\$\{[A-Z_]+:-127\.0\.0\.1:\d+\}:\d+", port), f"{name}: port {port!r}"
+    env = services["scheduler"]["environment"]
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "HERD_STORAGE", "HERD_BROKER", "HERD_S3_ENDPOINT_URL"):
+        assert VARIABLE.fullmatch(str(env[key])), f"{key} is not overridable"
+    minio = services["minio"]["environment"]
+    assert VARIABLE.fullmatch(minio["MINIO_ROOT_USER"]) and VARIABLE.fullmatch(minio["MINIO_ROOT_PASSWORD"])
+
+
+def test_worker_scales_and_drives_the_hosts_engine() -> None:
+    worker = load(MAIN)["services"]["worker"]
+    assert "container_name" not in worker and "ports" not in worker
+    assert any(v.endswith(":/var/run/docker.sock") for v in worker["volumes"])
+    assert len(worker["volumes"]) == 1  # nothing else of the host: user containers are siblings
+    assert worker["environment"]["HERD_RUNTIME"] == "docker"
+    assert worker["command"] == ["worker"]
+    assert load(MAIN)["services"]["scheduler"]["command"] == ["scheduler"]
+
+
+def test_settings_pass_through_except_the_ones_the_stack_sets() -> None:
+    env = load(MAIN)["services"]["worker"]["environment"]
+    passed = {k for k, v in env.items() if v is None}
+    assert passed == herd_settings() - FIXED_SETTINGS
+
+
+def test_env_example_lists_every_variable_and_every_herd_setting() -> None:
+    listed = set(re.findall(r"^#?([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), re.M))
+    used = {name for path in (MAIN, CI) for name in VARIABLE.findall(uncommented(path))}
+    assert used - listed == set(), "add these compose variables to compose/herd.env.example"
+    assert herd_settings() - FIXED_SETTINGS - listed == set(), "add these settings to compose/herd.env.example"
+
+
+def test_no_registry_host_is_written() -> None:
+    for path in OURS:
+        if path.exists():
+            assert not REGISTRY_HOSTS.search(path.read_text()), f"{path.name} names a registry host"
+
+
+@pytest.mark.parametrize("files", [[MAIN], [MAIN, CI]], ids=["main", "main+ci"])
+def test_docker_compose_accepts_the_files(files: list[Path]) -> None:
+    if not shutil.which("docker-compose"):
+        pytest.skip("docker-compose is not installed")
+    argv = ["docker-compose", "--project-directory", str(ROOT)]
+    for path in files:
+        argv += ["-f", str(path)]
+    proc = subprocess.run([*argv, "config", "-q"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr

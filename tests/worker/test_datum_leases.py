@@ -1,0 +1,109 @@
+"""Duplicate deliveries of a datum: a live lease of another worker makes the copy step aside
+without burning a try; an expired lease is taken over; a stored result is never run again."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from scheduler.loop import Scheduler
+from scheduler.messages import BatchOutcome, DatumBatch
+from scheduler.pipelines import Pipelines
+from scheduler.records import JobPlan
+from scheduler.store import RecordStore
+from storage.objects import MemoryObjectStore
+from storage.repos import Pfs
+from worker.context import release_context
+from worker.datum import process_batch
+
+
+class Capture:
+    """A dispatcher that keeps what the scheduler sends."""
+
+    def __init__(self) -> None:
+        self.batches: list[DatumBatch] = []
+
+    def submit(self, batch: DatumBatch) -> None:
+        self.batches.append(batch)
+
+    def in_flight(self, job_id: str) -> set[int]:
+        return set()
+
+    def wait(self, timeout: float) -> list[BatchOutcome]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def job(monkeypatch: pytest.MonkeyPatch):
+    """A one-datum job planned in a memory store; yields (objects, plan, batch message)."""
+    monkeypatch.delenv("HERD_BROKER", raising=False)
+    objects = MemoryObjectStore()
+    pfs = Pfs(objects)
+    pfs.create_repo("in")
+    pfs.put_files("in", "master", [("/x", b"x\n")])
+    Pipelines(pfs).create({
+        "pipeline": {"name": "p"}, "transform": {"cmd": ["sh", "-c", "cp $in /pfs/out/"]},
+        "input": {"pfs": {"repo": "in", "glob": "/*"}},
+    })
+    capture = Capture()
+    Scheduler(pfs, capture, batch_size=1).tick()
+    (batch,) = capture.batches
+    plan = RecordStore(objects).read_plan(batch.job_id)
+    assert isinstance(plan, JobPlan)
+    yield objects, plan, batch.model_dump()
+    release_context(objects)
+
+
+def lease(other: str, seconds: float) -> dict:
+    return {"worker": other, "holder": f"{other}/abc", "lease_until": time.time() + seconds}
+
+
+def test_live_lease_of_another_worker_defers_without_a_new_attempt(job) -> None:
+    # Given attempt 1 of the datum held by another worker's live lease
+    objects, plan, message = job
+    records = RecordStore(objects)
+    datum_id = plan.datums[0].id
+    assert records.claim_attempt(plan.job_id, datum_id, 3, lease("elsewhere", 60)) == 1
+
+    # When a duplicate delivery of the batch arrives here
+    outcome = BatchOutcome.model_validate(process_batch(message, objects=objects, runtime="local"))
+
+    # Then it steps aside: deferred, no attempt claimed, no result written
+    assert outcome.deferred == (0,) and outcome.done == ()
+    assert [a["attempt"] for a in records.attempts(plan.job_id, datum_id)] == [1]
+    assert records.read_result(plan.job_id, datum_id) is None
+
+
+def test_expired_lease_is_taken_over_as_the_next_attempt(job) -> None:
+    # Given attempt 1 by a worker that died (its lease ran out)
+    objects, plan, message = job
+    records = RecordStore(objects)
+    datum_id = plan.datums[0].id
+    records.claim_attempt(plan.job_id, datum_id, 3, lease("dead", -1))
+
+    # When the batch is delivered again
+    outcome = BatchOutcome.model_validate(process_batch(message, objects=objects, runtime="local"))
+
+    # Then this worker runs it as attempt 2 and its result is stored
+    assert outcome.done == (0,)
+    result = records.read_result(plan.job_id, datum_id)
+    assert result is not None and result.attempt == 2
+
+
+def test_a_datum_with_a_result_is_not_run_again(job) -> None:
+    # Given the datum already ran once
+    objects, plan, message = job
+    records = RecordStore(objects)
+    first = BatchOutcome.model_validate(process_batch(message, objects=objects, runtime="local"))
+    assert first.done == (0,)
+
+    # When the same batch is delivered again
+    again = BatchOutcome.model_validate(process_batch(message, objects=objects, runtime="local"))
+
+    # Then it reports done without a second attempt
+    assert again.done == (0,)
+    assert len(records.attempts(plan.job_id, plan.datums[0].id)) == 1
