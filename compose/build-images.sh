@@ -3,7 +3,7 @@
 #
 #   bash compose/build-images.sh [IMAGE...]     IMAGE: base redis moto herd busybox (default: all)
 #
-#   base     $HERD_BASE_IMAGE (herd-base:local): Debian bookworm minbase + python3, python3-venv,
+#   base     $HERD_BASE_IMAGE (herd-base:local): Debian (bookworm) minbase + python3, python3-venv,
 #            ca-certificates, busybox-static, made by debootstrap on this host and `docker import`ed
 #   redis    $REDIS_IMAGE (herd-redis:local): FROM base, Debian's redis-server (apt inside the build)
 #   moto     $MOTO_IMAGE (herd-moto:local): FROM base, moto's S3 server in a venv (the CI stand-in
@@ -22,10 +22,10 @@
 # same label is not built again; a new base therefore rebuilds everything on top of it.
 # Downloaded wheels are kept in $HERD_IMAGES_CACHE (~/.cache/herd-images) by requirement hash.
 #
-# Knobs: HERD_IMAGES_REBUILD=1 (ignore the cache), HERD_DEBIAN_MIRROR (debootstrap's mirror,
-# default: debootstrap's own), HERD_PIP (the pip to download with: .venv's, else python3 -m pip),
-# DOCKER_HOST (the engine). Needs root for debootstrap; installs debootstrap/busybox-static with
-# apt-get when missing and root.
+# Knobs: HERD_IMAGES_REBUILD=1 (ignore the cache), HERD_BASE_SUITE (the base's Debian release,
+# bookworm), HERD_DEBIAN_MIRROR (debootstrap's mirror, default: debootstrap's own), HERD_PIP (the
+# pip to download with: .venv's, else python3 -m pip), DOCKER_HOST (the engine). Needs root for
+# debootstrap; installs debootstrap and busybox-static with apt-get when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -36,7 +36,7 @@ MOTO_IMAGE="${MOTO_IMAGE:-herd-moto:local}"
 HERD_IMAGE="${HERD_IMAGE:-herd:local}"
 BUSYBOX_IMAGE="${BUSYBOX_IMAGE:-herd-busybox:local}"
 HERD_IMAGES_CACHE="${HERD_IMAGES_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/herd-images}"
-SUITE=bookworm
+SUITE="${HERD_BASE_SUITE:-bookworm}"
 BASE_PACKAGES=python3,python3-venv,ca-certificates,busybox-static
 RECIPE=3  # bump when a recipe below changes in a way the hashed inputs do not show
 LABEL=herd.inputs
@@ -95,7 +95,9 @@ static_busybox() {  # the path of a static busybox (ldd fails on it), else exit 
 
 need_package() {  # need_package COMMAND DEBIAN_PACKAGE: install the package unless COMMAND exists
     command -v "$1" >/dev/null 2>&1 && return 0
-    [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1 || die "$1 is missing: apt-get install $2"
+    if [[ "$(id -u)" -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+        die "$1 is missing: apt-get install $2"
+    fi
     # shellcheck source=scripts/services.sh
     source "$ROOT/scripts/services.sh"
     herd_apt_install "$2"
@@ -122,13 +124,21 @@ build_base() {
     need_package debootstrap debootstrap
     rootfs="$TMP/rootfs"
     say "debootstrap --variant=minbase $SUITE (include $BASE_PACKAGES)"
+    # Two tries: a mirror hiccup should not cost a CI run (debootstrap itself does not retry).
     # shellcheck disable=SC2086 # no mirror argument = debootstrap's default mirror
-    logged debootstrap debootstrap --variant=minbase --include="$BASE_PACKAGES" "$SUITE" "$rootfs" ${HERD_DEBIAN_MIRROR:-}
+    if ! debootstrap --variant=minbase --include="$BASE_PACKAGES" "$SUITE" "$rootfs" ${HERD_DEBIAN_MIRROR:-} \
+        >"$TMP/debootstrap-1.log" 2>&1; then
+        say "debootstrap failed ($(tail -n 1 "$TMP/debootstrap-1.log")); once more"
+        rm -rf "$rootfs"
+        # shellcheck disable=SC2086
+        logged debootstrap debootstrap --variant=minbase --include="$BASE_PACKAGES" "$SUITE" "$rootfs" ${HERD_DEBIAN_MIRROR:-}
+    fi
     # A smaller image: no downloaded .debs, no package lists (apt-get update in derived builds).
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/tmp/*
     printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' \
         >"$rootfs/etc/apt/apt.conf.d/90herd-no-recommends"
     say "docker import $HERD_BASE_IMAGE"
+    # shellcheck disable=SC2016 # expanded by the inner bash
     logged import bash -o pipefail -c 'tar -C "$1" --numeric-owner -c . | docker import \
         --change "LABEL $2" \
         --change "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
@@ -167,7 +177,7 @@ download_wheels() {
         mkdir -p "$cache"
         # shellcheck disable=SC2086 # $pip is a command line
         $pip download -q --only-binary=:all: --implementation cp --python-version "$PY_VERSION" \
-            "${platforms[@]}" -d "$cache" "$@" 2> >(grep -v '^WARNING: Location' >&2)
+            "${platforms[@]}" -d "$cache" "$@" 2> >(grep -v '^WARNING: Location' >&2) || die "pip download failed"
         touch "$cache/.complete"
     else
         say "wheels from the cache: $cache"
@@ -192,10 +202,11 @@ EOF
 build_redis() {
     local base_id hash dockerfile
     base_id="$(image_id "$HERD_BASE_IMAGE")"
+    # shellcheck disable=SC2016 # ${BASE_IMAGE} is the Dockerfile's
     dockerfile='ARG BASE_IMAGE
 FROM ${BASE_IMAGE}
-RUN apt-get update -q \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends redis-server \
+RUN apt-get -o Acquire::Retries=3 update -q \
+ && DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Retries=3 install -y -q --no-install-recommends redis-server \
  && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /data && chown redis:redis /data
 USER redis

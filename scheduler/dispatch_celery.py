@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.1  # how often wait() looks for batch outcomes
 CAPACITY_REFRESH = 15.0  # how often the worker processes are counted
-WATCH = "watch-"
-OUTCOME_TTL = 3600.0  # seconds; outcomes expire in Redis after this (result_expires)  # marks of datums deferred to a lease holder: no outcome of their own
+WATCH = "watch-"  # marks of datums deferred to a lease holder: no outcome of their own
+OUTCOME_TTL = 3600.0  # seconds; outcomes expire in Redis after this (result_expires)
 
 
 class CeleryDispatcher:

@@ -96,29 +96,43 @@ class Jobs:
         for info, _ in reversed(self.list(pipeline)):
             yield from self.records.logs(info.id)
 
-    def flush_commit(self, repo: str, ref: str, timeout: float | None = None, poll: float = 0.2) -> list[Commit]:
-        """Wait until every pipeline downstream of the commit has run on it; their output commits."""
+    def flush_commit(
+        self, repo: str, ref: str, timeout: float | None = None, poll: float = 0.2,
+        on_wait: Callable[[str, int, int], None] | None = None,
+    ) -> list[Commit]:
+        """Wait until every pipeline downstream of the commit has run on it; their output commits.
+
+        Pipelines are taken in topological order, and a pipeline's output counts only once it
+        was computed from the commit AND from the outputs already found upstream of it (a
+        montage crossing `images` with `edges` waits for the job that saw the new edges too).
+        `on_wait(pipeline, done, total)` is called while waiting (a progress bar).
+        """
         commit = self.pfs.inspect_commit(repo, ref)
         pipelines = {p.name: parse_spec(p.spec).input_repos() for p in self.records.list_pipelines()}
         downstream = dag.downstream(repo, pipelines)
         deadline = None if timeout is None else time.monotonic() + timeout
         if self._settle is not None:
             self._settle()
+        found: dict[str, Commit] = {commit.repo: commit}
         out: list[Commit] = []
-        for name in downstream:
+        for done, name in enumerate(downstream):
+            required = {(r, found[r].id) for r in pipelines[name] if r in found}
             while True:
-                found = self._output_for(name, commit)
-                if found is not None:
-                    if found is not False:
-                        out.append(found)
+                output = self._output_for(name, required)
+                if output is not None:
+                    if output is not False:
+                        found[name] = output
+                        out.append(output)
                     break
                 if deadline is not None and time.monotonic() > deadline:
                     raise HerdError(f"flush-commit timed out waiting for pipeline '{name}' on {repo}@{commit.id}")
+                if on_wait is not None:
+                    on_wait(name, done, len(downstream))
                 time.sleep(poll)
         return out
 
-    def _output_for(self, pipeline: str, commit: Commit) -> Commit | None | bool:
-        """The pipeline's newest output commit computed from `commit`; False if its job was killed."""
+    def _output_for(self, pipeline: str, required: set[tuple[str, str]]) -> Commit | None | bool:
+        """The newest output commit computed from every `required` commit; False if none will come."""
         info = self.records.read_pipeline(pipeline)
         if info is None or info.stopped:
             return False
@@ -128,13 +142,11 @@ class Jobs:
         except HerdError:
             return None
         for c in commits:
-            if c.finished is not None and any(p.repo == commit.repo and p.id == commit.id for p in c.provenance):
+            if c.finished is not None and required <= {(p.repo, p.id) for p in c.provenance}:
                 return c
         for job_id in self.records.job_markers(pipeline):
             job = self.records.read_job(job_id)
             status = self.records.read_status(job_id)
-            if job and status and status.state.value == "JOB_KILLED" and any(
-                i.repo == commit.repo and i.id == commit.id for i in job.inputs
-            ):
+            if job and status and status.state.value == "JOB_KILLED" and required <= {(i.repo, i.id) for i in job.inputs}:
                 return False
         return None

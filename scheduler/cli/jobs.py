@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import click
 
@@ -124,9 +127,29 @@ def get_logs(cli: CliContext, pipeline: str | None, job: str | None, datum: str 
 def flush_commit(cli: CliContext, target: tuple[str, ...], timeout: float | None, raw: bool) -> None:
     """Wait for every job downstream of a commit and print their output commits."""
     repo, ref = parse_target(target, "REPO REF", 2)
-    commits = cli.jobs.flush_commit(repo, ref, timeout=timeout)
+    with _wait_bar() as on_wait:
+        commits = cli.jobs.flush_commit(repo, ref, timeout=timeout, on_wait=on_wait)
     if raw:
         echo_raw_lines(render.commit_raw(c) for c in commits)
         return
     now = cli.now()
     echo_table(render.COMMIT_HEADERS, (render.commit_row(c, now) for c in commits))
+
+
+@contextmanager
+def _wait_bar() -> Iterator[Callable[[str, int, int], None] | None]:
+    """A bar of downstream pipelines done, for a person at a terminal; nothing in pipes."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("flush-commit", total=None)
+
+        def update(pipeline: str, done: int, total: int) -> None:
+            bar.update(task, description=f"waiting for {pipeline}", completed=done, total=total)
+
+        yield update

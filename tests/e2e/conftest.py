@@ -136,8 +136,8 @@ def _base_env(tmp: Path) -> dict[str, str]:
     env.pop("COMPOSE_FILE", None)
     env.pop("COMPOSE_PROJECT_NAME", None)
     # The images compose/ci.yml names; build-images.sh builds the same defaults.
-    for name in ("HERD_IMAGE", "HERD_BASE_IMAGE", "REDIS_IMAGE", "MOTO_IMAGE", "HERD_IMAGES_CACHE",
-                 "HERD_IMAGES_REBUILD", "HERD_DEBIAN_MIRROR", "HERD_PIP"):
+    for name in ("HERD_IMAGE", "HERD_BASE_IMAGE", "REDIS_IMAGE", "MOTO_IMAGE", "BUSYBOX_IMAGE", "HERD_IMAGES_CACHE",
+                 "HERD_IMAGES_REBUILD", "HERD_BASE_SUITE", "HERD_DEBIAN_MIRROR", "HERD_PIP"):
         if name in os.environ:
             env[name] = os.environ[name]
     env["HOME"] = os.environ.get("HOME", str(tmp))

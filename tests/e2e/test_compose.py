@@ -19,9 +19,10 @@ import pytest
 from scheduler.store import RecordStore
 from storage.factory import open_object_store
 from storage.settings import StorageSettings
-from tests.e2e.conftest import ROOT, WORKERS, Stack, wait_for
+from tests.e2e.conftest import ROOT, WORKERS, Stack, run, wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.slow]
+# The first test's setup may build the images cold (a few minutes): more than pytest's default.
+pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 FLUSH_TIMEOUT = 240  # seconds, for a job of a few datums on a loaded 2-core CI machine
 
@@ -146,6 +147,20 @@ def test_workers_share_a_job_that_survives_a_redis_restart(compose_stack: Stack,
     assert sum(workers.values()) == SPREAD_DATUMS
     assert set(workers) == compose_stack.worker_hostnames, workers
     assert len(workers) == WORKERS
+
+
+def test_every_long_running_service_reports_healthy(compose_stack: Stack) -> None:
+    # Given the stack after the jobs above (its healthchecks have had time to run)
+    containers = {cid: service for service in ("redis", "minio", "scheduler", "worker")
+                  for cid in compose_stack.container_ids(service)}
+    assert len(containers) == 3 + WORKERS
+
+    # Then every container's own healthcheck passes (worker: Celery ping; scheduler: the lock)
+    def health() -> dict[str, str]:
+        return {cid[:12]: run(["docker", "inspect", "-f", "{{.State.Health.Status}}", cid], timeout=30).stdout.strip()
+                for cid in containers}
+
+    wait_for(lambda: set(health().values()) == {"healthy"}, 120, "every service to be healthy")
 
 
 def results(stack: Stack, job_id: str) -> list:
