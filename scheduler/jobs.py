@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from enum import Enum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from storage.errors import Conflict
-from storage.model import CommitRef, FileEntry
+from storage.model import CommitRef, FileEntry, Record
 
 
 class JobState(str, Enum):
@@ -49,7 +49,8 @@ class DatumState(str, Enum):
     RECOVERED = "RECOVERED"
 
 
-class _Record(BaseModel):
+class _Record(Record):
+    # Unknown fields are ignored, not refused: records written by a newer herd stay readable.
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 

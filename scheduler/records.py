@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from storage.model import CommitRef, FileEntry
+from storage.model import CommitRef, FileEntry, Record
 
 
-class _Record(BaseModel):
+class _Record(Record):
+    # Unknown fields are ignored, not refused: records written by a newer herd stay readable.
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
@@ -92,8 +93,8 @@ class DatumIndex(_Record):
 def job_id_for(pipeline: str, version: int, salt: str, inputs: tuple[CommitRef, ...]) -> str:
     """Deterministic, so a restarted scheduler finds (never duplicates) the jobs it made."""
     digest = hashlib.sha256()
-    for field in (pipeline, str(version), salt, *(f"{c.repo}@{c.id}" for c in inputs)):
-        raw = field.encode()
+    for part in (pipeline, str(version), salt, *(f"{c.repo}@{c.id}" for c in inputs)):
+        raw = part.encode()
         digest.update(len(raw).to_bytes(8, "big"))
         digest.update(raw)
     return digest.hexdigest()[:32]

@@ -16,14 +16,13 @@ Layout (see docs/design.md):
 from __future__ import annotations
 
 import json
-import random
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from scheduler.jobs import DatumResult, JobInfo, JobStatus
 from scheduler.records import DatumIndex, JobPlan, PipelineInfo
-from storage.errors import ConcurrentUpdateError, JobNotFound, PipelineNotFound
+from storage import refs
+from storage.errors import JobNotFound, PipelineNotFound
 from storage.objects import ObjectStore
 
 CAS_TRIES = 50
@@ -61,21 +60,18 @@ class RecordStore:
     def update_pipeline(
         self, name: str, fn: Callable[[PipelineInfo | None], PipelineInfo | None]
     ) -> PipelineInfo | None:
-        """Read, apply `fn`, compare-and-set; retried on a lost race."""
-        key = f"pipelines/{name}/info"
-        for attempt in range(CAS_TRIES):
-            found = self.objects.read_versioned(key)
-            current = None if found is None else PipelineInfo.model_validate_json(found[0])
+        """Read, apply `fn`, compare-and-set (retried on a lost race); a new version keeps its spec."""
+
+        def bump(current: PipelineInfo | None) -> PipelineInfo | None:
             new = fn(current)
-            if new is None:
-                return current
-            new = new.model_copy(update={"generation": (current.generation + 1) if current else 1})
-            if self.objects.compare_and_set(key, None if found is None else found[1], _dump(new)):
-                if current is None or current.version != new.version:
-                    self.objects.put_if_absent(f"pipelines/{name}/versions/{new.version}", _dump_json(new.spec))
-                return new
-            _backoff(attempt)
-        raise ConcurrentUpdateError(f"pipeline '{name}' is being changed concurrently; try again")
+            # The generation makes every body differ from the last, so a stale token never wins.
+            return None if new is None else new.model_copy(update={"generation": current.generation + 1 if current else 1})
+
+        before = self.read_pipeline(name)
+        stored = refs.update_record(self.objects, f"pipelines/{name}/info", PipelineInfo, bump, CAS_TRIES)
+        if stored is not None and (before is None or before.version != stored.version):
+            self.objects.put_if_absent(f"pipelines/{name}/versions/{stored.version}", _dump_json(stored.spec))
+        return stored
 
     def delete_pipeline(self, name: str) -> None:
         for key in list(self.objects.list(f"pipelines/{name}/")):
@@ -138,18 +134,12 @@ class RecordStore:
         return None if found is None else JobStatus.model_validate_json(found[0])
 
     def update_status(self, job_id: str, fn: Callable[[JobStatus], JobStatus | None]) -> JobStatus:
-        """Read, apply `fn`, compare-and-set; retried on a lost race."""
-        key = f"jobs/{job_id}/status"
-        for attempt in range(CAS_TRIES):
-            found = self.objects.read_versioned(key)
-            current = JobStatus() if found is None else JobStatus.model_validate_json(found[0])
-            new = fn(current)
-            if new is None:
-                return current
-            if self.objects.compare_and_set(key, None if found is None else found[1], _dump(new)):
-                return new
-            _backoff(attempt)
-        raise ConcurrentUpdateError(f"job '{job_id}' is being changed concurrently; try again")
+        """Read, apply `fn`, compare-and-set; retried on a lost race. Statuses only move forward,
+        so a body never repeats an earlier one and a stale token cannot win."""
+        stored = refs.update_record(
+            self.objects, f"jobs/{job_id}/status", JobStatus, lambda current: fn(current or JobStatus()), CAS_TRIES
+        )
+        return stored or JobStatus()
 
     # datums ----------------------------------------------------------------------------
     def put_result(self, result: DatumResult) -> bool:
@@ -234,7 +224,3 @@ def _dump(record) -> bytes:
 
 def _dump_json(value) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
-
-
-def _backoff(attempt: int) -> None:
-    time.sleep(random.uniform(0, min(0.2, 0.002 * (2 ** min(attempt, 7)))))
