@@ -3,7 +3,7 @@
 #   make test         set up .venv and the test services, run pytest (scripts/test.sh)
 #   make bench        set up .venv, run every bench/*.py
 #   make images       build the compose stack's images offline, cached (compose/build-images.sh)
-# Knobs: PYTHON=python3.12, E2E=1 (include e2e tests), PYTEST_ARGS='-k name -x'.
+# Knobs: PYTHON=python3.12, E2E=0 (leave out the compose e2e tests), PYTEST_ARGS='-k name -x'.
 
 SHELL := /bin/bash
 PYTHON ?=

@@ -220,7 +220,7 @@ CMD ["redis-server", "--dir", "/data", "--protected-mode", "no", "--appendonly",
     say "docker build $REDIS_IMAGE (apt-get install redis-server)"
     # --network host: apt needs the network, and the engine's default bridge may be absent.
     printf '%s' "$dockerfile" >"$TMP/redis.Dockerfile"
-    logged "build-redis" docker build --network host --build-arg BASE_IMAGE="$HERD_BASE_IMAGE" \
+    logged "build-redis" docker build --force-rm --network host --build-arg BASE_IMAGE="$HERD_BASE_IMAGE" \
         --label "$LABEL=$hash" -t "$REDIS_IMAGE" - <"$TMP/redis.Dockerfile"
 }
 
@@ -261,7 +261,7 @@ EOF
     cached "$MOTO_IMAGE" "$hash" && return 0
     download_wheels "$ctx/wheels" "$requirement" flask flask-cors
     say "docker build $MOTO_IMAGE"
-    logged build-moto docker build --network none --build-arg BASE_IMAGE="$HERD_BASE_IMAGE" \
+    logged build-moto docker build --force-rm --network none --build-arg BASE_IMAGE="$HERD_BASE_IMAGE" \
         --label "$LABEL=$hash" -t "$MOTO_IMAGE" "$ctx"
 }
 
@@ -280,7 +280,7 @@ build_herd() {
     # shellcheck disable=SC2046 # one requirement per line
     download_wheels "$ctx/compose/wheels" $(project_requirements deps) async-timeout setuptools wheel
     say "docker build $HERD_IMAGE (compose/Dockerfile, BASE_IMAGE=$HERD_BASE_IMAGE, wheels offline)"
-    logged build-herd docker build --network none -f "$ctx/compose/Dockerfile" \
+    logged build-herd docker build --force-rm --network none -f "$ctx/compose/Dockerfile" \
         --build-arg BASE_IMAGE="$HERD_BASE_IMAGE" --label "$LABEL=$hash" -t "$HERD_IMAGE" "$ctx"
 }
 
@@ -296,7 +296,7 @@ build_busybox() {
     hash="$( { echo "$RECIPE"; tree_hash "$ctx"; } | sha)"
     if ! cached "$BUSYBOX_IMAGE" "$hash"; then
         say "docker build $BUSYBOX_IMAGE (FROM scratch + $busybox)"
-        logged build-busybox docker build --network none --label "$LABEL=$hash" -t "$BUSYBOX_IMAGE" "$ctx"
+        logged build-busybox docker build --force-rm --network none --label "$LABEL=$hash" -t "$BUSYBOX_IMAGE" "$ctx"
     fi
     # The examples name "busybox": alias ours unless the engine has a busybox of its own.
     local current

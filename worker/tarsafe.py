@@ -22,6 +22,12 @@ from storage.errors import InvalidPath, UnsafeOutput, UserCodeError
 
 COPY_CHUNK = 1024 * 1024
 
+# tarfile's extraction filters arrived in Python 3.11.4 (Debian 12 ships 3.11.2). Without them
+# herd's own member checks above stand alone, and attributes (owners, modes, times) from the
+# archive are not applied, as the data filter would also refuse to.
+_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {"set_attrs": False}
+_FILTER_ERROR: type[Exception] | tuple[()] = getattr(tarfile, "FilterError", ())
+
 
 def build_tar(src: Path, out: BinaryIO, *, prefix: str = "") -> None:
     """Write a tar of everything below `src` to `out`, names `prefix/<relative path>`.
@@ -135,8 +141,8 @@ def _extract_member(
         local.linkname = member_name(member.linkname, strip) or ""
     extracted.add(name, kind, member.size if kind == "file" else 0)
     try:
-        tar.extract(local, real_dest, filter="data")
-    except tarfile.FilterError as exc:
+        tar.extract(local, real_dest, **_FILTER)
+    except _FILTER_ERROR as exc:
         raise UnsafeOutput(member.name, f"refused by the data filter: {exc}") from None
     except (OSError, tarfile.TarError) as exc:
         raise UnsafeOutput(member.name, f"cannot be extracted: {exc}") from None

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.store import RecordStore
 from storage.factory import open_object_store
 from storage.settings import StorageSettings
 from tests.e2e.conftest import ROOT, WORKERS, Stack, run, wait_for
@@ -143,7 +142,7 @@ def test_workers_share_a_job_that_survives_a_redis_restart(compose_stack: Stack,
 
     # And all three workers ran some of them: each datum's result names its worker, whose id
     # is `<container hostname>-<pid>`
-    workers = Counter(result.worker.rsplit("-", 1)[0] for result in results(compose_stack, job_id))
+    workers = Counter(result["worker"].rsplit("-", 1)[0] for result in results(compose_stack, job_id))
     assert sum(workers.values()) == SPREAD_DATUMS
     assert set(workers) == compose_stack.worker_hostnames, workers
     assert len(workers) == WORKERS
@@ -163,12 +162,13 @@ def test_every_long_running_service_reports_healthy(compose_stack: Stack) -> Non
     wait_for(lambda: set(health().values()) == {"healthy"}, 120, "every service to be healthy")
 
 
-def results(stack: Stack, job_id: str) -> list:
-    """The stored result record of every datum of the job (jobs/<job>/results/<datum>)."""
+def results(stack: Stack, job_id: str) -> list[dict]:
+    """Every datum's stored result record, read at `jobs/<job>/results/<datum>` (docs/design.md)."""
     settings = StorageSettings(storage=stack.cli_env["HERD_STORAGE"], s3_endpoint_url=stack.cli_env["AWS_ENDPOINT_URL"])
     with pytest.MonkeyPatch.context() as patch:  # boto3 takes credentials from the environment
         for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
             patch.setenv(name, stack.cli_env[name])
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CONFIG_FILE"):
             patch.delenv(name, raising=False)
-        return list(RecordStore(open_object_store(settings)).iter_results(job_id))
+        objects = open_object_store(settings)
+        return [json.loads(objects.get(key)) for key in objects.list(f"jobs/{job_id}/results/")]
