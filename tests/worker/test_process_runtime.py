@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -189,15 +191,20 @@ def test_close_ends_the_warm_sandbox(mode: Isolation, pfs: Path) -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
 def test_runs_as_the_transform_user(mode: Isolation, pfs: Path) -> None:
-    if mode is Isolation.REWRITE:
-        # Without a namespace the real path is used, so every folder above it must be traversable.
-        for folder in [pfs, *pfs.parents]:
-            if folder.stat().st_mode & 0o001 == 0:
-                pytest.skip(f"'{folder}' is not traversable by other users")
-    result = run(mode, pfs, sh("id -u; echo hi > /pfs/out/mine"), user="nobody")
-    assert result.exit_code == 0, result.stderr
-    assert result.stdout.strip() == b"65534"
-    assert (pfs / "out" / "mine").stat().st_uid == 65534
+    with tempfile.TemporaryDirectory() as shared:
+        if mode is Isolation.REWRITE:
+            # Without a namespace the real path is used, so every folder above it must be
+            # traversable by the user: pytest's own tmp folders are private to root.
+            os.chmod(shared, 0o755)
+            pfs = Path(shutil.copytree(pfs, Path(shared) / "pfs"))
+            os.chmod(pfs / "out", 0o777)
+            for folder in [pfs, *pfs.parents]:
+                if folder.stat().st_mode & 0o001 == 0:
+                    pytest.skip(f"'{folder}' is not traversable by other users")
+        result = run(mode, pfs, sh("id -u; echo hi > /pfs/out/mine"), user="nobody")
+        assert result.exit_code == 0, result.stderr
+        assert result.stdout.strip() == b"65534"
+        assert (pfs / "out" / "mine").stat().st_uid == 65534
 
 
 def test_rewrite_mode_warns_once(pfs: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
