@@ -17,28 +17,18 @@ do the same work.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import product
 
 from scheduler.glob import compile_glob, match_nodes, subtree
 from scheduler.spec import Input, PfsInput
 from storage.errors import CommitNotFound
-from storage.model import FileEntry, Manifest
+from storage.model import FileEntry, Manifest, digest_fields
 
 # (repo, branch) -> (commit id, that commit's manifest). Inputs that read the same branch see
 # the same commit, as in a Pachyderm job.
 Commits = Mapping[tuple[str, str], tuple[str, Manifest]]
-
-
-def _digest(fields: Iterable[str]) -> str:
-    """sha256 hex over length-prefixed UTF-8 fields, so ('ab', 'c') never equals ('a', 'bc')."""
-    parts: list[bytes] = []
-    for text in fields:
-        data = text.encode()
-        parts += (len(data).to_bytes(8, "big"), data)
-    return hashlib.sha256(b"".join(parts)).hexdigest()
 
 
 # slots=True: 100,000 datums are built per job, and fewer objects mean less work for the GC.
@@ -73,7 +63,7 @@ class DatumInput:
             return self.files[self.glob_path].hash
         cut = 0 if self.glob_path == "/" else len(self.glob_path)
         pairs = sorted((path[cut:], entry.hash) for path, entry in self.files.items())
-        return _digest(x for pair in pairs for x in pair)
+        return digest_fields(x for pair in pairs for x in pair)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +89,7 @@ class Datum:
         """sha256 over length-prefixed (name, repo, branch, path) per input: 'which datum', no content."""
         if self._id is None:
             fields = (x for i in self.inputs for x in (i.name, i.repo, i.branch, i.glob_path))
-            object.__setattr__(self, "_id", _digest(fields))
+            object.__setattr__(self, "_id", digest_fields(fields))
         return self._id  # type: ignore[return-value]
 
 
@@ -109,7 +99,7 @@ def datum_hash(datum: Datum, pipeline_name: str, salt: str) -> str:
     for i in datum.inputs:  # already in name order
         fields += (i.name, i.glob_path, i.content_hash)
     fields += (pipeline_name, salt)
-    return _digest(fields)
+    return digest_fields(fields)
 
 
 class _Listing:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pydantic import ConfigDict, Field
 
-from storage.model import CommitRef, FileEntry, Record
+from storage.model import CommitRef, FileEntry, Record, digest_fields
 
 
 class _Record(Record):
@@ -92,9 +91,4 @@ class DatumIndex(_Record):
 
 def job_id_for(pipeline: str, version: int, salt: str, inputs: tuple[CommitRef, ...]) -> str:
     """Deterministic, so a restarted scheduler finds (never duplicates) the jobs it made."""
-    digest = hashlib.sha256()
-    for part in (pipeline, str(version), salt, *(f"{c.repo}@{c.id}" for c in inputs)):
-        raw = part.encode()
-        digest.update(len(raw).to_bytes(8, "big"))
-        digest.update(raw)
-    return digest.hexdigest()[:32]
+    return digest_fields((pipeline, str(version), salt, *(f"{c.repo}@{c.id}" for c in inputs)))[:32]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from scheduler.jobs import DatumResult, JobInfo, JobStatus
+from scheduler.jobs import DatumResult, JobInfo, JobStats, JobStatus
 from scheduler.records import PipelineInfo, PlannedDatum
 from scheduler.render import NONE, ago, commit_ref, duration, human_size, rfc3339
 
@@ -85,17 +85,34 @@ def job_raw(info: JobInfo, status: JobStatus) -> dict[str, Any]:
         "data_failed": status.data_failed,
         "data_recovered": status.data_recovered,
         "data_total": status.data_total,
-        "stats": {
-            "download_time": f"{status.stats.download_time:.3f}s",
-            "process_time": f"{status.stats.process_time:.3f}s",
-            "upload_time": f"{status.stats.upload_time:.3f}s",
-            "download_bytes": status.stats.download_bytes,
-            "upload_bytes": status.stats.upload_bytes,
-        },
+        "stats": stats_raw(status.stats),
         "input_commits": [commit_ref(c.repo, c.id) for c in info.inputs],
         "output_commit": commit_ref(info.output_repo, status.output_commit) if status.output_commit else None,
         "failed_datums": list(status.failed_datums),
     }
+
+
+def stats_raw(stats: JobStats) -> dict[str, Any]:
+    """Pachyderm's `stats` object: durations as "1.234s", bytes as numbers."""
+    return {
+        "download_time": f"{stats.download_time:.3f}s",
+        "process_time": f"{stats.process_time:.3f}s",
+        "upload_time": f"{stats.upload_time:.3f}s",
+        "download_bytes": stats.download_bytes,
+        "upload_bytes": stats.upload_bytes,
+    }
+
+
+def _bytes_fields(stats: JobStats) -> list[tuple[str, Any]]:
+    return [("Data Downloaded", human_size(stats.download_bytes)), ("Data Uploaded", human_size(stats.upload_bytes))]
+
+
+def _time_fields(stats: JobStats) -> list[tuple[str, Any]]:
+    return [
+        ("Download Time", f"{stats.download_time:.3f}s"),
+        ("Process Time", f"{stats.process_time:.3f}s"),
+        ("Upload Time", f"{stats.upload_time:.3f}s"),
+    ]
 
 
 def job_fields(info: JobInfo, status: JobStatus, now: datetime) -> list[tuple[str, Any]]:
@@ -106,11 +123,8 @@ def job_fields(info: JobInfo, status: JobStatus, now: datetime) -> list[tuple[st
         ("State", status.state.value), ("Reason", status.reason or NONE),
         ("Processed", status.data_processed), ("Failed", status.data_failed),
         ("Skipped", status.data_skipped), ("Total", status.data_total),
-        ("Data Downloaded", human_size(status.stats.download_bytes)),
-        ("Data Uploaded", human_size(status.stats.upload_bytes)),
-        ("Download Time", f"{status.stats.download_time:.3f}s"),
-        ("Process Time", f"{status.stats.process_time:.3f}s"),
-        ("Upload Time", f"{status.stats.upload_time:.3f}s"),
+        *_bytes_fields(status.stats),
+        *_time_fields(status.stats),
         ("Restarts", status.restart),
         ("Input", ", ".join(f"{c.repo}@{c.id}" for c in info.inputs)),
         ("Output Commit", f"{info.output_repo}@{status.output_commit}" if status.output_commit else NONE),
@@ -130,18 +144,13 @@ def datum_row(datum: PlannedDatum, result: DatumResult | None) -> tuple[str, ...
 
 
 def datum_raw(job_id: str, datum: PlannedDatum, result: DatumResult | None) -> dict[str, Any]:
-    stats = result.stats if result is not None else None
     return {
         "datum": {"id": datum.id, "job": {"id": job_id}},
         "hash": datum.hash,
         "state": datum_state(datum, result),
         "attempt": result.attempt if result else 0,
         "reason": result.reason if result else "",
-        "stats": None if stats is None else {
-            "download_time": f"{stats.download_time:.3f}s", "process_time": f"{stats.process_time:.3f}s",
-            "upload_time": f"{stats.upload_time:.3f}s", "download_bytes": stats.download_bytes,
-            "upload_bytes": stats.upload_bytes,
-        },
+        "stats": None if result is None else stats_raw(result.stats),
         "data": [
             {"file": {"commit": commit_ref(i.repo, i.commit), "path": i.path}, "name": i.name} for i in datum.inputs
         ],
@@ -155,12 +164,9 @@ def datum_fields(job_id: str, datum: PlannedDatum, result: DatumResult | None) -
     if result is not None:
         fields += [
             ("Attempt", result.attempt), ("Reason", result.reason or NONE),
-            ("Data Downloaded", human_size(result.stats.download_bytes)),
-            ("Data Uploaded", human_size(result.stats.upload_bytes)),
+            *_bytes_fields(result.stats),
             ("Total Time", duration(result.started, result.finished)),
-            ("Download Time", f"{result.stats.download_time:.3f}s"),
-            ("Process Time", f"{result.stats.process_time:.3f}s"),
-            ("Upload Time", f"{result.stats.upload_time:.3f}s"),
+            *_time_fields(result.stats),
         ]
     fields.append(("Inputs", "; ".join(f"{i.repo}@{i.commit}:{i.path}" for i in datum.inputs)))
     return fields

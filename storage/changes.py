@@ -6,14 +6,13 @@ Nothing here does I/O, so every rule (replay order, clash detection, `^`/`~N` pa
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 from storage.errors import FileNotFound, InvalidArgument, InvalidPath
-from storage.model import Commit, FileDiff, FileEntry, FileInfo, Manifest, Record
+from storage.model import Commit, FileDiff, FileEntry, FileInfo, Manifest, Record, digest_fields
 from storage.paths import ROOT, clash_message, dir_prefix, find_clash, node_type
 
 # A placeholder entry for checking an op before its bytes are uploaded.
@@ -121,12 +120,7 @@ def parse_ref(ref: object) -> ParsedRef:
 
 def dir_hash(entries: Iterable[tuple[str, FileEntry]]) -> str:
     """Hash of a directory: its files' relative paths and hashes, length-prefixed, sorted."""
-    digest = hashlib.sha256()
-    for rel, entry in sorted(entries):
-        for field in (rel, entry.hash):
-            raw = field.encode()
-            digest.update(len(raw).to_bytes(8, "big") + raw)
-    return digest.hexdigest()
+    return digest_fields(field for rel, entry in sorted(entries) for field in (rel, entry.hash))
 
 
 def node_info(manifest: Manifest, path: str, commit: str) -> FileInfo | None:

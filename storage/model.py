@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -21,6 +22,15 @@ def canonical_json(value: Any) -> bytes:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def digest_fields(fields: Iterable[str]) -> str:
+    """sha256 hex over length-prefixed UTF-8 fields, so ('ab', 'c') never equals ('a', 'bc')."""
+    digest = hashlib.sha256()
+    for text in fields:
+        data = text.encode()
+        digest.update(len(data).to_bytes(8, "big") + data)
+    return digest.hexdigest()
 
 
 class Record(BaseModel):
