@@ -88,23 +88,6 @@ class Processes:
             self.stop(proc)
 
 
-def ensure_image(client) -> None:
-    """The busybox test image: FROM scratch + the host's static busybox (nothing is pulled)."""
-    import docker.errors
-
-    try:
-        client.images.get(IMAGE)
-        return
-    except docker.errors.ImageNotFound:
-        pass
-    with tempfile.TemporaryDirectory() as context:
-        shutil.copy2("/bin/busybox", Path(context) / "busybox")
-        (Path(context) / "Dockerfile").write_text(
-            'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox","--install","-s","/bin"]\n'
-        )
-        client.images.build(path=context, tag=IMAGE, rm=True)
-
-
 def start_services(work: Path, storage: str, procs: Processes) -> tuple[dict[str, str], Pfs]:
     """redis-server (and moto for s3), then the environment every herd process gets."""
     redis_port = free_port()
@@ -249,8 +232,9 @@ def main() -> None:
     parser.add_argument("--keep-logs", action="store_true", help="keep the services' logs (printed path)")
     args = parser.parse_args()
     import docker
+    from runtime_docker import ensure_image  # bench/ is this script's folder: the same image build
 
-    ensure_image(docker.from_env())
+    ensure_image(docker.from_env(), Path("/bin/busybox"))
     work = Path(tempfile.mkdtemp(prefix="herd-bench-"))
     (work / "logs").mkdir()
     procs = Processes(work / "logs")

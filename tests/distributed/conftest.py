@@ -43,6 +43,16 @@ FAST = {
 _databases = itertools.count(1)
 
 
+def fresh_database(redis_server: RedisServer) -> int:
+    """A Redis database number of its own for one test, emptied (the server started if needed)."""
+    if not redis_server.running:
+        redis_server.start()
+    database = next(_databases) % 16 or 1
+    with redis_server.client(db=database) as conn:
+        conn.flushdb()
+    return database
+
+
 def with_image(spec: dict, image: str) -> dict:
     """A copy of a pipeline spec whose transform runs in `image`."""
     return {**spec, "transform": {**spec["transform"], "image": image}}
@@ -181,11 +191,7 @@ def make_cluster(moto: MotoServer, redis_server: RedisServer, image: str, root: 
     """Storage, broker and environment for one herd install (its processes start later)."""
     from storage.s3 import S3ObjectStore
 
-    if not redis_server.running:
-        redis_server.start()
-    database = next(_databases) % 16 or 1
-    with redis_server.client(db=database) as conn:
-        conn.flushdb()
+    database = fresh_database(redis_server)
     bucket = fresh_bucket()
     env = {
         **os.environ,

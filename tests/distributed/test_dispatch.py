@@ -22,7 +22,7 @@ from scheduler.settings import SchedulerSettings
 from scheduler.store import RecordStore, now
 from storage.objects import MemoryObjectStore
 from storage.repos import Pfs
-from tests.distributed.conftest import _databases
+from tests.distributed.conftest import fresh_database
 from tests.fixtures.redis import RedisServer
 from tests.worker.test_datum_leases import Capture
 
@@ -45,11 +45,7 @@ class Setup:
 @pytest.fixture
 def setup(redis_server: RedisServer) -> Iterator[Setup]:
     """A planned 3-datum job in memory storage and a Redis database of its own."""
-    if not redis_server.running:
-        redis_server.start()
-    database = next(_databases) % 16 or 1
-    with redis_server.client(db=database) as conn:
-        conn.flushdb()
+    database = fresh_database(redis_server)
     objects = MemoryObjectStore()
     pfs = Pfs(objects)
     pfs.create_repo("in")

@@ -49,6 +49,14 @@ def assert_every_output_once(cluster: Cluster, job_id: str) -> None:
     assert sorted(cluster.pfs.read_manifest(out).files) == sorted(["/all", *(f"/{n}" for n in NAMES)])
 
 
+def job_in_the_middle(cluster: Cluster) -> tuple[str, str]:
+    """Start the slow job and wait until some, but not all, of its datums have results."""
+    job_id, commit_id = slow_pipeline(cluster)
+    cluster.wait_for(lambda: results(cluster, job_id) >= 4, "a few results")
+    assert results(cluster, job_id) < N, "the job ended before the fault: make datums slower"
+    return job_id, commit_id
+
+
 def start(cluster: Cluster) -> None:
     cluster.scheduler()
     cluster.wait_ready(cluster.worker("w1"), cluster.worker("w2"))
@@ -57,9 +65,7 @@ def start(cluster: Cluster) -> None:
 def test_worker_killed_mid_job_loses_no_datum(cluster: Cluster) -> None:
     # Given a job running on two workers
     start(cluster)
-    job_id, commit_id = slow_pipeline(cluster)
-    cluster.wait_for(lambda: results(cluster, job_id) >= 4, "a few results")
-    assert results(cluster, job_id) < N, "the job ended before the kill: make datums slower"
+    job_id, commit_id = job_in_the_middle(cluster)
 
     # When one worker is SIGKILLed with its pool process (and its datum's container)
     w1 = next(s for s in cluster.services if s.name == "w1")
@@ -75,9 +81,7 @@ def test_scheduler_killed_mid_job_standby_takes_over(cluster: Cluster) -> None:
     start(cluster)
     standby = cluster.scheduler("standby")
     cluster.wait_for(lambda: "waiting for its lock" in standby.output(), "the second scheduler to stand by")
-    job_id, commit_id = slow_pipeline(cluster)
-    cluster.wait_for(lambda: results(cluster, job_id) >= 4, "a few results")
-    assert results(cluster, job_id) < N, "the job ended before the kill: make datums slower"
+    job_id, commit_id = job_in_the_middle(cluster)
 
     # When the active scheduler is SIGKILLed
     active = next(s for s in cluster.services if s.name == "scheduler")
@@ -97,9 +101,7 @@ def test_scheduler_killed_mid_job_standby_takes_over(cluster: Cluster) -> None:
 def test_redis_restarted_mid_job_loses_no_datum(cluster: Cluster) -> None:
     # Given a job running (Redis keeps its queue in an append-only file)
     start(cluster)
-    job_id, commit_id = slow_pipeline(cluster)
-    cluster.wait_for(lambda: results(cluster, job_id) >= 4, "a few results")
-    assert results(cluster, job_id) < N, "the job ended before the restart: make datums slower"
+    job_id, commit_id = job_in_the_middle(cluster)
 
     # When Redis shuts down and starts again on the same port
     cluster.redis.restart()
