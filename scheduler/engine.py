@@ -113,7 +113,7 @@ def provenance_of(pfs: Pfs, inputs: Iterable[CommitRef]) -> tuple[CommitRef, ...
     return tuple(seen.values())
 
 
-def kill_job(pfs: Pfs, records: RecordStore, job_id: str, reason: str) -> JobStatus:
+def kill_job(records: RecordStore, job_id: str, reason: str) -> JobStatus:
     """Stop a job: it ends JOB_KILLED and leaves no output commit."""
     return _set_state(records, job_id, JobState.JOB_KILLED, reason=reason)
 

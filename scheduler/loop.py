@@ -126,7 +126,7 @@ class Scheduler:
             engine.finish_job(self.pfs, self.records, plan, spec)
             return
         if self._job_timed_out(spec, status):
-            engine.kill_job(self.pfs, self.records, job_id, f"job_timeout ({spec.job_timeout}s) passed")
+            engine.kill_job(self.records, job_id, f"job_timeout ({spec.job_timeout}s) passed")
             return
         self._measure(plan)
         self._send(job_id, pending, spec)

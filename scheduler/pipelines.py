@@ -48,7 +48,7 @@ class Pipelines:
         return info
 
     def _check_inputs(self, spec: PipelineSpec) -> None:
-        existing = {p.name: parse_spec(p.spec).input_repos() for p in self.records.list_pipelines()}
+        existing = self.records.pipeline_graph()
         existing.pop(spec.pipeline.name, None)
         repos = {r.name for r in self.pfs.list_repos()}
         repos.discard(spec.pipeline.name)
@@ -83,7 +83,7 @@ class Pipelines:
             job = self.records.read_job(job_id)
             status = self.records.read_status(job_id)
             if job and job.pipeline_version < info.version and status and not status.state.terminal:
-                engine.kill_job(self.pfs, self.records, job_id, "a newer version of the pipeline replaced it")
+                engine.kill_job(self.records, job_id, "a newer version of the pipeline replaced it")
 
     def inspect(self, name: str) -> PipelineInfo:
         return self.records.get_pipeline(name)
@@ -100,7 +100,7 @@ class Pipelines:
 
     def delete(self, name: str, keep_repo: bool = False) -> None:
         info = self.records.get_pipeline(name)
-        downstream = [p.name for p in self.records.list_pipelines() if name in parse_spec(p.spec).input_repos()]
+        downstream = [p for p, inputs in self.records.pipeline_graph().items() if name in inputs]
         if downstream and not keep_repo:
             raise Conflict(
                 f"pipeline '{name}' feeds pipeline(s) {', '.join(downstream)}; delete those first or use --keep-repo"
@@ -119,4 +119,4 @@ class Pipelines:
         status = self.records.read_status(info.id)
         if status is not None and status.state.terminal:
             raise Conflict(f"job '{info.id}' already finished ({status.state.value})")
-        engine.kill_job(self.pfs, self.records, info.id, "stopped by stop-job")
+        engine.kill_job(self.records, info.id, "stopped by stop-job")

@@ -108,7 +108,7 @@ class Jobs:
         `on_wait(pipeline, done, total)` is called while waiting (a progress bar).
         """
         commit = self.pfs.inspect_commit(repo, ref)
-        pipelines = {p.name: parse_spec(p.spec).input_repos() for p in self.records.list_pipelines()}
+        pipelines = self.records.pipeline_graph()
         downstream = dag.downstream(repo, pipelines)
         deadline = None if timeout is None else time.monotonic() + timeout
         if self._settle is not None:

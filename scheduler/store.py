@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 from scheduler.jobs import DatumResult, JobInfo, JobStatus
 from scheduler.records import DatumIndex, JobPlan, PipelineInfo
+from scheduler.spec import parse_spec
 from storage import refs
 from storage.errors import JobNotFound, PipelineNotFound
 from storage.objects import ObjectStore
@@ -56,6 +57,10 @@ class RecordStore:
 
     def list_pipelines(self) -> list[PipelineInfo]:
         return [p for name in self.pipeline_names() if (p := self.read_pipeline(name)) is not None]
+
+    def pipeline_graph(self) -> dict[str, set[str]]:
+        """Every pipeline with the repos it reads: the DAG that create, delete and flush check."""
+        return {p.name: parse_spec(p.spec).input_repos() for p in self.list_pipelines()}
 
     def update_pipeline(
         self, name: str, fn: Callable[[PipelineInfo | None], PipelineInfo | None]
