@@ -21,6 +21,7 @@
     │   ├── ConcurrentUpdateError
     │   └── PipelineCycle
     ├── StorageUnavailable         exit code 6
+    ├── DataCorrupted              exit code 8 (stored bytes or records fail their hash or parse)
     ├── BrokerUnavailable          exit code 6
     └── UserCodeError              exit code 7
         ├── ImageNotFound
@@ -144,6 +145,16 @@ class PipelineCycle(Conflict):
 
 class StorageUnavailable(HerdError):
     exit_code = 6
+
+
+class DataCorrupted(HerdError):
+    """Stored bytes do not match their content hash, or a stored record does not parse.
+
+    The message names what a user needs to find the damage: repo, commit, path and blob (or the
+    object key of a record); `herd fsck` lists everything affected.
+    """
+
+    exit_code = 8
 
 
 class BrokerUnavailable(HerdError):

@@ -31,3 +31,17 @@ class StorageSettings(BaseSettings):
             "Unset: boto3's own `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`, else AWS."
         ),
     )
+
+
+class FailpointSettings(BaseSettings):
+    """Crash points for crash-safety tests (storage/failpoints.py); never set in production."""
+
+    model_config = SettingsConfigDict(env_prefix="HERD_", extra="ignore")
+
+    failpoints: str = Field(
+        "",
+        description=(
+            "Tests only: `name[:n],...` makes the process exit with status 137 at the n-th hit "
+            "of each named crash point (see docs/guarantees.md). Empty: none."
+        ),
+    )
