@@ -58,7 +58,15 @@ class InProcessDispatcher:
             except queue.Empty:
                 return out
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, abort: bool = False) -> None:
+        """Wait for running batches, then end the warm sessions and remove the scratch folders.
+
+        abort=True (Ctrl-C, SIGTERM): queued batches are dropped and user code running now is
+        killed first, so this returns within a second; those datums store no result and run
+        again later."""
         release = resolve_task(RELEASE_CONTEXT)
+        if abort:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            release(self._objects, cancel=True)
+        self._pool.shutdown(wait=True, cancel_futures=True)
         release(self._objects)

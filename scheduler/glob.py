@@ -1,4 +1,4 @@
-"""Pachyderm 1.6+ glob patterns, compiled to regular expressions over node paths.
+"""Pachyderm 1.6+ glob patterns, compiled to automata that never backtrack.
 
 Nodes are files, the directories implied by file paths, and the root. Paths are canonical:
 a leading `/`, no trailing `/`, and the root is `""`, so only the pattern `/` matches it.
@@ -9,6 +9,13 @@ character; `[abc]`, `[a-z]`, `[!abc]` character classes (`^` is literal, and, as
 Pachyderm, a class can match `/`); `{a,b}` alternatives (which may contain `/`); `\\x` a
 literal `x`; `(a|b)` a capture group, also `@( *( +( ?( !(` as in ohmyglob (1.9.4+),
 so a literal `(` must be escaped. Dotfiles match `*`.
+
+Why automata and not Python regexes: `re` backtracks, so `/**a**a**a...c` against one long
+name runs for hours, and every job planned from the spec hangs with it. Here a pattern becomes
+a Thompson NFA, run as a DFA built lazily while matching (each path costs O(len(path)) once
+the states it visits exist, and at most O(len(path) * len(pattern)) while they are being made).
+`!(...)` is a negative look-ahead; its table is filled by one backward pass over the path, so
+it stays linear too. `reference_regex` keeps the old translation for tests to compare against.
 """
 
 from __future__ import annotations
@@ -16,12 +23,20 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from storage.errors import InvalidGlob
 
 _QUANTIFIERS = {"@": "", "*": "*", "+": "+", "?": "?"}
-_SPECIAL = set("*?[{(\\")
+MAX_PATTERN_LENGTH = 4096  # Pachyderm's paths are at most this long; a longer glob is a mistake
+MAX_NESTING = 64  # braces and groups inside each other; deeper is refused, not a RecursionError
+MAX_DFA_STATES = 4096  # states cached per pattern; past it the cache restarts (still linear)
+
+# AST nodes (tuples): ("lit", c) ("any1",) ("class", ((lo, hi), ...), negate) ("star",) ("dstar",)
+# ("alt", (seq, ...)) ("group", kind, (seq, ...), anchored_at_end); a seq is a tuple of nodes.
+Node = tuple[Any, ...]
+Seq = tuple[Node, ...]
 
 
 def normalize(pattern: str) -> str:
@@ -45,11 +60,12 @@ def canonical_path(path: str) -> str:
 
 
 class _Parser:
-    """Recursive descent over one pattern; emits a Python regex and notes if it is literal."""
+    """Recursive descent over one pattern into an AST; notes whether it is a plain literal."""
 
     def __init__(self, pattern: str, source: str) -> None:
         self.p, self.i, self.source = pattern, 0, source
         self.literal = True
+        self.depth = 0
 
     def fail(self, why: str) -> InvalidGlob:
         return InvalidGlob(f"invalid glob '{self.source}': {why}")
@@ -58,14 +74,14 @@ class _Parser:
         j = self.i + k
         return self.p[j] if j < len(self.p) else ""
 
-    def sequence(self, stops: str) -> str:
+    def sequence(self, stops: str) -> Seq:
         """Parse until a stop character (not consumed) or the end."""
-        parts: list[str] = []
+        parts: list[Node] = []
         while self.i < len(self.p) and self.peek() not in stops:
             parts.append(self.atom())
-        return "".join(parts)
+        return tuple(parts)
 
-    def atom(self) -> str:
+    def atom(self) -> Node:
         c, nxt = self.peek(), self.peek(1)
         if c in _QUANTIFIERS or c == "!":
             if nxt == "(":
@@ -75,13 +91,13 @@ class _Parser:
             self.literal = False
             if nxt == "*":
                 self.i += 2
-                return ".*"
+                return ("dstar",)
             self.i += 1
-            return "[^/]*"
+            return ("star",)
         if c == "?":
             self.literal = False
             self.i += 1
-            return "[^/]"
+            return ("any1",)
         if c == "[":
             self.i += 1
             return self.char_class()
@@ -95,45 +111,45 @@ class _Parser:
             if self.i + 1 >= len(self.p):
                 raise self.fail("trailing '\\'")
             self.i += 2
-            return re.escape(nxt)
+            return ("lit", nxt)
         self.i += 1
-        return re.escape(c)
+        return ("lit", c)
 
-    def alternatives(self) -> str:
-        self.literal = False
-        options = [self.sequence(",}")]
-        while self.peek() == ",":
+    def nested(self, stops: str, separator: str) -> tuple[Seq, ...]:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.fail(f"more than {MAX_NESTING} nested groups or braces")
+        options = [self.sequence(stops)]
+        while self.peek() == separator:
             self.i += 1
-            options.append(self.sequence(",}"))
+            options.append(self.sequence(stops))
+        self.depth -= 1
+        return tuple(options)
+
+    def alternatives(self) -> Node:
+        self.literal = False
+        options = self.nested(",}", ",")
         if self.peek() != "}":
             raise self.fail("unbalanced '{'")
         self.i += 1
-        return "(?:" + "|".join(options) + ")"
+        return ("alt", options)
 
-    def capture(self, kind: str) -> str:
+    def capture(self, kind: str) -> Node:
         self.literal = False
-        options = [self.sequence("|)")]
-        while self.peek() == "|":
-            self.i += 1
-            options.append(self.sequence("|)"))
+        options = self.nested("|)", "|")
         if self.peek() != ")":
             raise self.fail("unbalanced '('")
         self.i += 1
-        body = "|".join(options)
-        if kind == "!":
-            # ohmyglob: anything within a segment that does not start with the group
-            # (anchored to the end when nothing follows the group).
-            end = "$" if self.i >= len(self.p) else ""
-            return f"((?:(?!(?:{body}){end})[^/]*))"
-        quant = _QUANTIFIERS[kind]
-        return f"((?:{body}){quant})" if quant else f"({body})"
+        # ohmyglob's !(...): anything within a segment that does not start with the group,
+        # anchored to the end when nothing follows the group in the pattern.
+        return ("group", kind, options, self.i >= len(self.p))
 
-    def char_class(self) -> str:
+    def char_class(self) -> Node:
         self.literal = False
         negate = self.peek() == "!"
         if negate:
             self.i += 1
-        members: list[str] = []
+        members: list[tuple[str, str]] = []
         while self.peek() != "]":
             if self.i >= len(self.p):
                 raise self.fail("unbalanced '['")
@@ -143,13 +159,13 @@ class _Parser:
                 hi = self.class_char()
                 if hi < lo:
                     raise self.fail(f"bad range '{lo}-{hi}'")
-                members.append(f"{re.escape(lo)}-{re.escape(hi)}")
+                members.append((lo, hi))
             else:
-                members.append(re.escape(lo))
+                members.append((lo, lo))
         self.i += 1
         if not members:
             raise self.fail("empty character class '[]'")
-        return "[" + ("^" if negate else "") + "".join(members) + "]"
+        return ("class", tuple(members), negate)
 
     def class_char(self) -> str:
         c = self.peek()
@@ -162,13 +178,264 @@ class _Parser:
         return c
 
 
+# ---- the reference translation (Python regex), kept for tests and comparisons ------------------
+
+def _regex_seq(seq: Seq) -> str:
+    return "".join(_regex_node(node) for node in seq)
+
+
+def _regex_node(node: Node) -> str:
+    kind = node[0]
+    if kind == "lit":
+        return re.escape(node[1])
+    if kind == "any1":
+        return "[^/]"
+    if kind == "star":
+        return "[^/]*"
+    if kind == "dstar":
+        return ".*"
+    if kind == "class":
+        members = "".join(re.escape(lo) if lo == hi else f"{re.escape(lo)}-{re.escape(hi)}" for lo, hi in node[1])
+        return "[" + ("^" if node[2] else "") + members + "]"
+    if kind == "alt":
+        return "(?:" + "|".join(_regex_seq(s) for s in node[1]) + ")"
+    _, group, options, at_end = node
+    body = "|".join(_regex_seq(s) for s in options)
+    if group == "!":
+        return f"((?:(?!(?:{body}){'$' if at_end else ''})[^/]*))"
+    quant = _QUANTIFIERS[group]
+    return f"((?:{body}){quant})" if quant else f"({body})"
+
+
+def reference_regex(pattern: str) -> re.Pattern[str]:
+    """The backtracking regex herd used before the automaton (exponential on some patterns)."""
+    norm = normalize(pattern)
+    return re.compile(_regex_seq(_Parser(norm, pattern).sequence("")), re.DOTALL)
+
+
+# ---- the automaton ---------------------------------------------------------------------------
+
+# Character tests on NFA edges: a literal character, "not '/'" or "anything", or a class.
+_NOT_SLASH = ("nslash",)
+_ANY = ("any",)
+
+
+def _accepts(test: tuple[Any, ...], ch: str) -> bool:
+    kind = test[0]
+    if kind == "lit":
+        return ch == test[1]
+    if kind == "nslash":
+        return ch != "/"
+    if kind == "any":
+        return True
+    inside = any(lo <= ch <= hi for lo, hi in test[1])
+    return inside != test[2]
+
+
+class _Nfa:
+    """A Thompson NFA: character edges, epsilon edges, and look-ahead guards (for `!(`)."""
+
+    def __init__(self) -> None:
+        self.chars: list[list[tuple[tuple[Any, ...], int]]] = []
+        self.eps: list[list[int]] = []
+        self.guards: list[list[tuple[int, int]]] = []  # (look-ahead index, target)
+        self.lookaheads: list[tuple[int, int, bool]] = []  # (body start, body end, anchored)
+
+    def state(self) -> int:
+        self.chars.append([])
+        self.eps.append([])
+        self.guards.append([])
+        return len(self.chars) - 1
+
+    def seq(self, seq: Seq) -> tuple[int, int]:
+        start = end = self.state()
+        for node in seq:
+            s, e = self.node(node)
+            self.eps[end].append(s)
+            end = e
+        return start, end
+
+    def options(self, options: tuple[Seq, ...]) -> tuple[int, int]:
+        start, end = self.state(), self.state()
+        for option in options:
+            s, e = self.seq(option)
+            self.eps[start].append(s)
+            self.eps[e].append(end)
+        return start, end
+
+    def node(self, node: Node) -> tuple[int, int]:
+        kind = node[0]
+        if kind in ("lit", "any1", "class"):
+            test = _NOT_SLASH if kind == "any1" else node
+            start, end = self.state(), self.state()
+            self.chars[start].append((test, end))
+            return start, end
+        if kind in ("star", "dstar"):
+            loop, end = self.state(), self.state()
+            self.chars[loop].append((_ANY if kind == "dstar" else _NOT_SLASH, loop))
+            self.eps[loop].append(end)
+            return loop, end
+        if kind == "alt":
+            return self.options(node[1])
+        _, group, options, at_end = node
+        if group == "!":
+            body = self.options(options)  # built first: inner look-aheads get lower indexes
+            self.lookaheads.append((*body, at_end))
+            start, loop, end = self.state(), self.state(), self.state()
+            self.guards[start].append((len(self.lookaheads) - 1, loop))
+            self.chars[loop].append((_NOT_SLASH, loop))
+            self.eps[loop].append(end)
+            return start, end
+        s, e = self.options(options)
+        start, end = self.state(), self.state()
+        self.eps[start].append(s)
+        self.eps[e].append(end)
+        if group in ("?", "*"):
+            self.eps[start].append(end)
+        if group in ("*", "+"):
+            self.eps[e].append(s)
+        return start, end
+
+
+@dataclass(eq=False)
+class _DState:
+    """A lazily built DFA state: a closed set of NFA states and the transitions seen so far."""
+
+    nfa: frozenset[int]
+    accept: bool
+    next: dict[str, _DState] = field(default_factory=dict)
+
+
+class _Matcher:
+    """Full-match test of one compiled pattern; no backtracking, no recursion."""
+
+    def __init__(self, seq: Seq) -> None:
+        nfa = _Nfa()
+        self.start, self.final = nfa.seq(seq)
+        self.nfa = nfa
+        self.guarded = bool(nfa.lookaheads)
+        if self.guarded:
+            self._reverse()
+        else:
+            self._reset()
+
+    # -- guard-free patterns: a DFA made on demand --
+    def _reset(self) -> None:
+        self.cache: dict[frozenset[int], _DState] = {}
+        self.dead = self._dstate(frozenset())
+        self.initial = self._dstate(self._close({self.start}))
+
+    def _dstate(self, states: frozenset[int]) -> _DState:
+        found = self.cache.get(states)
+        if found is None:
+            found = self.cache[states] = _DState(states, self.final in states)
+        return found
+
+    def _close(self, states: Iterable[int], allowed: Any = None, pos: int = 0) -> frozenset[int]:
+        eps, guards = self.nfa.eps, self.nfa.guards
+        seen = set(states)
+        todo = list(seen)
+        while todo:
+            s = todo.pop()
+            for t in eps[s]:
+                if t not in seen:
+                    seen.add(t)
+                    todo.append(t)
+            for la, t in guards[s]:
+                if t not in seen and not allowed[la][pos]:
+                    seen.add(t)
+                    todo.append(t)
+        return frozenset(seen)
+
+    def _move(self, states: Iterable[int], ch: str) -> set[int]:
+        chars = self.nfa.chars
+        return {t for s in states for test, t in chars[s] if _accepts(test, ch)}
+
+    def _step(self, state: _DState, ch: str) -> _DState:
+        if len(self.cache) > MAX_DFA_STATES:
+            self._reset()  # adversarial patterns: keep memory bounded, each step stays O(pattern)
+        nxt = self._dstate(self._close(self._move(state.nfa, ch)))
+        state.next[ch] = nxt
+        return nxt
+
+    def fullmatch(self, path: str) -> bool:
+        if self.guarded:
+            return self._guarded_match(path)
+        state, dead = self.initial, self.dead
+        table = state.next
+        for ch in path:
+            nxt = table.get(ch)
+            if nxt is None:
+                nxt = self._step(state, ch)
+            if nxt is dead:
+                return False
+            state, table = nxt, nxt.next
+        return state.accept
+
+    # -- patterns with !(...): NFA simulation with look-ahead tables --
+    def _reverse(self) -> None:
+        nfa = self.nfa
+        self.rchars: list[list[tuple[tuple[Any, ...], int]]] = [[] for _ in nfa.chars]
+        self.reps: list[list[int]] = [[] for _ in nfa.chars]
+        self.rguards: list[list[tuple[int, int]]] = [[] for _ in nfa.chars]
+        for s in range(len(nfa.chars)):
+            for test, t in nfa.chars[s]:
+                self.rchars[t].append((test, s))
+            for t in nfa.eps[s]:
+                self.reps[t].append(s)
+            for la, t in nfa.guards[s]:
+                self.rguards[t].append((la, s))
+
+    def _lookahead_tables(self, path: str) -> list[list[bool]]:
+        """tables[la][i]: the look-ahead's body matches at i (to the end when anchored)."""
+        tables: list[list[bool]] = []
+        n = len(path)
+        for start, end, anchored in self.nfa.lookaheads:  # inner ones come first
+            table = [False] * (n + 1)
+            current: set[int] = set()
+            for i in range(n, -1, -1):
+                if i == n or not anchored:
+                    current.add(end)
+                current = self._rclose(current, tables, i)
+                table[i] = start in current
+                if i and current:
+                    ch = path[i - 1]
+                    current = {s for t in current for test, s in self.rchars[t] if _accepts(test, ch)}
+            tables.append(table)
+        return tables
+
+    def _rclose(self, states: set[int], tables: list[list[bool]], pos: int) -> set[int]:
+        seen = set(states)
+        todo = list(seen)
+        while todo:
+            t = todo.pop()
+            for s in self.reps[t]:
+                if s not in seen:
+                    seen.add(s)
+                    todo.append(s)
+            for la, s in self.rguards[t]:
+                if s not in seen and not tables[la][pos]:
+                    seen.add(s)
+                    todo.append(s)
+        return seen
+
+    def _guarded_match(self, path: str) -> bool:
+        tables = self._lookahead_tables(path)
+        current = self._close({self.start}, tables, 0)
+        for i, ch in enumerate(path, 1):
+            current = self._close(self._move(current, ch), tables, i)
+            if not current:
+                return False
+        return self.final in current
+
+
 @dataclass(frozen=True)
 class Glob:
     """A compiled glob: `match(path)` says whether a node path matches it."""
 
     pattern: str
     normalized: str
-    regex: re.Pattern[str]
+    matcher: _Matcher | _RegexMatcher = field(repr=False, compare=False)
     literal: str | None  # the exact node path when the pattern has no metacharacter
 
     def match(self, path: str) -> bool:
@@ -176,24 +443,73 @@ class Glob:
         path = canonical_path(path)
         if self.literal is not None:
             return path == self.literal
-        return self.regex.fullmatch(path) is not None
+        return self.matcher.fullmatch(path)
 
 
 def compile_glob(pattern: str) -> Glob:
     """Compile a Pachyderm glob; InvalidGlob names the pattern when it is malformed."""
     if not isinstance(pattern, str) or not pattern.strip():
         raise InvalidGlob(f"invalid glob '{pattern}': the pattern is empty")
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise InvalidGlob(f"invalid glob '{pattern[:40]}...': longer than {MAX_PATTERN_LENGTH} characters")
     norm = normalize(pattern)
     parser = _Parser(norm, pattern)
     body = parser.sequence("")
     if parser.i != len(norm):  # pragma: no cover - sequence("") always consumes everything
         raise parser.fail("unexpected character")
-    try:
-        regex = re.compile(body, re.DOTALL)
-    except re.error as exc:
-        raise InvalidGlob(f"invalid glob '{pattern}': {exc}") from None
     literal = _unescape(norm) if parser.literal else None
-    return Glob(pattern=pattern, normalized=norm, regex=regex, literal=literal)
+    matcher = _RegexMatcher(body) if _cannot_backtrack(body) else _Matcher(body)
+    return Glob(pattern=pattern, normalized=norm, matcher=matcher, literal=literal)
+
+
+def _cannot_backtrack(seq: Seq) -> bool:
+    """Whether Python's `re` runs this pattern in O(len(path) * len(pattern)): the common globs.
+
+    Split at literal '/'s, a flat pattern (no class that can match '/', no braces or groups
+    other than fixed-width, slash-free alternatives) qualifies when no segment holds two of
+    `*`/`**` and there is at most one `**`. A `*` cannot cross a '/' and the rest of its segment
+    has a bounded width, so one length at most leads on to the next segment; the single `**`
+    can stop at any position, but from each one the rest of the pattern spans a fixed number of
+    segments of the path. A failed match thus rescans each part of the path a bounded number of
+    times, never a product of choices as in `/**a**a**c` or `/*a*a*c`.
+    """
+    per_segment, doubles = 0, 0
+    for node in seq:
+        kind = node[0]
+        if kind == "lit" and node[1] == "/":
+            per_segment = 0
+        elif kind in ("star", "dstar"):
+            per_segment += 1
+            doubles += kind == "dstar"
+            if per_segment > 1 or doubles > 1:
+                return False
+        elif not _fixed_width(node):
+            return False
+    return True
+
+
+def _fixed_width(node: Node) -> bool:
+    """A bounded-width item that never matches '/': a literal, `?`, a class, or an alternative
+    (`{a,b}`, `(a|b)`, `@(a|b)`) of such items."""
+    kind = node[0]
+    if kind == "lit":
+        return node[1] != "/"
+    if kind == "any1":
+        return True
+    if kind == "class":
+        return not node[2] and not any(lo <= "/" <= hi for lo, hi in node[1])
+    options = node[1] if kind == "alt" else node[2] if kind == "group" and node[1] == "@" else None
+    return options is not None and all(_fixed_width(item) for option in options for item in option)
+
+
+class _RegexMatcher:
+    """The fast path for patterns `_cannot_backtrack` accepts: one C-level regex match."""
+
+    def __init__(self, seq: Seq) -> None:
+        self.fullmatch_regex = re.compile(_regex_seq(seq), re.DOTALL).fullmatch
+
+    def fullmatch(self, path: str) -> bool:
+        return self.fullmatch_regex(path) is not None
 
 
 def _unescape(text: str) -> str:
@@ -221,7 +537,8 @@ def match_nodes(pattern: str | Glob, file_paths: Iterable[str]) -> list[str]:
     files = file_paths if isinstance(file_paths, (set, frozenset, dict)) else set(file_paths)
     if glob.literal is not None:
         return [_display(glob.literal)] if _node_exists(glob.literal, files) else []
-    fullmatch = glob.regex.fullmatch
+    matcher = glob.matcher
+    fullmatch = matcher.fullmatch_regex if isinstance(matcher, _RegexMatcher) else matcher.fullmatch
     nodes = [n for n in files if fullmatch(n)]
     nodes += [d for d in directories(files) if fullmatch(d)]
     nodes.sort()
@@ -253,4 +570,6 @@ def subtree(path: str, sorted_files: list[str]) -> list[str]:
     return sorted_files[bisect_left(sorted_files, node + "/"):bisect_left(sorted_files, node + "0")]
 
 
-__all__ = ["Glob", "canonical_path", "compile_glob", "directories", "match_nodes", "normalize", "subtree"]
+__all__ = [
+    "Glob", "canonical_path", "compile_glob", "directories", "match_nodes", "normalize", "reference_regex", "subtree",
+]

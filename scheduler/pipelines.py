@@ -1,10 +1,22 @@
 """Pipeline operations: create, update, stop, start, delete; jobs: stop, restart datums.
 
-Everything is validated before the first write, so a refused request changes nothing.
+Everything is validated before the first write, so a refused request changes nothing; a file
+of several specs is validated as a whole (names, inputs, the graph among them) first.
+
+Creating is create-only, in this order (docs/design.md, "Creating a pipeline"):
+  1. the output repo: created, or taken over when an earlier create-pipeline of this name
+     crashed after making it (no pipeline record, the output-repo description, no commits);
+  2. the pipeline record at version 1, put-if-absent: the commit point. Exactly one of any
+     number of concurrent creators writes it; the others fail naming the pipeline and change
+     nothing, so a caller told "already exists" never has its spec stored or run;
+  3. what follows from the record and can be redone at any time (`_complete`): the spec of
+     version 1 and the output branch's provenance. A crash here leaves a working pipeline that
+     the next create-pipeline or update-pipeline of the name completes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import uuid
@@ -14,9 +26,16 @@ from scheduler.plan import input_branches
 from scheduler.records import PipelineInfo
 from scheduler.spec import PipelineSpec, parse_spec
 from scheduler.store import RecordStore, now
-from storage.errors import AlreadyExists, Conflict, HerdError, PipelineNotFound
+from storage import failpoints
+from storage.commits import repo_key
+from storage.errors import AlreadyExists, Conflict, HerdError, InvalidSpec, PipelineNotFound, RepoNotFound
 from storage.model import BranchRef
 from storage.repos import Pfs
+
+
+def output_repo_description(name: str) -> str:
+    """The description create-pipeline gives an output repo (how a leftover one is recognised)."""
+    return f"output repo for pipeline {name}"
 
 
 class Pipelines:
@@ -28,55 +47,139 @@ class Pipelines:
 
     def create(self, raw: dict[str, Any], update: bool = False, reprocess: bool = False) -> PipelineInfo:
         """Create (or with `update`, replace) a pipeline from a spec as the user wrote it."""
-        spec = parse_spec(raw)
-        name = spec.pipeline.name
-        current = self.records.read_pipeline(name)
-        if current is not None and not update:
-            raise AlreadyExists(f"pipeline '{name}' already exists (use update-pipeline to change it)")
-        if current is None and update:
-            raise PipelineNotFound(name)
-        self._check_inputs(spec)
-        if current is None and name in {r.name for r in self.pfs.list_repos()}:
-            raise AlreadyExists(f"repo '{name}' already exists; a pipeline's output repo takes the pipeline's name")
-        if current is None:
-            info = self._write(name, raw, spec, None, reprocess)
-            self.pfs.create_repo(name, description=f"output repo for pipeline {name}")
-        else:
-            info = self._write(name, raw, spec, current, reprocess)
-            self._kill_older(info)
-        self._ensure_output_branch(spec)
+        return self.apply([raw], update=update, reprocess=reprocess)[0]
+
+    def apply(
+        self, raws: Sequence[dict[str, Any]], update: bool = False, reprocess: bool = False
+    ) -> list[PipelineInfo]:
+        """Create (or update) every pipeline of one file: all of them or, if any is refused, none."""
+        specs = [parse_spec(raw) for raw in raws]
+        self._check(specs, update)
+        # Upstream first: an output branch's provenance names the repos it reads, which must exist.
+        order = dag.topological_order({s.name: s.input_repos() for s in specs})
+        by_name = {s.name: (raw, s) for raw, s in zip(raws, specs)}
+        done: list[PipelineInfo] = []
+        try:
+            for raw, spec in (by_name[name] for name in order):
+                done.append(self._update(raw, spec, reprocess) if update else self._create(raw, spec))
+        except HerdError:
+            if not update:  # lost a race on a later spec: take back the ones this call made
+                for info in done:
+                    self._roll_back(info.name)
+            raise
+        return done
+
+    # ---- validation (no writes, except completing a half-made pipeline) ---------------------
+
+    def _check(self, specs: list[PipelineSpec], update: bool) -> None:
+        names = [s.name for s in specs]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            raise InvalidSpec(f"pipeline '{name}' appears more than once in the file")
+        graph = self.records.pipeline_graph()
+        for spec in specs:
+            current = self.records.read_pipeline(spec.name)
+            if current is not None:
+                self._complete(current)  # a crashed create or update left it half-made
+            if update and current is None:
+                raise PipelineNotFound(spec.name)
+            if not update and current is not None:
+                raise _exists(spec.name)
+            if not update and self._repo_exists(spec.name) and not self._leftover_output_repo(spec.name):
+                raise AlreadyExists(
+                    f"repo '{spec.name}' already exists; a pipeline's output repo takes the pipeline's name"
+                )
+        # The graph as it will be once every spec of the file is in: specs may read each other.
+        after = {**graph, **{s.name: s.input_repos() for s in specs}}
+        repos = self._repo_names() | set(names)
+        for spec in specs:
+            others = {p: inputs for p, inputs in after.items() if p != spec.name}
+            dag.check_new_pipeline(spec.name, spec.input_repos(), others, repos - {spec.name})
+
+    def _repo_names(self) -> set[str]:
+        objects = self.pfs.objects  # a folder without repo.json is a repo being deleted: not one
+        return {c[:-1] for c in objects.list_children("repos/") if c.endswith("/") and objects.exists(repo_key(c[:-1]))}
+
+    def _repo_exists(self, name: str) -> bool:
+        return self.pfs.objects.exists(repo_key(name))
+
+    def _leftover_output_repo(self, name: str) -> bool:
+        """An output repo a crashed create-pipeline made: no pipeline record, no commits."""
+        try:
+            repo = self.pfs.commits.require_repo(name)
+        except RepoNotFound:
+            return True  # gone meanwhile: creating it again is fine
+        if repo.description != output_repo_description(name) or self.records.read_pipeline(name) is not None:
+            return False
+        objects = self.pfs.objects
+        return not (objects.list_children(f"repos/{name}/commits/") or objects.list_children(f"repos/{name}/open/")
+                    or any(b.head for b in self.pfs.list_branches(name)))
+
+    # ---- writes ------------------------------------------------------------------------------
+
+    def _create(self, raw: dict[str, Any], spec: PipelineSpec) -> PipelineInfo:
+        name = spec.name
+        try:
+            self.pfs.create_repo(name, description=output_repo_description(name))
+        except AlreadyExists:
+            if self.records.read_pipeline(name) is not None:
+                raise _exists(name) from None
+            if not self._leftover_output_repo(name):
+                raise AlreadyExists(
+                    f"repo '{name}' already exists; a pipeline's output repo takes the pipeline's name"
+                ) from None
+        failpoints.hit("create_pipeline.after_repo")
+        stamp = now()
+        info = PipelineInfo(
+            name=name, version=1, spec=raw, salt=spec.salt or uuid.uuid4().hex, created=stamp, updated=stamp,
+            ignored_fields=tuple(spec.ignored_fields), generation=1,
+        )
+        if not self.records.create_pipeline(info):
+            raise _exists(name)  # another create-pipeline won: nothing of ours is stored
+        failpoints.hit("create_pipeline.after_record")
+        self._complete(info)
         return info
 
-    def _check_inputs(self, spec: PipelineSpec) -> None:
-        existing = self.records.pipeline_graph()
-        existing.pop(spec.pipeline.name, None)
-        repos = {r.name for r in self.pfs.list_repos()}
-        repos.discard(spec.pipeline.name)
-        dag.check_new_pipeline(spec.pipeline.name, spec.input_repos(), existing, repos)
-
-    def _write(self, name: str, raw: dict, spec: PipelineSpec, current: PipelineInfo | None,
-               reprocess: bool) -> PipelineInfo:
+    def _update(self, raw: dict[str, Any], spec: PipelineSpec, reprocess: bool) -> PipelineInfo:
         stamp = now()
 
         def change(old: PipelineInfo | None) -> PipelineInfo:
             if old is None:
-                return PipelineInfo(
-                    name=name, version=1, spec=raw, salt=spec.salt or uuid.uuid4().hex, created=stamp,
-                    updated=stamp, ignored_fields=tuple(spec.ignored_fields),
-                )
+                raise PipelineNotFound(spec.name)  # deleted meanwhile: never recreated by an update
             salt = uuid.uuid4().hex if reprocess else old.salt
             return old.model_copy(update={
                 "version": old.version + 1, "spec": raw, "salt": salt, "updated": stamp, "since": stamp,
                 "ignored_fields": tuple(spec.ignored_fields),
             })
 
-        info = self.records.update_pipeline(name, change)
+        info = self.records.update_pipeline(spec.name, change)
         assert info is not None
+        failpoints.hit("update_pipeline.after_record")
+        self._complete(info)
+        self._kill_older(info)
         return info
 
-    def _ensure_output_branch(self, spec: PipelineSpec) -> None:
+    def _complete(self, info: PipelineInfo) -> None:
+        """Make everything that follows from the record exist; safe to repeat, by anyone."""
+        self.records.write_version(info.name, info.version, info.spec)
+        failpoints.hit("create_pipeline.after_version")
+        try:
+            self.pfs.create_repo(info.name, description=output_repo_description(info.name))
+        except AlreadyExists:
+            pass  # the usual case: made before the record
+        spec = parse_spec(info.spec)
         provenance = tuple(BranchRef(repo=repo, name=branch) for repo, branch in sorted(input_branches(spec)))
-        self.pfs.create_branch(spec.pipeline.name, spec.output_branch, provenance=provenance)
+        current = next((b for b in self.pfs.list_branches(info.name) if b.name == spec.output_branch), None)
+        if current is None or tuple(current.provenance) != provenance:
+            try:
+                self.pfs.create_branch(info.name, spec.output_branch, provenance=provenance)
+            except RepoNotFound:
+                pass  # an input repo was deleted since: provenance is a record, jobs do not need it
+
+    def _roll_back(self, name: str) -> None:
+        try:
+            self.delete(name)
+        except HerdError:
+            pass  # best effort: what is left is a complete pipeline, not a half-made one
 
     def _kill_older(self, info: PipelineInfo) -> None:
         for job_id in self.records.job_markers(info.name):
@@ -120,3 +223,7 @@ class Pipelines:
         if status is not None and status.state.terminal:
             raise Conflict(f"job '{info.id}' already finished ({status.state.value})")
         engine.kill_job(self.records, info.id, "stopped by stop-job")
+
+
+def _exists(name: str) -> AlreadyExists:
+    return AlreadyExists(f"pipeline '{name}' already exists (use update-pipeline to change it)")

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from storage.paths import printable
+
 if TYPE_CHECKING:  # pydantic models cost ~0.2 s to import; `herd --help` should not pay it
     from storage.model import Branch, Commit, CommitRef, FileDiff, FileInfo, RepoInfo
 
@@ -91,7 +93,9 @@ def rfc3339(ts: datetime | None) -> str | None:
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], padding: int = 3) -> str:
     """Left-aligned columns separated by `padding` spaces (tabwriter-like); no trailing blanks."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    # Names and paths stored before they were checked may hold control characters: a table
+    # shows them escaped, never as terminal escape codes.
+    cells = [[str(h) for h in headers]] + [[printable(str(c)) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = []
     for row in cells:
@@ -102,7 +106,12 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], padding: int = 
 
 def fields(pairs: Iterable[tuple[str, Any]]) -> str:
     """'Key: value' lines, the layout of every pachctl inspect verb."""
-    return "\n".join(f"{key}: {value}" for key, value in pairs)
+    return "\n".join(f"{key}: {_lines(str(value))}" for key, value in pairs)
+
+
+def _lines(text: str) -> str:
+    """A value as shown: line breaks kept (descriptions, specs), every other control escaped."""
+    return "\n".join(printable(line) for line in text.split("\n"))
 
 
 def to_json(value: Any, indent: int | None = 2) -> str:

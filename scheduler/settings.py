@@ -7,36 +7,44 @@ import os
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from storage.settings import MAX_WORKERS, OptionalRedisUrl, Seconds, Word, WorkerCount
+
+
+def _default_parallelism() -> int:
+    return min(os.cpu_count() or 1, MAX_WORKERS)
+
 
 class SchedulerSettings(BaseSettings):
+    """Every field is checked when loaded (storage.settings types): the CLI loads it before any work."""
+
     model_config = SettingsConfigDict(env_prefix="HERD_", extra="ignore")
 
-    broker: str | None = Field(
+    broker: OptionalRedisUrl = Field(
         None,
         description=(
             "Redis URL of the Celery broker (`redis://host:6379/0`). Set: `herd scheduler` and `herd worker` run "
             "the jobs and the CLI only writes to storage. Unset: the CLI runs jobs itself, in-process."
         ),
     )
-    queue: str = Field("herd", description="Name of the broker queue datum batches go through (scheduler and workers).")
-    parallelism: int = Field(
-        default_factory=lambda: os.cpu_count() or 1,
+    queue: Word = Field("herd", description="Name of the broker queue datum batches go through (scheduler and workers).")
+    parallelism: WorkerCount = Field(
+        default_factory=_default_parallelism,
         description="Datums run at once by the embedded (in-process) scheduler when a spec sets no parallelism_spec.",
     )
-    reconcile_interval: float = Field(
+    reconcile_interval: Seconds = Field(
         1.0, description="Seconds between two passes of the scheduler's reconcile loop when nothing reports back."
     )
-    batch_seconds: float = Field(
+    batch_seconds: Seconds = Field(
         1.0, description="Target run time of one datum batch message; small datums share a message."
     )
-    resend_seconds: float = Field(
+    resend_seconds: Seconds = Field(
         20.0,
         description=(
             "A batch sent this long ago whose datums have no result and no live lease, while the queue is empty, "
             "is taken for lost and sent again (the backstop behind the broker's own redelivery)."
         ),
     )
-    lock_seconds: float = Field(
+    lock_seconds: Seconds = Field(
         10.0,
         description="Time to live of the single-active scheduler lock in Redis; a standby scheduler takes over this long after the active one dies.",
     )

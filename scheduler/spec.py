@@ -34,6 +34,21 @@ _QUANTITY = re.compile(r"\+?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|m|k|
 _QUANTITY_UNITS = {"": 1, "m": 1e-3, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
                    "E": 10**18, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 
+# Bounds on what a spec file may hold: a spec is a few KiB of hand-written text, so anything
+# near these is a mistake or an attack (YAML aliases that expand exponentially, nesting that
+# overflows Python's stack). Each is refused with a one-line InvalidSpec.
+MAX_SPEC_BYTES = 1 << 20
+MAX_DEPTH = 64  # objects and arrays inside each other
+MAX_VALUES = 100_000  # scalars, objects and arrays in one document, YAML aliases expanded
+# Sane upper bounds of numeric fields (a typo such as 1e9 workers or a 300-year timeout).
+MAX_PARALLELISM = 10_000
+MAX_COEFFICIENT = 1_000.0
+MAX_DATUM_TRIES = 100
+MAX_DURATION = 366 * 24 * 3600.0  # a year
+MAX_CPU = 4_096.0
+MAX_GPUS = 1_024
+MAX_BYTES_QUANTITY = 2**60  # 1 EiB
+
 # Pachyderm fields herd accepts but does not act on (Kubernetes, tuning, later features).
 IGNORED_TOP = ("egress", "scale_down_threshold", "standby", "cache_size", "max_queue_size", "chunk_spec",
                "hashtree_spec", "scheduling_spec", "pod_spec", "pod_patch", "spec_commit", "resource_spec",
@@ -48,7 +63,7 @@ def _fail(message: str) -> PydanticCustomError:
 def _matching(pattern: re.Pattern[str], rule: str) -> AfterValidator:
     def check(value: str) -> str:
         if not pattern.fullmatch(value):
-            raise _fail(f"invalid name '{value}': {rule}")
+            raise _fail(f"invalid name {value!r}: {rule}")  # repr: a newline or escape code shows as such
         return value
     return AfterValidator(check)
 
@@ -70,10 +85,12 @@ def _valid_glob(value: str) -> str:
 
 
 def _valid_input_name(value: str) -> str:
+    # /pfs/<name> and the <name>, <name>_COMMIT variables must work: Pachyderm's repo-name rule
+    # (so `repo-1` is fine: execve takes any variable name without '=', NUL).
     if value == "out":
         raise _fail("an input cannot be named 'out'")
-    if value in ("", ".", "..") or "/" in value or "\x00" in value:
-        raise _fail(f"invalid input name '{value}'")
+    if not _REF_NAME.fullmatch(value):
+        raise _fail(f"invalid input name {value!r}: {_NAME_RULE}")
     return value
 
 
@@ -114,7 +131,7 @@ class Transform(_Model):
     stdin: list[str] = []
     env: Annotated[dict[str, str], AfterValidator(_valid_env)] = {}
     working_dir: Unset = None  # None: the image's WORKDIR
-    accept_return_code: list[int] = []
+    accept_return_code: list[Annotated[int, Field(ge=-255, le=255)]] = []
     user: Unset = None  # None: the image's USER
     secrets: list[dict[str, Any]] | None = None
     image_pull_secrets: list[str] | None = None
@@ -125,8 +142,8 @@ class Transform(_Model):
 
 
 class ParallelismSpec(_Model):
-    constant: int = Field(default=0, ge=0)
-    coefficient: float = Field(default=0.0, ge=0)
+    constant: int = Field(default=0, ge=0, le=MAX_PARALLELISM)
+    coefficient: float = Field(default=0.0, ge=0, le=MAX_COEFFICIENT)
     strategy: str | None = None  # 1.4 only; the non-zero field says which one is meant
 
     @model_validator(mode="after")
@@ -138,7 +155,7 @@ class ParallelismSpec(_Model):
 
 class GpuSpec(_Model):
     type: str = ""
-    number: int = Field(default=0, ge=0)
+    number: int = Field(default=0, ge=0, le=MAX_GPUS)
 
 
 def _gpu_count(v: Any) -> Any:
@@ -146,7 +163,7 @@ def _gpu_count(v: Any) -> Any:
 
 
 class ResourceSpec(_Model):
-    cpu: float | None = Field(default=None, ge=0)
+    cpu: float | None = Field(default=None, ge=0, le=MAX_CPU)
     memory: Quantity | None = None
     gpu: Annotated[GpuSpec, BeforeValidator(_gpu_count)] | None = None
     disk: Quantity | None = None
@@ -245,7 +262,7 @@ class PipelineSpec(_Accepted):  # type: ignore[misc,valid-type]
     parallelism_spec: ParallelismSpec | None = None
     input: Input
     output_branch: RefName = "master"
-    datum_tries: Annotated[int, Field(ge=0), AfterValidator(lambda v: v or 3)] = 3  # proto3: 0 = unset
+    datum_tries: Annotated[int, Field(ge=0, le=MAX_DATUM_TRIES), AfterValidator(lambda v: v or 3)] = 3  # 0 = unset
     datum_timeout: Duration | None = None
     job_timeout: Duration | None = None
     resource_limits: ResourceSpec | None = None
@@ -287,12 +304,20 @@ class PipelineSpec(_Accepted):  # type: ignore[misc,valid-type]
 Input.model_rebuild()
 
 
+def valid_pipeline_name(name: str) -> bool:
+    """Whether `name` fully matches the pipeline-name rule (a trailing newline does not)."""
+    return isinstance(name, str) and _PIPELINE_NAME.fullmatch(name) is not None
+
+
 def parse_duration(value: Any) -> float:
     """A Go duration string ('30s', '1h5m', '1.5h', '300ms') in seconds."""
     text = value.lstrip("+") if isinstance(value, str) else ""
     if text != "0" and not _DURATION.fullmatch(text):
         raise _fail(f"invalid duration {value!r}: use a Go duration such as '30s', '1h5m' or '300ms'")
-    return float(sum(float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text)))
+    seconds = float(sum(float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text)))
+    if not seconds <= MAX_DURATION:  # also catches inf and nan from absurdly long numbers
+        raise _fail(f"duration {value!r} is longer than {MAX_DURATION / 3600:.0f}h")
+    return seconds
 
 
 def _go_duration(seconds: float) -> str:
@@ -302,12 +327,16 @@ def _go_duration(seconds: float) -> str:
 def parse_quantity(value: Any) -> int:
     """A Kubernetes quantity ('64M', '1Gi', '512Mi', 1024) in bytes."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    m = _QUANTITY.fullmatch(value) if isinstance(value, str) else None
-    if m is None:
-        raise _fail(f"invalid quantity {value!r}: use a number with an optional suffix such as '64M' or '1Gi'")
-    number = float(m.group(1) + (m.group(2) or ""))
-    return int(-(-number * _QUANTITY_UNITS[m.group(3) or ""] // 1))  # round up: never less than asked
+        number: float = value
+        unit = 1
+    else:
+        m = _QUANTITY.fullmatch(value) if isinstance(value, str) and len(value) <= 64 else None
+        if m is None:
+            raise _fail(f"invalid quantity {value!r}: use a number with an optional suffix such as '64M' or '1Gi'")
+        number, unit = float(m.group(1) + (m.group(2) or "")), _QUANTITY_UNITS[m.group(3) or ""]
+    if not number * unit <= MAX_BYTES_QUANTITY:  # also inf and nan
+        raise _fail(f"quantity {value!r} is more than {MAX_BYTES_QUANTITY} bytes (1Ei)")
+    return value if unit == 1 and isinstance(value, int) else int(-(-number * unit // 1))  # round up
 
 
 def parse_spec(obj: dict[str, Any]) -> PipelineSpec:
@@ -320,26 +349,58 @@ def parse_spec(obj: dict[str, Any]) -> PipelineSpec:
         raise InvalidSpec(_describe(exc, obj)) from None
 
 
-def parse_specs(text: str | bytes) -> list[PipelineSpec]:
+def parse_specs(text: str | bytes, source: str | None = None) -> list[PipelineSpec]:
     """Every spec in a file: concatenated JSON objects, or YAML documents split by '---'."""
-    return [parse_spec(doc) for doc in load_documents(text)]
+    return [parse_spec(doc) for doc in load_documents(text, source)]
 
 
-def load_documents(text: str | bytes) -> list[Any]:
-    """The spec documents of a file as the user wrote them (decoded, not yet validated)."""
+def load_documents(text: str | bytes, source: str | None = None) -> list[Any]:
+    """The spec documents of a file as the user wrote them (decoded, not yet validated).
+
+    `source` (the file name, '-' or URL) is named in errors about the file as a whole.
+    """
+    head = f"invalid pipeline spec file '{source}'" if source else "invalid pipeline spec"
+    if len(text) > MAX_SPEC_BYTES:
+        raise InvalidSpec(f"{head}: larger than {MAX_SPEC_BYTES} bytes")
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise InvalidSpec(f"invalid pipeline spec: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+            raise InvalidSpec(f"{head}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     text = text.lstrip("\ufeff")
-    docs = _json_documents(text) if text.lstrip().startswith("{") else _yaml_documents(text)
+    try:
+        docs = _json_documents(text) if text.lstrip().startswith("{") else _yaml_documents(text)
+    except _TooBig as exc:
+        raise InvalidSpec(f"{head}: {exc}") from None
+    except InvalidSpec as exc:
+        raise InvalidSpec(f"{source}: {exc.message}" if source else exc.message) from None
     if not docs:
-        raise InvalidSpec("invalid pipeline spec: the file holds no pipeline")
+        raise InvalidSpec(f"{head}: the file holds no pipeline")
     return docs
 
 
+class _TooBig(Exception):
+    """A document past MAX_DEPTH or MAX_VALUES; the message says which."""
+
+
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')  # strings (skipped) and brackets
+
+
+def _check_json_depth(text: str) -> None:
+    # json's decoder recurses once per level: check the nesting before it runs.
+    depth = 0
+    for m in _JSON_TOKENS.finditer(text):
+        c = m.group()
+        if c in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _TooBig(f"nested more than {MAX_DEPTH} levels deep")
+        elif c in "]}":
+            depth -= 1
+
+
 def _json_documents(text: str) -> list[Any]:
+    _check_json_depth(text)
     # Pachyderm reads JSON when the first character is '{', one object after another.
     decoder, docs, pos = json.JSONDecoder(), [], 0
     while True:
@@ -354,9 +415,69 @@ def _json_documents(text: str) -> list[Any]:
         docs.append(doc)
 
 
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses deep nesting while composing and, before anything is built,
+    documents whose aliases would expand past MAX_VALUES values or MAX_DEPTH levels."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _TooBig(f"nested more than {MAX_DEPTH} levels deep")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> Any:
+        node = super().compose_document()
+        _check_expanded(node)
+        return node
+
+
+def _check_expanded(root: yaml.Node) -> None:
+    """Count values and depth as if every alias were copied out; shared nodes are counted once
+    per use, in time linear in the distinct nodes (memoised), so billion laughs costs nothing."""
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (values, depth) when expanded
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        kids = _children(node)
+        if children_done:
+            on_path.discard(key)
+            values = 1 + sum(sizes[id(k)][0] for k in kids)
+            depth = 1 + max((sizes[id(k)][1] for k in kids), default=0)
+            if values > MAX_VALUES:
+                raise _TooBig(f"YAML aliases expand to more than {MAX_VALUES} values")
+            if depth > MAX_DEPTH:
+                raise _TooBig(f"nested more than {MAX_DEPTH} levels deep once YAML aliases are expanded")
+            sizes[key] = (values, depth)
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise _TooBig("a YAML alias refers to a value that contains it")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((k, False) for k in kids if id(k) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
 def _yaml_documents(text: str) -> list[Any]:
     try:
-        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        return [doc for doc in yaml.load_all(text, Loader=_BoundedLoader) if doc is not None]  # noqa: S506 - safe
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
@@ -367,7 +488,7 @@ def _yaml_documents(text: str) -> list[Any]:
 def _describe(exc: ValidationError, obj: dict[str, Any]) -> str:
     pipeline = obj.get("pipeline")
     name = pipeline.get("name") if isinstance(pipeline, dict) else None
-    head = f"invalid pipeline spec '{name}'" if isinstance(name, str) and name else "invalid pipeline spec"
+    head = f"invalid pipeline spec {name!r}" if isinstance(name, str) and name else "invalid pipeline spec"
     errors = sorted(exc.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
     problems = [_problem(err) for err in errors]  # a misspelt key first: it explains a "required"
     return f"{head}: " + "; ".join(dict.fromkeys(problems)).replace("\n", " ")

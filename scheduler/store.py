@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 from scheduler.jobs import DatumResult, JobInfo, JobStatus
 from scheduler.records import DatumIndex, JobPlan, PipelineInfo
-from scheduler.spec import parse_spec
+from scheduler.spec import parse_spec, valid_pipeline_name
 from storage import refs
 from storage.errors import JobNotFound, PipelineNotFound
 from storage.objects import ObjectStore
@@ -46,6 +46,8 @@ class RecordStore:
         return [name.rstrip("/") for name in self.objects.list_children("pipelines/") if name.endswith("/")]
 
     def read_pipeline(self, name: str) -> PipelineInfo | None:
+        if not valid_pipeline_name(name):
+            return None  # no such pipeline can exist, and the name must not become a key
         found = self.objects.read_versioned(f"pipelines/{name}/info")
         return None if found is None else PipelineInfo.model_validate_json(found[0])
 
@@ -61,6 +63,17 @@ class RecordStore:
     def pipeline_graph(self) -> dict[str, set[str]]:
         """Every pipeline with the repos it reads: the DAG that create, delete and flush check."""
         return {p.name: parse_spec(p.spec).input_repos() for p in self.list_pipelines()}
+
+    def create_pipeline(self, info: PipelineInfo) -> bool:
+        """Store a new pipeline's record, create-only: False when the name is taken (the commit
+        point of create-pipeline, so exactly one of several concurrent creators wins)."""
+        return self.objects.put_if_absent(f"pipelines/{info.name}/info", info.canonical_bytes())
+
+    def write_version(self, name: str, version: int, spec: dict) -> None:
+        """Keep the spec of a version (create-only; repeating it is harmless)."""
+        key = f"pipelines/{name}/versions/{version}"
+        if not self.objects.exists(key):
+            self.objects.put_if_absent(key, _dump_json(spec))
 
     def update_pipeline(
         self, name: str, fn: Callable[[PipelineInfo | None], PipelineInfo | None]

@@ -8,13 +8,19 @@ ones take one of two paths, chosen by what the object store can do:
   blob already exists. Writing before knowing is cheaper than a hash pass before the copy;
 - any other store (S3, memory) is asked `exists` after hashing, so an existing blob is never
   uploaded twice; a non-seekable stream is spooled to a local temp file while it is hashed.
-Downloads verify nothing in a second pass: a blob's key is its hash, written bottom-up.
+Every read is verified against the blob's id while the bytes move (no second pass): the
+first block is hashed inline, later ones on a second thread. A mismatch, a short or a long body
+raises DataCorrupted before the read completes: `get_file` removes its temp file and leaves no
+file, and the reader of `open` holds back the blob's last block until the hash is checked, so a
+consumer never reaches a clean EOF after bad bytes (a stream it already passed on, such as
+stdout, may have received the blocks before that one). `local_path` is the one unverified way in.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
 import queue
 import re
 import tempfile
@@ -23,7 +29,7 @@ import uuid
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from storage.errors import InvalidArgument
+from storage.errors import DataCorrupted, InvalidArgument, ObjectNotFound
 from storage.objects import ObjectStore
 
 CHUNK = 1024 * 1024
@@ -33,12 +39,12 @@ SMALL = 4 * 1024 * 1024
 CONDITIONAL_PUT_MAX = 64 * 1024
 BLOB_PREFIX = "blobs/"
 TMP_PREFIX = "tmp/blobs/"
-_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+_HASH_RE = re.compile(r"[0-9a-f]{64}")  # only ever used with fullmatch
 
 
 def blob_key(digest: str) -> str:
     """The object key of a blob id, after checking it is a SHA-256 hex digest."""
-    if not _HASH_RE.match(digest):
+    if not _HASH_RE.fullmatch(digest):
         raise InvalidArgument(f"invalid blob id '{digest}': expected 64 lowercase hex digits")
     return f"{BLOB_PREFIX}{digest[:2]}/{digest}"
 
@@ -46,8 +52,8 @@ def blob_key(digest: str) -> str:
 class _ThreadedHasher:
     """sha256 on a second thread: hashlib drops the GIL on big buffers, so hashing overlaps I/O."""
 
-    def __init__(self) -> None:
-        self._sha = hashlib.sha256()
+    def __init__(self, sha: hashlib._Hash | None = None) -> None:
+        self._sha = sha if sha is not None else hashlib.sha256()
         # Bounded, so a slow hasher throttles the reader instead of buffering the file.
         self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
         self._thread = threading.Thread(target=self._run, name="herd-blob-hash", daemon=True)
@@ -64,6 +70,103 @@ class _ThreadedHasher:
         self._chunks.put(None)
         self._thread.join()
         return self._sha.hexdigest()
+
+    def abandon(self) -> None:
+        """Stop the thread without a result (the read failed or was dropped half-way)."""
+        if self._thread.is_alive():
+            while True:  # drain, so the sentinel fits in the bounded queue
+                try:
+                    self._chunks.get_nowait()
+                except queue.Empty:
+                    break
+            self._chunks.put(None)
+            self._thread.join()
+
+
+class _Verifier:
+    """Checks that bytes read from a blob hash to its id: inline while it is one block, then on a
+    second thread, so a big blob's hashing overlaps whatever the reader does with the bytes."""
+
+    def __init__(self, digest: str, where: str) -> None:
+        self.digest, self.where, self.size = digest, where, 0
+        self._sha = hashlib.sha256()
+        self._blocks = 0
+        self._thread: _ThreadedHasher | None = None
+
+    def update(self, chunk: bytes) -> None:
+        """Count and hash a block; the caller must not mutate it afterwards."""
+        self.size += len(chunk)
+        self._blocks += 1
+        if self._thread is not None:
+            self._thread.update(chunk)
+        elif self._blocks == 1:
+            self._sha.update(chunk)
+        else:  # a second block: the blob is big, hand the running hash to a thread
+            self._thread = _ThreadedHasher(self._sha)
+            self._thread.update(chunk)
+
+    def check(self) -> None:
+        """DataCorrupted unless everything read hashes to the blob id."""
+        thread, self._thread = self._thread, None
+        actual = thread.hexdigest() if thread is not None else self._sha.hexdigest()
+        if actual != self.digest:
+            raise corrupt_blob(self.digest, self.where, f"its {self.size} bytes hash to '{actual}'")
+
+    def abandon(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.abandon()
+
+
+def corrupt_blob(digest: str, where: str, why: str) -> DataCorrupted:
+    """The blob-level DataCorrupted (`.blob` says which); callers above add repo/commit/path."""
+    error = DataCorrupted(f"blob '{digest}' in {where} is corrupt: {why}")
+    error.blob, error.why = digest, why  # type: ignore[attr-defined]
+    return error
+
+
+class _VerifiedReader(io.RawIOBase):
+    """A blob's bytes, verified while they stream: the last block is held back until the hash
+    over everything before it matches, so a consumer sees DataCorrupted instead of a clean EOF."""
+
+    def __init__(self, stream: BinaryIO, verifier: _Verifier) -> None:
+        self._stream, self._verifier = stream, verifier
+        self._ready = memoryview(b"")
+        self._held: bytes | None = None
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._ready:
+            if self._done:
+                return 0
+            self._advance()
+        n = min(len(buffer), len(self._ready))
+        buffer[:n] = self._ready[:n]
+        self._ready = self._ready[n:]
+        return n
+
+    def _advance(self) -> None:
+        chunk = self._stream.read(CHUNK)
+        if chunk:
+            chunk = bytes(chunk)  # the hasher thread keeps it: never a reused buffer
+            self._verifier.update(chunk)
+            held, self._held = self._held, chunk
+            if held:
+                self._ready = memoryview(held)
+            return
+        self._verifier.check()
+        self._done = True
+        if self._held:
+            self._ready, self._held = memoryview(self._held), None
+
+    def close(self) -> None:
+        if not self.closed:
+            self._verifier.abandon()
+            self._stream.close()
+        super().close()
 
 
 class _HashingReader(io.RawIOBase):
@@ -95,6 +198,20 @@ class _HashingReader(io.RawIOBase):
 
     def hexdigest(self) -> str:
         return self._hasher.hexdigest()
+
+
+def new_temp_file(folder: Path, name: str, dir_fd: int | None = None) -> tuple[int, str]:
+    """A new file beside `name` for temp + rename: O_EXCL|O_NOFOLLOW, mode 0666 & ~umask (what
+    the final file would get; mkstemp's 0600 would change it). Returns (fd, path or name)."""
+    for _ in range(100):
+        tmp = f".{name[:200]}.{uuid.uuid4().hex[:12]}.herd-tmp"
+        where = tmp if dir_fd is not None else os.path.join(folder, tmp)
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+            return os.open(where, flags, 0o666, dir_fd=dir_fd), where
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temp name beside '{os.path.join(folder, name)}'")
 
 
 def hash_file(path: Path) -> str:
@@ -206,23 +323,81 @@ class BlobStore:
         return digest, reader.size
 
     def get_file(self, digest: str, path: Path) -> None:
-        """Stream a blob to a local file (temp + rename); ObjectNotFound when missing."""
-        self.objects.get_file(blob_key(digest), Path(path))
+        """Stream a verified blob to a local file (temp beside it + rename).
+
+        ObjectNotFound when missing; DataCorrupted (and no file, not even a temp one) when the
+        bytes do not hash to `digest`.
+        """
+        path = Path(path)
+        handle, tmp = new_temp_file(path.parent, path.name)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                self.write_to(digest, out)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+    def write_to(self, digest: str, out: BinaryIO) -> int:
+        """Copy a blob into `out`, hashing while the bytes move; returns the size.
+
+        `out` receives every byte BEFORE the check, so it must be a temp file its caller drops
+        when this raises DataCorrupted (ObjectNotFound when the blob is missing).
+        """
+        verifier = _Verifier(digest, self.objects.url)
+        try:
+            with self.objects.open(blob_key(digest)) as source:
+                while chunk := source.read(CHUNK):
+                    chunk = bytes(chunk)
+                    verifier.update(chunk)
+                    out.write(chunk)
+            verifier.check()
+        finally:
+            verifier.abandon()
+        return verifier.size
 
     def open(self, digest: str) -> BinaryIO:
-        """A streaming reader over a blob; ObjectNotFound when missing."""
-        return self.objects.open(blob_key(digest))
+        """A verified streaming reader over a blob; ObjectNotFound when missing.
+
+        Reading past the end of bad bytes raises DataCorrupted (see the module docstring).
+        """
+        source = self.objects.open(blob_key(digest))
+        raw = _VerifiedReader(source, _Verifier(digest, self.objects.url))
+        return io.BufferedReader(raw, CHUNK)  # type: ignore[return-value]
 
     def get_bytes(self, digest: str) -> bytes:
-        """A whole blob in memory; ObjectNotFound when missing."""
-        return self.objects.get(blob_key(digest))
+        """A whole verified blob in memory; ObjectNotFound when missing, DataCorrupted when bad."""
+        data = self.objects.get(blob_key(digest))
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            raise corrupt_blob(digest, self.objects.url, f"its {len(data)} bytes hash to '{actual}'")
+        return data
+
+    def verify(self, digest: str) -> int:
+        """Read a whole blob and check its hash; returns its size (for fsck).
+
+        ObjectNotFound when missing, DataCorrupted when its bytes do not hash to `digest`.
+        """
+        verifier = _Verifier(digest, self.objects.url)
+        try:
+            with self.objects.open(blob_key(digest)) as source:
+                while chunk := source.read(CHUNK):
+                    verifier.update(bytes(chunk))
+            verifier.check()
+        finally:
+            verifier.abandon()
+        return verifier.size
 
     def exists(self, digest: str) -> bool:
         """Whether a blob is stored."""
         return self.objects.exists(blob_key(digest))
 
     def local_path(self, digest: str) -> Path | None:
-        """The real file of a blob on a local store (to hard-link or copy), else None."""
+        """The real file of a blob on a local store, else None.
+
+        UNVERIFIED: whoever reads this file gets its bytes unchecked, and a hard link to it
+        shares the stored inode. Prefer `get_file`/`open`, which verify while reading.
+        """
         return self.objects.local_path(blob_key(digest))
 
 

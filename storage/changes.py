@@ -7,8 +7,9 @@ Nothing here does I/O, so every rule (replay order, clash detection, `^`/`~N` pa
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from storage.errors import FileNotFound, InvalidArgument, InvalidPath
@@ -34,6 +35,7 @@ class OpenCommit(Record):
     changes: tuple[FileOp, ...] = ()
     fixed_parent: bool = False  # started with an explicit parent: replay on it, not on the head
     sealed: bool = False  # finish has begun: no more changes are accepted
+    finished: datetime | None = None  # fixed at seal, so every finisher writes the same record
     generation: int = 0
     writer: str = ""
 
@@ -66,6 +68,24 @@ def _apply_one(files: dict[str, FileEntry], op: FileOp, strict: tuple[str, str] 
     files[op.path] = old.appended(op.entry) if op.op == "append" and old else op.entry
 
 
+def effective_ops(manifest: Manifest, ops: Sequence[FileOp]) -> list[FileOp]:
+    """`ops` without the deletes that find nothing (a no-op in an open commit, as in Pachyderm 1.x).
+
+    Dropped rather than recorded: replayed at finish on a newer head, a recorded delete of a
+    path that was absent here would remove a file someone else added meanwhile.
+    """
+    if not any(op.op == "delete" for op in ops):
+        return list(ops)
+    files = dict(manifest.files)
+    kept: list[FileOp] = []
+    for op in ops:
+        if op.op == "delete" and node_type(files, op.path) is None:
+            continue
+        kept.append(op)
+        _apply_one(files, op, None)
+    return kept
+
+
 def _delete(files: dict[str, FileEntry], path: str, strict: tuple[str, str] | None) -> None:
     """Delete a file, or a whole directory; missing is an error only when strict."""
     if path in files:
@@ -81,9 +101,10 @@ def _delete(files: dict[str, FileEntry], path: str, strict: tuple[str, str] | No
 
 # ---- ref syntax: NAME, NAME^, NAME^N, NAME~N, NAME^^, NAME.N ----------------------------
 
-_REF_RE = re.compile(r"^(?P<base>[A-Za-z0-9_-]+)(?P<suffix>[\^~0-9]*)(?:\.(?P<nth>[0-9]+))?$")
+# `\Z`, not `$`: `$` also matches before a trailing newline, so 'master\n' would name master.
+_REF_RE = re.compile(r"^(?P<base>[A-Za-z0-9_-]+)(?P<suffix>[\^~0-9]*)(?:\.(?P<nth>[0-9]+))?\Z")
 _STEP_RE = re.compile(r"([\^~])([0-9]*)")
-HEX_RE = re.compile(r"^[0-9a-f]+$")
+HEX_RE = re.compile(r"^[0-9a-f]+\Z")
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Literal
 
-from storage import refs
-from storage.changes import HEX_RE, FileOp, OpenCommit, apply_ops, parse_ref
+from storage import failpoints, refs
+from storage.changes import HEX_RE, FileOp, OpenCommit, apply_ops, effective_ops, parse_ref
 from storage.errors import (
     BranchNotFound,
     CommitFinished,
@@ -94,19 +94,19 @@ class Commits:
         """The repo record; InvalidName or RepoNotFound."""
         validate_name(repo, "repo")
         try:
-            return Repo.from_bytes(self.objects.get(repo_key(repo)))
+            return Repo.from_bytes(self.objects.get(repo_key(repo)), repo_key(repo))
         except ObjectNotFound:
             raise RepoNotFound(repo) from None
 
     def read_commit(self, repo: str, cid: str) -> Commit | None:
         """The finished commit record, or None."""
         found = self.objects.read_versioned(commit_key(repo, cid))
-        return Commit.from_bytes(found[0]) if found else None
+        return Commit.from_bytes(found[0], commit_key(repo, cid)) if found else None
 
     def read_open(self, repo: str, cid: str) -> OpenCommit | None:
-        """The open-commit record, or None."""
+        """The open-commit record, or None (it may be stale or orphaned: see get_commit)."""
         found = self.objects.read_versioned(open_key(repo, cid))
-        return OpenCommit.from_bytes(found[0]) if found else None
+        return OpenCommit.from_bytes(found[0], open_key(repo, cid)) if found else None
 
     def finished_commit(self, repo: str, cid: str) -> Commit:
         """A finished commit record by id (heads and parents); CommitNotFound when missing."""
@@ -120,14 +120,70 @@ class Commits:
         self._manifest_ids.clear()
 
     def get_commit(self, repo: str, cid: str) -> Commit:
-        """A commit by full id: the open view (finished None) while its open record exists."""
+        """A commit by full id: the open view (finished None) while its branch claims it.
+
+        An open record is live only while its branch's `open_commit` names it. A sealed one
+        (a finish that crashed before landing) is landed here; a stale one (landed, crashed
+        before its record was removed) is removed; an unclaimed unsealed one is an orphan of a
+        crashed start-commit whose id nobody was given, so it does not exist.
+        """
         pending = self.read_open(repo, cid)
         if pending is not None:
-            return pending.commit
+            branch = self._owner(pending)
+            if branch is not None and branch.open_commit == cid:
+                if not pending.sealed or self.complete(pending) is None:
+                    return self.open_view(pending, branch)
+            elif pending.sealed and self.read_commit(repo, cid) is not None:
+                self.objects.delete(open_key(repo, cid))
         commit = self.read_commit(repo, cid)
         if commit is None:
             raise CommitNotFound(repo, cid)
         return commit
+
+    def _owner(self, pending: OpenCommit) -> Branch | None:
+        return refs.read_branch(self.objects, pending.commit.repo, pending.commit.branch or "master")
+
+    def open_view(self, pending: OpenCommit, branch: Branch | None) -> Commit:
+        """The open commit as readers see it: its parent is the head it will be replayed on."""
+        if pending.fixed_parent or branch is None:
+            return pending.commit
+        return pending.commit.model_copy(update={"parent": branch.head})
+
+    def branch_state(self, repo: str, name: str) -> tuple[Branch | None, OpenCommit | None]:
+        """The branch and its live open commit, after finishing what a crash left half done.
+
+        Every command that names a branch comes through here (reads too), so a finish killed
+        after sealing is landed by the next command, and a claim whose record is gone is
+        released: no branch stays wedged and no commit stays open forever by accident.
+        """
+        branch = refs.read_branch(self.objects, repo, name)
+        if branch is None or branch.open_commit is None:
+            return branch, None
+        cid = branch.open_commit
+        pending = self.read_open(repo, cid)
+        if pending is not None and not pending.sealed:
+            return branch, pending
+        if pending is not None:
+            if self.complete(pending) is None:  # replay clashes: it was unsealed, stays open
+                return branch, self.read_open(repo, cid)
+        else:
+            self._release(repo, name, cid)
+        branch = refs.read_branch(self.objects, repo, name)
+        if branch is None or branch.open_commit is None:
+            return branch, None
+        return branch, self.read_open(repo, branch.open_commit)
+
+    def settle_branch(self, repo: str, name: str) -> Branch | None:
+        """The branch record after `branch_state`'s repairs (None when it does not exist)."""
+        return self.branch_state(repo, name)[0]
+
+    def _release(self, repo: str, name: str, cid: str) -> None:
+        """Drop a claim on `cid` whose open record no longer exists (CAS: only that claim)."""
+        refs.update_branch(
+            self.objects, repo, name,
+            lambda cur: cur.model_copy(update={"open_commit": None})
+            if cur is not None and cur.open_commit == cid else None,
+        )
 
     def read_manifest(self, commit: Commit) -> Manifest:
         """The manifest of a finished commit (empty for a commit without one)."""
@@ -144,7 +200,8 @@ class Commits:
             return Manifest()
         cached = self._manifests.get(mid)
         if cached is None:
-            cached = Manifest.from_bytes(self.objects.get(manifest_key(mid)))
+            key = manifest_key(mid)
+            cached = Manifest.from_bytes(self.objects.get(key), key, expected_id=mid)
             self._cache_manifest(mid, cached)
         return cached
 
@@ -202,7 +259,7 @@ class Commits:
 
     def _resolve_base(self, repo: str, base: str) -> Commit:
         if is_valid_name(base):
-            branch = refs.read_branch(self.objects, repo, base)
+            branch = self.settle_branch(repo, base)
             if branch is not None:
                 if branch.head is None:
                     raise no_commits(repo, base)
@@ -234,12 +291,17 @@ class Commits:
             current = self.finished_commit(current.repo, current.parent) if current.parent else None
 
     def open_commits(self, repo: str, branch: str | None = None) -> list[Commit]:
-        """The open commits of a repo (or of one branch), newest first."""
+        """The open commits of a repo (or of one branch), newest first: one per branch at most."""
+        if branch is not None:
+            names = [branch]
+        else:
+            names = [name for name in self.objects.list_children(f"repos/{repo}/branches/")
+                     if not name.endswith("/") and is_valid_name(name)]
         found: list[Commit] = []
-        for name in self.objects.list_children(f"repos/{repo}/open/"):
-            pending = self.read_open(repo, name.rstrip("/"))
-            if pending is not None and branch in (None, pending.commit.branch):
-                found.append(pending.commit)
+        for name in names:
+            current, pending = self.branch_state(repo, name)
+            if pending is not None:
+                found.append(self.open_view(pending, current))
         return sorted(found, key=lambda c: c.started, reverse=True)
 
     def is_ancestor(self, repo: str, cid: str, head: str | None, stop: str | None) -> bool:
@@ -274,8 +336,10 @@ class Commits:
         already in the branch's history it is returned as is; otherwise a record left by a lost
         try or a crashed call is unreachable, so it is rewritten on the current head.
         """
+        validate_name(branch, "branch")
         started = now()
         made: list[Commit] = []
+        failpoints.hit("commit.before_manifest")  # put-file/delete-file: blobs are stored
 
         def advance(current: Branch | None) -> Branch | None:
             head = current.head if current else None
@@ -292,10 +356,12 @@ class Commits:
                 provenance=tuple(provenance), manifest=self.write_manifest(manifest),
                 failed_reason=failed_reason,
             )
+            failpoints.hit("commit.after_manifest")
             if commit_id is None:
                 self.objects.put_if_absent(commit_key(repo, commit.id), commit.canonical_bytes())
             else:
                 self.objects.put(commit_key(repo, commit.id), commit.canonical_bytes())
+            failpoints.hit("commit.after_commit_record")
             made[:] = [commit]
             return (current or Branch(repo=repo, name=branch)).model_copy(update={"head": commit.id})
 
@@ -303,15 +369,13 @@ class Commits:
         return made[0]
 
     # ---- writing: open commits -----------------------------------------------------------
-
-    def ensure_branch(self, repo: str, branch: str) -> Branch:
-        """The branch record, created empty when missing (as pachctl start-commit does)."""
-        stored = refs.update_branch(
-            self.objects, repo, branch,
-            lambda current: None if current else Branch(repo=repo, name=branch),
-        )
-        assert stored is not None
-        return stored
+    #
+    # A branch has at most one open commit, named by `Branch.open_commit`. start-commit writes
+    # the open record first (unreachable), then claims the branch with CAS, so two racing
+    # starts cannot both win and a claim always names an existing record. finish seals the
+    # record, lands it (commit record, then ONE branch CAS that moves the head and drops the
+    # claim together) and removes the record. A crash at any step is finished or undone by
+    # the next command naming the branch (branch_state) or the commit (get_commit).
 
     def start(
         self,
@@ -321,19 +385,38 @@ class Commits:
         description: str = "",
         provenance: Sequence[CommitRef] = (),
     ) -> Commit:
-        """Open a commit on `branch` (created if missing); invisible to readers until finish."""
+        """Open a commit on `branch` (created if missing); Conflict while one is already open."""
         self.require_repo(repo)
         validate_name(branch, "branch")
+        for ref in provenance:
+            validate_name(ref.repo, "repo")
         base = self.resolve(repo, parent) if parent is not None else None
         if base is not None and base.finished is None:
             raise InvalidArgument(f"parent commit '{base.id}' in repo '{repo}' is still open")
-        head = self.ensure_branch(repo, branch).head
+        current, pending = self.branch_state(repo, branch)
+        if pending is not None:
+            raise already_open(repo, branch, pending.commit.id)
         commit = Commit(
-            id=new_id(), repo=repo, branch=branch, parent=base.id if base else head,
+            id=new_id(), repo=repo, branch=branch,
+            parent=base.id if base else (current.head if current else None),
             started=now(), description=description, provenance=tuple(provenance),
         )
         record = OpenCommit(commit=commit, fixed_parent=base is not None, writer=refs.writer_id())
-        self.objects.put_if_absent(open_key(repo, commit.id), record.canonical_bytes())
+        key = open_key(repo, commit.id)
+        self.objects.put_if_absent(key, record.canonical_bytes())
+        failpoints.hit("start-commit.after_open_record")
+
+        def claim(cur: Branch | None) -> Branch:
+            if cur is not None and cur.open_commit is not None:
+                raise already_open(repo, branch, cur.open_commit)
+            return (cur or Branch(repo=repo, name=branch)).model_copy(
+                update={"open_commit": commit.id})
+
+        try:
+            refs.update_branch(self.objects, repo, branch, claim)
+        except Conflict:
+            self.objects.delete(key)  # lost the race: our record was never reachable
+            raise
         return commit
 
     def _gone(self, repo: str, cid: str) -> CommitFinished | CommitNotFound:
@@ -342,49 +425,81 @@ class Commits:
             return CommitFinished(repo, cid)
         return CommitNotFound(repo, cid)
 
-    def check_ops(self, pending: OpenCommit, ops: Sequence[FileOp]) -> None:
-        """Dry-run new ops on what the open commit would hold if finished now.
+    def _live(self, repo: str, cid: str) -> Commit:
+        """The open view of `cid` (crash leftovers repaired); CommitFinished / CommitNotFound."""
+        commit = self.get_commit(repo, cid)
+        if commit.finished is not None:
+            raise CommitFinished(repo, cid)
+        return commit
 
-        Recorded ops replay leniently (a concurrent commit may have removed what they
-        delete); only the new ops must find their paths, and only the end state must be clash
-        free, so a later op can repair an earlier clash.
+    def check_ops(self, pending: OpenCommit, ops: Sequence[FileOp]) -> list[FileOp]:
+        """Dry-run new ops on what the open commit would hold if finished now; the ops to keep.
+
+        The commit must still be its branch's open commit (else CommitFinished or
+        CommitNotFound). Recorded ops replay leniently (a concurrent commit may have removed
+        what they delete); a new delete that finds nothing is a no-op (Pachyderm 1.x) and is
+        dropped; only the end state must be clash free, so a later op can repair an earlier one.
         """
         commit = pending.commit
-        if pending.fixed_parent:
-            base = commit.parent
-        else:
-            branch = refs.read_branch(self.objects, commit.repo, commit.branch or "")
-            base = branch.head if branch else None
+        branch = refs.read_branch(self.objects, commit.repo, commit.branch or "master")
+        if branch is None or branch.open_commit != commit.id:
+            raise self._gone(commit.repo, commit.id)
+        base = commit.parent if pending.fixed_parent else branch.head
         view = apply_ops(self.manifest_at(commit.repo, base), pending.changes, check=False)
-        apply_ops(view, ops, strict=(commit.repo, commit.id))
+        kept = effective_ops(view, ops)
+        apply_ops(view, kept, strict=(commit.repo, commit.id))
+        return kept
 
     def add_ops(self, repo: str, cid: str, ops: Sequence[FileOp], checked: bool = True) -> Commit:
         """Append ops to an open commit with CAS (concurrent writers all kept)."""
+        failpoints.hit("open-commit.before_update")  # put-file: blobs are stored
 
-        def extend(current: OpenCommit | None) -> OpenCommit:
+        def extend(current: OpenCommit | None) -> OpenCommit | None:
             if current is None or current.sealed:
                 raise self._gone(repo, cid) if current is None else CommitFinished(repo, cid)
-            if checked:
-                self.check_ops(current, ops)
+            kept = self.check_ops(current, ops) if checked else list(ops)
+            if not kept:
+                return None  # only no-op deletes: nothing to record
             return current.model_copy(update={
-                "changes": current.changes + tuple(ops),
+                "changes": current.changes + tuple(kept),
                 "generation": current.generation + 1, "writer": refs.writer_id(),
             })
 
-        stored = refs.update_record(self.objects, open_key(repo, cid), OpenCommit, extend)
-        assert stored is not None
+        try:
+            stored = refs.update_record(self.objects, open_key(repo, cid), OpenCommit, extend)
+        except CommitFinished:
+            self.get_commit(repo, cid)  # a finish killed after sealing: land it now
+            raise
+        if stored is None:
+            raise self._gone(repo, cid)
         return stored.commit
 
     def finish(
         self, repo: str, cid: str, description: str | None = None, failed_reason: str | None = None
     ) -> Commit:
         """Seal the open commit, replay its ops on the branch's current head, CAS, clean up."""
+        self._live(repo, cid)
         pending = self._seal(repo, cid, description, failed_reason)
+        failpoints.hit("finish-commit.after_seal")
+        commit = self.complete(pending, raise_clash=True)
+        assert commit is not None
+        return commit
+
+    def complete(self, pending: OpenCommit, raise_clash: bool = False) -> Commit | None:
+        """Land a sealed open commit and remove its record; idempotent, so any process may.
+
+        When its changes clash with the current head it is unsealed (open again, repairable)
+        and Conflict is raised (`raise_clash`) or None returned.
+        """
+        repo, cid = pending.commit.repo, pending.commit.id
         try:
             commit = self._land(pending)
         except InvalidPath as exc:
             self._unseal(repo, cid)
+            if not raise_clash:
+                return None
             raise Conflict(f"cannot finish commit '{cid}' in repo '{repo}': {exc}") from None
+        failpoints.hit("finish-commit.after_branch")
         self.objects.delete(open_key(repo, cid))
         return commit
 
@@ -403,6 +518,7 @@ class Commits:
                 updates["failed_reason"] = failed_reason
             return current.model_copy(update={
                 "commit": current.commit.model_copy(update=updates), "sealed": True,
+                "finished": current.finished or now(),
                 "generation": current.generation + 1, "writer": refs.writer_id(),
             })
 
@@ -415,34 +531,56 @@ class Commits:
             if current is None:
                 return None
             return current.model_copy(update={
-                "sealed": False, "generation": current.generation + 1, "writer": refs.writer_id(),
+                "sealed": False, "finished": None,
+                "generation": current.generation + 1, "writer": refs.writer_id(),
             })
 
         refs.update_record(self.objects, open_key(repo, cid), OpenCommit, unseal)
 
     def _land(self, pending: OpenCommit) -> Commit:
-        """The branch CAS loop of finish; the commit id is fixed, so a lost try rewrites it."""
+        """The branch CAS loop of finish; the commit id is fixed, so a lost try rewrites it.
+
+        The record written is the same bytes from every process landing the same commit on the
+        same head (the finish time was fixed at seal), so a repairing process racing the
+        original finisher cannot change a reachable record.
+        """
         draft, repo = pending.commit, pending.commit.repo
         branch_name = draft.branch or "master"
+        finished = pending.finished or now()
         landed: list[Commit] = []
 
         def advance(current: Branch | None) -> Branch | None:
             head = current.head if current else None
+            claimed = current is not None and current.open_commit == draft.id
             earlier = self.read_commit(repo, draft.id)
             if earlier is not None and self.is_ancestor(repo, draft.id, head, earlier.parent):
                 landed[:] = [earlier]  # an earlier try (or another finisher) already landed it
-                return None
+                return current.model_copy(update={"open_commit": None}) if claimed else None
             base = draft.parent if pending.fixed_parent else head
             manifest = apply_ops(self.manifest_at(repo, base), pending.changes)
             commit = draft.model_copy(update={
-                "parent": base, "finished": now(), "size": manifest.size,
+                "parent": base, "finished": finished, "size": manifest.size,
                 "manifest": self.write_manifest(manifest),
             })
+            failpoints.hit("finish-commit.after_manifest")
             # Unreachable until the CAS below, so rewriting a lost try's record is safe.
             self.objects.put(commit_key(repo, draft.id), commit.canonical_bytes())
+            failpoints.hit("finish-commit.after_commit_record")
             landed[:] = [commit]
-            return (current or Branch(repo=repo, name=branch_name)).model_copy(
-                update={"head": draft.id})
+            # One CAS moves the head and drops the claim: never a head without its commit,
+            # never a finished commit still claimed as open.
+            return (current or Branch(repo=repo, name=branch_name)).model_copy(update={
+                "head": draft.id,
+                "open_commit": None if claimed or current is None else current.open_commit,
+            })
 
         refs.update_branch(self.objects, repo, branch_name, advance)
         return landed[0]
+
+
+def already_open(repo: str, branch: str, cid: str) -> Conflict:
+    """The one-line refusal of a second open commit on a branch, naming the open one."""
+    return Conflict(
+        f"branch '{branch}' in repo '{repo}' already has open commit '{cid}': "
+        f"finish it first (herd finish-commit {repo} {branch})"
+    )

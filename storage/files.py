@@ -7,17 +7,19 @@ file/directory clashes with placeholder entries, before any byte is uploaded.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
-import tempfile
-from collections.abc import Iterable, Sequence
+import stat
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, Union
 
 from storage import refs
-from storage.blobs import BlobStore
+from storage.blobs import BlobStore, new_temp_file
 from storage.changes import (
     HEX_RE,
     PLACEHOLDER,
@@ -29,8 +31,17 @@ from storage.changes import (
     parse_ref,
 )
 from storage.commits import ID_LEN, MIN_PREFIX, Commits
-from storage.errors import CommitFinished, CommitNotFound, FileNotFound, InvalidArgument
-from storage.model import Commit, FileDiff, FileEntry, FileInfo, Manifest
+from storage.errors import (
+    CommitFinished,
+    CommitNotFound,
+    DataCorrupted,
+    FileNotFound,
+    HerdError,
+    InvalidArgument,
+    InvalidPath,
+    ObjectNotFound,
+)
+from storage.model import Commit, FileDiff, FileEntry, FileInfo, Manifest, printable
 from storage.paths import ROOT, dir_prefix, is_valid_name, normalize_dir, normalize_path
 
 Source = Union[Path, bytes, bytearray, memoryview, BinaryIO]
@@ -59,22 +70,65 @@ def check_source(source: object) -> None:
         raise InvalidArgument(f"source {source!r} must be a Path, bytes or a binary stream")
 
 
-class _ChunkReader(io.RawIOBase):
-    """Reads a file's chunk blobs one after another, opening each only when reached."""
+@dataclass(frozen=True)
+class Where:
+    """Which file of which commit a read is for: the context of a DataCorrupted message."""
 
-    def __init__(self, blobs: BlobStore, chunks: Sequence[str]) -> None:
+    repo: str
+    commit: str
+    path: str
+
+
+def damaged(where: Where, digest: str, exc: HerdError) -> DataCorrupted:
+    """A blob-level error (corrupt or missing) as one line naming repo, commit, path and blob."""
+    if isinstance(exc, DataCorrupted):
+        why = exc.message
+    else:  # ObjectNotFound: a manifest names a blob the store does not hold
+        why = f"blob '{digest}' is missing ({exc.message})"
+    error = DataCorrupted(
+        f"file '{printable(where.path)}' in repo '{where.repo}' at commit '{where.commit}' is "
+        f"damaged: {why}; run 'herd fsck {where.repo}'"
+    )
+    error.repo, error.commit, error.path, error.blob = (  # type: ignore[attr-defined]
+        where.repo, where.commit, where.path, digest,
+    )
+    return error
+
+
+@contextmanager
+def _reading(where: Where | None, digest: str) -> Iterator[None]:
+    """Add repo/commit/path to errors of reading one chunk blob."""
+    try:
+        yield
+    except (DataCorrupted, ObjectNotFound) as exc:
+        if where is None:
+            raise
+        raise damaged(where, digest, exc) from None
+
+
+class _ChunkReader(io.RawIOBase):
+    """Reads a file's chunk blobs one after another, opening each only when reached.
+
+    Every blob is verified as it streams (BlobStore.open): a damaged one raises DataCorrupted
+    naming `where` before its last block is handed out.
+    """
+
+    def __init__(self, blobs: BlobStore, chunks: Sequence[str], where: Where | None = None) -> None:
         self._blobs, self._pending, self._current = blobs, list(chunks), None
+        self._where, self._digest = where, ""
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         while True:
-            if self._current is None:
-                if not self._pending:
-                    return 0
-                self._current = self._blobs.open(self._pending.pop(0))
-            data = self._current.read(len(buffer))
+            with _reading(self._where, self._digest):
+                if self._current is None:
+                    if not self._pending:
+                        return 0
+                    self._digest = self._pending.pop(0)
+                    self._current = self._blobs.open(self._digest)
+                data = self._current.read(len(buffer))
             if data:
                 buffer[: len(data)] = data
                 return len(data)
@@ -85,6 +139,29 @@ class _ChunkReader(io.RawIOBase):
         if self._current is not None:
             self._current.close()
         super().close()
+
+
+def local_parts(name: str, relative: str, root: Path) -> list[str]:
+    """The segments of where a manifest path lands below `root`; InvalidPath when it would land
+    anywhere else (a crafted manifest may hold '/../../x', '.', empty segments or NUL)."""
+    parts = relative.split("/")
+    bad = any(part in ("", ".", "..") or "\x00" in part for part in parts)
+    try:
+        normal = normalize_path(name)
+    except InvalidPath:
+        normal = None
+    if bad or normal != name:
+        raise InvalidPath(f"refusing to write manifest path {name!r}: it would land outside '{root}'")
+    return parts
+
+
+def _not_followed(root: Path, parts: list[str], where: Where) -> InvalidPath:
+    local = root.joinpath(*parts)
+    return InvalidPath(
+        f"refusing to write '{printable(where.path)}' of repo '{where.repo}': "
+        f"'{printable(str(local))}' is a symlink or not a "
+        "regular file/folder, and herd never writes through a link it did not create"
+    )
 
 
 class Files:
@@ -210,42 +287,122 @@ class Files:
         return commit, found
 
     def open_file(self, repo: str, ref: str, path: str) -> BinaryIO:
-        """A streaming reader over a file's bytes."""
-        _, found = self.entry(repo, ref, path)
-        return io.BufferedReader(_ChunkReader(self.blobs, found.chunks))  # type: ignore[return-value]
+        """A verified streaming reader over a file's bytes (DataCorrupted on damage)."""
+        commit, found = self.entry(repo, ref, path)
+        where = Where(repo, commit.id, normalize_path(path))
+        return io.BufferedReader(_ChunkReader(self.blobs, found.chunks, where))  # type: ignore[return-value]
 
     def get_file(
-        self, repo: str, ref: str, path: str, dest: Path | BinaryIO, recursive: bool = False
+        self,
+        repo: str,
+        ref: str,
+        path: str,
+        dest: Path | BinaryIO,
+        recursive: bool = False,
+        progress: Callable[[int], object] | None = None,
     ) -> None:
-        """Write a file to `dest` (a path or stream); a directory needs recursive and a path."""
+        """Write a file to `dest` (a path or stream); a directory needs recursive and a path.
+
+        Every byte is verified against its blob id while it moves. A path gets a temp file
+        renamed into place only after the check, so damage leaves no file; a stream has had
+        the blocks before the damaged blob's last one when DataCorrupted is raised. Recursive:
+        every manifest path must land inside `dest` (checked for all files before the first is
+        written), and no symlink below `dest` is followed, at a folder or at the file's own
+        name (InvalidPath naming it; files written before it stay). Files are written in path
+        order, each verified before it is renamed into place. `progress(n)` is told the bytes
+        of each file written.
+        """
         commit, manifest = self.snapshot(repo, ref)
         info = self._info(repo, commit, manifest, path)
         if info.type == "file":
-            self._write(manifest.files[info.path], dest)
+            self._write(manifest.files[info.path], dest, Where(repo, commit.id, info.path))
+            if progress is not None:
+                progress(manifest.files[info.path].size)
             return
         if not recursive or not isinstance(dest, Path):
             raise InvalidArgument(
                 f"'{info.path}' in repo '{repo}' is a directory: use recursive with a local folder"
             )
         prefix = dir_prefix(info.path)
-        for name, found in manifest.files.items():
-            if name.startswith(prefix):
-                self._write(found, dest / name[len(prefix):])
+        items = [
+            (Where(repo, commit.id, name), local_parts(name, name[len(prefix):], dest), found)
+            for name, found in sorted(manifest.files.items())
+            if name.startswith(prefix)
+        ]
+        dest.mkdir(parents=True, exist_ok=True)  # DIR itself is the caller's: it may be a link
+        root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for where, parts, found in items:
+                self._write_below(root_fd, dest, parts, found, where)
+                if progress is not None:
+                    progress(found.size)
+        finally:
+            os.close(root_fd)
 
-    def _write(self, found: FileEntry, dest: Path | BinaryIO) -> None:
+    def _write(self, found: FileEntry, dest: Path | BinaryIO, where: Where) -> None:
         if not isinstance(dest, Path):
-            with io.BufferedReader(_ChunkReader(self.blobs, found.chunks)) as reader:
+            with io.BufferedReader(_ChunkReader(self.blobs, found.chunks, where)) as reader:
                 while block := reader.read(1024 * 1024):
                     dest.write(block)
             return
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if len(found.chunks) == 1:
-            self.blobs.get_file(found.chunks[0], dest)
-            return
-        handle, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
-        with os.fdopen(handle, "wb") as out:
-            self._write(found, out)  # type: ignore[arg-type]
-        os.replace(tmp, dest)
+        handle, tmp = new_temp_file(dest.parent, dest.name)
+        self._fill_and_place(handle, found, where, lambda: os.replace(tmp, dest), lambda: os.unlink(tmp))
+
+    def _fill_and_place(
+        self, handle: int, found: FileEntry, where: Where,
+        place: Callable[[], object], drop: Callable[[], object],
+    ) -> None:
+        """Write every chunk, verified, into a temp file; `place` it only when all checked out."""
+        try:
+            with os.fdopen(handle, "wb") as out:
+                for digest in found.chunks:
+                    with _reading(where, digest):
+                        self.blobs.write_to(digest, out)
+            place()
+        except BaseException:
+            drop()
+            raise
+
+    def _write_below(
+        self, root_fd: int, root: Path, parts: list[str], found: FileEntry, where: Where
+    ) -> None:
+        """Write one file at root/parts without following any symlink below root."""
+        opened: list[int] = []
+        folder_fd = root_fd
+        try:
+            for depth, part in enumerate(parts[:-1]):
+                try:
+                    os.mkdir(part, dir_fd=folder_fd)
+                except FileExistsError:
+                    pass
+                try:
+                    folder_fd = os.open(
+                        part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                        dir_fd=folder_fd,
+                    )
+                except OSError as exc:
+                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                        raise
+                    raise _not_followed(root, parts[: depth + 1], where) from None
+                opened.append(folder_fd)
+            name = parts[-1]
+            try:
+                found_stat = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                found_stat = None
+            if found_stat is not None and not stat.S_ISREG(found_stat.st_mode):
+                raise _not_followed(root, parts, where)
+            handle, tmp = new_temp_file(root, name, dir_fd=folder_fd)
+            fd = folder_fd
+            self._fill_and_place(
+                handle, found, where,
+                lambda: os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd),
+                lambda: os.unlink(tmp, dir_fd=fd),
+            )
+        finally:
+            for fd_open in opened:
+                os.close(fd_open)
 
     def _info(self, repo: str, commit: Commit, manifest: Manifest, path: str) -> FileInfo:
         normal = normalize_dir(path)

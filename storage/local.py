@@ -19,14 +19,24 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
 from storage.errors import InvalidArgument, NotFound, ObjectNotFound
-from storage.objects import COPY_CHUNK, body_token, check_key, folder_prefix
+from storage.objects import (
+    COPY_CHUNK,
+    IncompleteUpload,
+    ObjectInfo,
+    body_token,
+    check_key,
+    folder_prefix,
+    hidden,
+)
 
 # Names starting with this are herd's own (temp files, the lock folder) and never keys.
 INTERNAL = ".~herd"
+TEMP_PREFIX = f"{INTERNAL}-tmp-"
 
 
 class LocalObjectStore:
@@ -101,7 +111,7 @@ class LocalObjectStore:
     def _temp_file(self, key: str, target: Path) -> tuple[int, Path]:
         """Open a new temp file in the key's folder, creating the folder only when it is missing."""
         for attempt in range(3):
-            tmp = target.parent / f"{INTERNAL}-tmp-{uuid.uuid4().hex}"
+            tmp = target.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
             try:
                 return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), tmp
             except FileNotFoundError:
@@ -169,18 +179,62 @@ class LocalObjectStore:
     # -- listing ------------------------------------------------------------------------
     def list(self, prefix: str) -> Iterator[str]:
         """Every key starting with `prefix`, sorted, streamed from an os.scandir walk."""
+        return (key for key, _ in self._walk_prefix(prefix))
+
+    def list_with_times(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every key under `prefix`, sorted, with its size and last change (a key deleted meanwhile is skipped)."""
+        for key, path in self._walk_prefix(prefix):
+            try:
+                stat = os.stat(path, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            yield ObjectInfo(key, stat.st_size, _changed(stat))
+
+    def _walk_prefix(self, prefix: str) -> Iterator[tuple[str, str]]:
         folder, _, start = prefix.rpartition("/")
         if folder:
             check_key(folder)
             folder += "/"
-        return self._walk(self.root / folder, folder, start)
+        walk = self._walk(os.path.join(self.root, folder), folder, start)
+        return ((key, path) for key, path in walk if not hidden(key, prefix))
 
-    def _walk(self, directory: Path | str, key_prefix: str, start: str = "") -> Iterator[str]:
+    def _walk(self, directory: str, key_prefix: str, start: str = "") -> Iterator[tuple[str, str]]:
         for name, is_dir in _sorted_entries(directory, start):
+            path = os.path.join(directory, name)
             if is_dir:
-                yield from self._walk(os.path.join(directory, name), f"{key_prefix}{name}/")
+                yield from self._walk(path, f"{key_prefix}{name}/")
             else:
-                yield key_prefix + name
+                yield key_prefix + name, path
+
+    def incomplete_uploads(self) -> Iterator[IncompleteUpload]:
+        """Temp files of writes that never reached os.replace/os.link (a killed writer's)."""
+        for directory, folders, files in os.walk(self.root):
+            if directory == str(self.root):
+                folders[:] = [name for name in folders if name != self._locks.name]
+            for name in files:
+                if not name.startswith(TEMP_PREFIX):
+                    continue
+                path = os.path.join(directory, name)
+                try:
+                    stat = os.stat(path, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # finished (renamed) or removed meanwhile
+                relative = os.path.relpath(path, self.root)
+                yield IncompleteUpload(
+                    key=relative, upload_id=relative, size=stat.st_size,
+                    started=_changed(stat),
+                )
+
+    def abort_upload(self, upload: IncompleteUpload) -> None:
+        """Delete a temp file found by incomplete_uploads (nothing else: the name is checked)."""
+        path = (self.root / upload.upload_id).absolute()
+        if not path.name.startswith(TEMP_PREFIX) or self.root not in path.parents or ".." in upload.upload_id:
+            raise InvalidArgument(f"'{upload.upload_id}' is not a temp file of {self.url}")
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        self._prune(path.parent)
 
     def list_children(self, prefix: str) -> builtins.list[str]:
         """Names one level below the folder `prefix`; a folder counts only if it holds a key."""
@@ -189,6 +243,8 @@ class LocalObjectStore:
             check_key(folder[:-1])
         names = []
         for name, is_dir in _sorted_entries(self.root / folder, ""):
+            if hidden(f"{folder}{name}/" if is_dir else folder + name, folder):
+                continue
             if not is_dir:
                 names.append(name)
             elif _holds_a_key(self.root / folder / name):
@@ -245,6 +301,12 @@ class LocalObjectStore:
 
     def __repr__(self) -> str:
         return f"LocalObjectStore({self.url!r})"
+
+
+def _changed(stat: os.stat_result) -> datetime:
+    """When a file last changed: max(mtime, ctime), since a rename or link keeps the old mtime
+    but sets ctime (garbage collection must see a blob moved into place as young)."""
+    return datetime.fromtimestamp(max(stat.st_mtime, stat.st_ctime), timezone.utc)
 
 
 def _copy_file(source: BinaryIO, out: BinaryIO) -> None:

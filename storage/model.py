@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from storage.errors import DataCorrupted
 
 
 def canonical_json(value: Any) -> bytes:
@@ -33,6 +36,11 @@ def digest_fields(fields: Iterable[str]) -> str:
     return digest.hexdigest()
 
 
+def record_kind(model: type) -> str:
+    """'OpenCommit' -> 'open commit': what a message calls a record of this model."""
+    return re.sub(r"(?<!^)(?=[A-Z])", " ", model.__name__).lower()
+
+
 class Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -40,8 +48,44 @@ class Record(BaseModel):
         return canonical_json(self.model_dump(mode="json"))
 
     @classmethod
-    def from_bytes(cls, data: bytes):
-        return cls.model_validate_json(data)
+    def from_bytes(cls, data: bytes, key: str | None = None) -> Self:
+        """Parse a stored record; DataCorrupted naming `key` (or the record kind) when it does
+        not parse, never a pydantic, JSON or Unicode traceback."""
+        try:
+            return super().model_validate_json(data)
+        except (ValidationError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError too
+            raise corrupt_record(cls, key, exc) from None
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Self:
+        """Stored records are read with this too (scheduler.store): bad bytes → DataCorrupted.
+
+        Only for bytes herd stored: user input is validated with `model_validate` instead.
+        """
+        try:
+            return super().model_validate_json(json_data, **kwargs)
+        except (ValidationError, ValueError) as exc:
+            raise corrupt_record(cls, None, exc) from None
+
+
+def printable(text: str) -> str:
+    """`text` with control characters escaped ('\\x1b'): stored names can reach a terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def corrupt_record(model: type, key: str | None, exc: Exception) -> DataCorrupted:
+    """One line naming the record (key or kind) and the first thing wrong, never its bytes."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        why = f"{where}: {first.get('msg', '')}" if where else str(first.get("msg", ""))
+    else:
+        why = type(exc).__name__
+    why = printable(why)[:200]  # a corrupt key may hold escape codes: never send them to a terminal
+    name = f"{record_kind(model)} record '{key}'" if key else f"a stored {record_kind(model)} record"
+    error = DataCorrupted(f"{name} is corrupt: {why}; run 'herd fsck'")
+    error.key, error.why = key, why  # type: ignore[attr-defined]
+    return error
 
 
 class FileEntry(Record):
@@ -68,6 +112,23 @@ class Manifest(Record):
     @property
     def id(self) -> str:
         return sha256_hex(self.canonical_bytes())
+
+    @classmethod
+    def from_bytes(cls, data: bytes, key: str | None = None, expected_id: str | None = None) -> Self:
+        """Parse a stored manifest; with `expected_id` (its content address) check the bytes
+        hash to it first: a manifest is stored as its canonical bytes at manifests/<sha256>."""
+        if expected_id is not None:
+            actual = sha256_hex(data)
+            if actual != expected_id:
+                key = key or f"manifests/{expected_id}"
+                error = DataCorrupted(
+                    f"manifest record '{key}' is corrupt: its {len(data)} bytes hash to "
+                    f"'{actual}'; run 'herd fsck'"
+                )
+                error.key = key  # type: ignore[attr-defined]
+                error.why = f"its {len(data)} bytes hash to '{actual}'"  # type: ignore[attr-defined]
+                raise error
+        return super().from_bytes(data, key or (f"manifests/{expected_id}" if expected_id else None))
 
     @property
     def size(self) -> int:
@@ -101,6 +162,8 @@ class Branch(Record):
     generation: int = 0
     writer: str = ""
     provenance: tuple[BranchRef, ...] = ()
+    # The one open commit on this branch (claimed in the same CAS as the head moves), or None.
+    open_commit: str | None = None
 
 
 class Commit(Record):

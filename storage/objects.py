@@ -3,6 +3,15 @@
 Keys are `/`-separated strings without a leading slash. `list` is a raw string-prefix match
 (as S3's `Prefix`); `list_children` treats its prefix as a folder and returns the names one
 level below it, folders with a trailing `/` (as S3's `Delimiter='/'`).
+
+Keys under `_herd/` are the stores' own bookkeeping (the S3 conditional-write verdict, garbage
+collection marks): listings hide them unless the prefix asked for starts with `_herd`, so a
+walk of the whole store sees data and records only.
+
+For garbage collection every store also tells when each key was last written
+(`list_with_times`, on the store's own clock) and which writes were left unfinished by a
+killed writer (`incomplete_uploads`: a local temp file, an S3 multipart upload), which
+`abort_upload` removes.
 """
 
 from __future__ import annotations
@@ -14,12 +23,35 @@ import shutil
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
 from storage.errors import InvalidArgument, ObjectNotFound
 
 COPY_CHUNK = 1024 * 1024
+# The stores' own keys: hidden from listings that do not ask for them by prefix.
+RESERVED = "_herd/"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """A key with its size and when it was last written, on the store's clock (UTC)."""
+
+    key: str
+    size: int
+    modified: datetime
+
+
+@dataclass(frozen=True)
+class IncompleteUpload:
+    """A write a killed writer left unfinished: a local temp file or an S3 multipart upload."""
+
+    key: str  # the key (local: the temp file's path below the root) being written
+    upload_id: str  # what abort_upload needs: the S3 upload id, or the local temp file's path
+    size: int  # bytes it holds so far
+    started: datetime  # S3: initiated; local: the temp file's last write (UTC)
 
 
 @runtime_checkable
@@ -84,6 +116,23 @@ class ObjectStore(Protocol):
         """A real file holding the body of `key`, or None (missing key or remote store)."""
         ...
 
+    def list_with_times(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every key starting with `prefix`, sorted, with its size and last-write time."""
+        ...
+
+    def incomplete_uploads(self) -> Iterator[IncompleteUpload]:
+        """Writes a killed writer left behind (temp files, multipart uploads), oldest unknown."""
+        ...
+
+    def abort_upload(self, upload: IncompleteUpload) -> None:
+        """Remove an incomplete upload; one already gone is fine."""
+        ...
+
+
+def hidden(key: str, prefix: str) -> bool:
+    """Whether a listing for `prefix` hides `key`: herd's own keys unless asked for."""
+    return key.startswith(RESERVED) and not prefix.startswith(RESERVED[:-1])
+
 
 def check_key(key: str) -> str:
     """Reject keys every backend cannot store the same way."""
@@ -122,6 +171,7 @@ class MemoryObjectStore:
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
         self._objects: dict[str, bytes] = {}
+        self._times: dict[str, datetime] = {}
         self._lock = threading.Lock()
 
     def put(self, key: str, data: bytes) -> None:
@@ -129,6 +179,7 @@ class MemoryObjectStore:
         check_key(key)
         with self._lock:
             self._objects[key] = bytes(data)
+            self._times[key] = _now()
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """Create `key` with `data`; False when it already exists."""
@@ -137,6 +188,7 @@ class MemoryObjectStore:
             if key in self._objects:
                 return False
             self._objects[key] = bytes(data)
+            self._times[key] = _now()
             return True
 
     def put_file(self, key: str, path: Path) -> None:
@@ -177,8 +229,25 @@ class MemoryObjectStore:
     def list(self, prefix: str) -> Iterator[str]:
         """Every key starting with `prefix`, sorted (a snapshot taken at the call)."""
         with self._lock:
-            keys = [key for key in self._objects if key.startswith(prefix)]
+            keys = [key for key in self._objects if key.startswith(prefix) and not hidden(key, prefix)]
         return iter(sorted(keys))
+
+    def list_with_times(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every key under `prefix`, sorted, with its size and write time (a snapshot)."""
+        with self._lock:
+            infos = [
+                ObjectInfo(key, len(data), self._times[key])
+                for key, data in self._objects.items()
+                if key.startswith(prefix) and not hidden(key, prefix)
+            ]
+        return iter(sorted(infos, key=lambda info: info.key))
+
+    def incomplete_uploads(self) -> Iterator[IncompleteUpload]:
+        """A memory write is never half done."""
+        return iter(())
+
+    def abort_upload(self, upload: IncompleteUpload) -> None:
+        """Nothing to abort in memory."""
 
     def list_children(self, prefix: str) -> builtins.list[str]:
         """Names one level below the folder `prefix`, folders with a trailing `/`."""
@@ -189,6 +258,7 @@ class MemoryObjectStore:
         """Remove `key`; a missing key is fine."""
         with self._lock:
             self._objects.pop(key, None)
+            self._times.pop(key, None)
 
     def read_versioned(self, key: str) -> tuple[bytes, str] | None:
         """The body of `key` and its sha256 token, or None when missing."""
@@ -206,6 +276,7 @@ class MemoryObjectStore:
             if token is not None and (current is None or body_token(current) != token):
                 return False
             self._objects[key] = bytes(data)
+            self._times[key] = _now()
             return True
 
     def local_path(self, key: str) -> Path | None:
@@ -214,3 +285,7 @@ class MemoryObjectStore:
 
     def __repr__(self) -> str:
         return f"MemoryObjectStore({self.url!r})"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,9 +1,15 @@
 """Pure validation and normalisation of names and file paths; no I/O.
 
-Names (repos, branches, pipelines) follow Pachyderm: `^[A-Za-z0-9_-]{1,63}$`. File paths are
-absolute-style (`/a/b.txt`); `a/b.txt` is accepted and `.` segments are dropped, but `..`, NUL,
-empty segments and paths over 1024 bytes are refused. Directories are implicit: a directory
-exists when some file lies below it, and the root `/` always exists.
+Names (repos, branches, pipelines) follow Pachyderm: `[A-Za-z0-9_-]{1,63}`, matched against the
+whole name (`re.fullmatch`: with `^...$` a trailing newline would pass and `abc\n` would list as
+`abc`). File paths are absolute-style (`/a/b.txt`); `a/b.txt` is accepted and `.` segments are
+dropped, but `..`, empty segments, paths over 1024 bytes and characters that are not text are
+refused: control characters (C0 with NUL, tab and newline, DEL, C1), bytes that were not UTF-8
+(the surrogates Python decodes them to), line/paragraph separators and the bidirectional
+overrides that make a terminal show a name other than the one stored. Messages show a refused
+path with those characters escaped, so an error never writes an escape code to the terminal.
+Directories are implicit: a directory exists when some file lies below it, and the root `/`
+always exists.
 """
 
 from __future__ import annotations
@@ -14,32 +20,73 @@ from typing import Literal
 
 from storage.errors import InvalidName, InvalidPath
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
-NAME_RULE = "1-63 characters from A-Z, a-z, 0-9, '_' and '-'"
+MAX_NAME_LENGTH = 63
+NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,%d}" % MAX_NAME_LENGTH)  # only ever used with fullmatch
+NAME_RULE = f"1-{MAX_NAME_LENGTH} characters from A-Z, a-z, 0-9, '_' and '-'"
 MAX_PATH_BYTES = 1024
 ROOT = "/"
+
+# Characters refused in paths (see the module docstring).
+_NOT_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 NodeType = Literal["file", "dir"]
 
 
 def validate_name(name: object, kind: str = "name") -> str:
     """Return `name` if it is a valid repo/branch/pipeline name, else raise InvalidName."""
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise InvalidName(f"invalid {kind} name '{name}': use {NAME_RULE}")
+    if not isinstance(name, str) or not is_valid_name(name):
+        raise InvalidName(f"invalid {kind} name '{printable(str(name))}': use {NAME_RULE}")
     return name
 
 
 def is_valid_name(name: object) -> bool:
-    """Whether `name` is a valid repo/branch/pipeline name."""
-    return isinstance(name, str) and NAME_RE.match(name) is not None
+    """Whether `name` is a valid repo/branch/pipeline name (the whole of it: no trailing newline)."""
+    return isinstance(name, str) and NAME_RE.fullmatch(name) is not None
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8, as Python's surrogateescape keeps it
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def printable(text: str) -> str:
+    """`text` for a message: what is not printable escaped as in Python (`\\x1b`, `\\n`, `\\xff`).
+
+    Wider than what paths refuse (a zero-width joiner in an emoji is fine in a path, but a
+    message shows it as `\\u200d`): a message must show exactly which characters are there.
+    """
+    return "".join(char if char.isprintable() else _escape(char) for char in text)
+
+
+def bad_character(text: str) -> str | None:
+    """Words for the first character of `text` a path cannot hold, or None when there is none."""
+    match = _NOT_TEXT.search(text)
+    if match is None:
+        return None
+    char, shown = match.group(), _escape(match.group())
+    if char == "\x00":
+        return "contains a NUL byte"
+    if 0xD800 <= ord(char) <= 0xDFFF:
+        return f"is not valid UTF-8 ({shown})"
+    if ord(char) >= 0x2000:
+        return f"contains a line separator or bidirectional control ({shown})"
+    return f"contains a control character ({shown})"
 
 
 def _segments(path: object) -> list[str]:
     """Split a raw path into checked segments ('.' dropped); raise InvalidPath on bad input."""
     if not isinstance(path, str):
         raise InvalidPath(f"invalid path {path!r}: expected a string")
-    if "\x00" in path:
-        raise InvalidPath(f"invalid path {path!r}: contains a NUL byte")
+    problem = bad_character(path)
+    if problem is not None:
+        raise InvalidPath(f"invalid path '{printable(path)}': {problem}")
     body = path[1:] if path.startswith("/") else path
     if body.endswith("/"):
         body = body[:-1]  # a trailing '/' names the same directory
@@ -47,16 +94,16 @@ def _segments(path: object) -> list[str]:
         return []
     parts = body.split("/")
     if "" in parts:
-        raise InvalidPath(f"invalid path '{path}': empty segment ('//')")
+        raise InvalidPath(f"invalid path '{printable(path)}': empty segment ('//')")
     if ".." in parts:
-        raise InvalidPath(f"invalid path '{path}': '..' is not allowed")
+        raise InvalidPath(f"invalid path '{printable(path)}': '..' is not allowed")
     return [part for part in parts if part != "."]
 
 
 def _join_checked(path: str, parts: list[str]) -> str:
     normal = "/" + "/".join(parts)
     if len(normal.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
-        raise InvalidPath(f"invalid path '{path[:64]}...': longer than {MAX_PATH_BYTES} bytes")
+        raise InvalidPath(f"invalid path '{printable(path[:64])}...': longer than {MAX_PATH_BYTES} bytes")
     return normal
 
 
@@ -68,9 +115,9 @@ def normalize_dir(path: object) -> str:
 
 def normalize_path(path: object) -> str:
     """Normalise a file path to '/a/b.txt'; the root and trailing slashes are refused."""
+    parts = _segments(path)
     if isinstance(path, str) and path.endswith("/") and path.strip("/"):
         raise InvalidPath(f"invalid file path '{path}': ends with '/'")
-    parts = _segments(path)
     if not parts:
         raise InvalidPath(f"invalid file path '{path}': names the root directory, not a file")
     return _join_checked(str(path), parts)

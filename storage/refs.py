@@ -17,6 +17,7 @@ from typing import TypeVar
 from storage.errors import ConcurrentUpdateError
 from storage.model import Branch, Record
 from storage.objects import ObjectStore
+from storage.paths import validate_name
 
 MAX_TRIES = 50
 BACKOFF_BASE = 0.002
@@ -36,7 +37,13 @@ def backoff(attempt: int) -> None:
 
 
 def branch_key(repo: str, name: str) -> str:
-    """Object key of a branch head."""
+    """Object key of a branch head; InvalidName for a name reads would refuse.
+
+    Every read and write of a branch goes through here, so no path (put-file creating a
+    branch, start-commit, create-branch, pipeline outputs) can store a branch nobody can reach.
+    """
+    validate_name(repo, "repo")
+    validate_name(name, "branch")
     return f"repos/{repo}/branches/{name}"
 
 
@@ -46,7 +53,7 @@ def read_record(store: ObjectStore, key: str, model: type[R]) -> tuple[R, str] |
     if found is None:
         return None
     body, token = found
-    return model.from_bytes(body), token
+    return model.from_bytes(body, key), token
 
 
 def update_record(

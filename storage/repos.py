@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from storage import refs
+from storage import failpoints, refs
 from storage.changes import HEX_RE
 from storage.commits import HEAD, ID_LEN, Commits, Parent, now, repo_key
 from storage.errors import (
@@ -35,7 +35,14 @@ from storage.model import (
     RepoInfo,
 )
 from storage.objects import ObjectStore
-from storage.paths import ROOT, clash_message, find_clash, normalize_path, validate_name
+from storage.paths import (
+    ROOT,
+    clash_message,
+    find_clash,
+    is_valid_name,
+    normalize_path,
+    validate_name,
+)
 
 __all__ = ["HEAD", "Pfs"]
 
@@ -51,8 +58,15 @@ class Pfs:
     # ---- repos ---------------------------------------------------------------------------
 
     def create_repo(self, name: str, description: str = "") -> Repo:
-        """Create a repo; AlreadyExists when the name is taken."""
+        """Create a repo; AlreadyExists when the name is taken.
+
+        Records left under the name by an interrupted delete-repo (which removes `repo.json`
+        first) are removed before the new repo appears, so it never inherits old branches.
+        """
         validate_name(name, "repo")
+        if self.objects.exists(repo_key(name)):
+            raise AlreadyExists(f"repo '{name}' already exists")
+        self._purge(name)
         repo = Repo(name=name, description=description, created=now())
         if not self.objects.put_if_absent(repo_key(name), repo.canonical_bytes()):
             raise AlreadyExists(f"repo '{name}' already exists")
@@ -90,19 +104,26 @@ class Pfs:
     def delete_repo(self, name: str, force: bool = False) -> None:
         """Delete a repo's records (blobs stay: they are shared); commits need force."""
         self.commits.require_repo(name)
-        has_commits = any(b.head for b in self.list_branches(name)) or bool(
-            self.objects.list_children(f"repos/{name}/open/"))
+        has_commits = any(b.head or b.open_commit for b in self.list_branches(name))
         if has_commits and not force:
             raise Conflict(f"repo '{name}' has commits; use --force to delete it anyway")
-        # Heads first, repo.json last: a crash midway leaves a valid, emptier repo.
+        # repo.json first: that one delete is the whole deletion for every reader (the repo is
+        # gone at once, never half there). What a crash leaves below is unreachable, and the
+        # next create-repo of the name (or garbage collection) removes it.
+        self.objects.delete(repo_key(name))
+        failpoints.hit("delete-repo.after_repo_record")
+        self._purge(name)
+        self.commits.forget()
+
+    def _purge(self, name: str) -> None:
+        """Delete every record under `repos/<name>/` but repo.json: heads first, then history."""
         for kind in ("branches", "open", "commits"):
             for key in list(self.objects.list(f"repos/{name}/{kind}/")):
                 self.objects.delete(key)
+            failpoints.hit(f"delete-repo.after_{kind}")
         for key in list(self.objects.list(f"repos/{name}/")):
             if key != repo_key(name):
                 self.objects.delete(key)
-        self.objects.delete(repo_key(name))
-        self.commits.forget()
 
     # ---- branches ------------------------------------------------------------------------
 
@@ -112,6 +133,7 @@ class Pfs:
         """Create a branch, or move an existing one to `head` / set its provenance."""
         self.commits.require_repo(repo)
         validate_name(name, "branch")
+        self.commits.settle_branch(repo, name)
         for ref in provenance:
             self.commits.require_repo(ref.repo)
             validate_name(ref.name, "branch")
@@ -133,11 +155,13 @@ class Pfs:
         return stored
 
     def list_branches(self, repo: str) -> list[Branch]:
-        """The branches of a repo, by name."""
+        """The branches of a repo, by name (crashed finishes on them landed first)."""
         self.commits.require_repo(repo)
         found = []
         for child in self.objects.list_children(f"repos/{repo}/branches/"):
-            branch = None if child.endswith("/") else refs.read_branch(self.objects, repo, child)
+            if child.endswith("/") or not is_valid_name(child):
+                continue  # not a branch any command could name
+            branch = self.commits.settle_branch(repo, child)
             if branch is not None:
                 found.append(branch)
         return found
@@ -145,23 +169,25 @@ class Pfs:
     def inspect_branch(self, repo: str, name: str) -> Branch:
         """One branch; BranchNotFound when missing."""
         self.commits.require_repo(repo)
-        branch = refs.read_branch(self.objects, repo, validate_name(name, "branch"))
+        branch = self.commits.settle_branch(repo, validate_name(name, "branch"))
         if branch is None:
             raise BranchNotFound(repo, name)
         return branch
 
     def delete_branch(self, repo: str, name: str, force: bool = False) -> None:
-        """Delete a branch (its commits stay reachable by id); open commits on it need force."""
-        self.inspect_branch(repo, name)
-        opened = self.commits.open_commits(repo, name)
-        if opened and not force:
+        """Delete a branch (its commits stay reachable by id); an open commit on it needs force."""
+        branch = self.inspect_branch(repo, name)
+        if branch.open_commit is not None and not force:
             raise Conflict(
-                f"branch '{name}' in repo '{repo}' has open commit '{opened[0].id}'; "
+                f"branch '{name}' in repo '{repo}' has open commit '{branch.open_commit}'; "
                 "finish it or use --force"
             )
-        for commit in opened:
-            self.objects.delete(f"repos/{repo}/open/{commit.id}")
+        # The branch first: with it gone the open record is unclaimed, so invisible even if a
+        # crash keeps it (get_commit treats an unclaimed record as not there).
         self.objects.delete(refs.branch_key(repo, name))
+        failpoints.hit("delete-branch.after_branch")
+        if branch.open_commit is not None:
+            self.objects.delete(f"repos/{repo}/open/{branch.open_commit}")
 
     # ---- commits -------------------------------------------------------------------------
 
@@ -247,6 +273,8 @@ class Pfs:
             heads = [b.head for b in self.list_branches(repo) if b.head]
         else:
             heads = [h for h in [self.inspect_branch(repo, branch).head] if h]
+        # list_branches / inspect_branch landed any crashed finish, so heads and the open
+        # commits below agree: a commit is listed open or finished, never both.
         cap = limit if branch is not None else None  # one linear history: stop early
         walked: dict[str, Commit] = {}
         for head in heads:

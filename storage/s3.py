@@ -4,12 +4,19 @@ The only module that imports boto3. Every botocore exception is translated in
 `_map_client_errors()`, so nothing above this file ever sees one. Uploads go through the
 transfer manager (multipart, bounded memory); downloads are one streaming GET (moto's ranged
 GETs crawl), written to a temp file and renamed. CAS is `If-None-Match: *` / `If-Match: <etag>`.
+
+A server that ignores those headers would turn every CAS into a blind overwrite, so before its
+first write to a bucket prefix the store checks, once, that the server refuses a second
+create-only PUT and a PUT with a wrong If-Match (412), on a probe key it deletes afterwards. A
+server that passes gets the verdict stored at `_herd/conditional-writes` (later processes read
+it: one GET); one that fails is refused every write, with an error naming the endpoint.
 """
 
 from __future__ import annotations
 
 import builtins
 import io
+import json
 import os
 import threading
 import time
@@ -17,6 +24,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
@@ -28,14 +36,27 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from s3transfer.manager import TransferManager
 
+from storage import failpoints
 from storage.errors import AlreadyExists, InvalidArgument, NotFound, ObjectNotFound, StorageUnavailable
-from storage.objects import COPY_CHUNK, check_key, children_of, folder_prefix
+from storage.objects import (
+    COPY_CHUNK,
+    IncompleteUpload,
+    ObjectInfo,
+    check_key,
+    children_of,
+    folder_prefix,
+    hidden,
+)
 
-_NOT_FOUND = {"NoSuchKey", "404", "NotFound", "NoSuchBucket"}
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound", "NoSuchBucket", "NoSuchUpload"}
 _PRECONDITION = {"PreconditionFailed", "412"}
 _CONFLICT = {"ConditionalRequestConflict", "409", "OperationAborted"}
 _DENIED = {"AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 _CAS_TRIES = 5
+VERDICT_KEY = "_herd/conditional-writes"
+PROBE_PREFIX = "_herd/probe/"
+# An If-Match no object ever has: a quoted MD5-sized hex string of zeros.
+_WRONG_ETAG = '"' + "0" * 32 + '"'
 # 8 MiB parts, 4 in flight: a 300 MiB upload stays near 50 MB of buffers on a 2-core box.
 TRANSFER = TransferConfig(multipart_threshold=8 << 20, multipart_chunksize=8 << 20, max_concurrency=4)
 
@@ -85,8 +106,15 @@ class S3ObjectStore:
         self.url = f"s3://{bucket}/{self.prefix}"
         self._client = _client(endpoint_url, max_attempts, connect_timeout, read_timeout)
         self.endpoint = self._client.meta.endpoint_url
+        # A crash point between the parts of a multipart upload (tests of what a killed upload
+        # leaves behind); costs one dict lookup per part when not armed.
+        self._client.meta.events.register(
+            "after-call.s3.UploadPart", lambda **_: failpoints.hit("s3.after_upload_part"))
         self._bucket_ready = not create_bucket
         self._bucket_lock = threading.Lock()
+        self._conditional_ok = False
+        self._conditional_refusal: str | None = None
+        self._conditional_lock = threading.Lock()
 
     # -- the one error boundary ---------------------------------------------------------
     @contextmanager
@@ -154,10 +182,96 @@ class S3ObjectStore:
         self._ensure_bucket()
         return self.prefix + key
 
+    def _write_key(self, key: str) -> str:
+        """The full key for a write, after the one-time conditional-write check of the prefix."""
+        full = self._key(key)
+        self._ensure_conditional_writes()
+        return full
+
+    # -- conditional writes: checked once per prefix before the first write ---------------
+    def _ensure_conditional_writes(self) -> None:
+        if self._conditional_ok:
+            return
+        with self._conditional_lock:
+            if self._conditional_ok:
+                return
+            if self._conditional_refusal is None and not self._verdict_stored():
+                problems = self._probe_conditional_writes()
+                if problems:
+                    self._conditional_refusal = (
+                        f"S3 endpoint {self.endpoint} does not honour conditional writes for "
+                        f"bucket '{self.bucket}' ({'; '.join(problems)}): herd refuses to write "
+                        "there, as concurrent writers would silently overwrite each other; use a "
+                        "server that honours If-None-Match and If-Match (AWS S3, a recent MinIO, "
+                        "SeaweedFS)"
+                    )
+                else:
+                    self._store_verdict()
+            if self._conditional_refusal is not None:
+                raise StorageUnavailable(self._conditional_refusal)
+            self._conditional_ok = True
+
+    def _verdict_stored(self) -> bool:
+        try:
+            with self._map_client_errors(VERDICT_KEY):
+                body = self._client.get_object(Bucket=self.bucket, Key=self.prefix + VERDICT_KEY)["Body"].read()
+        except ObjectNotFound:
+            return False
+        try:
+            return json.loads(body).get("honoured") is True
+        except (ValueError, AttributeError):
+            return False  # a damaged verdict: probe again
+
+    def _store_verdict(self) -> None:
+        body = json.dumps({
+            "honoured": True, "endpoint": self.endpoint,
+            "checked": datetime.now(timezone.utc).isoformat(),
+        }, sort_keys=True).encode()
+        with self._map_client_errors(VERDICT_KEY):
+            self._client.put_object(Bucket=self.bucket, Key=self.prefix + VERDICT_KEY, Body=body)
+
+    def _probe_conditional_writes(self) -> list[str]:
+        """What the server did wrong with conditional PUTs on a fresh probe key (empty: nothing)."""
+        key = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+        full = self.prefix + key
+        problems: list[str] = []
+        try:
+            first = self._conditional_status(key, b"probe 1", IfNoneMatch="*")
+            if first != 200:
+                return [f"a create-only PUT of a new key answered {first}"]
+            second = self._conditional_status(key, b"probe 2", IfNoneMatch="*")
+            if second != 412:
+                problems.append(f"a second create-only PUT (If-None-Match: *) answered {second}, not 412")
+            wrong = self._conditional_status(key, b"probe 3", IfMatch=_WRONG_ETAG)
+            if wrong != 412:
+                problems.append(f"a PUT with a wrong If-Match answered {wrong}, not 412")
+        finally:
+            with self._map_client_errors(key):
+                self._client.delete_object(Bucket=self.bucket, Key=full)
+        return problems
+
+    def _conditional_status(self, key: str, body: bytes, **condition: str) -> int | str:
+        """The HTTP status of one conditional PUT (200 when it wrote); access errors raise."""
+        try:
+            with self._map_client_errors(key):
+                try:
+                    self._client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=body, **condition)
+                except ClientError as exc:
+                    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+                    code = str(exc.response.get("Error", {}).get("Code", ""))
+                    if code in _PRECONDITION or status == 412:
+                        return 412
+                    if code in _DENIED or status in (403, 404):
+                        raise  # translated by _map_client_errors: not a verdict on conditionals
+                    return f"{status} {code}".strip()
+        except ObjectNotFound as exc:  # the bucket vanished under the probe
+            raise StorageUnavailable(f"bucket '{self.bucket}' not found at {self.endpoint}") from exc
+        return 200
+
     # -- writes -------------------------------------------------------------------------
     def put(self, key: str, data: bytes) -> None:
         """Write `data` at `key`, replacing any previous body."""
-        full = self._key(key)
+        full = self._write_key(key)
         with self._map_client_errors(key):
             self._client.put_object(Bucket=self.bucket, Key=full, Body=data)
 
@@ -167,7 +281,7 @@ class S3ObjectStore:
 
     def compare_and_set(self, key: str, token: str | None, data: bytes) -> bool:
         """Write iff the ETag is `token` (None = create-only); 409 conflicts are retried."""
-        full = self._key(key)
+        full = self._write_key(key)
         condition = {"IfNoneMatch": "*"} if token is None else {"IfMatch": token}
         for attempt in range(_CAS_TRIES):
             cas = _CasOutcome()
@@ -204,7 +318,7 @@ class S3ObjectStore:
         self._transfer(key, stream)
 
     def _transfer(self, key: str, source: str | BinaryIO) -> None:
-        full = self._key(key)
+        full = self._write_key(key)
         with self._map_client_errors(key), TransferManager(self._client, TRANSFER) as manager:
             manager.upload(source, self.bucket, full).result()
 
@@ -273,10 +387,61 @@ class S3ObjectStore:
 
     def list(self, prefix: str) -> Iterator[str]:
         """Every key starting with `prefix`, sorted (S3 lists in UTF-8 byte order)."""
+        return (info.key for info in self.list_with_times(prefix))
+
+    def list_with_times(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every key under `prefix`, sorted, with its size and LastModified (the server's clock)."""
         cut = len(self.prefix)
         for page in self._pages(prefix):
             for item in page.get("Contents", ()):
-                yield item["Key"][cut:]
+                key = item["Key"][cut:]
+                if not hidden(key, prefix):
+                    yield ObjectInfo(key, int(item.get("Size", 0)), _utc(item["LastModified"]))
+
+    def incomplete_uploads(self) -> Iterator[IncompleteUpload]:
+        """Multipart uploads under the prefix that were started and never completed or aborted."""
+        self._ensure_bucket()
+        cut = len(self.prefix)
+        paginator = self._client.get_paginator("list_multipart_uploads")
+        with self._map_client_errors():
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for item in page.get("Uploads", ()):
+                    parts = self._parts(item["Key"], item["UploadId"])
+                    if parts is not None:
+                        size, last_part = parts
+                        started = _utc(item["Initiated"])
+                        yield IncompleteUpload(
+                            key=item["Key"][cut:], upload_id=item["UploadId"], size=size,
+                            started=max(started, last_part) if last_part else started,
+                        )
+
+    def _parts(self, full: str, upload_id: str) -> tuple[int, datetime | None] | None:
+        """Bytes the parts of an upload hold and when the last one landed (an upload still
+        sending parts is active, whatever its start; some servers, moto among them, report a
+        fixed `Initiated`); None when it was completed or aborted meanwhile."""
+        size, last = 0, None
+        paginator = self._client.get_paginator("list_parts")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Key=full, UploadId=upload_id):
+                for part in page.get("Parts", ()):
+                    size += int(part.get("Size", 0))
+                    if "LastModified" in part:
+                        landed = _utc(part["LastModified"])
+                        last = landed if last is None else max(last, landed)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchUpload":
+                return None
+            raise
+        return size, last
+
+    def abort_upload(self, upload: IncompleteUpload) -> None:
+        """Abort a multipart upload (its parts are freed); one already gone is fine."""
+        full = self._key(upload.key)
+        try:
+            with self._map_client_errors(upload.key):
+                self._client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload.upload_id)
+        except ObjectNotFound:  # NoSuchUpload: completed or aborted meanwhile
+            return
 
     def list_children(self, prefix: str) -> builtins.list[str]:
         """Names one level below the folder `prefix` (Delimiter='/')."""
@@ -286,16 +451,20 @@ class S3ObjectStore:
         for page in self._pages(folder, Delimiter="/"):
             keys += [item["Key"][cut:] for item in page.get("Contents", ())]
             keys += [item["Prefix"][cut:] for item in page.get("CommonPrefixes", ())]
-        return children_of(keys, folder)
+        return children_of([key for key in keys if not hidden(key, folder)], folder)
 
     def delete(self, key: str) -> None:
         """Remove `key`; a missing key is fine."""
-        full = self._key(key)
+        full = self._write_key(key)
         with self._map_client_errors(key):
             self._client.delete_object(Bucket=self.bucket, Key=full)
 
     def __repr__(self) -> str:
         return f"S3ObjectStore({self.url!r}, endpoint={self.endpoint!r})"
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 class _S3Reader(io.RawIOBase):

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from storage.objects import ObjectStore
+from storage.objects import IncompleteUpload, ObjectInfo, ObjectStore
 
 
 class CountingStore:
@@ -95,6 +95,18 @@ class CountingStore:
     def local_path(self, key: str) -> Path | None:
         """The inner store's file for `key` (reads through it are not counted)."""
         return self.inner.local_path(key)
+
+    def list_with_times(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every key under `prefix` with size and write time."""
+        return self.inner.list_with_times(prefix)
+
+    def incomplete_uploads(self) -> Iterator[IncompleteUpload]:
+        """The inner store's unfinished writes."""
+        return self.inner.incomplete_uploads()
+
+    def abort_upload(self, upload: IncompleteUpload) -> None:
+        """Remove an unfinished write of the inner store."""
+        self.inner.abort_upload(upload)
 
     def __getattr__(self, name: str) -> Any:
         if name == "inner":  # not yet set (copy/pickle): no recursion

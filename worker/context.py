@@ -1,14 +1,23 @@
-"""What a worker process keeps between batches: stores, the runtime, warm sessions, scratch."""
+"""What a worker process keeps between batches: stores, the runtime, warm sessions, scratch.
+
+Scratch: `<HERD_SCRATCH>/<context id>/<datum folder>`, a fresh datum folder per attempt
+(removed after it), the context's folder removed when the context closes. A process killed
+with SIGKILL cannot clean up: its folder holds a `.lock` it keeps flock'ed while alive, and
+the next context on the machine removes every folder whose lock nobody holds.
+"""
 
 from __future__ import annotations
 
 import atexit
 import dataclasses
+import fcntl
+import os
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from scheduler.records import JobPlan, PlannedDatum
 from scheduler.spec import PipelineSpec, parse_spec
@@ -18,9 +27,13 @@ from storage.factory import open_object_store
 from storage.errors import HerdError
 from storage.objects import ObjectStore
 from worker.clock import BrokerClock
+from worker.process_io import RunCancelled
 from worker.runtime import RunRequest, Runtime, Session, Transform
 from worker.runtimes import open_runtime
 from worker.settings import WorkerSettings
+from worker.staging import clear_pfs
+
+SCRATCH_LOCK = ".lock"
 
 
 class WorkerContext:
@@ -42,13 +55,18 @@ class WorkerContext:
         self._lock = threading.Lock()
         self._specs: dict[tuple[str, int], PipelineSpec] = {}
         self._sessions: list[Session] = []
-        self._scratch = Path(settings.scratch) / uuid.uuid4().hex[:12]
+        self._scratch_root = Path(settings.scratch).absolute()
+        self._scratch = self._scratch_root / uuid.uuid4().hex[:12]
+        self._scratch_lock: int | None = None
+        self._closed = False
 
     @property
     def runtime(self) -> Runtime:
         with self._lock:
             if self._runtime is None:
-                self._runtime = open_runtime(self.runtime_name)
+                # User code must never see the storage folder nor other datums' scratch folders.
+                protect = [path for path in (local_root(self.objects), self._scratch_root) if path is not None]
+                self._runtime = open_runtime(self.runtime_name, protect=protect, isolation=self.settings.local_isolation)
             return self._runtime
 
     def spec(self, plan: JobPlan) -> PipelineSpec:
@@ -59,25 +77,36 @@ class WorkerContext:
 
     def session(self, plan: JobPlan, spec: PipelineSpec) -> Session:
         """This thread's warm session for the pipeline version (opened on first use)."""
+        self._check_open()
         sessions: dict = self._local.__dict__.setdefault("sessions", {})
         key = (plan.pipeline, plan.pipeline_version)
         if key not in sessions:
             for old_key in [k for k in sessions if k[0] == plan.pipeline]:
                 sessions.pop(old_key).close()  # an older version of the pipeline: its container goes
             transform = dataclasses.replace(transform_of(spec), network=self.settings.user_network)
-            sessions[key] = self.runtime.open(plan.pipeline, transform)
+            session = self.runtime.open(plan.pipeline, transform)
             with self._lock:
-                self._sessions.append(sessions[key])
+                if not self._closed:  # cancel() may have run since the check above
+                    self._sessions.append(session)
+            if self._closed:
+                session.close()
+                self._check_open()
+            sessions[key] = session
         return sessions[key]
 
     def pfs_dir(self) -> Path:
-        """This thread's scratch /pfs."""
-        path = self._local.__dict__.get("pfs")
-        if path is None:
-            path = self._scratch / f"t{threading.get_ident()}" / "pfs"
-            path.mkdir(parents=True, exist_ok=True)
-            self._local.pfs = path
+        """A fresh, empty folder for one datum's /pfs (staging.clear_pfs removes it after)."""
+        self._check_open()
+        with self._lock:
+            if self._scratch_lock is None:
+                self._scratch_lock = _claim_scratch(self._scratch_root, self._scratch)
+        path = self._scratch / uuid.uuid4().hex[:16]
+        path.mkdir()
         return path
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RunCancelled("the worker is stopping: no new datum starts")
 
     def request(self, plan: JobPlan, spec: PipelineSpec, datum: PlannedDatum, pfs_dir: Path) -> RunRequest:
         return RunRequest(pfs_dir=pfs_dir, env=datum_env(plan, datum), timeout=spec.datum_timeout)
@@ -94,15 +123,64 @@ class WorkerContext:
             return False
         return float(attempt.get("lease_until", 0)) > self.clock()
 
-    def close(self) -> None:
-        self.leases.stop()
+    def cancel(self) -> None:
+        """Stop: no datum starts any more, and user code running now is killed (RunCancelled)."""
         with self._lock:
+            self._closed = True
             sessions, self._sessions = self._sessions, []
         for session in sessions:
             try:
                 session.close()
             except Exception:  # noqa: BLE001 - closing is best effort at exit
                 pass
+
+    def close(self) -> None:
+        """cancel(), then remove this context's scratch folder."""
+        self.leases.stop()
+        self.cancel()
+        with self._lock:
+            lock, self._scratch_lock = self._scratch_lock, None
+        if lock is not None:
+            clear_pfs(self._scratch)
+            os.close(lock)
+
+
+def local_root(objects: ObjectStore) -> Path | None:
+    """The folder of a local (file://) object store, through any wrapper; None for others."""
+    url = urlparse(getattr(objects, "url", "") or "")
+    return Path(unquote(url.path)) if url.scheme == "file" else None
+
+
+def _claim_scratch(root: Path, folder: Path) -> int:
+    """Create `folder` holding a lock for this process's life; remove dead processes' folders."""
+    # Locked under a dot name, then renamed: a folder without a held lock is never visible.
+    root.mkdir(parents=True, exist_ok=True)
+    making = root / f".new-{folder.name}"
+    making.mkdir()
+    fd = os.open(making / SCRATCH_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    making.rename(folder)
+    for entry in root.iterdir():
+        if entry != folder and not entry.name.startswith("."):
+            _remove_if_abandoned(entry)
+    return fd
+
+
+def _remove_if_abandoned(folder: Path) -> None:
+    """Remove a context folder whose lock nobody holds (its process died without cleaning up)."""
+    try:
+        fd = os.open(folder / SCRATCH_LOCK, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return  # not ours, or a context being created right now
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return  # alive
+    try:
+        clear_pfs(folder)
+    finally:
+        os.close(fd)
 
 
 class Leases:
@@ -190,13 +268,16 @@ def context_for(objects: ObjectStore | None, runtime: str | None = None) -> Work
         return _contexts[key]
 
 
-def release_context(objects: ObjectStore) -> None:
-    """Close and forget the contexts built for `objects` (their warm sessions end)."""
+def release_context(objects: ObjectStore, cancel: bool = False) -> None:
+    """Close and forget the contexts built for `objects` (their warm sessions end).
+
+    cancel=True: only stop them (running user code is killed, no datum starts), keeping them
+    so that a later call, once their threads are done, removes their scratch folders."""
     with _contexts_lock:
         keys = [k for k, ctx in _contexts.items() if ctx.objects is objects]
-        contexts = [_contexts.pop(k) for k in keys]
+        contexts = [_contexts[k] if cancel else _contexts.pop(k) for k in keys]
     for ctx in contexts:
-        ctx.close()
+        ctx.cancel() if cancel else ctx.close()
 
 
 def close_contexts() -> None:

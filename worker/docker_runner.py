@@ -183,14 +183,18 @@ def session_script(transform: Transform) -> bytes:
     if not transform.cmd:
         raise InvalidArgument("transform.cmd is empty")
     q = shlex.quote
-    lines = [_FIND_SH]
-    lines += [f"export {key}={q(value)}" for key, value in checked_env(transform.env).items()]
+    lines = [_FIND_SH, "set --"]  # "$@": NAME=VALUE pairs a shell cannot export (see env_line)
+    for key, value in checked_env(transform.env).items():
+        lines.append(f"export {key}={q(value)}" if _ENV_KEY.match(key) else f'set -- "$@" {q(f"{key}={value}")}')
     lines.append('eval "$__herd_env"')
     if transform.working_dir:
         lines.append(f"cd {q(transform.working_dir)} || exit 126")
     name = transform.cmd[0]
     lines.append(f"__herd_find {q(name)} || {{ echo {q(f'{name}: command not found')} >&2; exit 127; }}")
-    lines.append(f'exec -a {q(name)} "$__herd_p" ' + " ".join(q(arg) for arg in transform.cmd[1:]))
+    args = " ".join(q(arg) for arg in transform.cmd[1:])
+    # busybox env sets any name without '=' (`repo-1`, as Pachyderm allows), then execs.
+    lines.append(f'[ $# = 0 ] || exec {BUSYBOX} env "$@" "$__herd_p" {args}')
+    lines.append(f'exec -a {q(name)} "$__herd_p" {args}')
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -200,16 +204,20 @@ def stdin_bytes(transform: Transform) -> bytes:
 
 
 def env_line(env: Mapping[str, str]) -> str:
-    """The request env as one line of shell: `export K=$'v' ...` (newlines escaped)."""
+    """The request env as one line of shell (newlines escaped): `export K=$'v' ...` for names a
+    shell can export, `set -- "$@" $'k-1=v'` for the others (t.sh passes those through env)."""
     checked = checked_env(env)
-    return "export " + " ".join(f"{key}={_dollar_quote(value)}" for key, value in checked.items()) if checked else ":"
+    exported = [f"{key}={_dollar_quote(value)}" for key, value in checked.items() if _ENV_KEY.match(key)]
+    others = [_dollar_quote(f"{key}={value}") for key, value in checked.items() if not _ENV_KEY.match(key)]
+    parts = (["export " + " ".join(exported)] if exported else []) + (['set -- "$@" ' + " ".join(others)] if others else [])
+    return "; ".join(parts) or ":"
 
 
 def checked_env(env: Mapping[str, str]) -> dict[str, str]:
-    """Keys a shell can export, values without NUL (as ProcessRuntime demands)."""
+    """Names execve takes (any but empty, '=' or NUL), values without NUL (as ProcessRuntime)."""
     for key, value in env.items():
-        if not _ENV_KEY.match(key):
-            raise InvalidArgument(f"invalid environment variable name '{key}'")
+        if not key or "=" in key or "\x00" in key:
+            raise InvalidArgument(f"invalid environment variable name {key!r}")
         if "\x00" in value:
             raise InvalidArgument(f"environment variable '{key}' contains a NUL byte")
     return dict(env)

@@ -17,7 +17,7 @@ from pathlib import Path
 from storage.blobs import BlobStore
 from storage.errors import UnsafeOutput, UserCodeError
 from storage.model import FileEntry, Manifest
-from storage.paths import MAX_PATH_BYTES
+from storage.paths import MAX_PATH_BYTES, bad_character, printable
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO swapped in after the scan must not hang the worker on open.
@@ -92,6 +92,9 @@ def _scan(dir_fd: int, prefix: str, found: list[_Found]) -> None:
 def _checked_path(prefix: str, name: str) -> str:
     """`prefix/name`, refused when it cannot be a herd file path."""
     path = f"{prefix}/{name}"
+    problem = bad_character(name)  # the rule storage.paths applies to every herd path
+    if problem is not None:
+        raise UnsafeOutput(printable(path), f"the name {problem}")
     try:
         size = len(path.encode("utf-8"))
     except UnicodeEncodeError:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import time
+from collections.abc import Callable
 
 from worker.runtime import LOG_TAIL_BYTES
 
@@ -21,6 +23,13 @@ READ_CHUNK = 64 * 1024
 KILL_GRACE = 1.0
 # How often an idle loop checks whether the leader exited (normally EOF ends the loop first).
 IDLE_TICK = 0.05
+
+
+class RunCancelled(Exception):
+    """The worker is stopping (Ctrl-C, SIGTERM, shutdown) and killed a datum's user code.
+
+    Not a HerdError on purpose: the datum was not judged, so no result is stored and it runs
+    again later (its attempt's lease expires)."""
 
 
 class _Tail:
@@ -55,8 +64,12 @@ def _leader_exited(pid: int) -> bool:
         return True
 
 
-def communicate(proc: subprocess.Popen[bytes], stdin: bytes, deadline: float | None) -> tuple[bytes, bytes, bool]:
-    """Run `proc` (a new session) to its end or `deadline`; returns (stdout, stderr, timed_out)."""
+def communicate(
+    proc: subprocess.Popen[bytes], stdin: bytes, deadline: float | None, stop: Callable[[int], None] = kill_group
+) -> tuple[bytes, bytes, bool]:
+    """Run `proc` (a new session) to its end or `deadline`; returns (stdout, stderr, timed_out).
+
+    At the deadline `stop(proc.pid)` ends it: by default SIGKILL to its process group."""
     tails = {proc.stdout.fileno(): _Tail(), proc.stderr.fileno(): _Tail()}  # type: ignore[union-attr]
     selector = selectors.DefaultSelector()
     for fd in tails:
@@ -71,7 +84,7 @@ def communicate(proc: subprocess.Popen[bytes], stdin: bytes, deadline: float | N
             now = time.monotonic()
             if deadline is not None and now >= deadline and not timed_out:
                 timed_out, stop_at = True, now + KILL_GRACE
-                kill_group(proc.pid)
+                stop(proc.pid)
             if stop_at is not None and now >= stop_at:
                 break
             for key, _ in selector.select(_wait(now, deadline, stop_at)):
@@ -140,6 +153,81 @@ def _reap(proc: subprocess.Popen[bytes], deadline: float | None) -> bool:
         killed = True
     kill_group(proc.pid)
     return killed
+
+
+def pump(
+    stdout: int, stderr: int, stdin: int | None, data: bytes, control: socket.socket, deadline: float | None,
+    on_deadline: Callable[[], None],
+) -> tuple[bytes, bytes, bytes | None, bool]:
+    """Serve one datum started by a session runner: feed `data` to `stdin`, keep the tails of
+    `stdout` and `stderr`, call `on_deadline` once past `deadline` (the runner then kills it),
+    until `control` gives the datum's result line. Closes the three fds.
+
+    Returns (stdout, stderr, result line or None when the runner went away, timed_out). The
+    runner answers only once every process of the datum is gone, so the outputs end then too;
+    they are still read for KILL_GRACE at most, in case a process escaped."""
+    tails = {stdout: _Tail(), stderr: _Tail()}
+    selector = selectors.DefaultSelector()
+    for fd in tails:
+        selector.register(fd, selectors.EVENT_READ)
+    selector.register(control, selectors.EVENT_READ)
+    pending = memoryview(data)
+    if stdin is not None:
+        os.set_blocking(stdin, False)
+        selector.register(stdin, selectors.EVENT_WRITE)
+    answer, line, ended = bytearray(), None, False
+    timed_out, stop_at, give_up = False, None, None
+    try:
+        with selector:
+            while not ended or selector.get_map():
+                now = time.monotonic()
+                if deadline is not None and now >= deadline and not timed_out:
+                    timed_out, give_up = True, now + 5 * KILL_GRACE
+                    try:
+                        on_deadline()
+                    except OSError:
+                        pass  # the runner is gone: the control socket says so next
+                if (stop_at is not None and now >= stop_at) or (give_up is not None and now >= give_up):
+                    break
+                limits = [IDLE_TICK] + [t - now for t in (deadline, stop_at, give_up) if t is not None]
+                for key, _ in selector.select(max(0.0, min(limits))):
+                    if key.fd in tails:
+                        _read(selector, key.fd, tails[key.fd])
+                    elif key.fd == stdin:
+                        pending = _write_fd(selector, stdin, pending)
+                        if not pending:
+                            stdin = None
+                    else:
+                        chunk = control.recv(64)
+                        answer += chunk
+                        if chunk and b"\n" not in answer:
+                            continue
+                        line = bytes(answer.split(b"\n", 1)[0]) if chunk else None
+                        ended, stop_at = True, time.monotonic() + KILL_GRACE
+                        selector.unregister(control)
+                        if stdin is not None:  # user code is gone: nobody reads the rest
+                            selector.unregister(stdin)
+                            os.close(stdin)
+                            stdin = None
+    finally:
+        for fd in (stdout, stderr) if stdin is None else (stdout, stderr, stdin):
+            os.close(fd)
+    out, err = (tail.value() for tail in tails.values())
+    return out, err, line, timed_out
+
+
+def _write_fd(selector: selectors.BaseSelector, fd: int, pending: memoryview) -> memoryview:
+    """Write what the pipe takes now; close it when all is written or the reader is gone."""
+    try:
+        pending = pending[os.write(fd, pending) :] if pending else pending
+    except BlockingIOError:
+        return pending
+    except BrokenPipeError:
+        pending = pending[len(pending) :]  # user code does not read stdin: that is its right
+    if not pending:
+        selector.unregister(fd)
+        os.close(fd)
+    return pending
 
 
 def exit_code(returncode: int) -> int:

@@ -6,8 +6,24 @@ import os
 import socket
 import tempfile
 
-from pydantic import Field
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from storage.settings import (
+    Flag,
+    Folder,
+    OptionalPositiveInt,
+    OptionalRedisUrl,
+    Seconds,
+    Word,
+    WorkerCount,
+    one_of,
+)
+
+# The names worker/runtimes.py knows; checked here so a typo fails before any work, not mid-job.
+RuntimeName = Annotated[str, BeforeValidator(one_of("auto", "docker", "local"))]
 
 
 def _default_worker_id() -> str:
@@ -15,36 +31,45 @@ def _default_worker_id() -> str:
 
 
 class WorkerSettings(BaseSettings):
+    """Every field is checked when loaded (storage.settings types): the CLI loads it before any work."""
+
     model_config = SettingsConfigDict(env_prefix="HERD_", extra="ignore")
 
-    runtime: str = Field(
+    runtime: RuntimeName = Field(
         "auto",
         description=(
             "How user code runs: `docker` (the spec's image, in a warm container), `local` (a sandboxed process per "
             "datum) or `auto` (docker when a Docker engine answers, else local)."
         ),
     )
-    broker: str | None = Field(None, description="Redis URL of the Celery broker that `herd worker` takes batches from.")
-    queue: str = Field("herd", description="Name of the broker queue datum batches go through (scheduler and workers).")
-    concurrency: int = Field(1, ge=1, description="Datum batches one `herd worker` runs at once (its processes).")
-    visibility_timeout: float = Field(
+    broker: OptionalRedisUrl = Field(None, description="Redis URL of the Celery broker that `herd worker` takes batches from.")
+    queue: Word = Field("herd", description="Name of the broker queue datum batches go through (scheduler and workers).")
+    concurrency: WorkerCount = Field(1, description="Datum batches one `herd worker` runs at once (its processes).")
+    visibility_timeout: Seconds = Field(
         10.0,
         description=(
             "Seconds after which the broker hands a batch taken by a worker that died (never acknowledged) to another "
             "worker. Longer batches are redelivered too; their datums' live leases make the copy step aside."
         ),
     )
-    scratch: str = Field(
+    scratch: Folder = Field(
         default_factory=lambda: os.path.join(tempfile.gettempdir(), "herd-scratch"),
         description="Folder where a worker lays out each datum's /pfs before running user code.",
     )
-    worker_id: str = Field(default_factory=_default_worker_id, description="Name of this worker in logs and leases.")
-    lease_seconds: float = Field(
+    worker_id: Word = Field(default_factory=_default_worker_id, description="Name of this worker in logs and leases.")
+    lease_seconds: Seconds = Field(
         10.0, description="How long a datum attempt stays claimed without a heartbeat before it is retried elsewhere."
     )
-    user_network: bool = Field(
+    user_network: Flag = Field(
         True, description="Give user containers a network (the engine's default bridge); false: no network at all."
     )
-    output_quota: int | None = Field(
+    output_quota: OptionalPositiveInt = Field(
         None, description="Largest total size in bytes of one datum's /pfs/out (unset: no limit)."
+    )
+    local_isolation: Annotated[str, BeforeValidator(one_of("auto", "bwrap", "unshare", "rewrite"))] = Field(
+        "auto",
+        description=(
+            "Sandbox of the local runtime: `bwrap`, `unshare` (root), `rewrite` (no sandbox) or `auto` (the first "
+            "of these that works here)."
+        ),
     )

@@ -1,14 +1,13 @@
-"""Lay out one datum's inputs as user code must see `/pfs`, and empty that folder again.
+"""Lay out one datum's inputs as user code must see `/pfs`, and remove that folder again.
 
 `<pfs_dir>/<input name>/<original path>` for every file of every input, plus an empty
-`<pfs_dir>/out`. A one-chunk file whose blob is a real local file is hard-linked (no bytes
-move); that is safe only because runtimes mount inputs read-only, so a caller staging for a
-runtime without read-only inputs passes `link=False`.
+`<pfs_dir>/out`. Every file is a private copy read through the blob store (which checks its
+hash): never a hard link to a stored blob, since a link would let anything that can write
+to, chmod or find the host path of an input change stored data.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping
@@ -37,16 +36,13 @@ class DatumInputFiles(Protocol):
     def empty_files(self) -> bool: ...
 
 
-def stage_datum(
-    blobs: BlobStore, datum_inputs: Iterable[DatumInputFiles], pfs_dir: Path, *, link: bool = True
-) -> int:
+def stage_datum(blobs: BlobStore, datum_inputs: Iterable[DatumInputFiles], pfs_dir: Path) -> int:
     """Lay out every input file under `pfs_dir` and an empty `out/`.
 
     Args:
         blobs: where the chunks of each file are read from.
         datum_inputs: the datum's inputs (name, files by original path, empty_files flag).
         pfs_dir: the host folder shown to user code as `/pfs`; created when missing.
-        link: hard-link one-chunk local blobs instead of copying them.
     Returns:
         The number of bytes staged (0 for files staged empty).
     Raises:
@@ -60,7 +56,7 @@ def stage_datum(
         root = _input_root(pfs_dir, item.name, seen)
         for path, entry in sorted(item.files.items()):
             target = safe_join(root, path)
-            staged += _stage_file(blobs, entry, target, empty=item.empty_files, link=link)
+            staged += _stage_file(blobs, entry, target, empty=item.empty_files)
     return staged
 
 
@@ -85,15 +81,17 @@ def safe_join(root: Path, path: str) -> Path:
     return target
 
 
-def _stage_file(blobs: BlobStore, entry: FileEntry, target: Path, *, empty: bool, link: bool) -> int:
-    """Write one file (link, download or concatenation); returns the bytes staged."""
+def _stage_file(blobs: BlobStore, entry: FileEntry, target: Path, *, empty: bool) -> int:
+    """Write one file (a copy of its blob, or the concatenation of its chunks); the bytes staged."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         if empty:
             target.touch(exist_ok=False)
             return 0
+        if target.exists():
+            raise FileExistsError(target)
         if len(entry.chunks) == 1:
-            _stage_one_chunk(blobs, entry.chunks[0], target, link=link)
+            blobs.get_file(entry.chunks[0], target)
         else:
             _concatenate(blobs, entry.chunks, target)
     except (FileExistsError, NotADirectoryError, IsADirectoryError):
@@ -101,27 +99,8 @@ def _stage_file(blobs: BlobStore, entry: FileEntry, target: Path, *, empty: bool
     return entry.size
 
 
-def _stage_one_chunk(blobs: BlobStore, chunk: str, target: Path, *, link: bool) -> None:
-    """Hard-link a local blob when allowed, else copy it, else download it."""
-    local = blobs.local_path(chunk)
-    if local is None:
-        if target.exists():
-            raise FileExistsError(target)
-        blobs.get_file(chunk, target)
-        return
-    if link:
-        try:
-            os.link(local, target)
-            return
-        except OSError as exc:
-            # EXDEV: another filesystem; EPERM/EMLINK: protected_hardlinks or too many links.
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
-                raise
-    _copy_new(local, target)
-
-
 def _copy_new(source: Path, target: Path) -> None:
-    """Copy into a file that must not exist yet (kernel-side where possible)."""
+    """Copy into a file that must not exist yet."""
     with open(source, "rb") as src, open(target, "xb") as dst:
         shutil.copyfileobj(src, dst, COPY_CHUNK)
 
@@ -155,25 +134,13 @@ def detach_hard_links(pfs_dir: Path) -> int:
 
 
 def clear_pfs(pfs_dir: Path) -> None:
-    """Empty `pfs_dir` for the next datum, keeping `pfs_dir` and `pfs_dir/out` themselves.
+    """Remove a datum's folder and everything in it (user code may have left it unwritable).
 
-    Both folders keep their inode so a warm sandbox with bind mounts of them stays valid.
-    """
+    Each datum gets a fresh folder (WorkerContext.pfs_dir), so one datum's /pfs/out is never
+    another's."""
     pfs_dir = Path(pfs_dir)
-    if not pfs_dir.is_dir():
-        return
-    with os.scandir(pfs_dir) as entries:
-        for entry in entries:
-            if entry.name == OUT and entry.is_dir(follow_symlinks=False):
-                _empty_folder(Path(entry.path))
-            else:
-                _remove(Path(entry.path), entry.is_dir(follow_symlinks=False))
-
-
-def _empty_folder(folder: Path) -> None:
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            _remove(Path(entry.path), entry.is_dir(follow_symlinks=False))
+    if pfs_dir.is_dir() and not pfs_dir.is_symlink():
+        _remove(pfs_dir, True)
 
 
 def _remove(path: Path, is_dir: bool) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from scheduler.cli.context import CliContext
+from scheduler.cli.context import CliContext, check_settings
 from storage.errors import HerdError
 
 # One line per module of commands; each exposes `register(group)`.
@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "scheduler.cli.pps",
     "scheduler.cli.jobs",
     "scheduler.cli.services",
+    "scheduler.cli.gc",
+    "scheduler.cli.fsck",
 )
 
 # Verbs after which the embedded default runs the jobs the change caused before returning
@@ -68,6 +70,8 @@ class HerdGroup(click.Group):
 def cli(ctx: click.Context) -> None:
     """herd: versioned data and pipelines, with pachctl's verbs."""
     ctx.obj = CliContext()
+    if not ctx.resilient_parsing:  # shell completion must not fail on the environment
+        check_settings()  # every HERD_* variable, before the command does any work
 
 
 def _register_modules() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -18,6 +19,25 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Every settings class a command may read, by name: the scheduler package names worker code and
+# never imports it (docs/design.md). All are loaded before a command runs, so a bad variable is
+# refused before anything is written, not after put-file has committed (HERD_PARALLELISM=abc).
+SETTINGS_CLASSES = (
+    "storage.settings:StorageSettings",
+    "storage.settings:FailpointSettings",
+    "scheduler.settings:SchedulerSettings",
+    "worker.settings:WorkerSettings",
+)
+
+
+def check_settings() -> None:
+    """Load every settings class from the environment; InvalidArgument naming the first bad variable."""
+    from storage.settings import load_settings
+
+    for name in SETTINGS_CLASSES:
+        module, _, attr = name.partition(":")
+        load_settings(getattr(importlib.import_module(module), attr))
+
 
 class CliContext:
     """Builds the storage handle on first use, so `--help` and usage errors touch no backend."""
@@ -29,9 +49,9 @@ class CliContext:
     @property
     def settings(self) -> StorageSettings:
         if self._settings is None:
-            from storage.settings import StorageSettings
+            from storage.settings import StorageSettings, load_settings
 
-            self._settings = StorageSettings()
+            self._settings = load_settings(StorageSettings)
         return self._settings
 
     @property

@@ -3,8 +3,11 @@ runs the scheduler in its own process until the jobs it caused are done."""
 
 from __future__ import annotations
 
+import signal
 import sys
-from contextlib import nullcontext
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 
 from scheduler.dispatch_inprocess import InProcessDispatcher
 from scheduler.loop import Progress, Scheduler
@@ -19,11 +22,32 @@ def settle(pfs: Pfs, settings: SchedulerSettings | None = None) -> None:
         return
     dispatcher = InProcessDispatcher(pfs.objects, settings.parallelism)
     scheduler = Scheduler(pfs, dispatcher, parallelism=settings.parallelism)
+    aborted = True
     try:
-        with _progress_bar(scheduler):
+        with _progress_bar(scheduler), _sigterm_interrupts():
             scheduler.run_until_idle()
+        aborted = False
     finally:
-        dispatcher.close()
+        # On Ctrl-C or SIGTERM, user code is killed at once rather than awaited (it runs again
+        # next time); the sandboxes die with this process anyway if it is SIGKILLed.
+        dispatcher.close(abort=aborted)
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While jobs run here, SIGTERM acts as Ctrl-C does: stop user code, clean up, exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _progress_bar(scheduler: Scheduler):

@@ -85,7 +85,11 @@ def delete_repo(cli: CliContext, name: str, force: bool) -> None:
 @pass_cli
 def start_commit(cli: CliContext, target: tuple[str, ...], parent: str | None,
                  description: str) -> None:
-    """Start a commit on BRANCH (default master); prints its id."""
+    """Start a commit on BRANCH (default master); prints its id.
+
+    A branch has one open commit at a time: while it has one, this fails naming it, and
+    put-file, delete-file and finish-commit of BRANCH act on that open commit.
+    """
     repo, branch = parse_target(target, "REPO [BRANCH]", 1)
     commit = cli.pfs.start_commit(repo, branch or "master", parent=parent,
                                   description=description)
@@ -97,7 +101,7 @@ def start_commit(cli: CliContext, target: tuple[str, ...], parent: str | None,
 @click.option("-m", "--description", "--message", default=None, help="Replace the description.")
 @pass_cli
 def finish_commit(cli: CliContext, target: tuple[str, ...], description: str | None) -> None:
-    """Finish an open commit, making it visible on its branch."""
+    """Finish an open commit (by id, or BRANCH for its open one), making it its branch's head."""
     repo, commit = parse_target(target, "REPO COMMIT", 2)
     cli.pfs.finish_commit(repo, commit, description=description)
 

@@ -44,13 +44,17 @@ def register(group: click.Group) -> None:
               help="A local file or folder, '-' (stdin, the default), or an http(s):// or "
                    "s3:// URL. Repeatable.")
 @click.option("-r", "--recursive", is_flag=True, help="Put a local folder's files, one commit.")
+@click.option("--follow-symlinks", is_flag=True,
+              help="With -r, follow symbolic links in the folder (like cp -L); by default they are "
+                   "skipped, with a warning. FIFOs, sockets and devices are always skipped.")
 @click.option("-a", "--append", is_flag=True, help="Append to existing files instead of replacing.")
 @click.option("-o", "--overwrite", is_flag=True, help="Replace existing files (the default).")
 @click.option("-c", "--commit", "_commit", is_flag=True, hidden=True,
               help="Accepted for pachctl 1.x scripts; herd always commits.")
 @pass_cli
 def put_file(cli: CliContext, target: tuple[str, ...], sources: tuple[str, ...],
-             recursive: bool, append: bool, overwrite: bool, _commit: bool) -> None:
+             recursive: bool, follow_symlinks: bool, append: bool, overwrite: bool,
+             _commit: bool) -> None:
     """Put files into a branch (one commit) or into an open commit.
 
     Without PATH a file keeps the path it was given by (a URL its URL path), as in pachctl.
@@ -58,7 +62,8 @@ def put_file(cli: CliContext, target: tuple[str, ...], sources: tuple[str, ...],
     repo, ref, path = parse_target(target, "REPO BRANCH-OR-COMMIT [PATH]", 2)
     if append and overwrite:
         raise InvalidArgument("put-file takes --append or --overwrite, not both")
-    uploads = transfer.plan_uploads(sources, path, recursive)
+    uploads = transfer.plan_uploads(sources, path, recursive, follow_symlinks,
+                                    warn=lambda line: click.echo(line, err=True))
     total = transfer.total_size(uploads)
     # No bar while someone types into stdin: it would draw over what they type.
     many = recursive or len(uploads) > 1
@@ -125,11 +130,8 @@ def _get_with_progress(cli: CliContext, repo: str, ref: str, path: str, output: 
             return
         if not recursive:
             raise InvalidArgument(f"'{info.path}' in repo '{repo}' is a directory: use -r")
-        prefix = info.path.rstrip("/") + "/"
-        for name, entry in sorted(cli.pfs.read_manifest(commit).files.items()):
-            if name.startswith(prefix):
-                cli.pfs.get_file(repo, commit.id, name, output / name[len(prefix):])
-                meter.advance(entry.size)
+        # One recursive call: it refuses manifest paths outside -o and symlinks below it.
+        cli.pfs.files.get_file(repo, commit.id, path, output, recursive=True, progress=meter.advance)
 
 
 @commands.command("list-file")

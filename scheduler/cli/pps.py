@@ -18,17 +18,17 @@ def register(group: click.Group) -> None:
 
 def _read_specs(source: str) -> list[dict]:
     """Every spec document in a file, `-` (stdin) or an http(s) URL, as the user wrote it."""
-    from scheduler.spec import load_documents
+    from scheduler.spec import MAX_SPEC_BYTES, load_documents
     from storage.factory import open_source
 
     with open_source(source) as stream:
-        return load_documents(stream.read())
+        # One byte past the limit is enough to refuse it; never read a huge file whole.
+        return load_documents(stream.read(MAX_SPEC_BYTES + 1), source="stdin" if source == "-" else source)
 
 
 def _apply(cli: CliContext, source: str, update: bool, reprocess: bool) -> None:
-    pipelines = cli.pipelines
-    for raw in _read_specs(source):
-        info = pipelines.create(raw, update=update, reprocess=reprocess)
+    # Every spec of the file is validated (with the graph among them) before any is written.
+    for info in cli.pipelines.apply(_read_specs(source), update=update, reprocess=reprocess):
         if info.ignored_fields:
             click.echo(
                 f"warning: pipeline '{info.name}': herd does not implement these fields yet and ignores them: "

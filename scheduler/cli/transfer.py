@@ -1,13 +1,16 @@
 """Client-side halves of put-file and get-file: naming sources as pachctl does, local folders.
 
 pachctl walks local folders and names files on the client; herd does the same here, so the
-porcelain only ever sees (path, source) pairs. Progress is threaded through a `Meter`.
+porcelain only ever sees (path, source) pairs, each checked before any upload starts.
+Progress is threaded through a `Meter`.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -18,7 +21,8 @@ from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from scheduler.cli.progress import Meter
-from storage.errors import InvalidArgument, NotFound
+from storage.errors import InvalidArgument, InvalidPath, NotFound
+from storage.paths import MAX_PATH_BYTES, bad_character, normalize_path, printable
 
 URL_SCHEMES = ("http", "https", "s3")
 
@@ -44,11 +48,36 @@ def is_url(source: str) -> bool:
     return urlsplit(source).scheme in URL_SCHEMES
 
 
-def plan_uploads(sources: Sequence[str], path: str | None, recursive: bool) -> list[Upload]:
-    """(repo path, source) for every `-f`, named as pachctl names them."""
+@dataclass(frozen=True)
+class Skipped:
+    """A local entry put-file -r leaves out, and why (printed as a warning, one line each)."""
+
+    local: str
+    reason: str
+
+
+SYMLINK_SKIPPED = "a symbolic link (--follow-symlinks follows links)"
+
+
+def plan_uploads(
+    sources: Sequence[str],
+    path: str | None,
+    recursive: bool,
+    follow_symlinks: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> list[Upload]:
+    """(repo path, source) for every `-f`, named as pachctl names them.
+
+    Every repo path is checked here, before a byte is read or stored. In a folder (-r), symbolic
+    links are skipped unless `follow_symlinks` (like `cp -r` against `cp -rL`; a link that
+    loops is refused), and FIFOs, sockets and devices always are: each skip is reported through
+    `warn` (default: stderr), so nothing is left out without a word. A source named with -f
+    itself is taken as given, link or not: the user chose it.
+    """
     if not sources:
         sources = ("-",)
     uploads: list[Upload] = []
+    skipped: list[Skipped] = []
     for source in sources:
         # One source with PATH: PATH names the file; several: PATH is a prefix (pachctl).
         base = path if (path and len(sources) == 1) else None
@@ -60,34 +89,111 @@ def plan_uploads(sources: Sequence[str], path: str | None, recursive: bool) -> l
             name = unquote(urlsplit(source).path)
             uploads.append(Upload(path=base or join_path(path, name), url=source))
         elif recursive and os.path.isdir(source):
-            uploads += _folder(source, base or join_path(path, source))
+            found = _folder(source, base or join_path(path, source), follow_symlinks, skipped)
+            if not found:
+                raise InvalidArgument(
+                    f"source folder '{printable(source)}' has no files to put"
+                    + (f" ({len(skipped)} skipped: {_summary(skipped)})" if skipped else "")
+                )
+            uploads += found
         else:
             uploads.append(_local_file(source, base or join_path(path, source)))
+    for upload in uploads:
+        normalize_path(upload.path)  # InvalidPath now, not after some files went up
+    for item in skipped:
+        (warn or _warn)(f"warning: skipped '{printable(item.local)}': {item.reason}")
     return uploads
+
+
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _summary(skipped: Sequence[Skipped]) -> str:
+    return ", ".join(f"'{printable(item.local)}' ({item.reason})" for item in skipped[:3]) + (
+        ", ..." if len(skipped) > 3 else ""
+    )
 
 
 def _local_file(source: str, target: str) -> Upload:
     local = Path(source)
     if local.is_dir():
-        raise InvalidArgument(f"source '{source}' is a folder; use put-file -r to put a folder")
-    if not local.is_file():
-        raise NotFound(f"source file '{source}' not found")
+        raise InvalidArgument(f"source '{printable(source)}' is a folder; use put-file -r to put a folder")
+    try:
+        mode = local.stat().st_mode
+    except FileNotFoundError:
+        raise NotFound(f"source file '{printable(source)}' not found") from None
+    if stat.S_ISFIFO(mode):
+        return Upload(path=target, url=source)  # a named pipe or <(cmd): streamed like stdin
+    if not stat.S_ISREG(mode):
+        raise InvalidArgument(f"source '{printable(source)}' is {_kind(mode)}, not a file")
     return Upload(path=target, local=local, size=local.stat().st_size)
 
 
-def _folder(source: str, target: str) -> list[Upload]:
-    """Every regular file below `source`, sorted, at `target` + its relative path."""
-    found = []
-    for folder, dirs, files in os.walk(source):
-        dirs.sort()
-        for name in sorted(files):
-            local = Path(folder, name)
-            if local.is_file():  # skip sockets, FIFOs and dangling links
-                rel = local.relative_to(source).as_posix()
-                found.append(Upload(path=join_path(target, rel), local=local,
-                                    size=local.stat().st_size))
-    if not found:
-        raise InvalidArgument(f"source folder '{source}' has no files to put")
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def _folder(source: str, target: str, follow: bool, skipped: list[Skipped]) -> list[Upload]:
+    """Every regular file below `source`, sorted, at `target` + its relative path.
+
+    A loop, not recursion: a hostile tree thousands of folders deep must be an error, not a
+    RecursionError; one deeper than a repo path can be is refused as soon as it is seen.
+    """
+    found: list[Upload] = []
+    top = os.stat(source)
+    # (folder, its path below source with a trailing '/', the folders above it by inode)
+    pending = [(Path(source), "", frozenset({(top.st_dev, top.st_ino)}))]
+    while pending:
+        folder, rel, ancestors = pending.pop()
+        if len(rel.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+            raise InvalidPath(
+                f"local folder '{printable(str(folder))[:200]}...' is deeper than a repo path can be "
+                f"({MAX_PATH_BYTES} bytes)"
+            )
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+        below = []
+        for entry in entries:
+            local = Path(entry.path)
+            is_link = entry.is_symlink()
+            if is_link and not follow:
+                skipped.append(Skipped(str(local), SYMLINK_SKIPPED))
+                continue
+            try:
+                info = os.stat(local) if is_link else entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                skipped.append(Skipped(str(local), "a dangling symbolic link"))
+                continue
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise InvalidArgument(f"symbolic link '{printable(str(local))}' loops") from None
+                raise
+            if not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)):
+                skipped.append(Skipped(str(local), _kind(info.st_mode)))
+                continue
+            problem = bad_character(entry.name)
+            if problem is not None:
+                raise InvalidPath(
+                    f"local file '{printable(str(local))}' cannot be put: its name {problem}"
+                )
+            if stat.S_ISDIR(info.st_mode):
+                key = (info.st_dev, info.st_ino)
+                if key in ancestors:  # only a followed link can lead back up
+                    raise InvalidArgument(
+                        f"symbolic link '{printable(str(local))}' loops: it leads back to a folder above it"
+                    )
+                below.append((local, f"{rel}{entry.name}/", ancestors | {key}))
+            else:
+                found.append(Upload(path=join_path(target, rel + entry.name), local=local,
+                                    size=info.st_size))
+        pending += reversed(below)  # depth first, in name order
     return found
 
 

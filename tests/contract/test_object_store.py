@@ -444,10 +444,106 @@ def test_a_resent_conditional_put_that_already_landed_still_wins(s3_store: Calla
 
         return AWSResponse(request.url, 500, {}, _Raw(b"<Error><Code>InternalError</Code></Error>"))
 
-    store.exists("warm")  # the bucket exists before the hook is armed
+    store.put("warm", b"")  # bucket made and conditional writes checked before the hook is armed
     store._client.meta.events.register("before-send.s3.PutObject", landed_then_lost)
     # When the resend fails its precondition (412) against our own write
     won = store.put_if_absent("ref", b"gen 1 by me")
     # Then the store reports the write as ours; a different body would have lost
     assert calls and won is True
     assert store.put_if_absent("ref", b"gen 1 by someone else") is False
+
+
+# -- garbage-collection capabilities: write times, reserved keys, incomplete uploads -------
+
+
+def test_list_with_times_gives_sizes_and_store_clock_times(object_store: ObjectStore) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    # Given keys written between two instants of this machine's clock
+    before = datetime.now(timezone.utc)
+    for key, body in (("t/b", b"12345"), ("t/a", b""), ("u", b"x")):
+        object_store.put(key, body)
+    after = datetime.now(timezone.utc)
+    # When listed with times; Then sorted, exact sizes, and the same keys as list()
+    infos = list(object_store.list_with_times("t/"))
+    assert [(i.key, i.size) for i in infos] == [("t/a", 0), ("t/b", 5)]
+    assert [i.key for i in object_store.list_with_times("")] == list(object_store.list(""))
+    # And times are timezone-aware and near the writes (S3 rounds down to the second)
+    for info in infos:
+        assert info.modified.tzinfo is not None
+        assert before - timedelta(seconds=2) <= info.modified <= after + timedelta(seconds=2)
+    # And a rewrite moves the time forward, never back
+    first = infos[1].modified
+    object_store.put("t/b", b"again")
+    assert next(iter(object_store.list_with_times("t/b"))).modified >= first
+
+
+def test_reserved_keys_are_hidden_unless_asked_for(object_store: ObjectStore) -> None:
+    # Given a data key and one of the store's own keys under _herd/
+    object_store.put("data/k", b"v")
+    object_store.put("_herd/gc/mark", b"m")
+    # Then whole-store listings show data only
+    assert list(object_store.list("")) == ["data/k"]
+    assert object_store.list_children("") == ["data/"]
+    assert [i.key for i in object_store.list_with_times("")] == ["data/k"]
+    # And a listing that names _herd sees it (and the key reads as any other)
+    assert list(object_store.list("_herd/gc/")) == ["_herd/gc/mark"]
+    assert "gc/" in object_store.list_children("_herd/")
+    assert [i.key for i in object_store.list_with_times("_herd/gc/")] == ["_herd/gc/mark"]
+    assert object_store.get("_herd/gc/mark") == b"m"
+
+
+def test_a_fresh_store_has_no_incomplete_uploads(object_store: ObjectStore, tmp_path: Path) -> None:
+    # Given finished writes of every kind, small and multipart-sized
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(9 * 1024 * 1024))
+    object_store.put("a", b"x")
+    object_store.put_if_absent("b", b"y")
+    object_store.put_file("c", big)
+    # Then nothing is reported as left unfinished
+    assert [u.key for u in object_store.incomplete_uploads()] == []
+
+
+def test_local_killed_write_is_an_incomplete_upload_and_abort_removes_it(tmp_path: Path) -> None:
+    from storage.local import LocalObjectStore
+    from storage.objects import IncompleteUpload
+
+    # Given a temp file a killed writer left beside a key, and a lock file of a CAS
+    store = LocalObjectStore(tmp_path)
+    store.put("tmp/blobs/keep", b"a key, not a temp file")
+    (tmp_path / "tmp" / "blobs" / ".~herd-tmp-killed").write_bytes(b"half" * 1000)
+    store.compare_and_set("ref", None, b"1")
+    # When listed; Then only the temp file is reported, with its size
+    found = list(store.incomplete_uploads())
+    assert [(u.key, u.size) for u in found] == [("tmp/blobs/.~herd-tmp-killed", 4000)]
+    # And abort removes it, and only it; a second abort is fine
+    store.abort_upload(found[0])
+    store.abort_upload(found[0])
+    assert list(store.incomplete_uploads()) == []
+    assert list(store.list("")) == ["ref", "tmp/blobs/keep"]
+    # And abort refuses anything that is not a temp file inside the store
+    for bad in ("tmp/blobs/keep", "../outside/.~herd-tmp-x", "ref"):
+        with pytest.raises(InvalidArgument):
+            store.abort_upload(IncompleteUpload(bad, bad, 0, found[0].started))
+    assert store.get("tmp/blobs/keep") == b"a key, not a temp file"
+
+
+@pytest.mark.s3
+def test_s3_multipart_left_open_is_an_incomplete_upload_and_abort_frees_it(s3_store: Callable[..., Any]) -> None:
+    # Given a multipart upload started with one 5 MiB part and never completed (a killed writer)
+    store = s3_store("herd")
+    store.put("warm", b"")
+    client, full = store._client, store.prefix + "blobs/ab/half"
+    upload = client.create_multipart_upload(Bucket=store.bucket, Key=full)["UploadId"]
+    client.upload_part(Bucket=store.bucket, Key=full, UploadId=upload, PartNumber=1, Body=b"p" * (5 << 20))
+    # And one under another prefix of the same bucket, which is not this store's
+    other = client.create_multipart_upload(Bucket=store.bucket, Key="elsewhere/x")["UploadId"]
+    # When listed; Then it is reported with its key below the prefix and its size
+    found = list(store.incomplete_uploads())
+    assert [(u.key, u.upload_id, u.size) for u in found] == [("blobs/ab/half", upload, 5 << 20)]
+    # And abort frees it (twice is fine); the other prefix's upload is untouched
+    store.abort_upload(found[0])
+    store.abort_upload(found[0])
+    assert list(store.incomplete_uploads()) == []
+    left = client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", [])
+    assert [u["UploadId"] for u in left] == [other]

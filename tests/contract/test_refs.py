@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from storage import refs
-from storage.errors import ConcurrentUpdateError, InvalidArgument
+from storage.errors import ConcurrentUpdateError, Conflict, InvalidArgument, InvalidName
 from storage.model import Branch
 from storage.objects import ObjectStore
 from storage.repos import Pfs
@@ -130,11 +130,26 @@ def _commit_worker(spec: tuple[str, ...], index: int, mode: str, barrier: Any, o
     try:
         pfs = Pfs(_open_store(spec))
         path, data = f"/w{index}.txt", f"writer {index}".encode()
-        if mode == "finish":
+        if mode == "finish" and index == 0:
+            # One open commit per branch: this one finishes while the others land one-step
+            # commits, so its finish must rebase on heads that move under it.
             opened = pfs.commits.start("data", "master")
             pfs.put_file("data", opened.id, path, data)
             barrier.wait(timeout=60)
             out.put(("ok", pfs.finish_commit("data", opened.id).id))
+        elif mode == "finish":
+            entry = pfs.files.upload(data)
+            barrier.wait(timeout=60)
+            made = pfs.commits.commit_on_branch(
+                "data", "master",
+                lambda base: base.model_copy(update={"files": {**base.files, path: entry}}))
+            out.put(("ok", made.id))
+        elif mode == "start":
+            barrier.wait(timeout=60)
+            try:
+                out.put(("ok", pfs.start_commit("data", "master").id))
+            except Conflict as exc:
+                out.put(("ok", f"lost: {exc}"))
         else:
             barrier.wait(timeout=60)
             out.put(("ok", pfs.put_file("data", "master", path, data).id))
@@ -200,3 +215,32 @@ def test_eight_processes_commit_to_one_branch(
     # Then there are 8 commits, none lost, in one linear history holding all 8 files
     _assert_linear(pfs, made)
     assert list(store.list("repos/data/open/")) == []
+
+
+@pytest.mark.slow
+def test_eight_processes_start_a_commit_on_one_branch_one_wins(
+    race_store: tuple[tuple[str, ...], ObjectStore]
+) -> None:
+    # Given a repo, When 8 processes start a commit on master at once
+    spec, store = race_store
+    Pfs(store).create_repo("data")
+    results = _race(spec, "start")
+    # Then exactly one wins; each loser was refused naming the winner; one open record is left
+    won = [r for r in results if not r.startswith("lost: ")]
+    assert len(won) == 1
+    assert all(won[0] in r for r in results)
+    assert [key.rsplit("/", 1)[1] for key in store.list("repos/data/open/")] == won
+    branch = refs.read_branch(store, "data", "master")
+    assert branch is not None and branch.open_commit == won[0]
+
+
+@pytest.mark.parametrize("name", ["x" * 64, "x" * 300, "x" * 10_000, "master\n", "a/b", ""])
+def test_branch_keys_refuse_names_reads_refuse(object_store: ObjectStore, name: str) -> None:
+    # Every branch read and write goes through branch_key: a name reads refuse is never written
+    with pytest.raises(InvalidName):
+        refs.update_branch(object_store, "r", name, lambda cur: Branch(repo="r", name=name))
+    with pytest.raises(InvalidName):
+        refs.read_branch(object_store, "r", name)
+    with pytest.raises(InvalidName):
+        refs.update_branch(object_store, name, "b", lambda cur: Branch(repo=name, name="b"))
+    assert list(object_store.list("")) == []

@@ -29,7 +29,9 @@ VARIABLE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::?-[^}]*)?\}")
 # an index URL names a registry. Written as a shape so that this file names no host either.
 HOST_AND_PATH = re.compile(r"(?<![\w.-])((?:[a-z0-9-]+\.)+[a-z]{2,})(?::\d+)?/[\w.-]", re.I)
 # Set by the stack itself, never passed through (docker-compose.yml's x-herd-env says why).
-FIXED_SETTINGS = {"HERD_STORAGE", "HERD_S3_ENDPOINT_URL", "HERD_BROKER", "HERD_RUNTIME", "HERD_WORKER_ID", "HERD_SCRATCH"}
+FIXED_SETTINGS = {"HERD_STORAGE", "HERD_S3_ENDPOINT_URL", "HERD_BROKER", "HERD_RUNTIME", "HERD_WORKER_ID", "HERD_SCRATCH",
+                  # Crash points for tests (storage/failpoints.py): a deployment never sets them.
+                  "HERD_FAILPOINTS"}
 
 
 def load(path: Path) -> dict:

@@ -649,3 +649,59 @@ def test_unreachable_s3_endpoint_is_named(tmp_path: Path, work: Path) -> None:
                **FAKE_AWS_ENV)
     err = _assert_one_line_error(_run(["list-repo"], env, work), 6)
     assert closed in err
+
+
+# --- issue 9: one open commit per branch, names, delete-file no-op -------------------------
+
+
+def test_second_start_commit_is_refused_and_every_verb_means_the_open_one(
+    herd: Herd, store: Path
+) -> None:
+    # Given an open commit on master (the issue's scenario)
+    herd("create-repo", "test")
+    first = herd("start-commit", "test", "master").stdout.strip()
+    before = snapshot(store)
+    # When start-commit names the branch again, Then it fails naming the open commit
+    message = fails(herd, 5, "start-commit", "test", "master")
+    assert first in message and "master" in message
+    assert snapshot(store) == before
+    # And put-file, finish-commit and get-file of the branch all mean that one commit
+    herd("put-file", "test", "master", "/z", input=b"z")
+    herd("finish-commit", "test", "master")
+    assert herd("get-file", "test", "master", "/z").stdout == "z"
+    listed = raw_lines(herd("list-commit", "test", "--raw"))
+    assert [(c["commit"]["id"], c["finished"] is not None) for c in listed] == [(first, True)]
+
+
+def test_put_file_to_a_64_character_branch_is_refused(herd: Herd, store: Path) -> None:
+    herd("create-repo", "in")
+    before = snapshot(store)
+    long = "b" * 64
+    for args in (("put-file", "in", long, "/x"), ("start-commit", "in", long),
+                 ("create-branch", "in", long), ("create-repo", long)):
+        assert long in fails(herd, 4, *args, input=b"x")
+        assert snapshot(store) == before
+    assert long not in herd("list-branch", "in").stdout
+
+
+def test_delete_file_of_a_missing_path_in_an_open_commit_succeeds(herd: Herd, store: Path) -> None:
+    herd("create-repo", "r")
+    herd("start-commit", "r", "master")
+    before = snapshot(store)
+    herd("delete-file", "r", "master", "/nothing-here")
+    assert snapshot(store) == before
+    herd("finish-commit", "r", "master")
+
+
+@pytest.mark.s3
+def test_long_branch_names_are_refused_on_s3(moto_server: object, tmp_path: Path,
+                                             work: Path) -> None:
+    env = _env(HERD_STORAGE=f"s3://{fresh_bucket()}/herd",
+               HERD_S3_ENDPOINT_URL=str(moto_server), **FAKE_AWS_ENV)
+    assert _run(["create-repo", "r"], env, work).returncode == 0
+    for length in (64, 300, 10_000):
+        err = _assert_one_line_error(_run(["put-file", "r", "b" * length, "/x"], env, work,
+                                          input=b"x"), 4)
+        assert "branch" in err
+    listed = _run(["list-branch", "r"], env, work)
+    assert listed.returncode == 0 and len(listed.stdout.decode().splitlines()) <= 1

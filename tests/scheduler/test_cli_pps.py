@@ -144,3 +144,63 @@ def test_console_script_runs_a_pipeline(tmp_path: Path) -> None:
     assert run("get-file", "up", "master", "/x").stdout == "ABC\n"
     missing = run("inspect-job", "deadbeefdeadbeef")
     assert missing.returncode == 2 and missing.stderr.strip() == "error: job 'deadbeefdeadbeef' not found"
+
+
+# ---- hostile specs through the CLI: one line, exit non-zero, nothing created ----------------
+
+def _laughs_yaml() -> str:
+    levels = ['  a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    levels += [f"  a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    return "pipeline: {name: p}\ntransform: {cmd: [\"true\"]}\ninput: {pfs: {repo: in, glob: /}}\nmetadata:\n" \
+        + "\n".join(levels) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (_laughs_yaml(), "YAML aliases expand"),
+        ("{" + '"a":[' * 50_000 + "]" * 50_000 + "}", "nested more than"),
+        ("pipeline: " + "[" * 50_000 + "]" * 50_000, "nested more than"),
+        ("x" * (2 << 20), "larger than"),
+        (json.dumps({"pipeline": {"name": "p"}, "transform": {"cmd": ["true"]}, "datum_tries": 10**12,
+                     "input": {"pfs": {"repo": "in", "glob": "/"}}}), "datum_tries"),
+        (json.dumps({"pipeline": {"name": "p"}, "transform": {"cmd": ["true"]},
+                     "input": {"pfs": {"repo": "in", "name": "x=y", "glob": "/"}}}), "input.pfs.name"),
+    ],
+    ids=["billion-laughs", "json-50000-deep", "yaml-50000-deep", "2MiB", "datum_tries", "input-name-with-="],
+)
+def test_hostile_spec_files_fail_in_one_line(herd, tmp_path: Path, text: str, needle: str) -> None:
+    herd("create-repo", "in")
+    path = tmp_path / "evil.yaml"
+    path.write_text(text)
+    result = herd("create-pipeline", "-f", str(path), ok=False)
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 4 and len(lines) == 1 and needle in lines[0], result.stderr
+    assert herd("list-pipeline", "--raw").output == ""
+    assert [json.loads(r)["repo"]["name"] for r in herd("list-repo", "--raw").output.splitlines()] == ["in"]
+
+
+def test_pathological_glob_does_not_hang_jobs(herd, tmp_path: Path) -> None:
+    # Given a file name the old regex needed hours for, and the glob that triggered it
+    herd("create-repo", "in")
+    herd("put-file", "in", "master", "/" + "a" * 64, "-f", "-", input="x\n")
+    spec = {"pipeline": {"name": "p"}, "transform": {"cmd": ["sh", "-c", "echo ran > /pfs/out/ran"]},
+            "input": {"pfs": {"repo": "in", "glob": "/" + "**a" * 12 + "**c"}}}
+    # When the pipeline is created (its first job planned) and more data arrives
+    herd("create-pipeline", "-f", write_spec(tmp_path, spec))
+    herd("put-file", "in", "master", "/" + "a" * 63 + "c", "-f", "-", input="y\n")
+    # Then both jobs finished: the first with no datum, the second with the one matching file
+    jobs = [json.loads(line) for line in herd("list-job", "--raw").output.splitlines()]
+    assert [j["state"] for j in jobs] == ["JOB_SUCCESS", "JOB_SUCCESS"]
+    assert herd("get-file", "p", "master", "/ran").output == "ran\n"
+
+
+def test_input_named_like_a_repo_with_a_dash_runs(herd, tmp_path: Path) -> None:
+    # Pachyderm's tests name inputs `repo-1`: not a shell identifier, still an environment variable.
+    herd("create-repo", "repo-1")
+    herd("put-file", "repo-1", "master", "/x", "-f", "-", input="hello\n")
+    spec = {"pipeline": {"name": "p"},
+            "transform": {"cmd": ["python3", "-c", "import os, shutil; shutil.copy(os.environ['repo-1'], '/pfs/out/x')"]},
+            "input": {"pfs": {"repo": "repo-1", "glob": "/*"}}}
+    herd("create-pipeline", "-f", write_spec(tmp_path, spec))
+    assert herd("get-file", "p", "master", "/x").output == "hello\n"

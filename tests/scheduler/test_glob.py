@@ -186,3 +186,70 @@ def test_literal_pattern_is_an_exact_lookup(files: list[str], data) -> None:
 def test_match_nodes_agrees_with_glob_match(files: list[str], pattern: str) -> None:
     g = compile_glob(pattern)
     assert match_nodes(g, files) == sorted(n for n in _nodes(files) if g.match(n))
+
+
+# ---- the automaton against the old backtracking regex -------------------------------------
+
+from scheduler.glob import MAX_NESTING, _Matcher, _Parser, canonical_path, reference_regex  # noqa: E402
+
+GLOB_TOKENS = st.sampled_from([
+    "a", "b", ".", "/", "*", "**", "?", "[ab]", "[!a]", "[a-b]", "[/]", "\\*", "{a,b/}", "{a*,}", "{,/b}",
+    "(a|b)", "@(b|a*)", "*(a|b)", "+(a)", "?(b)", "!(a)", "!(a*)", "!(**b)", "!(a|!(b))", "*(a|)", "+(?|/)",
+])
+RANDOM_PATTERNS = st.lists(GLOB_TOKENS, min_size=1, max_size=6).map("".join)
+RANDOM_PATHS = st.text(alphabet="ab./*", max_size=10).map(lambda s: "/" + s if s else "")
+
+
+def _automaton(pattern: str) -> _Matcher:
+    return _Matcher(_Parser(normalize(pattern), pattern).sequence(""))
+
+
+@given(RANDOM_PATTERNS, st.lists(RANDOM_PATHS, min_size=1, max_size=8))
+@example("/**a**a**c", ["/aaac", "/aaa", "/a/a/ac"])
+@example("/!(a)", ["/a", "/b", "/ab", ""])
+@example("/x!(a)", ["/xa", "/xb", "/x"])
+@example("/!(a)b", ["/ab", "/bb", "/b"])
+def test_automaton_agrees_with_the_old_regex(pattern: str, paths: list[str]) -> None:
+    # Given any small pattern of every syntax herd takes, When matching paths with the new
+    # automaton (forced, and whichever matcher compile_glob picks), Then the answers are the old regex's.
+    old = reference_regex(pattern)
+    forced = _automaton(pattern)
+    chosen = compile_glob(pattern)
+    for path in paths:
+        want = old.fullmatch(path) is not None
+        assert forced.fullmatch(path) == want, (pattern, path)
+        assert chosen.match(path) == (old.fullmatch(canonical_path(path)) is not None), (pattern, path)
+
+
+def test_pathological_patterns_finish() -> None:
+    # Given patterns that made the regex backtrack for hours, Then matching finishes (no timing asserted).
+    name = "/" + "a" * 64
+    assert not compile_glob("/" + "**a" * 12 + "**c").match(name)
+    assert not compile_glob("/" + "*a" * 12 + "*c").match(name)
+    assert match_nodes("/" + "**a" * 12 + "**c", [name, "/d/" + "a" * 64]) == []
+    assert compile_glob("/" + "**a" * 200).match("/" + "a" * 1000)
+    assert not compile_glob("/" + "**a" * 200 + "c").match("/" + "a" * 1000)
+    assert compile_glob("/" + "!(**a**a**a**a**c)*" * 3).match("/" + "a" * 300)
+    assert not compile_glob("/" + "+(a|aa)" * 30 + "c").match("/" + "a" * 500)
+
+
+@pytest.mark.parametrize("bad", ["{" * 50_000, "(" * (MAX_NESTING + 1), "/" + "a" * 5000], ids=["braces-50000", "groups-65", "5000-chars"])
+def test_deep_or_huge_patterns_are_refused_in_one_line(bad: str) -> None:
+    # Given a glob nested 50,000 deep or longer than any path, Then InvalidGlob (not RecursionError).
+    with pytest.raises(InvalidGlob) as info:
+        compile_glob(bad)
+    assert "invalid glob" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("pattern", ["/*/*", "/*", "/**", "/**/*.txt", "/dir/*.{csv,txt}", "/**.txt", "/?.txt",
+                                     "/*/**/x*y", "/[ab]*/*"])
+def test_common_globs_take_the_regex_fast_path(pattern: str) -> None:
+    from scheduler.glob import _RegexMatcher
+
+    assert isinstance(compile_glob(pattern).matcher, _RegexMatcher)
+
+
+@pytest.mark.parametrize("pattern", ["/**a**a**c", "/*a*a*c", "/**/**", "/**a*", "/{a*,b}*", "/*[!x]*", "/+(a)*",
+                                     "/" + "**a" * 12 + "**c"])
+def test_globs_that_could_backtrack_take_the_automaton(pattern: str) -> None:
+    assert isinstance(compile_glob(pattern).matcher, _Matcher)

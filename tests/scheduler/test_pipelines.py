@@ -12,7 +12,7 @@ from scheduler.jobs import JobState
 from scheduler.pipelines import Pipelines
 from scheduler.queries import Jobs
 from scheduler.settings import SchedulerSettings
-from storage.errors import AlreadyExists, InvalidSpec, PipelineCycle, RepoNotFound
+from storage.errors import AlreadyExists, InvalidSpec, PipelineCycle, PipelineNotFound, RepoNotFound
 from storage.local import LocalObjectStore
 from storage.repos import Pfs
 from tests.scheduler.pipeline_helpers import EDGES, MONTAGE, WORDCOUNT_MAP, WORDCOUNT_REDUCE, files_of, read
@@ -259,3 +259,28 @@ def test_delete_pipeline_removes_output_repo(herd: Herd) -> None:
     herd.pipelines.delete("p")
     assert herd.pipelines.list() == []
     assert [r.name for r in herd.pfs.list_repos()] == ["in"]
+
+
+def test_a_file_of_specs_is_validated_as_a_whole(herd: Herd) -> None:
+    herd.pfs.create_repo("in")
+    first = {"pipeline": {"name": "a"}, "transform": {"cmd": ["true"]}, "input": {"pfs": {"repo": "in", "glob": "/"}}}
+    broken = {**first, "pipeline": {"name": "b"}, "transform": {"cmd": ["true"], "imagee": "x"}}
+    # Given a valid spec followed by an invalid one, Then neither is created
+    with pytest.raises(InvalidSpec, match="transform.imagee"):
+        herd.pipelines.apply([copy.deepcopy(first), broken])
+    with pytest.raises(InvalidSpec, match="more than once"):
+        herd.pipelines.apply([copy.deepcopy(first), copy.deepcopy(first)])
+    assert herd.pipelines.list() == [] and [r.name for r in herd.pfs.list_repos()] == ["in"]
+    # And specs reading each other are created upstream first, whatever their order in the file
+    reads_a = {**first, "pipeline": {"name": "c"}, "input": {"pfs": {"repo": "a", "glob": "/"}}}
+    made = herd.pipelines.apply([reads_a, copy.deepcopy(first)])
+    assert [i.name for i in made] == ["a", "c"] and all(i.version == 1 for i in made)
+    assert [(p.repo, p.name) for p in herd.pfs.inspect_branch("c", "master").provenance] == [("a", "master")]
+
+
+def test_update_of_a_missing_pipeline_changes_nothing(herd: Herd) -> None:
+    herd.pfs.create_repo("in")
+    spec = {"pipeline": {"name": "p"}, "transform": {"cmd": ["true"]}, "input": {"pfs": {"repo": "in", "glob": "/"}}}
+    with pytest.raises(PipelineNotFound):
+        herd.pipelines.create(copy.deepcopy(spec), update=True)
+    assert herd.pipelines.list() == [] and [r.name for r in herd.pfs.list_repos()] == ["in"]

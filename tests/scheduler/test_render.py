@@ -157,3 +157,14 @@ def test_diff_rows_are_sorted_by_path_with_a_status() -> None:
     diff = FileDiff(added=("/b",), modified=("/a",), deleted=("/c",))
     assert render.diff_rows(diff) == [("modified", "/a"), ("added", "/b"), ("deleted", "/c")]
     assert render.diff_raw(diff) == {"added": ["/b"], "modified": ["/a"], "deleted": ["/c"]}
+
+
+def test_tables_and_fields_show_control_characters_escaped() -> None:
+    # Given a path stored before paths were checked, holding a terminal escape and a tab
+    from scheduler.render import fields, table
+    # When it is rendered for a human
+    shown_table = table(["NAME"], [["/a\x1b[31mred\tx"]])
+    shown_fields = fields([("Path", "/a\x1b[31m"), ("Description", "line one\nline\x07two")])
+    # Then no control character reaches the terminal; line breaks of values stay
+    assert "\x1b" not in shown_table and "\\x1b[31mred\\tx" in shown_table
+    assert shown_fields == "Path: /a\\x1b[31m\nDescription: line one\nline\\x07two"

@@ -379,3 +379,83 @@ def test_load_documents_returns_the_specs_as_written() -> None:
     docs = load_documents(WORD_COUNT)
     assert [d["pipeline"]["name"] for d in docs] == ["scraper", "map", "reduce"]
     assert "atom" in docs[1]["input"] and "acceptReturnCode" in docs[0]["transform"]  # not normalised
+
+
+# ---- hostile input: every class is a one-line InvalidSpec naming the field or the file ------
+
+@pytest.mark.parametrize(
+    ("fields", "needle"),
+    [
+        ({"pipeline": {"name": "abc\n"}}, "pipeline.name"),  # a '$' match would let the newline through
+        ({"input": {"pfs": {"repo": "in", "name": "a=b", "glob": "/"}}}, "input.pfs.name"),
+        ({"input": {"pfs": {"repo": "in", "name": "a\x00b", "glob": "/"}}}, "input.pfs.name"),
+        ({"input": {"pfs": {"repo": "in", "name": "a/b", "glob": "/"}}}, "input.pfs.name"),
+        ({"input": {"pfs": {"repo": "in", "name": "in\n", "glob": "/"}}}, "input.pfs.name"),
+        ({"input": {"pfs": {"repo": "in", "name": "a" * 64, "glob": "/"}}}, "input.pfs.name"),
+        ({"input": {"cross": [{"pfs": {"repo": "in", "glob": "/"}}, {"pfs": {"repo": "x", "name": "$(id)", "glob": "/"}}]}},
+         "input.cross[1].pfs.name"),
+        ({"parallelism_spec": {"constant": 10**12}}, "parallelism_spec.constant"),
+        ({"parallelism_spec": {"coefficient": 1e300}}, "parallelism_spec.coefficient"),
+        ({"parallelismSpec": {"coefficient": float("inf")}}, "coefficient"),
+        ({"datum_tries": 10**9}, "datum_tries"),
+        ({"datum_timeout": "99999999h"}, "datum_timeout: duration '99999999h' is longer than"),
+        ({"job_timeout": "9" * 400 + "h"}, "job_timeout"),
+        ({"resource_limits": {"cpu": 1e12}}, "resource_limits.cpu"),
+        ({"resource_limits": {"memory": "1e30Ei"}}, "resource_limits.memory"),
+        ({"resource_requests": {"disk": 2**70}}, "resource_requests.disk"),
+        ({"resource_limits": {"gpu": 10**6}}, "resource_limits.gpu.number"),
+        ({"transform": {"cmd": ["x"], "accept_return_code": [10**30]}}, "transform.accept_return_code[0]"),
+    ],
+)
+def test_hostile_fields_are_refused_by_dotted_name(fields: dict[str, Any], needle: str) -> None:
+    message = rejection(spec(**fields))
+    assert needle in message, message
+
+
+def test_input_names_that_are_not_shell_identifiers_are_accepted() -> None:
+    # Pachyderm's own tests name inputs like repos (`repo-1`): the runtime sets such variables.
+    s = parse_spec(spec(input={"cross": [{"pfs": {"repo": "repo-1", "glob": "/*"}},
+                                         {"pfs": {"repo": "in", "name": "2nd-input", "glob": "/"}}]}))
+    assert {leaf.name for leaf in s.input.leaves()} == {"repo-1", "2nd-input"}
+
+
+def _laughs() -> str:
+    """A 687-byte style billion-laughs spec: nine aliases per level, nine levels."""
+    levels = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, 9):
+        levels.append(f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]")
+    body = "\n".join("  " + line for line in levels)
+    return ("pipeline: {name: p}\ntransform: {cmd: [\"true\"]}\ninput: {pfs: {repo: in, glob: /}}\n"
+            f"metadata:\n{body}\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (_laughs(), "YAML aliases expand to more than"),
+        ("{" + '"a": [' * 50_000 + "1" + "]" * 50_000 + "}", "nested more than"),  # JSON
+        ("a: " + "[" * 50_000 + "]" * 50_000, "nested more than"),  # YAML flow
+        ("".join(" " * i + "a:\n" for i in range(1_000)), "nested more than"),  # YAML block
+        ("a: " + "{b: " * 50_000 + "1" + "}" * 50_000, "nested more than"),
+        ("a: &a [*a]\n", "refers to a value that contains it"),
+        ("".join(f"a{i}: &a{i} [*a{i - 1}]\n" if i else "a0: &a0 [1]\n" for i in range(100)), "nested more than"),
+        ("pipeline: {name: p}\ndescription: " + "x" * (1 << 20), "larger than 1048576 bytes"),
+    ],
+    ids=["billion-laughs", "json-deep", "yaml-flow-deep", "yaml-block-deep", "yaml-map-deep", "recursive-alias",
+         "alias-chain-deep", "over-1MiB"],
+)
+def test_hostile_files_are_refused_in_one_line_naming_the_file(text: str, needle: str) -> None:
+    # Given a spec file built to exhaust memory or the stack, Then a one-line InvalidSpec names
+    # the file and the problem, before anything is expanded (no RecursionError, no MemoryError).
+    with pytest.raises(InvalidSpec) as info:
+        parse_specs(text, source="evil.yaml")
+    message = str(info.value)
+    assert "'evil.yaml'" in message and needle in message and "\n" not in message, message
+
+
+def test_aliases_within_bounds_still_work() -> None:
+    text = "x: &cmd [sh, -c, 'true']\n---\npipeline: {name: p}\ntransform: {cmd: [sh, -c, 'true']}\n" \
+           "input: {pfs: {repo: in, glob: /}}\n"
+    shared = "pipeline: {name: p}\ntransform: {cmd: &c [\"true\"], stdin: *c}\ninput: {pfs: {repo: in, glob: /}}\n"
+    assert parse_specs(shared)[0].transform.stdin == ["true"]
+    assert len(parse_specs(text.split("---\n")[1])) == 1

@@ -147,3 +147,31 @@ def test_hash_is_right_at_chunk_boundaries(
     assert store.put_stream(Pipe(data, step=7_919 * step)) == expected  # type: ignore[arg-type]
     assert store.put_file(source) == expected
     assert store.get_bytes(expected[0]) == data
+
+
+@pytest.mark.parametrize("size", [10, 3 * CHUNK + 1])
+def test_reads_are_verified_in_one_pass_over_the_stored_bytes(object_store: ObjectStore, tmp_path: Path, size: int) -> None:
+    # Given a stored blob read through a store that counts the bytes it serves
+    data = payload(size, seed=11)
+    digest, _ = BlobStore(object_store).put_bytes(data)
+    counting = CountingStore(object_store)
+    store = BlobStore(counting)
+    # When it is read by every path; Then each read the stored bytes once: hashed while moving
+    store.get_file(digest, tmp_path / "out.bin")
+    assert (tmp_path / "out.bin").read_bytes() == data and counting.bytes_out == size
+    with store.open(digest) as reader:
+        assert reader.read() == data
+    assert store.get_bytes(digest) == data and store.verify(digest) == size
+    sink = io.BytesIO()
+    assert store.write_to(digest, sink) == size and sink.getvalue() == data
+    assert counting.bytes_out == 5 * size
+
+
+def test_a_damaged_blob_is_refused_with_its_id(object_store: ObjectStore, tmp_path: Path) -> None:
+    from storage.errors import DataCorrupted
+
+    digest, _ = BlobStore(object_store).put_bytes(b"hello herd")
+    object_store.put(blob_key(digest), b"hello HERD")
+    with pytest.raises(DataCorrupted, match=f"blob '{digest}' in .* is corrupt: its 10 bytes hash to"):
+        BlobStore(object_store).get_file(digest, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == [] or [p.name for p in tmp_path.iterdir()] == ["store"]

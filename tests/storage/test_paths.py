@@ -14,15 +14,21 @@ from storage.paths import (
     is_dir,
     node_type,
     normalize_dir,
+    is_valid_name,
     normalize_path,
     parent_dirs,
+    printable,
     validate_name,
 )
 
 NAME_CHARS = "abcXYZ019_-"
-segment = st.text(alphabet=st.characters(blacklist_characters="/\x00"), min_size=1, max_size=12).filter(
-    lambda s: s not in (".", "..")
-)
+# What a path may hold: any text but '/', control characters (Cc: C0, DEL, C1), lone surrogates
+# (bytes that were not UTF-8), line/paragraph separators and bidirectional overrides.
+REFUSED = "\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+segment = st.text(
+    alphabet=st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="/" + REFUSED),
+    min_size=1, max_size=12,
+).filter(lambda s: s not in (".", ".."))
 segments = st.lists(segment, min_size=1, max_size=6)
 
 
@@ -44,7 +50,7 @@ def test_invalid_names_are_refused_by_name(name: str) -> None:
         return
     with pytest.raises(InvalidName) as info:
         validate_name(name, "repo")
-    assert f"'{name}'" in str(info.value) and "A-Z" in str(info.value)
+    assert f"'{printable(name)}'" in str(info.value) and "A-Z" in str(info.value)
 
 
 @given(segments, st.booleans())
@@ -129,3 +135,98 @@ def test_implicit_directories() -> None:
 def test_find_clash() -> None:
     assert find_clash(FILES) is None
     assert find_clash([*FILES, "/a.txt/b"]) == ("/a.txt", "/a.txt/b")
+
+
+# --- issue 9: whole-name matches, and paths that are text ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["abc\n", "\nabc", "abc\r\n", "ab\nc", "abc\x00", "abc ", "\tabc", "a" * 64, "ａｂｃ", "١٢٣", "abc\u200b"],
+)
+def test_names_must_match_whole(name: str) -> None:
+    # Given a name that is valid but for a newline or other character around or inside it
+    # Then it is refused (a `^...$` match let 'abc\n' through, which then listed as 'abc')
+    assert not is_valid_name(name)
+    with pytest.raises(InvalidName) as info:
+        validate_name(name, "repo")
+    # And the message shows the name escaped: one line, no raw control character
+    message = str(info.value)
+    assert f"'{printable(name)}'" in message
+    assert all(c.isprintable() for c in message), message
+
+
+@given(st.text(max_size=70))
+@example("abc\n")
+@example("a" * 63)
+def test_is_valid_name_and_validate_name_agree(name: str) -> None:
+    # Given any text; Then the check reads use and the check writes use give the same answer
+    try:
+        validate_name(name)
+        valid = True
+    except InvalidName:
+        valid = False
+    assert valid == is_valid_name(name)
+    assert valid == (1 <= len(name) <= 63 and all(c in NAME_CHARS or c.isascii() and c.isalnum() for c in name))
+
+
+CONTROL_CHARS = [chr(c) for c in [*range(0x01, 0x20), 0x7F, *range(0x80, 0xA0)]]
+
+
+@pytest.mark.parametrize("char", CONTROL_CHARS, ids=lambda c: f"U+{ord(c):04X}")
+def test_control_characters_in_paths_are_refused_and_escaped(char: str) -> None:
+    # Given a path holding one control character (C0, DEL or C1)
+    path = f"/dir/a{char}b.txt"
+    # Then every path function refuses it, naming the path with the character escaped
+    for check in (normalize_path, normalize_dir):
+        with pytest.raises(InvalidPath) as info:
+            check(path)
+        message = str(info.value)
+        assert f"'{printable(path)}'" in message and "control character" in message
+        assert char not in message and all(c.isprintable() for c in message)
+
+
+def test_escapes_read_like_python() -> None:
+    assert printable("/a\x1b[31m") == "/a\\x1b[31m"
+    assert printable("/a\nb\tc\r") == "/a\\nb\\tc\\r"
+    assert printable("/bad\udcff") == "/bad\\xff"  # b'\xff' from argv, decoded with surrogateescape
+    assert printable("/x\u202etxt.exe") == "/x\\u202etxt.exe"
+    assert printable("/naïve/日本 b/👨👩") == "/naïve/日本 b/👨👩"
+    assert printable("/zero\u200bwidth") == "/zero\\u200bwidth"  # shown, though a path may hold it
+
+
+@pytest.mark.parametrize(
+    ("path", "words"),
+    [
+        ("/bad\udcff", "not valid UTF-8 (\\xff)"),
+        ("/bad\ud800", "not valid UTF-8 (\\ud800)"),
+        ("/a\u2028b", "line separator"),
+        ("/invoice\u202efdp.exe", "bidirectional control (\\u202e)"),
+        ("/a\x00b", "NUL"),
+    ],
+)
+def test_non_text_paths_are_refused(path: str, words: str) -> None:
+    # Given bytes that were not UTF-8 (argv gives them as surrogates) or characters that change
+    # what a terminal shows; Then the path is refused, never stored under another name
+    with pytest.raises(InvalidPath) as info:
+        normalize_path(path)
+    assert words in str(info.value)
+    assert f"'{printable(path)}'" in str(info.value)
+    str(info.value).encode("utf-8")  # the message itself can always be printed
+
+
+@given(st.text(max_size=40))
+def test_no_message_ever_carries_a_raw_control_character(path: str) -> None:
+    # Given any text as a path; When it is refused; Then the message is printable one-line text
+    try:
+        normalize_path(path)
+    except InvalidPath as exc:
+        message = str(exc)
+        message.encode("utf-8")
+        assert all(c.isprintable() for c in message), message
+
+
+def test_real_text_still_passes() -> None:
+    # Given names people use (accents, CJK, emoji joined with ZWJ, spaces); Then they pass
+    for path in ("/naïve café.txt", "/日本語/ファイル", "/family 👨\u200d👩\u200d👧.png", "/a b/c"):
+        assert normalize_path(path) == path

@@ -236,15 +236,68 @@ def test_finish_rebases_on_a_concurrent_commit(pfs: Pfs) -> None:
     assert [c.id for c in pfs.list_commits("data", "master")] == [done.id, other.id, base.id]
 
 
-def test_two_open_commits_on_one_branch(pfs: Pfs) -> None:
-    first = pfs.start_commit("data")
-    second = pfs.start_commit("data")
-    pfs.put_file("data", first.id, "/1", b"1")
-    pfs.put_file("data", second.id, "/2", b"2")
-    done2 = pfs.finish_commit("data", second.id)
-    done1 = pfs.finish_commit("data", first.id)
-    assert done1.parent == done2.id and done2.parent is None
-    assert set(files_at(pfs, "master")) == {"/1", "/2"}
+def test_second_start_commit_on_a_branch_is_refused_naming_the_open_one(
+    pfs: Pfs, store: ObjectStore
+) -> None:
+    # Given an open commit on master (the scenario)
+    first = pfs.start_commit("data", "master")
+    before = snapshot(store)
+    # When a second start-commit names the same branch, Then it is refused naming the open one
+    with pytest.raises(Conflict, match=first.id) as refused:
+        pfs.start_commit("data", "master")
+    assert "'master'" in str(refused.value) and "\n" not in str(refused.value)
+    assert snapshot(store) == before
+    # And every verb that takes the branch means that one open commit
+    assert pfs.put_file("data", "master", "/z", b"z").id == first.id
+    assert pfs.finish_commit("data", "master").id == first.id
+    assert read(pfs, "master", "/z") == b"z"
+    assert pfs.commits.open_commits("data") == []
+    assert [c.id for c in pfs.list_commits("data", "master")] == [first.id]
+    # And once it is finished a new one may start, on the new head
+    second = pfs.start_commit("data", "master")
+    assert second.parent == first.id
+
+
+def test_every_verb_agrees_on_the_open_commit_of_a_branch(pfs: Pfs) -> None:
+    base = pfs.put_file("data", "master", "/a", b"a")
+    opened = pfs.start_commit("data", "master")
+    pfs.put_file("data", "master", "/b", b"b")
+    pfs.delete_file("data", "master", "/a")
+    # Reads of the branch read its head; the open commit is listed first and by id is open
+    assert pfs.inspect_commit("data", "master").id == base.id
+    assert set(files_at(pfs, "master")) == {"/a"}
+    listed = pfs.list_commits("data", "master")
+    assert [(c.id, c.finished is None) for c in listed] == [(opened.id, True), (base.id, False)]
+    assert pfs.inspect_commit("data", opened.id[:8]).finished is None
+    assert pfs.inspect_branch("data", "master").open_commit == opened.id
+    assert pfs.finish_commit("data", opened.id[:10]).id == opened.id
+    assert files_at(pfs, "master") == {"/b": b"b"}
+    assert pfs.inspect_branch("data", "master").open_commit is None
+
+
+def test_racing_start_commits_on_one_branch_have_one_winner(pfs: Pfs, store: ObjectStore) -> None:
+    # Given 8 threads starting a commit on one branch at once
+    barrier = threading.Barrier(8)
+    won: list[str] = []
+    lost: list[str] = []
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            won.append(pfs.start_commit("data", "master").id)
+        except Conflict as exc:
+            lost.append(str(exc))
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Then exactly one wins, every loser names the winner, and only its record is left
+    assert len(won) == 1 and len(lost) == 7
+    assert all(won[0] in message for message in lost)
+    assert [key.rsplit("/", 1)[1] for key in store.list("repos/data/open/")] == won
+    assert pfs.inspect_branch("data", "master").open_commit == won[0]
 
 
 def test_concurrent_puts_into_one_open_commit_are_all_kept(pfs: Pfs) -> None:
@@ -455,6 +508,7 @@ def test_bad_inputs_change_nothing(pfs: Pfs, store: ObjectStore, tmp_path: Path)
     first = pfs.put_files("data", "master", [("/file", b"f"), ("/dir/x", b"x")])
     opened = pfs.start_commit("data", "master")
     pfs.put_file("data", opened.id, "/o", b"o")
+    pfs.create_branch("data", "side", head=first.id)
     before = snapshot(store)
     bad_calls: list[tuple[type[HerdError], str, Any]] = [
         (InvalidName, "'b@d'", lambda: pfs.create_repo("b@d")),
@@ -473,8 +527,11 @@ def test_bad_inputs_change_nothing(pfs: Pfs, store: ObjectStore, tmp_path: Path)
         (CommitFinished, first.id, lambda: pfs.put_file("data", first.id, "/n", b"")),
         (CommitNotFound, "f" * 32, lambda: pfs.put_file("data", "f" * 32, "/n", b"")),
         (InvalidArgument, "mixed", lambda: pfs.put_file("data", "master^~", "/n", b"")),
-        (FileNotFound, "'/none'", lambda: pfs.delete_file("data", "master", "/none")),
-        (FileNotFound, "'/none'", lambda: pfs.delete_file("data", opened.id, "/none")),
+        (FileNotFound, "'/none'", lambda: pfs.delete_file("data", "side", "/none")),
+        (Conflict, opened.id, lambda: pfs.start_commit("data", "master")),
+        (InvalidName, "x" * 64, lambda: pfs.put_file("data", "x" * 64, "/n", b"")),
+        (InvalidName, "x" * 64, lambda: pfs.start_commit("data", "x" * 64)),
+        (InvalidName, "x" * 64, lambda: pfs.create_branch("data", "x" * 64)),
         (InvalidName, "'x y'", lambda: pfs.start_commit("data", "x y")),
         (BranchNotFound, "'ghost'", lambda: pfs.start_commit("data", "new", parent="ghost")),
         (BranchNotFound, "'ghost'", lambda: pfs.create_branch("data", "b", head="ghost")),
@@ -507,3 +564,105 @@ def test_apply_ops_pure() -> None:
 def _entry(pfs: Pfs, data: bytes) -> FileEntry:
     digest, size = pfs.files.blobs.put_bytes(data)
     return FileEntry(chunks=(digest,), size=size)
+
+
+# ---- one rule for names, on every write path -----------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["x" * 64, "x" * 300, "x" * 10_000, "master\n", "a.b"])
+def test_every_write_path_refuses_a_name_reads_refuse(pfs: Pfs, store: ObjectStore,
+                                                      name: str) -> None:
+    # Given a name the read path refuses (too long, a trailing newline, a bad character)
+    base = pfs.put_file("data", "master", "/a", b"a")
+    before = snapshot(store)
+    # Then every write that would create or name it is refused before anything is written
+    writes: list[Any] = [
+        lambda: pfs.create_repo(name),
+        lambda: pfs.put_file("data", name, "/x", b"x"),
+        lambda: pfs.put_files("data", name, [("/x", b"x"), ("/y", b"y")]),
+        lambda: pfs.delete_file("data", name, "/a"),
+        lambda: pfs.start_commit("data", name),
+        lambda: pfs.create_branch("data", name, head=base.id),
+        lambda: pfs.write_commit("data", name, Manifest()),
+        lambda: pfs.delete_branch("data", name),
+    ]
+    for write in writes:
+        with pytest.raises(InvalidArgument) as refused:
+            write()
+        assert "\n" not in str(refused.value).replace(name, "")
+        assert snapshot(store) == before
+    # And the reads agree: there is no such branch to find
+    assert [b.name for b in pfs.list_branches("data")] == ["master"]
+    with pytest.raises(InvalidArgument):
+        pfs.list_commits("data", name)
+
+
+# ---- delete-file in an open commit ---------------------------------------------------------
+
+
+def test_delete_file_of_a_missing_path_in_an_open_commit_is_a_no_op(
+    pfs: Pfs, store: ObjectStore
+) -> None:
+    base = pfs.put_file("data", "master", "/a", b"a")
+    opened = pfs.start_commit("data", "master")
+    pfs.put_file("data", "master", "/new", b"n")
+    before = snapshot(store)
+    # When a path that is nowhere is deleted in the open commit (by branch or by id)
+    assert pfs.delete_file("data", "master", "/missing").id == opened.id
+    assert pfs.delete_file("data", opened.id, "/missing/dir").id == opened.id
+    # Then it is a no-op, as in Pachyderm 1.x: nothing is written
+    assert snapshot(store) == before
+    # While a delete of what is there (in the head or in the open commit) still counts
+    pfs.delete_file("data", "master", "/a")
+    pfs.delete_file("data", opened.id, "/new")
+    pfs.put_file("data", "master", "/kept", b"k")
+    done = pfs.finish_commit("data", "master")
+    assert done.parent == base.id and files_at(pfs, "master") == {"/kept": b"k"}
+    # A missing path on a branch without an open commit is still an error (nothing to commit)
+    with pytest.raises(FileNotFound, match="'/missing'"):
+        pfs.delete_file("data", "master", "/missing")
+
+
+def test_no_op_delete_is_not_replayed_over_a_concurrent_commit(pfs: Pfs) -> None:
+    # Given a delete of a path absent when it was made
+    pfs.put_file("data", "master", "/a", b"a")
+    opened = pfs.start_commit("data", "master")
+    pfs.delete_file("data", opened.id, "/late")
+    # When another commit adds that path before the finish (a pipeline output, say)
+    head = pfs.resolve_commit("data", "master")
+    files = {**pfs.read_manifest(head).files, "/late": _entry(pfs, b"late")}
+    pfs.write_commit("data", "master", Manifest(files=files))
+    # Then the finish keeps it: the no-op was not recorded to remove it later
+    pfs.finish_commit("data", opened.id)
+    assert files_at(pfs, "master") == {"/a": b"a", "/late": b"late"}
+
+
+# ---- what a crash leaves, repaired by the next command (the CLI cases: test_crash_safety) ----
+
+
+def test_a_claim_without_its_record_is_released(pfs: Pfs, store: ObjectStore) -> None:
+    # Given a branch claiming an open commit whose record is gone (a damaged store)
+    opened = pfs.start_commit("data", "master")
+    store.delete(f"repos/data/open/{opened.id}")
+    # Then the next command on the branch releases the claim and works
+    assert pfs.commits.open_commits("data", "master") == []
+    assert pfs.inspect_branch("data", "master").open_commit is None
+    assert pfs.start_commit("data", "master").id != opened.id
+
+
+def test_create_repo_over_leftovers_of_a_killed_delete_inherits_nothing(
+    pfs: Pfs, store: ObjectStore
+) -> None:
+    # Given a repo whose deletion stopped right after its repo record went
+    pfs.put_file("data", "master", "/a", b"a")
+    old = pfs.start_commit("data", "dev")
+    store.delete("repos/data/repo.json")
+    # Then the repo is gone for readers, and a new one of that name starts empty
+    assert [info.name for info in pfs.list_repos()] == []
+    with pytest.raises(RepoNotFound):
+        pfs.list_commits("data")
+    pfs.create_repo("data")
+    assert pfs.list_branches("data") == [] and pfs.list_commits("data") == []
+    with pytest.raises(CommitNotFound):
+        pfs.inspect_commit("data", old.id)
+    assert list(store.list("repos/data/")) == ["repos/data/repo.json"]

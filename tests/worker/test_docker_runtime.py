@@ -295,9 +295,22 @@ def test_unknown_user_names_the_user(open_session) -> None:
         open_session(user="nobody-here")
 
 
-def test_invalid_env_name_is_refused(open_session, pfs: Path) -> None:
-    with pytest.raises(InvalidArgument, match="my-input"):
-        open_session().run(request(pfs, **{"my-input": "/pfs/my-input/x"}))
+@pytest.mark.parametrize("transfer", TRANSFERS)
+def test_env_names_a_shell_cannot_export_reach_user_code(open_session, pfs: Path, transfer: str) -> None:
+    # Given input names like Pachyderm's own tests use, in the request and in the transform env
+    session = open_session(("env",), transfer=transfer, env={"spec-var": "s p\nec", "PLAIN": "p"})
+    # When user code reads its environment
+    result = session.run(request(pfs, **{"my-input": "/pfs/my-input/x", "my-input_COMMIT": "c1"}))
+    # Then every variable is set, exactly
+    assert result.exit_code == 0, result.stderr
+    assert b"my-input=/pfs/my-input/x\n" in result.stdout and b"my-input_COMMIT=c1\n" in result.stdout
+    assert b"spec-var=s p\nec\n" in result.stdout and b"PLAIN=p\n" in result.stdout and b"PACH_JOB_ID=job1\n" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["A=B", ""])
+def test_env_names_execve_cannot_take_are_refused(open_session, pfs: Path, name: str) -> None:
+    with pytest.raises(InvalidArgument, match="environment variable name"):
+        open_session().run(request(pfs, **{name: "x"}))
 
 
 class _StubApi:

@@ -70,20 +70,17 @@ def test_multi_chunk_files_are_concatenated(blobs: BlobStore, tmp_path: Path) ->
     assert (tmp_path / "in" / "f").read_bytes() == b"abcdab"
 
 
-def test_local_blobs_are_hard_linked(local_blobs: BlobStore, tmp_path: Path) -> None:
-    file = entry(local_blobs, b"linked bytes")
+@pytest.mark.parametrize("parts", [(b"one chunk",), (b"two ", b"chunks")])
+def test_staged_files_never_share_an_inode_with_a_blob(local_blobs: BlobStore, tmp_path: Path, parts: tuple) -> None:
+    # Given a file of a local store, When staged
+    file = entry(local_blobs, *parts)
     stage_datum(local_blobs, [Input("in", {"/f": file})], tmp_path / "pfs")
-    blob = local_blobs.local_path(file.chunks[0])
-    assert blob is not None
-    assert os.stat(tmp_path / "pfs" / "in" / "f").st_ino == os.stat(blob).st_ino
-
-
-def test_link_false_copies(local_blobs: BlobStore, tmp_path: Path) -> None:
-    file = entry(local_blobs, b"copied bytes")
-    stage_datum(local_blobs, [Input("in", {"/f": file})], tmp_path / "pfs", link=False)
     staged = tmp_path / "pfs" / "in" / "f"
-    assert staged.read_bytes() == b"copied bytes"
-    assert os.stat(staged).st_ino != os.stat(local_blobs.local_path(file.chunks[0])).st_ino  # type: ignore[arg-type]
+    # Then it is a private copy: its own inode, one link, and writing it leaves the blob alone
+    blob_inodes = {os.stat(local_blobs.local_path(chunk)).st_ino for chunk in file.chunks}  # type: ignore[arg-type]
+    assert os.stat(staged).st_ino not in blob_inodes and os.stat(staged).st_nlink == 1
+    staged.write_bytes(b"changed")
+    assert b"".join(local_blobs.get_bytes(chunk) for chunk in file.chunks) == b"".join(parts)
 
 
 def test_memory_store_streams(tmp_path: Path) -> None:
@@ -128,7 +125,7 @@ def test_file_and_directory_clash_is_refused(blobs: BlobStore, tmp_path: Path) -
         stage_datum(blobs, [Input("in", {"/a": entry(blobs, b"a"), "/a/b": entry(blobs, b"b")})], tmp_path)
 
 
-def test_clear_pfs_keeps_the_two_folders_and_removes_the_rest(blobs: BlobStore, tmp_path: Path) -> None:
+def test_clear_pfs_removes_the_datum_folder(blobs: BlobStore, tmp_path: Path) -> None:
     # Given a staged datum and output left by user code, some of it read-only
     pfs = tmp_path / "pfs"
     stage_datum(blobs, [Input("in", {"/a/b": entry(blobs, b"b")})], pfs)
@@ -136,23 +133,23 @@ def test_clear_pfs_keeps_the_two_folders_and_removes_the_rest(blobs: BlobStore, 
     (locked / "deep").mkdir(parents=True)
     (locked / "deep" / "f").write_text("x")
     locked.chmod(0o500)
-    before = (os.stat(pfs).st_ino, os.stat(pfs / "out").st_ino)
-    # When cleared
+    (pfs / "in").chmod(0o500)
+    # When cleared, Then nothing of it remains (the next datum gets a fresh folder)
     clear_pfs(pfs)
-    # Then only the two folders remain, with the same inodes (warm sandboxes bind them)
-    assert sorted(p.name for p in pfs.iterdir()) == ["out"]
-    assert not any((pfs / "out").iterdir())
-    assert (os.stat(pfs).st_ino, os.stat(pfs / "out").st_ino) == before
+    assert not pfs.exists()
 
 
 def test_clear_pfs_of_a_missing_folder_is_fine(tmp_path: Path) -> None:
     clear_pfs(tmp_path / "nothing")
 
 
-def test_detach_hard_links(local_blobs: BlobStore, tmp_path: Path) -> None:
-    file = entry(local_blobs, b"blob")
-    pfs = tmp_path / "pfs"
-    stage_datum(local_blobs, [Input("in", {"/f": file})], pfs)
-    assert detach_hard_links(pfs) == 1
-    (pfs / "in" / "f").write_bytes(b"changed")
-    assert local_blobs.get_bytes(file.chunks[0]) == b"blob"
+def test_detach_hard_links(tmp_path: Path) -> None:
+    # Given an input some caller hard-linked to a precious file
+    precious = tmp_path / "blob"
+    precious.write_bytes(b"blob")
+    (tmp_path / "pfs" / "in").mkdir(parents=True)
+    os.link(precious, tmp_path / "pfs" / "in" / "f")
+    # When detached, Then writing the input leaves the file alone
+    assert detach_hard_links(tmp_path / "pfs") == 1
+    (tmp_path / "pfs" / "in" / "f").write_bytes(b"changed")
+    assert precious.read_bytes() == b"blob"
