@@ -7,7 +7,7 @@ import os
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from storage.settings import MAX_WORKERS, OptionalRedisUrl, Seconds, Word, WorkerCount
+from storage.setting_types import MAX_WORKERS, OptionalRedisUrl, Seconds, Word, WorkerCount
 
 
 def _default_parallelism() -> int:
@@ -15,7 +15,7 @@ def _default_parallelism() -> int:
 
 
 class SchedulerSettings(BaseSettings):
-    """Every field is checked when loaded (storage.settings types): the CLI loads it before any work."""
+    """Every field is checked when loaded (storage.setting_types): the CLI loads it before any work."""
 
     model_config = SettingsConfigDict(env_prefix="HERD_", extra="ignore")
 

@@ -14,7 +14,8 @@ from pydantic_settings import BaseSettings
 from scheduler.cli.context import SETTINGS_CLASSES, check_settings
 from scheduler.settings import SchedulerSettings
 from storage.errors import InvalidArgument
-from storage.settings import FailpointSettings, StorageSettings, load_settings
+from storage.setting_types import load_settings
+from storage.settings import FailpointSettings, StorageSettings
 from worker.settings import WorkerSettings
 
 CLASSES: tuple[type[BaseSettings], ...] = (StorageSettings, FailpointSettings, SchedulerSettings, WorkerSettings)

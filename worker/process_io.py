@@ -175,7 +175,7 @@ def pump(
     if stdin is not None:
         os.set_blocking(stdin, False)
         selector.register(stdin, selectors.EVENT_WRITE)
-    answer, line, ended = bytearray(), None, False
+    answer, line, ended, control_fd = bytearray(), None, False, control.fileno()
     timed_out, stop_at, give_up = False, None, None
     try:
         with selector:
@@ -189,7 +189,8 @@ def pump(
                         pass  # the runner is gone: the control socket says so next
                 if (stop_at is not None and now >= stop_at) or (give_up is not None and now >= give_up):
                     break
-                limits = [IDLE_TICK] + [t - now for t in (deadline, stop_at, give_up) if t is not None]
+                waits = (None if timed_out else deadline, stop_at, give_up)
+                limits = [IDLE_TICK] + [t - now for t in waits if t is not None]
                 for key, _ in selector.select(max(0.0, min(limits))):
                     if key.fd in tails:
                         _read(selector, key.fd, tails[key.fd])
@@ -197,7 +198,7 @@ def pump(
                         pending = _write_fd(selector, stdin, pending)
                         if not pending:
                             stdin = None
-                    else:
+                    elif key.fd == control_fd and not ended:
                         chunk = control.recv(64)
                         answer += chunk
                         if chunk and b"\n" not in answer:

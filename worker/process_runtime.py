@@ -12,9 +12,10 @@ worker process, by a probe (or forced: HERD_LOCAL_ISOLATION):
    code can write wherever the worker's user can, and only the process tree is contained
    (`sandbox_init.py` as a child subreaper).
 Warm: as root (and in rewrite mode) one sandbox serves a session, its runner (sandbox_init.py)
-starting each datum with a fork; the worker hands it the datum's folder as detached mounts
-(open_tree), which it moves onto /pfs and /pfs/out for that datum only, with a fresh /tmp and
-/dev/shm. Without root, bwrap cannot take mounts from outside, so it runs once per datum.
+starting each datum's user code with a vfork and exec; the worker hands it the datum's folder
+as detached mounts (open_tree), which it moves onto /pfs and /pfs/out for that datum only, with
+a fresh /tmp and /dev/shm. Without root the worker cannot make detached mounts, so bwrap runs
+once per datum (cold).
 In every mode, when the datum's first process exits, every process it started is killed before
 `run` returns (the runner kills every other process of its PID namespace, or, in rewrite mode,
 what it inherits as subreaper; a per-datum bwrap dies with its PID namespace), so nothing
@@ -31,6 +32,7 @@ import json
 import logging
 import os
 import pwd
+import queue
 import re
 import select
 import shutil
@@ -42,6 +44,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from enum import Enum
 from pathlib import Path
 
@@ -202,17 +205,50 @@ def _runner_source() -> str:
     return _source
 
 
+class _Starter:
+    """Starts runner processes from one thread that lives as long as the worker process.
+
+    A runner dies with the THREAD that started it (PR_SET_PDEATHSIG, bwrap's --die-with-parent),
+    and a session may outlive the thread that ran its first datum."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[tuple[Future[subprocess.Popen[bytes]], Callable[[], subprocess.Popen[bytes]]]]
+        self._jobs = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def start(self, popen: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="herd-sandbox-starter", daemon=True)
+                self._thread.start()
+        done: Future[subprocess.Popen[bytes]] = Future()
+        self._jobs.put((done, popen))
+        return done.result()
+
+    def _serve(self) -> None:
+        while True:
+            done, popen = self._jobs.get()
+            try:
+                done.set_result(popen())
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                done.set_exception(exc)
+
+
+_starter = _Starter()
+
+
 class _Runner:
     """A session's runner process (sandbox_init.py) and the socket it takes datums on."""
 
     def __init__(self, argv: list[str], config: dict[str, object]) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self.proc = subprocess.Popen(
+            self.proc = _starter.start(lambda: subprocess.Popen(
                 [*argv, json.dumps(config), str(theirs.fileno())], stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=(theirs.fileno(),),
                 cwd="/", env=BASE_ENV, start_new_session=True,
-            )
+            ))
         except OSError:
             ours.close()
             raise
@@ -234,9 +270,10 @@ class _Runner:
     def send(self, request: dict[str, object], fds: list[int]) -> None:
         """One datum (or a kill): its frame, with `fds` attached to the first bytes."""
         body = json.dumps(request).encode()
-        head = len(body).to_bytes(4, "big")
-        sent = socket.send_fds(self.sock, [head], fds) if fds else self.sock.send(head)
-        self.sock.sendall(head[sent:] + body)
+        frame = len(body).to_bytes(4, "big") + body
+        sent = socket.send_fds(self.sock, [frame], fds) if fds else self.sock.send(frame)
+        if sent < len(frame):  # one sendmsg normally: the runner wakes once
+            self.sock.sendall(frame[sent:])
 
     def stop(self) -> None:
         """Kill the runner and every datum process (namespaces: the runner's process group,
@@ -262,8 +299,8 @@ class ProcessSession:
     """Runs one pipeline's transform per datum, sandboxed as detected.
 
     Warm (root, or rewrite mode): one runner process per session starts each datum (see
-    sandbox_init.py). Cold (bwrap without root, which cannot hand a datum's folder to a running
-    sandbox): one bwrap per datum.
+    sandbox_init.py). Cold (bwrap without root or without the mount API, so no way to hand a
+    datum's folder to a running sandbox): one bwrap per datum.
     `close` from another thread stops a datum that is running: its processes are killed and
     `run` raises RunCancelled (no result: the datum was not judged, it runs again later)."""
 
@@ -278,7 +315,7 @@ class ProcessSession:
         self._base_env = base_env
         self._protect = tuple(protect)
         self._ids = _resolve_user(transform.user)
-        self._warm = isolation is not Isolation.BWRAP or os.geteuid() == 0
+        self._warm = isolation is not Isolation.BWRAP or (os.geteuid() == 0 and _mount_api())
         self._lock = threading.Lock()
         self._running: set[subprocess.Popen[bytes]] = set()
         self._runner: _Runner | None = None
@@ -477,6 +514,24 @@ def detached_mount(path: Path, read_only: bool) -> int:
         os.close(fd)
         raise OSError(err, f"mount_setattr: {os.strerror(err)}", str(path))
     return fd
+
+
+_mount_api_works: bool | None = None
+
+
+def _mount_api() -> bool:
+    """Whether this worker can make detached mounts (root, Linux 5.12+): what a warm sandbox
+    takes each datum's folder as."""
+    global _mount_api_works
+    if _mount_api_works is None:
+        with tempfile.TemporaryDirectory(prefix="herd-probe-") as folder:
+            try:
+                os.close(detached_mount(Path(folder), read_only=True))
+                _mount_api_works = True
+            except OSError as exc:
+                log.debug("no detached mounts here (%s): one bwrap per datum", exc)
+                _mount_api_works = False
+    return _mount_api_works
 
 
 class _MountAttr(ctypes.Structure):

@@ -3,8 +3,8 @@ started outlives it (stdlib only).
 
 ProcessRuntime starts this source once per session, as `python -I -S -c SOURCE CONFIG FD`
 (CONFIG a JSON object, see `main`; FD one end of a Unix socket to the worker). It imports
-nothing of herd and little of the standard library; a datum then costs one fork() of this
-small process and an exec, not a Python start nor a sandbox build.
+nothing of herd and little of the standard library; a datum then costs a few mount calls and
+one vfork and exec (subprocess, no Python in the child), not a Python start nor a sandbox build.
 
 Protocol on the socket. Worker to runner: frames of a 4-byte big-endian length and a JSON body.
 A datum is {"argv", "env", "cwd", "ids"} with, attached (SCM_RIGHTS), user code's stdin, stdout
@@ -19,17 +19,18 @@ Modes (CONFIG "mode"):
   top-level folders, the storage and scratch folders and /run hidden, pivots into it, and runs
   as PID 1 of the new PID namespace.
 - "bwrap" (root): bubblewrap built that sandbox; the runner runs inside it, as PID 1.
-In both, for each datum the runner moves the datum's folder onto /pfs and its out/ onto /pfs/out
-and mounts a fresh /tmp and /dev/shm; user code runs in its own session and IPC namespace with
-no capability at all (empty bounding, ambient, inheritable, permitted and effective sets) and
-no_new_privs, so it can neither undo a mount nor signal across users. When its first process
-exits the runner kills every other process of the PID namespace (kill(-1), then waits until
-none is left: all of them are reparented to it), unmounts the datum's folders, and only then
-answers: no process of a datum ever sees the next datum's /pfs/out.
+In both, for each datum the runner moves the datum's folder onto /pfs and its out/ onto /pfs/out;
+user code runs in its own session, a fresh /tmp, /dev/shm and IPC namespace, with no capability
+at all (empty bounding, ambient, inheritable, permitted and effective sets) and no_new_privs, so
+it can neither undo a mount nor signal across users. When its first process exits the runner
+kills every other process of the PID namespace (kill(-1), then waits until none is left: all of
+them are reparented to it), and only then answers; then it unmounts the datum's folders. No
+process of a datum ever sees the next datum's /pfs/out.
 - "rewrite" (no namespace): the runner is a child subreaper; when user code exits, every
   process it left behind (setsid and double forks included) is reparented here and killed.
 Datums run one at a time. The runner dies with the worker (PR_SET_PDEATHSIG, or bwrap's
---die-with-parent), and with it its PID namespace, so every datum process.
+--die-with-parent), and with it its PID namespace, so every datum process; in rewrite mode
+the worker's death sends it SIGTERM, on which it kills every process of the datum, then exits.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import os
 import select
 import signal
 import socket
+import subprocess
 import sys
 import time
 
@@ -53,7 +55,6 @@ PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 SYS_MOUNT_SETATTR, AT_RECURSIVE, MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID = 442, 0x8000, 1, 2
 SYS_MOVE_MOUNT, MOVE_MOUNT_F_EMPTY_PATH = 429, 4
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
-SYS_CAPSET = {"x86_64": 126, "aarch64": 91, "riscv64": 91, "ppc64le": 184, "s390x": 185}
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 SETUP_FAILED = 126
@@ -104,15 +105,15 @@ def _unescape(field: bytes) -> bytes:
     return field
 
 
-def _die_with_parent(parent: int) -> None:
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+def _die_with_parent(parent: int, signum: int) -> None:
+    _prctl(PR_SET_PDEATHSIG, signum)
     if parent and os.getppid() != parent:
         os._exit(137)  # the parent died before the prctl took effect
 
 
-def _status(status: int) -> int:
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
+def _exit_code(returncode: int) -> int:
+    """The shell's convention: 128 + signal for a process killed by a signal."""
+    return 128 - returncode if returncode < 0 else returncode
 
 
 def _wait_for(pid: int) -> int:
@@ -123,43 +124,7 @@ def _wait_for(pid: int) -> int:
         except ChildProcessError:
             return SETUP_FAILED
         if reaped == pid:
-            return _status(status)
-
-
-def _exec(argv: list[str], env: dict[str, str], cwd: str, failed: int | None) -> None:
-    """chdir and exec in this process (PATH from user code's env); never returns.
-
-    The PATH search is done here, not by os.execvpe, which imports modules lazily: after the
-    switch to transform.user this interpreter's own files may be unreadable. `failed`: the exit
-    code when the program cannot run (None: a shell's 127 or 126)."""
-    name = argv[0]
-    try:
-        os.chdir(cwd)
-    except OSError as exc:
-        _cannot_run(name, cwd, exc, failed or 126)
-    folders = [""] if "/" in name else env.get("PATH", os.defpath).split(":")
-    first: OSError | None = None
-    for folder in folders:
-        try:
-            os.execve(os.path.join(folder, name) if folder else name, argv, env)
-        except OSError as exc:
-            if first is None or (isinstance(first, FileNotFoundError) and not isinstance(exc, FileNotFoundError)):
-                first = exc
-    assert first is not None
-    missing = isinstance(first, (FileNotFoundError, NotADirectoryError))
-    _cannot_run(name, cwd, first, failed or (127 if missing else 126))
-
-
-def _cannot_run(name: str, cwd: str, exc: OSError, code: int) -> None:
-    os.write(2, f"herd: cannot run '{name}' (in '{cwd}'): {exc.strerror}: {exc.filename}\n".encode())
-    os._exit(code)
-
-
-def _switch_user(ids: list[int] | None) -> None:
-    if ids:
-        os.setgroups([])
-        os.setgid(ids[1])
-        os.setuid(ids[0])
+            return _exit_code(os.waitstatus_to_exitcode(status))
 
 
 class _CapHeader(ctypes.Structure):
@@ -170,24 +135,20 @@ class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
-def _empty_bounding_set() -> None:
-    """No process started from here can gain a capability at exec (the runner's own effective
-    set stays: it still mounts, kills and switches users); done once per session."""
+def _drop_for_user_code() -> None:
+    """Whatever this runner starts holds no capability after exec, even as uid 0, and can never
+    gain one: empty bounding, ambient and inheritable sets, and no_new_privs. Done once per
+    session: the runner keeps its own permitted and effective sets (it still mounts, kills and
+    switches users), which exec does not pass on without those three."""
     last = int(open("/proc/sys/kernel/cap_last_cap").read())
     for cap in range(last + 1):
         _prctl(PR_CAPBSET_DROP, cap)
     _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
-
-
-def _drop_privileges(ids: list[int] | None) -> None:
-    """No capabilities now or after exec (even as uid 0; the bounding set is already empty),
-    no setuid gains, then the user."""
-    _switch_user(ids)
-    # Empty inheritable and permitted sets too: with an empty bounding set, exec as uid 0 gives
-    # exactly the inheritable set, which must not be left to what the runner was started with.
-    number = SYS_CAPSET.get(os.uname().machine, 126)
-    data = (_CapData * 2)()
-    _check(_libc.syscall(number, ctypes.byref(_CapHeader(LINUX_CAPABILITY_VERSION_3, 0)), data), "capset")
+    header, data = _CapHeader(LINUX_CAPABILITY_VERSION_3, 0), (_CapData * 2)()
+    _check(_libc.capget(ctypes.byref(header), data), "capget")
+    for part in data:
+        part.inheritable = 0
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
 
 
@@ -246,10 +207,13 @@ def _pivot(root: str) -> None:
 
 def _set_up(config: dict) -> None:
     """The session's sandbox, before the first datum (see the modes above)."""
-    _die_with_parent(config["parent"])
     _prctl(PR_SET_CHILD_SUBREAPER, 1)  # whatever a datum leaves is reparented here, then killed
     if config["mode"] == "rewrite":
+        # SIGTERM, not SIGKILL: the runner's handler kills every process of the datum first
+        # (all of them are its descendants); nothing else would, without a PID namespace.
+        _die_with_parent(config["parent"], signal.SIGTERM)
         return
+    _die_with_parent(config["parent"], signal.SIGKILL)
     if config["mode"] == "unshare":
         flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC
         _check(_libc.unshare(flags | (0 if config["network"] else CLONE_NEWNET)), "unshare")
@@ -275,23 +239,27 @@ def _set_up(config: dict) -> None:
     else:  # bwrap's /dev is a writable tmpfs: no datum may leave a file there for the next
         _mount(None, "/dev", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC)
     os.chdir("/")
-    _empty_bounding_set()
+    _drop_for_user_code()
 
 
 def _mount_datum(pfs: int, out: int) -> None:
-    """The datum's folder read-only at /pfs, its out/ at /pfs/out, a fresh /tmp and /dev/shm."""
+    """The datum's folder read-only at /pfs, its out/ at /pfs/out."""
     for fd, target in ((pfs, "/pfs"), (out, "/pfs/out")):
         _check(_libc.syscall(SYS_MOVE_MOUNT, fd, b"", -100, os.fsencode(target), MOVE_MOUNT_F_EMPTY_PATH),
                f"move_mount {target}")
-    for folder in ("/tmp", "/dev/shm"):
-        _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
 
 
-def _unmount_datum() -> None:
-    """Undo _mount_datum once every process of the datum is gone (the datum folder is let go)."""
+def _renew(first: bool) -> None:
+    """Between datums, once every process of the last one is gone (after its answer, off the
+    worker's path): let go of its folder, then a fresh /tmp, /dev/shm and IPC namespace (no
+    file, SysV object or message queue of one datum is left for the next)."""
     for folder in ("/pfs", "/tmp", "/dev/shm"):
         while _libc.umount2(os.fsencode(folder), MNT_DETACH) == 0:
             pass  # what is below is the session's empty folder again
+    if not first:  # the sandbox's own IPC namespace is new already
+        _check(_libc.unshare(CLONE_NEWIPC), "unshare")
+    for folder in ("/tmp", "/dev/shm"):
+        _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
 
 
 def _quiet() -> None:
@@ -299,25 +267,26 @@ def _quiet() -> None:
     os.dup2(os.open(os.devnull, os.O_RDWR), 2)
 
 
-def _start_user(config: dict, request: dict, stdio: list[int]) -> None:
-    """Become user code: its own session, its pipes as 0-2 and no other fd, then exec. In the
-    namespace modes also its own IPC namespace, and no capability at all."""
+def _spawn_user(config: dict, request: dict, stdio: list[int]) -> subprocess.Popen | int:
+    """Start user code (vfork and exec, no Python in the child): its own session, its pipes
+    as 0-2 and no other fd, default signal dispositions, transform.user when set. Returns the
+    process, or the exit code when it could not start (the reason is on its stderr)."""
+    ids, argv, cwd = request["ids"], request["argv"], request["cwd"]
+    creds = {"user": ids[0], "group": ids[1], "extra_groups": []} if ids else {}
     try:
-        os.setsid()
-        for target, fd in enumerate(stdio):
-            os.dup2(fd, target)
-        os.closerange(3, 1 << 20)
-        ids = request["ids"]
-        if config["mode"] == "rewrite":
-            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-            _switch_user(ids)
+        return subprocess.Popen(
+            argv, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], cwd=cwd, env=request["env"],
+            start_new_session=True, **creds,
+        )
+    except (OSError, ValueError) as exc:
+        failed = config["exec_failed"]
+        if isinstance(exc, ValueError) or exc.filename == cwd:  # a NUL, or no such working dir
+            code = failed or 126
         else:
-            _check(_libc.unshare(CLONE_NEWIPC), "unshare")  # no SysV object is left for the next datum
-            _drop_privileges(ids)
-    except OSError as exc:
-        os.write(2, f"herd: cannot start user code: {exc}\n".encode())
-        os._exit(SETUP_FAILED)
-    _exec(request["argv"], request["env"], request["cwd"], config["exec_failed"])
+            code = failed or (127 if isinstance(exc, (FileNotFoundError, NotADirectoryError)) else 126)
+        why = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) else str(exc)
+        os.write(stdio[2], f"herd: cannot run '{argv[0]}' (in '{cwd}'): {why}\n".encode())
+        return code
 
 
 def _kill_namespace() -> None:
@@ -375,39 +344,45 @@ def _children(me: str) -> list[int]:
     return found
 
 
-def _receive(sock: socket.socket) -> tuple[dict, list[int]] | None:
-    """One frame from the worker and the fds that came with it; None at EOF."""
-    head, fds, _, _ = socket.recv_fds(sock, 4, MAX_FDS)
-    while head and len(head) < 4:
-        more = sock.recv(4 - len(head))
-        head += more
-        if not more:
-            head = b""
-    if len(head) < 4:
-        for fd in fds:
-            os.close(fd)
-        return None
-    size = int.from_bytes(head, "big")
-    body = bytearray()
-    while len(body) < size:
-        chunk = sock.recv(min(size - len(body), 1 << 20))
-        if not chunk:
-            return None
-        body += chunk
-    return json.loads(body), fds
+class _Frames:
+    """The worker's frames, read whole (one recvmsg for a datum, normally), with their fds."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
+        self.fds: list[int] = []
+
+    def ready(self) -> bool:
+        return len(self.buffer) >= 4 and len(self.buffer) >= 4 + int.from_bytes(self.buffer[:4], "big")
+
+    def next(self) -> tuple[dict, list[int]] | None:
+        """The next frame and the fds that came with it; None at EOF."""
+        while not self.ready():
+            data, fds, _, _ = socket.recv_fds(self.sock, 1 << 16, MAX_FDS)
+            self.fds += fds
+            if not data:
+                for fd in self.fds:
+                    os.close(fd)
+                return None
+            self.buffer += data
+        size = int.from_bytes(self.buffer[:4], "big")
+        body = bytes(self.buffer[4 : 4 + size])
+        del self.buffer[: 4 + size]
+        fds, self.fds = self.fds, []
+        return json.loads(body), fds
 
 
-def _supervise(sock: socket.socket, pid: int) -> int | None:
+def _supervise(frames: _Frames, user: subprocess.Popen) -> int | None:
     """Wait for a datum's first process; kill it when told. Its exit code, None at EOF."""
-    pidfd = os.pidfd_open(pid)
+    pidfd = os.pidfd_open(user.pid)
     try:
         while True:
-            ready, _, _ = select.select([sock, pidfd], [], [])
+            ready = [] if frames.ready() else select.select([frames.sock, pidfd], [], [])[0]
             if pidfd in ready:
-                return _status(os.waitpid(pid, 0)[1])
-            frame = _receive(sock)
+                return _exit_code(user.wait())
+            frame = frames.next()
             if frame is None or frame[0].get("kill"):
-                os.kill(pid, signal.SIGKILL)  # the rest of the datum: serve's clean_up
+                user.kill()  # the rest of the datum: serve's clean_up
                 if frame is None:
                     return None
     finally:
@@ -423,9 +398,12 @@ def serve(config: dict, sock: socket.socket) -> int:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     if not namespaced:
         signal.signal(signal.SIGTERM, lambda _n, _f: (clean_up(), os._exit(137)))
+    else:
+        _renew(first=True)
     sock.sendall(b"ready\n")
+    frames = _Frames(sock)
     while True:
-        frame = _receive(sock)
+        frame = frames.next()
         if frame is None:
             return 0
         request, fds = frame
@@ -433,34 +411,28 @@ def serve(config: dict, sock: socket.socket) -> int:
             for fd in fds:
                 os.close(fd)
             continue  # a kill that came after its datum ended
-        code = _run_datum(config, request, fds, sock)
+        code = _run_datum(config, request, fds, frames)
         clean_up()
-        if namespaced:
-            _unmount_datum()
         if code is None:
             return 0
         sock.sendall(f"{code}\n".encode())
+        if namespaced:
+            _renew(first=False)
 
 
-def _run_datum(config: dict, request: dict, fds: list[int], sock: socket.socket) -> int | None:
+def _run_datum(config: dict, request: dict, fds: list[int], frames: _Frames) -> int | None:
     """Start user code for one datum and wait for it; its exit code (None: the worker left)."""
     try:
         if len(fds) == 5:
             _mount_datum(fds[3], fds[4])
-        pid = os.fork()
-        if pid == 0:
-            try:
-                sock.close()
-                _start_user(config, request, fds[:3])
-            finally:
-                os._exit(SETUP_FAILED)
+        user = _spawn_user(config, request, fds[:3])
     except OSError as exc:
         os.write(fds[2], f"herd: cannot build the sandbox: {exc}\n".encode())
         return SETUP_FAILED
     finally:
         for fd in fds:
             os.close(fd)
-    return _supervise(sock, pid)
+    return user if isinstance(user, int) else _supervise(frames, user)
 
 
 def main(args: list[str]) -> int:

@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from storage.settings import (
+from storage.setting_types import (
     Flag,
     Folder,
     OptionalPositiveInt,
@@ -31,7 +31,7 @@ def _default_worker_id() -> str:
 
 
 class WorkerSettings(BaseSettings):
-    """Every field is checked when loaded (storage.settings types): the CLI loads it before any work."""
+    """Every field is checked when loaded (storage.setting_types): the CLI loads it before any work."""
 
     model_config = SettingsConfigDict(env_prefix="HERD_", extra="ignore")
 
@@ -61,7 +61,11 @@ class WorkerSettings(BaseSettings):
         10.0, description="How long a datum attempt stays claimed without a heartbeat before it is retried elsewhere."
     )
     user_network: Flag = Field(
-        True, description="Give user containers a network (the engine's default bridge); false: no network at all."
+        True,
+        description=(
+            "Give user code a network (containers: the engine's default bridge; the local sandbox: "
+            "the host's); false: no network at all."
+        ),
     )
     output_quota: OptionalPositiveInt = Field(
         None, description="Largest total size in bytes of one datum's /pfs/out (unset: no limit)."

@@ -32,7 +32,7 @@ SETTINGS_CLASSES = (
 
 def check_settings() -> None:
     """Load every settings class from the environment; InvalidArgument naming the first bad variable."""
-    from storage.settings import load_settings
+    from storage.setting_types import load_settings
 
     for name in SETTINGS_CLASSES:
         module, _, attr = name.partition(":")
@@ -49,7 +49,8 @@ class CliContext:
     @property
     def settings(self) -> StorageSettings:
         if self._settings is None:
-            from storage.settings import StorageSettings, load_settings
+            from storage.settings import StorageSettings
+            from storage.setting_types import load_settings
 
             self._settings = load_settings(StorageSettings)
         return self._settings

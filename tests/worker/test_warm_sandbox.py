@@ -8,6 +8,8 @@ from one datum what the following ones see.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -177,3 +179,36 @@ def test_closing_an_idle_session_leaves_no_process(datums: Callable[..., Datums]
     assert runner is not None
     session.session.close()
     wait_until(lambda: runner.proc.poll() is not None)
+
+
+HOLDER = """
+import sys
+from pathlib import Path
+from worker.process_runtime import ProcessRuntime
+from worker.runtime import RunRequest, Transform
+mode, folder, token = sys.argv[1:]
+session = ProcessRuntime(mode).open("p", Transform(image="", cmd=("sh", "-c", f"sleep {token} & setsid sleep {token} & sleep {token}")))
+session.run(RunRequest(pfs_dir=Path(folder), env={}))
+"""
+
+
+@pytest.mark.parametrize("mode", ALL_MODES, ids=lambda m: m.value)
+def test_sigkill_of_the_worker_leaves_no_process_of_the_datum(mode: Isolation, tmp_path: Path) -> None:
+    # Given a worker process running a datum whose user code started more processes (one in
+    # a session of its own), in every mode, rewrite included
+    token = unique_sleep()
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    worker = subprocess.Popen([sys.executable, "-c", HOLDER, mode.value, str(tmp_path), token],
+                              cwd=Path(__file__).parents[2], start_new_session=True)
+    try:
+        wait_until(lambda: len(processes_running(token)) == 3, timeout=30)
+        # When the worker is killed outright
+        worker.kill()
+        worker.wait()
+        # Then every process of the datum is gone
+        wait_until(lambda: processes_running(token) == [], timeout=5)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
