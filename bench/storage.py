@@ -3,16 +3,19 @@
     .venv/bin/python bench/storage.py [--big-mib 256] [--small 5000] [--rounds 2]
 
 herd's side is BlobStore (what herd does with file content: hash while moving, dedupe, temp +
-rename). The anchor is the same transfer done plainly in the same run: `shutil.copyfile` for
-the local folder; boto3 `upload_file`/`download_file` and `put_object`/`get_object` for S3.
-moto runs as a ThreadedMotoServer in a child process (its own interpreter, so it does not share
-the GIL with the client). Rounds alternate herd and anchor so machine noise hits both alike;
+rename; every read verified against its hash while it streams). The anchor is the same
+transfer done plainly in the same run: `shutil.copyfile` for the local folder (and, for a get,
+copyfile plus one SHA-256 pass: the cost of verifying, performance.md's yardstick); boto3
+`upload_file`/`download_file` and `put_object`/`get_object` for S3. moto runs as a
+ThreadedMotoServer in a child process (its own interpreter, so it does not share the GIL with
+the client). Rounds alternate herd and anchor so machine noise hits both alike;
 each round writes into fresh folders/prefixes so dedupe never skips the work being timed.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import statistics
@@ -145,6 +148,19 @@ def bench_local(work: Path, big: Path, files: list[Path], rounds: int) -> list[R
 
     get = alternate(rounds, herd_get, plain_get)
 
+    def copy_then_hash(_: int) -> float:
+        """performance.md's yardstick for a verified get: a copy, then one SHA-256 pass."""
+        fresh(out)
+
+        def run() -> None:
+            shutil.copyfile(blob_path, out / "big.bin")
+            with open(out / "big.bin", "rb") as copied:
+                hashlib.file_digest(copied, "sha256")
+
+        return timed(run)
+
+    verified_get = alternate(rounds, herd_get, copy_then_hash)
+
     fresh(work / "small-store", out)
     small_blobs = BlobStore(LocalObjectStore(work / "small-store"))
     herd_small_put = timed(lambda: [small_blobs.put_file(f) for f in files])
@@ -159,6 +175,8 @@ def bench_local(work: Path, big: Path, files: list[Path], rounds: int) -> list[R
     return [
         ("local", f"put {mib:.0f} MiB file (vs copyfile)", mib / put[0], mib / put[1], "MB/s"),
         ("local", f"get {mib:.0f} MiB file (vs copyfile)", mib / get[0], mib / get[1], "MB/s"),
+        ("local", f"get {mib:.0f} MiB file (vs copyfile + sha256)", mib / verified_get[0],
+         mib / verified_get[1], "MB/s"),
         ("local", f"put {n} x 1 KiB files (vs copyfile)", n / herd_small_put, n / plain_small_put, FPS),
         ("local", f"get {n} x 1 KiB files (vs copyfile)", n / herd_small_get, n / plain_small_get, FPS),
     ]

@@ -2,11 +2,13 @@
 
 `ci`: deterministic (derandomize) with ~100 examples, no deadline (shared CI runners are slow).
 `dev` (default): hypothesis's defaults, minus the per-example deadline (noisy on shared machines).
+Also the `work` fixture: the current directory of the CLI tests.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -24,3 +26,12 @@ def _local_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pin the local runtime: HERD_RUNTIME defaults to `auto` (Docker wherever an engine answers,
     as under `make test`), and these specs name images (`busybox`) no test engine holds."""
     monkeypatch.setenv("HERD_RUNTIME", "local")
+
+
+@pytest.fixture
+def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The current directory of CLI commands: relative -f paths are named from here."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder

@@ -72,13 +72,6 @@ def _s3_backend(endpoint: str) -> Backend:
     return Backend(env, lambda: {key: store.get(key) for key in store.list("")})
 
 
-@pytest.fixture
-def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "work"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    return folder
-
 
 def herd(env: dict[str, str], *args: str, input: bytes | None = None,
          cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:

@@ -56,13 +56,6 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     return Backend(env, S3ObjectStore(bucket, "herd", server.url))
 
 
-@pytest.fixture
-def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "work"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    return folder
-
 
 def herd(backend: Backend, *args: str, input: bytes | None = None, code: int = 0) -> Result:
     result = CliRunner(env=backend.env).invoke(cli, list(args), input=input)
