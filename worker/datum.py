@@ -22,7 +22,7 @@ from storage.objects import ObjectStore
 from worker.context import WorkerContext, context_for
 from worker.outputs import collect_outputs
 from worker.runtime import RunResult, Session
-from worker.staging import clear_pfs, stage_datum
+from worker.staging import stage_datum
 
 
 def process_batch(message: dict[str, Any], objects: ObjectStore | None = None, runtime: str | None = None) -> dict:
@@ -111,7 +111,7 @@ def _attempt(ctx: WorkerContext, plan: JobPlan, spec: PipelineSpec, datum: Plann
         return _finish(ctx, plan, datum, attempt, started, DatumState.FAILED, run, stats, str(exc))
     finally:
         ctx.leases.release(lease)
-        clear_pfs(pfs_dir)
+        ctx.discard(pfs_dir)
 
 
 def _failure_reason(spec: PipelineSpec, run: RunResult) -> str:
