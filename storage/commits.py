@@ -224,10 +224,14 @@ class Commits:
         return self.manifest(mid or None)
 
     def write_manifest(self, manifest: Manifest) -> str:
-        """Store a manifest create-only at its content hash; returns the id."""
+        """Store a manifest create-only at its content hash; returns the id.
+
+        Written even when cached: in a long-lived process the cached copy may be one that
+        garbage-collect has since removed (unreachable for longer than its grace period).
+        """
         mid = manifest.id
+        self.objects.put_if_absent(manifest_key(mid), manifest.canonical_bytes())
         if mid not in self._manifests:
-            self.objects.put_if_absent(manifest_key(mid), manifest.canonical_bytes())
             self._cache_manifest(mid, manifest)
         return mid
 
