@@ -7,7 +7,7 @@ refused call changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -312,10 +312,12 @@ class Pfs:
         return self.files.open_file(repo, ref, path)
 
     def get_file(
-        self, repo: str, ref: str, path: str, dest: Path | BinaryIO, recursive: bool = False
+        self, repo: str, ref: str, path: str, dest: Path | BinaryIO, recursive: bool = False,
+        progress: Callable[[int], object] | None = None,
     ) -> None:
-        """Copy a file (or, recursive, a directory) to a local path or stream."""
-        self.files.get_file(repo, ref, path, dest, recursive)
+        """Copy a file (or, recursive, a directory) to a local path or stream, verified;
+        `progress` is called with each block's size."""
+        self.files.get_file(repo, ref, path, dest, recursive, progress)
 
     def list_file(self, repo: str, ref: str, path: str = ROOT) -> list[FileInfo]:
         """The entries directly below `path` (files and implicit dirs), or the file itself."""

@@ -131,7 +131,7 @@ def _get_with_progress(cli: CliContext, repo: str, ref: str, path: str, output: 
         if not recursive:
             raise InvalidArgument(f"'{info.path}' in repo '{repo}' is a directory: use -r")
         # One recursive call: it refuses manifest paths outside -o and symlinks below it.
-        cli.pfs.files.get_file(repo, commit.id, path, output, recursive=True, progress=meter.advance)
+        cli.pfs.get_file(repo, commit.id, path, output, recursive=True, progress=meter.advance)
 
 
 @commands.command("list-file")
