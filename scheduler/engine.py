@@ -14,6 +14,7 @@ from scheduler.plan import plan_datums
 from scheduler.records import DatumIndex, IndexEntry, JobPlan, PipelineInfo
 from scheduler.spec import PipelineSpec
 from scheduler.store import RecordStore, now
+from storage import failpoints
 from storage.errors import HerdError
 from storage.model import Commit, CommitRef, Manifest
 from storage.repos import Pfs
@@ -47,6 +48,7 @@ def create_job(
             salt=pipeline.salt, inputs=inputs, previous_index=previous, datums=tuple(datums),
         )
         records.write_plan(plan)
+        failpoints.hit("scheduler.after_plan")
         plan = records.read_plan(job_id) or plan
     if failed:
         reason = "inputs failed: " + ", ".join(f"{c.repo}@{c.id}" for c in failed)
@@ -58,6 +60,7 @@ def create_job(
 
 def finish_job(pfs: Pfs, records: RecordStore, plan: JobPlan, spec: PipelineSpec) -> JobStatus:
     """All datums have results: merge outputs, write the output commit and the datum index."""
+    failpoints.hit("scheduler.before_finish")
     info = records.get_job(plan.job_id)
     results = {r.datum_id: r for r in records.iter_results(plan.job_id)}
     previous = records.read_index(plan.pipeline, plan.previous_index) if plan.previous_index else None
@@ -75,6 +78,7 @@ def finish_job(pfs: Pfs, records: RecordStore, plan: JobPlan, spec: PipelineSpec
         stats = stats.plus(result.stats)
         entries[datum.hash] = IndexEntry(sort_key=datum.sort_key, outputs=result.outputs)
     records.write_index(plan.pipeline, DatumIndex(job_id=plan.job_id, entries=entries))
+    failpoints.hit("scheduler.after_index")
     skipped = sum(1 for d in plan.datums if d.skip)
     counters = {
         "data_total": len(plan.datums), "data_skipped": skipped, "data_failed": len(failed),
@@ -91,6 +95,7 @@ def finish_job(pfs: Pfs, records: RecordStore, plan: JobPlan, spec: PipelineSpec
         write_output(pfs, info, Manifest(), failed_reason=str(exc))
         return _set_state(records, plan.job_id, JobState.JOB_FAILURE, reason=str(exc), output=True, **counters)
     write_output(pfs, info, manifest)
+    failpoints.hit("scheduler.after_output_commit")
     return _set_state(records, plan.job_id, JobState.JOB_SUCCESS, output=True, **counters)
 
 

@@ -24,6 +24,7 @@ from scheduler.records import JobPlan, PipelineInfo, job_id_for
 from scheduler.spec import PipelineSpec, parse_spec
 from scheduler.store import RecordStore
 from scheduler.triggers import job_tuples
+from storage import failpoints
 from storage.model import CommitRef
 from storage.repos import Pfs
 
@@ -161,6 +162,7 @@ class Scheduler:
             todo = todo[: room(len(pending) - len(todo), workers, size)]
         for start in range(0, len(todo), size):
             self.dispatcher.submit(DatumBatch(job_id=job_id, datums=tuple(todo[start : start + size])))
+            failpoints.hit("scheduler.after_send")
 
     def _measure(self, plan: JobPlan) -> None:
         """Read the run times of a few new results (the batch size follows them)."""

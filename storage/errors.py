@@ -20,9 +20,11 @@
     │   ├── CommitFinished
     │   ├── ConcurrentUpdateError
     │   └── PipelineCycle
-    ├── StorageUnavailable         exit code 6
+    ├── Unavailable                exit code 6 (an outage: never read as "not found", never a datum try)
+    │   ├── StorageUnavailable
+    │   ├── BrokerUnavailable
+    │   └── EngineUnavailable      (the Docker engine does not answer)
     ├── DataCorrupted              exit code 8 (stored bytes or records fail their hash or parse)
-    ├── BrokerUnavailable          exit code 6
     └── UserCodeError              exit code 7
         ├── ImageNotFound
         ├── DatumTimeout
@@ -143,8 +145,14 @@ class PipelineCycle(Conflict):
     pass
 
 
-class StorageUnavailable(HerdError):
+class Unavailable(HerdError):
+    """Something herd needs does not answer. Work waits and is retried; it never fails a datum's try."""
+
     exit_code = 6
+
+
+class StorageUnavailable(Unavailable):
+    pass
 
 
 class DataCorrupted(HerdError):
@@ -157,8 +165,12 @@ class DataCorrupted(HerdError):
     exit_code = 8
 
 
-class BrokerUnavailable(HerdError):
-    exit_code = 6
+class BrokerUnavailable(Unavailable):
+    pass
+
+
+class EngineUnavailable(Unavailable):
+    """The Docker engine does not answer (not the user's image or code)."""
 
 
 class UserCodeError(HerdError):

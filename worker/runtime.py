@@ -49,6 +49,7 @@ class RunResult:
     stderr: bytes
     duration: float
     timed_out: bool = False
+    oom_killed: bool = False  # the kernel killed user code for exceeding resource_limits.memory
 
 
 class Session(Protocol):
