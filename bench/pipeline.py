@@ -3,7 +3,8 @@
 Prints:
   1. trivial datums per second: 2,000 one-line files, glob /*, `cp` per datum (local runtime),
      beside the same 2,000 commands run as bare subprocesses in this process (the ratio);
-  2. the time to expand 100,000 files into datums (glob /*, ids and hashes included);
+  2. the time to expand 100,000 files into datums (glob /*/*, ids and hashes included), and
+     the glob alone over the same 100,000 paths (/*/* and /*);
   3. the time of a re-run after adding 1 file to 10,000 already processed, and its ratio to
      the first run over the 10,000.
 
@@ -23,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scheduler.cli.embedded import settle  # noqa: E402
+from scheduler.glob import match_nodes  # noqa: E402
 from scheduler.pipelines import Pipelines  # noqa: E402
 from scheduler.plan import plan_datums  # noqa: E402
 from scheduler.queries import Jobs  # noqa: E402
@@ -77,6 +79,14 @@ def expand_time(n: int) -> float:
     return took
 
 
+def glob_time(n: int) -> float:
+    paths = [f"/d{i % 100:03d}/f{i:06d}.txt" for i in range(n)]
+    t0 = time.perf_counter()
+    assert len(match_nodes("/*/*", paths)) == n
+    assert len(match_nodes("/*", paths)) == 100
+    return time.perf_counter() - t0
+
+
 def rerun(root: Path, n: int) -> tuple[float, float, int, int]:
     pfs = fresh_pfs(root / "rerun")
     pfs.create_repo("in")
@@ -106,6 +116,7 @@ def main() -> None:
               f"   bare subprocess: {bare_rate:8.1f} /s   ratio {herd_rate / bare_rate:.2f}")
         took = expand_time(n_expand)
         print(f"expand {n_expand} files into datums:        {took:8.2f} s")
+        print(f"glob /*/* and /* over {n_expand} paths:     {glob_time(n_expand):8.2f} s")
         first, second, processed, skipped = rerun(root, n_rerun)
         print(f"first run over {n_rerun} files:           {first:8.2f} s")
         print(f"re-run after adding 1 file:              {second:8.2f} s   "

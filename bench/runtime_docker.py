@@ -7,6 +7,8 @@ Needs a Docker engine and Debian's static busybox (/bin/busybox): the image is b
 so machine noise hits each alike; medians of the rounds are printed with ratios to the stream
 runtime's `true`. Every DockerRuntime datum moves its inputs in and /pfs/out back; the bare
 exec/run cases move nothing (they are the floor a per-datum container/exec design pays).
+Last, per transfer, how soon after a datum's timeout the kill lands and run returns (the figure
+tests/worker/test_docker_runtime.py used to bound).
 """
 
 from __future__ import annotations
@@ -96,6 +98,23 @@ def bare_cases(client: docker.DockerClient) -> tuple[dict[str, Callable[[], obje
     return cases, [warm]
 
 
+def timeout_overshoot_ms(client: docker.DockerClient, pfs: Path, transfer: str, rounds: int = 3) -> float:
+    """Median ms from a 1 s timeout to run's return, for a datum that would sleep 30 s."""
+    timeout = 1.0
+    runtime = DockerRuntime(client, transfer=transfer, worker_id="bench")
+    session = runtime.open("bench", Transform(image=IMAGE, cmd=("sh", "-c", "sleep 30 & sleep 30"), network=False))
+    samples = []
+    try:
+        for _ in range(rounds):
+            started = time.perf_counter()
+            result = session.run(RunRequest(pfs_dir=pfs, env={}, timeout=timeout))
+            assert result.timed_out, result
+            samples.append((time.perf_counter() - started - timeout) * 1000)
+    finally:
+        session.close()
+    return statistics.median(samples)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100, help="datums per fast case (slow cases: n/10)")
@@ -121,6 +140,13 @@ def main() -> None:
     print(f"median of {ROUNDS} rounds; engine {client.version()['Version']}")
     for name, ms in results.items():
         print(f"  {name:<58} {ms:8.2f} ms  x{ms / base:6.2f}")
+    with tempfile.TemporaryDirectory(prefix="herd-bench-") as folder:
+        pfs = Path(folder)
+        (pfs / "in").mkdir()
+        (pfs / "out").mkdir()
+        for transfer in ("stream", "archive"):
+            label = f"DockerRuntime[{transfer}] timeout 1 s: run returns after it"
+            print(f"  {label:<58} {timeout_overshoot_ms(client, pfs, transfer):8.2f} ms")
 
 
 def measure(cases: dict[str, Callable[[], object]], n: int) -> dict[str, float]:

@@ -3,7 +3,9 @@
     .venv/bin/python bench/runtime_local.py [--n 300] [--modes bwrap,unshare,rewrite]
 
 Rounds interleave the three measurements so machine noise hits each alike; the medians of the
-rounds are printed with their ratio to `subprocess.run(["/bin/true"])`.
+rounds are printed with their ratio to `subprocess.run(["/bin/true"])`. Then, per mode, how soon
+a datum's timeout ends it (past the timeout) and how soon a datum returns when it leaves a
+background child behind: the figures tests/worker/test_process_runtime.py used to bound.
 """
 
 from __future__ import annotations
@@ -59,6 +61,30 @@ def bench_mode(mode: Isolation, n: int, pfs: Path) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+def latency_ms(mode: Isolation, pfs: Path, script: str, timeout: float | None, rounds: int = 5) -> float:
+    """Median wall-clock ms of a datum running `script`, in a session already warm (sandbox up)."""
+    runner = session(mode, ("sh", "-c", script))
+    request = RunRequest(pfs_dir=pfs, env={}, timeout=timeout)
+    samples = []
+    try:
+        runner.run(request)
+        for _ in range(rounds):
+            started = time.perf_counter()
+            runner.run(request)
+            samples.append((time.perf_counter() - started) * 1000)
+    finally:
+        runner.close()
+    return statistics.median(samples)
+
+
+def bench_latencies(mode: Isolation, pfs: Path) -> None:
+    timeout = 0.5
+    killed = latency_ms(mode, pfs, "sleep 30 & sleep 30", timeout=timeout)
+    left_child = latency_ms(mode, pfs, "(sleep 30) & echo done", timeout=None)
+    print(f"  {'timeout 0.5 s: kill lands after the timeout':<52} {killed - timeout * 1000:7.2f} ms")
+    print(f"  {'leader exits, child sleeps on: run returns after':<52} {left_child:7.2f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=300, help="datums per measurement")
@@ -77,6 +103,7 @@ def main() -> None:
             print(f"\n[{mode.value}] median of {ROUNDS} rounds, {args.n} datums each")
             for name, ms in results.items():
                 print(f"  {name:<52} {ms:7.2f} ms  x{ms / base:5.2f}")
+            bench_latencies(mode, pfs)
 
 
 if __name__ == "__main__":

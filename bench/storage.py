@@ -10,6 +10,8 @@ copyfile plus one SHA-256 pass: the cost of verifying, performance.md's yardstic
 ThreadedMotoServer in a child process (its own interpreter, so it does not share the GIL with
 the client). Rounds alternate herd and anchor so machine noise hits both alike;
 each round writes into fresh folders/prefixes so dedupe never skips the work being timed.
+Also, as figures (no test bounds them): Pfs.put_files of the small files as one commit (vs
+plain writes / put_object), and listing 100,000 keys of the local folder (vs os.walk + sort).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from botocore.config import Config  # noqa: E402
 
 from storage.blobs import BlobStore  # noqa: E402
 from storage.local import LocalObjectStore  # noqa: E402
+from storage.repos import Pfs  # noqa: E402
 from storage.s3 import S3ObjectStore  # noqa: E402
 
 MIB = 1024 * 1024
@@ -172,6 +175,15 @@ def bench_local(work: Path, big: Path, files: list[Path], rounds: int) -> list[R
     fresh(out)
     plain_small_get = timed(lambda: [shutil.copyfile(p, out / p.name) for p in paths])  # type: ignore[union-attr]
     n = len(files)
+    items = [(f"/dir{i % 10}/{f.name}", f.read_bytes()) for i, f in enumerate(files)]
+    fresh(work / "pfs-store", out)
+    pfs = Pfs(LocalObjectStore(work / "pfs-store"))
+    pfs.create_repo("data")
+    herd_put_files = timed(lambda: pfs.put_files("data", "master", items))
+    fresh(out)
+    plain_writes = timed(lambda: [(out / f.name).write_bytes(data) for f, (_, data) in zip(files, items, strict=True)])
+    keys = 100_000
+    herd_list, plain_walk = _list_keys(work / "list-store", keys)
     return [
         ("local", f"put {mib:.0f} MiB file (vs copyfile)", mib / put[0], mib / put[1], "MB/s"),
         ("local", f"get {mib:.0f} MiB file (vs copyfile)", mib / get[0], mib / get[1], "MB/s"),
@@ -179,7 +191,30 @@ def bench_local(work: Path, big: Path, files: list[Path], rounds: int) -> list[R
          mib / verified_get[1], "MB/s"),
         ("local", f"put {n} x 1 KiB files (vs copyfile)", n / herd_small_put, n / plain_small_put, FPS),
         ("local", f"get {n} x 1 KiB files (vs copyfile)", n / herd_small_get, n / plain_small_get, FPS),
+        ("local", f"put_files {n} x 1 KiB, one commit (vs write_bytes)", n / herd_put_files, n / plain_writes, FPS),
+        ("local", f"list {keys:,} keys in 256 folders (vs os.walk + sort)", keys / herd_list, keys / plain_walk,
+         "keys/s"),
     ]
+
+
+def _list_keys(root: Path, count: int) -> tuple[float, float]:
+    """Seconds to list `count` keys laid out as blobs are (256 folders): the store, os.walk + sort."""
+    for index in range(count):
+        folder = root / "blobs" / f"{index % 256:02x}"
+        if index < 256:
+            folder.mkdir(parents=True)
+        (folder / f"{index:06d}").write_bytes(b"")
+    store = LocalObjectStore(root)
+    herd_keys: list[str] = []
+    herd = timed(lambda: herd_keys.extend(store.list("blobs/")))
+
+    def walk() -> list[str]:
+        found = [os.path.join(top, name) for top, _, names in os.walk(root / "blobs") for name in names]
+        return sorted(found)
+
+    plain = timed(walk)
+    assert len(herd_keys) == count
+    return herd, plain
 
 
 def bench_s3(work: Path, endpoint: str, big: Path, files: list[Path], rounds: int) -> list[Row]:
@@ -239,6 +274,12 @@ def bench_s3(work: Path, endpoint: str, big: Path, files: list[Path], rounds: in
         plain_small_get = timed(
             lambda: list(pool.map(lambda f: _get_small(client, bucket, f"plain/{f.name}", folder / f.name), files))
         )
+        pfs = Pfs(S3ObjectStore(bucket, uuid.uuid4().hex, endpoint))
+        pfs.create_repo("data")
+        items = [(f"/dir{i % 10}/{f.name}", f.read_bytes()) for i, f in enumerate(files)]
+        herd_put_files = timed(lambda: pfs.put_files("data", "master", items))
+        drop("plain/")
+        plain_put_files = timed(lambda: list(pool.map(lambda f: _put_small(client, bucket, f), files)))
     n = len(files)
     return [
         ("moto S3", f"put {mib:.0f} MiB file (vs upload_file)", mib / put[0], mib / put[1], "MB/s"),
@@ -246,6 +287,8 @@ def bench_s3(work: Path, endpoint: str, big: Path, files: list[Path], rounds: in
         ("moto S3", f"get {mib:.0f} MiB file (vs one get_object)", mib / get[0], mib / one_get, "MB/s"),
         ("moto S3", f"put {n} x 1 KiB, {THREADS} threads (put_object)", n / herd_small_put, n / plain_small_put, FPS),
         ("moto S3", f"get {n} x 1 KiB, {THREADS} threads (get_object)", n / herd_small_get, n / plain_small_get, FPS),
+        ("moto S3", f"put_files {n} x 1 KiB, one commit ({THREADS}-thread put_object)", n / herd_put_files,
+         n / plain_put_files, FPS),
     ]
 
 

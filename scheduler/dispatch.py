@@ -12,15 +12,32 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from scheduler.messages import BatchOutcome, DatumBatch, TASKS
+from scheduler.reconcile import Mark
 
 
 class Dispatcher(Protocol):
     def submit(self, batch: DatumBatch) -> None:
-        """Send a batch; returns at once."""
+        """Send a batch and mark it sent; returns at once."""
         ...
 
-    def in_flight(self, job_id: str) -> set[int]:
-        """Datum indices of `job_id` sent and not yet reported back (a hint, not the truth)."""
+    def sent(self, job_id: str) -> list[Mark]:
+        """The job's batches sent and not yet reported back, and its watches (a hint, not the truth)."""
+        ...
+
+    def forget(self, job_id: str, keys: tuple[str, ...]) -> None:
+        """Drop marks that were checked against storage."""
+        ...
+
+    def watch(self, job_id: str, datums: tuple[int, ...]) -> None:
+        """Mark datums another worker's lease holds, to be checked again later."""
+        ...
+
+    def queue_size(self) -> int:
+        """Batches waiting in the queue, not yet taken by a worker."""
+        ...
+
+    def now(self) -> float:
+        """The clock marks and leases are judged by (Unix seconds)."""
         ...
 
     def wait(self, timeout: float) -> list[BatchOutcome]:

@@ -1,13 +1,9 @@
 """Batches to Celery workers: `send_task` by name through a minimal client-side Celery app.
 
 The scheduler never imports worker code; it names the task (`herd.process_batch`) and the
-queue. What is in flight is a hint built from three places, cheapest first:
-1. sent marks in Redis (scheduler/broker.py): a batch sent less than `resend_seconds` ago;
-2. the batch outcomes workers leave in Redis (the result backend): done, failed or deferred;
-3. storage, only for batches past `resend_seconds` while the queue is empty: a datum whose
-   latest attempt holds a live lease is still running; one with a result is done; anything
-   else was lost (a worker killed with its message, a task that raised) and is sent again.
-The broker's own redelivery (visibility timeout) usually brings lost batches back first.
+queue. Each batch sent is marked in Redis (scheduler/broker.py) with the time it was sent; the
+outcome a worker leaves in the result backend removes the mark when `wait` collects it. What a
+mark older than `resend_seconds` means is decided by scheduler/reconcile.py, not here.
 """
 
 from __future__ import annotations
@@ -26,25 +22,23 @@ from kombu.exceptions import KombuError
 from scheduler.broker import HEALTH_CHECK_INTERVAL, SOCKET_TIMEOUT, Broker, Sent
 from scheduler.messages import PROCESS_BATCH, BatchOutcome, DatumBatch
 from scheduler.settings import SchedulerSettings
-from scheduler.store import RecordStore
+from scheduler.reconcile import Mark
 from storage.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.1  # how often wait() looks for batch outcomes
 CAPACITY_REFRESH = 15.0  # how often the worker processes are counted
-WATCH = "watch-"  # marks of datums deferred to a lease holder: no outcome of their own
+WATCH = "watch-"  # marks of datums a lease holder runs: no outcome of their own
 OUTCOME_TTL = 3600.0  # seconds; outcomes expire in Redis after this (result_expires)
 
 
 class CeleryDispatcher:
-    """Sends batches by task name; tracks them with marks, outcomes and storage leases."""
+    """Sends batches by task name; marks them sent in Redis; collects their outcomes."""
 
-    def __init__(self, broker: Broker, records: RecordStore, settings: SchedulerSettings) -> None:
+    def __init__(self, broker: Broker, settings: SchedulerSettings) -> None:
         self.broker = broker
-        self.records = records
         self.queue = settings.queue
-        self.resend_seconds = settings.resend_seconds
         self._capacity = max(1, settings.parallelism)
         self._tasks: dict[str, tuple[str, float]] = {}  # awaited outcomes: task id -> (job id, since)
         self._outcomes: list[BatchOutcome] = []
@@ -62,24 +56,22 @@ class CeleryDispatcher:
         self.broker.mark_sent(batch.job_id, task_id, Sent(at=self.broker.now(), datums=batch.datums))
         self._tasks[task_id] = (batch.job_id, time.monotonic())
 
-    def in_flight(self, job_id: str) -> set[int]:
+    def sent(self, job_id: str) -> list[Mark]:
         marks = self.broker.sent(job_id)
         for task_id in marks:
             if not task_id.startswith(WATCH):
-                self._tasks.setdefault(task_id, (job_id, time.monotonic()))  # a restarted scheduler adopts them
-        self._collect()
-        marks = self.broker.sent(job_id)
-        now = self.broker.now()
-        # Outcomes taken but not yet handed over by wait(): the loop does not know them yet.
-        flying = {i for o in self._outcomes if o.job_id == job_id for i in (*o.done, *o.failed)}
-        stale = {t: m for t, m in marks.items() if now - m.at >= self.resend_seconds}
-        for task_id, mark in marks.items():
-            if task_id not in stale:
-                flying.update(mark.datums)
-        if stale and self.queue_size() > 0:
-            # Batches still wait in the queue: an old mark may just be behind them.
-            return flying | {i for mark in stale.values() for i in mark.datums}
-        return flying | self._recheck(job_id, stale, now)
+                self._tasks.setdefault(task_id, (job_id, time.monotonic()))  # a restarted scheduler awaits them too
+        return [Mark(key, m.at, m.datums, watch=key.startswith(WATCH)) for key, m in marks.items()]
+
+    def forget(self, job_id: str, keys: tuple[str, ...]) -> None:
+        # Their outcomes are still taken if they come (a slow batch, not a lost one).
+        self.broker.forget(job_id, keys)
+
+    def watch(self, job_id: str, datums: tuple[int, ...]) -> None:
+        self.broker.mark_sent(job_id, WATCH + uuid.uuid4().hex, Sent(at=self.broker.now(), datums=datums))
+
+    def now(self) -> float:
+        return self.broker.now()
 
     def wait(self, timeout: float) -> list[BatchOutcome]:
         """Poll the outcomes of sent batches until one arrives or `timeout` passes."""
@@ -140,48 +132,17 @@ class CeleryDispatcher:
     def _settle(self, task_id: str, meta: dict) -> None:
         status = meta.get("status")
         if status not in ("SUCCESS", "FAILURE"):
-            return  # RETRY after a cancelled run: redelivered, its outcome comes later
+            return  # RETRY (an outage gave the batch back): redelivered, its outcome comes later
         job_id, _ = self._tasks.pop(task_id)
-        if status == "FAILURE":
-            # The task raised (storage or broker away): once its mark is stale, storage says
-            # which of its datums to send again. A watch mark keeps the time, not the task id.
-            log.warning("a batch of job '%s' failed in its worker: %s", job_id, meta.get("result"))
-            mark = self.broker.sent(job_id).get(task_id)
-            if mark is not None:
-                self.broker.mark_sent(job_id, WATCH + uuid.uuid4().hex, mark)
-            self.broker.forget(job_id, [task_id])
-            return
-        outcome = BatchOutcome.model_validate(meta["result"])
-        if outcome.deferred:
-            watch = Sent(at=self.broker.now(), datums=outcome.deferred)
-            self.broker.mark_sent(job_id, WATCH + uuid.uuid4().hex, watch)
+        mark = self.broker.sent(job_id).get(task_id)
         self.broker.forget(job_id, [task_id])
-        self._outcomes.append(outcome)
-
-    def _recheck(self, job_id: str, stale: dict[str, Sent], now: float) -> set[int]:
-        """Stale marks: keep datums a live lease holds, report finished ones, drop the lost."""
-        plan = self.records.read_plan(job_id)
-        leased: set[int] = set()
-        done: list[int] = []
-        for mark in stale.values():
-            for index in mark.datums:
-                if plan is None or index >= len(plan.datums):
-                    continue
-                datum_id = plan.datums[index].id
-                if self.records.read_result(job_id, datum_id) is not None:
-                    done.append(index)
-                elif _live(self.records.latest_attempt(job_id, datum_id), now):
-                    leased.add(index)
-        lost = {i for mark in stale.values() for i in mark.datums} - leased - set(done)
-        if lost:
-            log.info("job '%s': %d datum(s) sent long ago have no result and no live lease; sending again", job_id, len(lost))
-        # The marks go; their outcomes are still taken if they come (a slow batch, not a lost one).
-        self.broker.forget(job_id, stale)
-        if leased:
-            self.broker.mark_sent(job_id, WATCH + uuid.uuid4().hex, Sent(at=now, datums=tuple(sorted(leased))))
-        if done:
-            self._outcomes.append(BatchOutcome(job_id=job_id, done=tuple(done)))
-        return leased | set(done)  # done ones stay in flight until wait() hands them over
+        if status == "FAILURE":
+            # The task raised: its datums come back without results; storage says what they need.
+            log.warning("a batch of job '%s' failed in its worker: %s", job_id, meta.get("result"))
+            if mark is not None:
+                self._outcomes.append(BatchOutcome(job_id=job_id, deferred=mark.datums))
+            return
+        self._outcomes.append(BatchOutcome.model_validate(meta["result"]))
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -190,10 +151,6 @@ class CeleryDispatcher:
             yield
         except (KombuError, redis.RedisError, OSError) as exc:
             raise BrokerUnavailable(f"the broker at {self.broker.where} is unreachable ({action}): {exc}") from None
-
-
-def _live(attempt: dict | None, now: float) -> bool:
-    return attempt is not None and float(attempt.get("lease_until", 0)) > now
 
 
 def _client_app(url: str, queue: str, results: bool = False) -> Celery:

@@ -2,46 +2,76 @@
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from scheduler.dispatch import resolve_task
 from scheduler.messages import PROCESS_BATCH, RELEASE_CONTEXT, BatchOutcome, DatumBatch
+from scheduler.reconcile import Mark
 from storage.objects import ObjectStore
 
 
 class InProcessDispatcher:
     """Runs `herd.process_batch` in threads; the same function Celery workers run."""
 
-    def __init__(self, objects: ObjectStore, threads: int, runtime: str | None = None) -> None:
+    def __init__(self, objects: ObjectStore, threads: int, worker_settings: Any = None, runtime: str | None = None) -> None:
+        """`worker_settings`: the entry point's worker.settings.WorkerSettings (None: the worker's defaults)."""
         self._objects = objects
+        self._worker_settings = worker_settings
         self._runtime = runtime
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="herd-datum")
         self._outcomes: queue.Queue[BatchOutcome | BaseException] = queue.Queue()
         self._lock = threading.Lock()
-        self._in_flight: dict[str, set[int]] = {}
+        self._running: dict[str, dict[str, tuple[int, ...]]] = {}  # job -> batch key -> datums
+        self._watches: dict[str, dict[str, Mark]] = {}
+        self._keys = itertools.count()
         self.threads = max(1, threads)
 
     def submit(self, batch: DatumBatch) -> None:
+        key = f"batch-{next(self._keys)}"
         with self._lock:
-            self._in_flight.setdefault(batch.job_id, set()).update(batch.datums)
-        self._pool.submit(self._run, batch)
+            self._running.setdefault(batch.job_id, {})[key] = batch.datums
+        self._pool.submit(self._run, key, batch)
 
-    def _run(self, batch: DatumBatch) -> None:
+    def _run(self, key: str, batch: DatumBatch) -> None:
         try:
-            raw = resolve_task(PROCESS_BATCH)(batch.model_dump(), objects=self._objects, runtime=self._runtime)
+            raw = resolve_task(PROCESS_BATCH)(
+                batch.model_dump(), objects=self._objects, runtime=self._runtime, settings=self._worker_settings
+            )
             outcome: BatchOutcome | BaseException = BatchOutcome.model_validate(raw)
         except BaseException as exc:  # noqa: BLE001 - surfaced to the scheduler thread by wait()
             outcome = exc
         finally:
             with self._lock:
-                self._in_flight.get(batch.job_id, set()).difference_update(batch.datums)
+                self._running.get(batch.job_id, {}).pop(key, None)
         self._outcomes.put(outcome)
 
-    def in_flight(self, job_id: str) -> set[int]:
+    def sent(self, job_id: str) -> list[Mark]:
+        """Batches queued or running in this process are never stale: they cannot be lost."""
+        now = self.now()
         with self._lock:
-            return set(self._in_flight.get(job_id, ()))
+            running = [Mark(key, now, datums) for key, datums in self._running.get(job_id, {}).items()]
+            return running + list(self._watches.get(job_id, {}).values())
+
+    def forget(self, job_id: str, keys: tuple[str, ...]) -> None:
+        with self._lock:
+            for key in keys:
+                self._watches.get(job_id, {}).pop(key, None)
+
+    def watch(self, job_id: str, datums: tuple[int, ...]) -> None:
+        key = f"watch-{next(self._keys)}"
+        with self._lock:
+            self._watches.setdefault(job_id, {})[key] = Mark(key, self.now(), datums, watch=True)
+
+    def queue_size(self) -> int:
+        return 0
+
+    def now(self) -> float:
+        return time.time()
 
     def wait(self, timeout: float) -> list[BatchOutcome]:
         out: list[BatchOutcome] = []

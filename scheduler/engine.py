@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from scheduler.jobs import DatumState, JobInfo, JobState, JobStats, JobStatus, transition
+from scheduler.jobs import DatumResult, DatumState, JobInfo, JobState, JobStats, JobStatus, transition
 from scheduler.merge import merge_outputs
 from scheduler.plan import plan_datums
 from scheduler.records import DatumIndex, IndexEntry, JobPlan, PipelineInfo
@@ -18,6 +18,8 @@ from storage import failpoints
 from storage.errors import HerdError
 from storage.model import Commit, CommitRef, Manifest
 from storage.repos import Pfs
+
+OUTAGES = frozenset({"storage_unavailable", "engine_unavailable", "broker_unavailable"})
 
 
 def create_job(
@@ -51,8 +53,10 @@ def create_job(
         failpoints.hit("scheduler.after_plan")
         plan = records.read_plan(job_id) or plan
     if failed:
+        # Like a failed job, it leaves a failed output commit: downstream jobs and flush-commit see it end.
         reason = "inputs failed: " + ", ".join(f"{c.repo}@{c.id}" for c in failed)
-        _set_state(records, job_id, JobState.JOB_UNRUNNABLE, reason=reason, plan=plan)
+        write_output(pfs, info, Manifest(), failed_reason=reason)
+        _set_state(records, job_id, JobState.JOB_UNRUNNABLE, reason=reason, plan=plan, output=True)
     else:
         _set_state(records, job_id, JobState.JOB_RUNNING, plan=plan)
     return plan
@@ -63,6 +67,7 @@ def finish_job(pfs: Pfs, records: RecordStore, plan: JobPlan, spec: PipelineSpec
     failpoints.hit("scheduler.before_finish")
     info = records.get_job(plan.job_id)
     results = {r.datum_id: r for r in records.iter_results(plan.job_id)}
+    restarts = sum(max(0, r.attempt - 1) for r in results.values())
     previous = records.read_index(plan.pipeline, plan.previous_index) if plan.previous_index else None
     entries: dict[str, IndexEntry] = {}
     failed: list[str] = []
@@ -83,10 +88,10 @@ def finish_job(pfs: Pfs, records: RecordStore, plan: JobPlan, spec: PipelineSpec
     counters = {
         "data_total": len(plan.datums), "data_skipped": skipped, "data_failed": len(failed),
         "data_processed": len(plan.datums) - skipped - len(failed), "stats": stats,
-        "failed_datums": tuple(failed),
+        "failed_datums": tuple(failed), "restart": restarts,
     }
     if failed:
-        reason = f"failed to process datum(s): {', '.join(failed[:10])}" + (" ..." if len(failed) > 10 else "")
+        reason = _failure_reason(failed, results)
         write_output(pfs, info, Manifest(), failed_reason=reason)
         return _set_state(records, plan.job_id, JobState.JOB_FAILURE, reason=reason, output=True, **counters)
     try:
@@ -97,6 +102,26 @@ def finish_job(pfs: Pfs, records: RecordStore, plan: JobPlan, spec: PipelineSpec
     write_output(pfs, info, manifest)
     failpoints.hit("scheduler.after_output_commit")
     return _set_state(records, plan.job_id, JobState.JOB_SUCCESS, output=True, **counters)
+
+
+def _failure_reason(failed: list[str], results: dict[str, DatumResult]) -> str:
+    """Names the failed datums, and the cause when it was not user code (an outage, used-up tries)."""
+    reason = f"failed to process datum(s): {', '.join(failed[:10])}" + (" ..." if len(failed) > 10 else "")
+    causes = {r.error: r.reason for d in failed if (r := results.get(d)) is not None and r.error in OUTAGES}
+    if causes:
+        reason += "; " + "; ".join(sorted(set(causes.values())))[:500]
+    return reason
+
+
+def fail_datum(records: RecordStore, plan: JobPlan, index: int, reason: str) -> bool:
+    """Store a FAILED result for a datum whose tries are used up; False if a result was there first."""
+    datum = plan.datums[index]
+    stamp = now()
+    return records.put_result(DatumResult(
+        job_id=plan.job_id, datum_id=datum.id, datum_hash=datum.hash, state=DatumState.FAILED,
+        attempt=len(records.attempts(plan.job_id, datum.id)) or 1, reason=reason, error="tries_used_up",
+        started=stamp, finished=stamp,
+    ))
 
 
 def write_output(pfs: Pfs, info: JobInfo, manifest: Manifest, failed_reason: str | None = None) -> Commit:

@@ -7,7 +7,7 @@ commit that is new since the last pass.
 
 from __future__ import annotations
 
-from storage.errors import HerdError
+from storage.errors import BranchNotFound, RepoNotFound
 from storage.repos import Pfs
 from scheduler.triggers import Finished
 
@@ -20,10 +20,14 @@ class Histories:
         self._last: dict[tuple[str, str], tuple[str, list[Finished]]] = {}  # -> (head, oldest first)
 
     def finished(self, repo: str, branch: str) -> list[Finished]:
-        """The branch's finished commits, oldest first; empty when the branch or repo is missing."""
+        """The branch's finished commits, oldest first; empty when the branch or repo is missing.
+
+        Only "not found" means "no commits": an outage raises, so a pass never takes a storage
+        error for "nothing to do" (pachyderm#4151: a job reported done with datums never run).
+        """
         try:
             head = self.pfs.inspect_branch(repo, branch).head
-        except HerdError:
+        except (RepoNotFound, BranchNotFound):
             return []
         if head is None:
             return []

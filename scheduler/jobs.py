@@ -106,6 +106,9 @@ class DatumResult(_Record):
     attempt: int = 1
     exit_code: int | None = None
     reason: str = ""
+    # Why it failed, as a code (storage.errors `code`: user_code, timeout, oom, output_quota,
+    # unsafe_output, input_corrupt, image, tries_used_up, storage_unavailable, ...); None on success.
+    error: str | None = None
     worker: str = ""
     started: datetime | None = None
     finished: datetime | None = None

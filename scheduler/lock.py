@@ -86,3 +86,14 @@ class SchedulerLock:
                     self.broker.client.eval(_RELEASE, 1, self.key, self.token)
             except BrokerUnavailable as exc:
                 log.warning("%s (the lock expires by itself)", exc)
+
+
+def active_scheduler(broker: Broker) -> str | None:
+    """The token of the scheduler holding the lock now (`host-pid-nonce`), None when none does.
+
+    Read-only (a plain GET), for commands that wait on jobs and want to say when no scheduler
+    would ever run them. BrokerUnavailable when Redis does not answer: that is not "none".
+    """
+    with broker.errors("read the scheduler lock"):
+        holder = broker.client.get(broker.key("scheduler"))
+    return holder.decode(errors="replace") if holder else None

@@ -1,35 +1,37 @@
-"""The level-triggered scheduler: compare the jobs that should exist with what storage holds.
+"""The level-triggered scheduler: observe -> decide -> apply, for each pipeline's oldest unfinished job.
 
-Every pass re-reads storage (pipelines, branch heads, job records) and moves each pipeline's
-oldest unfinished job one step: create it with its plan, send the datums that have no result,
-or finish it. Nothing is remembered that storage does not also say, apart from caches of
-records that never change (finished jobs), so a restart at any moment resumes the work.
+Every pass re-reads storage (pipelines, branch heads, job records) and the broker's marks into
+a frozen `JobView`; `reconcile.decide` (pure) says what to do; `_apply` does it. Nothing is
+remembered that storage does not also say, apart from hints (results reported by workers, the
+datums they gave back, measured datum times) and caches of records that never change, so a
+restart at any moment observes again and resumes the work.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from scheduler import engine
-from scheduler.batching import Durations, batch_size, room
+from scheduler.attempts import AttemptStore
+from scheduler.batching import Durations
 from scheduler.dispatch import Dispatcher
 from scheduler.history import Histories
 from scheduler.jobs import JobState
 from scheduler.messages import BatchOutcome, DatumBatch
 from scheduler.plan import input_branches
-from scheduler.records import JobPlan, PipelineInfo, job_id_for
+from scheduler.reconcile import (
+    Action, CreateJob, FailDatum, FinishJob, Forget, JobView, KillJob, Refresh, Resend, Send, Watch, decide, to_check,
+)
+from scheduler.records import JobPlan, PipelineInfo
 from scheduler.spec import PipelineSpec, parse_spec
 from scheduler.store import RecordStore
-from scheduler.triggers import job_tuples
+from scheduler.triggers import owed_jobs
 from storage import failpoints
 from storage.model import CommitRef
 from storage.repos import Pfs
-
-
-SAMPLES_PER_PASS = 4  # results read per job and pass to measure datum times
 
 
 @dataclass
@@ -42,28 +44,35 @@ class Progress:
     done: int
 
 
+@dataclass
+class _Hints:
+    """What workers reported about one job since storage was last listed: hints, not the truth."""
+
+    to_run: list[int]
+    seen: set[str] = field(default_factory=set)  # datum ids with a stored result (they never go away)
+    listed: float | None = None  # monotonic time of the last listing
+    returned: set[int] = field(default_factory=set)  # came back without a result
+
+
 class Scheduler:
     """Moves every pipeline's jobs forward; `tick` is one pass, `run_until_idle` loops."""
 
     def __init__(
         self, pfs: Pfs, dispatcher: Dispatcher, parallelism: int = 1, batch_size: int | None = None,
-        batch_seconds: float | None = None,
+        batch_seconds: float = 1.0, resend_seconds: float = 20.0,
     ) -> None:
         self.pfs = pfs
         self.records = RecordStore(pfs.objects)
+        self.attempts = AttemptStore(pfs.objects)
         self.dispatcher = dispatcher
         self.parallelism = max(1, parallelism)
         self.batch_size = batch_size
-        # Set (the scheduler service): messages carry ~batch_seconds of measured work each.
-        self.batch_seconds = batch_seconds
+        self.batch_seconds = batch_seconds  # messages carry about this much measured work each
+        self.resend_seconds = resend_seconds
         self._durations = Durations()
-        self._sampled: dict[str, set[str]] = {}
         self._finished: set[str] = set()
         self._histories = Histories(pfs)
-        self._seen: dict[str, set[str]] = {}  # datum ids with a stored result, per job (they never go away)
-        self._listed: dict[str, float] = {}
-        self._to_run: dict[str, list[int]] = {}
-        self.refresh_interval = 5.0
+        self._hints: dict[str, _Hints] = {}
         self._specs: dict[tuple[str, int], PipelineSpec] = {}
         self.on_progress: Callable[[Progress], None] | None = None
 
@@ -84,21 +93,24 @@ class Scheduler:
             self.note(self.dispatcher.wait(poll))
 
     def note(self, outcomes: list[BatchOutcome]) -> None:
-        """Take workers' reports as hints of which datums now have results."""
+        """Take workers' reports as hints: which datums have results, which came back without."""
         for outcome in outcomes:
+            hints = self._hints.get(outcome.job_id)
             plan = self.records.read_plan(outcome.job_id)
-            seen = self._seen.get(outcome.job_id)
-            if plan is None or seen is None:
+            if hints is None or plan is None:
                 continue
-            seen.update(plan.datums[i].id for i in (*outcome.done, *outcome.failed) if i < len(plan.datums))
+            size = len(plan.datums)
+            hints.seen.update(plan.datums[i].id for i in (*outcome.done, *outcome.failed) if i < size)
+            hints.returned.update(i for i in (*outcome.deferred, *outcome.used_up) if i < size)
+            for seconds in outcome.seconds:
+                self._durations.add(plan.pipeline, seconds)
 
     def owed_jobs(self, pipeline: PipelineInfo) -> list[tuple[str, tuple[CommitRef, ...]]]:
         """Every job this pipeline version owes, oldest first, as (job id, input commits)."""
         spec = self._spec(pipeline)
         keys = sorted(input_branches(spec))
         histories = {key: self._histories.finished(*key) for key in keys}
-        tuples = job_tuples(keys, histories, pipeline.since)
-        return [(job_id_for(pipeline.name, pipeline.version, pipeline.salt, t), t) for t in tuples]
+        return owed_jobs(pipeline, keys, histories)
 
     def _reconcile(self, pipeline: PipelineInfo) -> bool:
         for job_id, inputs in self.owed_jobs(pipeline):
@@ -107,74 +119,94 @@ class Scheduler:
             status = self.records.read_status(job_id)
             if status is not None and status.state.terminal:
                 self._finished.add(job_id)
+                self._hints.pop(job_id, None)
                 continue
-            self._advance(pipeline, job_id, inputs)
+            self.step(pipeline, job_id, inputs)
             return True
         return False
 
-    def _advance(self, pipeline: PipelineInfo, job_id: str, inputs: tuple[CommitRef, ...]) -> None:
+    # observe -> decide -> apply ----------------------------------------------------------
+    def step(self, pipeline: PipelineInfo, job_id: str, inputs: tuple[CommitRef, ...]) -> list[Action]:
+        """Observe-decide-apply for a job; returns the actions applied.
+
+        Two actions look again at once rather than a pass later: `Refresh` (list results from
+        storage, then decide) and `CreateJob` (the new job's first batches go out in this pass)."""
         spec = self._spec(pipeline)
+        view, plan = self.observe(pipeline, spec, job_id, list_results=False)
+        actions = decide(view)
+        if actions == [CreateJob()]:
+            self._apply(actions, pipeline, spec, job_id, inputs, plan)
+            view, plan = self.observe(pipeline, spec, job_id, list_results=False)
+            actions = [a for a in decide(view) if not isinstance(a, CreateJob)]
+        if actions == [Refresh()]:
+            view, plan = self.observe(pipeline, spec, job_id, list_results=True)
+            actions = [a for a in decide(view) if not isinstance(a, Refresh)]
+        self._apply(actions, pipeline, spec, job_id, inputs, plan)
+        return actions
+
+    def observe(
+        self, pipeline: PipelineInfo, spec: PipelineSpec, job_id: str, list_results: bool
+    ) -> tuple[JobView, JobPlan | None]:
+        """Read the job from storage and the broker into a view (results listed when asked or unknown)."""
         plan = self.records.read_plan(job_id)
         status = self.records.read_status(job_id)
-        if plan is None or status is None or status.state == JobState.JOB_STARTING:
-            plan = engine.create_job(self.pfs, self.records, pipeline, spec, job_id, inputs)
-            status = self.records.read_status(job_id)
-        if status is None or status.state.terminal:
-            return
-        pending = self._pending(plan)
-        self._report(pipeline.name, job_id, len(plan.to_run()), len(plan.to_run()) - len(pending))
-        if not pending:
-            engine.finish_job(self.pfs, self.records, plan, spec)
-            return
-        if self._job_timed_out(spec, status):
-            engine.kill_job(self.records, job_id, f"job_timeout ({spec.job_timeout}s) passed")
-            return
-        self._measure(plan)
-        self._send(job_id, pending, spec)
+        if plan is None or status is None or status.state == JobState.JOB_STARTING or status.state.terminal:
+            state = None if status is None else status.state
+            return JobView(job_id=job_id, state=state, planned=plan is not None, now=time.time()), plan
+        hints = self._hints.setdefault(job_id, _Hints(to_run=plan.to_run()))
+        listed_now = list_results or hints.listed is None
+        if listed_now:
+            hints.seen = self.records.result_ids(job_id)
+            hints.listed = time.monotonic()
+        results = frozenset(i for i in hints.to_run if plan.datums[i].id in hints.seen)
+        hints.returned -= results
+        self._report(pipeline.name, job_id, len(hints.to_run), len(results))
+        marks = tuple(self.dispatcher.sent(job_id))
+        now = self.dispatcher.now()
+        old = any(not m.watch and now - m.at >= self.resend_seconds for m in marks)
+        view = JobView(
+            job_id=job_id, state=status.state, planned=True, now=now, to_run=tuple(hints.to_run), results=results,
+            results_age=0.0 if listed_now else time.monotonic() - (hints.listed or 0.0), marks=marks,
+            queue_waiting=old and self.dispatcher.queue_size() > 0, returned=frozenset(hints.returned),
+            started=None if status.started is None else status.started.timestamp(), job_timeout=spec.job_timeout,
+            datum_tries=spec.datum_tries, stopped=pipeline.stopped, resend_seconds=self.resend_seconds,
+            workers=self._workers(spec), datum_seconds=self._durations.get(pipeline.name),
+            batch_seconds=self.batch_seconds, batch_size=self.batch_size,
+        )
+        check = to_check(view)
+        if check:
+            attempts = {i: self.attempts.attempts(job_id, plan.datums[i].id) for i in sorted(check)}
+            view = dataclasses.replace(view, attempts=attempts)
+        return view, plan
 
-    def _pending(self, plan: JobPlan) -> list[int]:
-        """Datums without a result; storage is listed only when the hints may be stale."""
-        job_id = plan.job_id
-        to_run = self._to_run.setdefault(job_id, plan.to_run())
-        seen = self._seen.get(job_id)
-        if seen is not None and time.monotonic() - self._listed.get(job_id, 0.0) < self.refresh_interval:
-            remaining = [i for i in to_run if plan.datums[i].id not in seen]
-            in_flight = self.dispatcher.in_flight(job_id)
-            if remaining and any(i in in_flight for i in remaining):
-                return remaining
-        # Before finishing or (re)sending, confirm from storage: it is the truth, hints are not.
-        self._seen[job_id] = seen = self.records.result_ids(job_id)
-        self._listed[job_id] = time.monotonic()
-        return [i for i in to_run if plan.datums[i].id not in seen]
-
-    def _send(self, job_id: str, pending: list[int], spec: PipelineSpec) -> None:
-        in_flight = self.dispatcher.in_flight(job_id)
-        todo = [i for i in pending if i not in in_flight]
-        if not todo:
-            return
-        workers = self._workers(spec)
-        if self.batch_seconds is None:
-            size = self.batch_size or max(1, min(64, math.ceil(len(pending) / (workers * 4))))
-        else:
-            # Sized by measured datum times, and paced: a few batches per worker ahead.
-            seconds = self._durations.get(spec.pipeline.name)
-            size = self.batch_size or batch_size(len(pending), workers, seconds, self.batch_seconds)
-            todo = todo[: room(len(pending) - len(todo), workers, size)]
-        for start in range(0, len(todo), size):
-            self.dispatcher.submit(DatumBatch(job_id=job_id, datums=tuple(todo[start : start + size])))
-            failpoints.hit("scheduler.after_send")
-
-    def _measure(self, plan: JobPlan) -> None:
-        """Read the run times of a few new results (the batch size follows them)."""
-        if self.batch_seconds is None:
-            return
-        sampled = self._sampled.setdefault(plan.job_id, set())
-        fresh = [d for d in self._seen.get(plan.job_id, ()) if d not in sampled][:SAMPLES_PER_PASS]
-        for datum_id in fresh:
-            sampled.add(datum_id)
-            result = self.records.read_result(plan.job_id, datum_id)
-            if result is not None and result.started is not None and result.finished is not None:
-                self._durations.add(plan.pipeline, (result.finished - result.started).total_seconds())
+    def _apply(
+        self, actions: list[Action], pipeline: PipelineInfo, spec: PipelineSpec, job_id: str,
+        inputs: tuple[CommitRef, ...], plan: JobPlan | None,
+    ) -> None:
+        hints = self._hints.get(job_id)
+        for action in actions:
+            if isinstance(action, CreateJob):
+                engine.create_job(self.pfs, self.records, pipeline, spec, job_id, inputs)
+                return  # observed afresh next pass
+            assert plan is not None and hints is not None  # every other action follows an observed plan
+            if isinstance(action, FinishJob):
+                engine.finish_job(self.pfs, self.records, plan, spec)
+                self._hints.pop(job_id, None)
+            elif isinstance(action, KillJob):
+                engine.kill_job(self.records, job_id, action.reason)
+            elif isinstance(action, Forget):
+                self.dispatcher.forget(job_id, action.keys)
+            elif isinstance(action, Watch):
+                self.dispatcher.watch(job_id, action.datums)
+                hints.returned.difference_update(action.datums)
+            elif isinstance(action, FailDatum):
+                if engine.fail_datum(self.records, plan, action.datum, action.reason):
+                    hints.seen.add(plan.datums[action.datum].id)
+                hints.returned.discard(action.datum)
+            elif isinstance(action, (Send, Resend)):
+                self.dispatcher.submit(DatumBatch(job_id=job_id, datums=action.datums))
+                hints.returned.difference_update(action.datums)
+                failpoints.hit("scheduler.after_send")
 
     def _workers(self, spec: PipelineSpec) -> int:
         par = spec.parallelism_spec
@@ -183,11 +215,6 @@ class Scheduler:
         if par is not None and getattr(par, "coefficient", None):
             return max(1, int(par.coefficient * self.parallelism))
         return self.parallelism
-
-    def _job_timed_out(self, spec: PipelineSpec, status) -> bool:
-        if not spec.job_timeout or status.started is None:
-            return False
-        return (engine.now() - status.started).total_seconds() > spec.job_timeout
 
     def _spec(self, pipeline: PipelineInfo) -> PipelineSpec:
         key = (pipeline.name, pipeline.version)

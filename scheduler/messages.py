@@ -38,3 +38,5 @@ class BatchOutcome(BaseModel):
     done: tuple[int, ...] = ()
     failed: tuple[int, ...] = ()
     deferred: tuple[int, ...] = ()  # another worker holds a live lease on these
+    used_up: tuple[int, ...] = ()  # no try left: the scheduler fails them (it decides, not the worker)
+    seconds: tuple[float, ...] = ()  # run time of each datum run here (batch sizes follow them)

@@ -17,6 +17,7 @@ Creating is create-only, in this order (docs/design.md, "Creating a pipeline"):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import uuid
@@ -28,7 +29,9 @@ from scheduler.spec import PipelineSpec, parse_spec
 from scheduler.store import RecordStore, now
 from storage import failpoints
 from storage.commits import repo_key
-from storage.errors import AlreadyExists, Conflict, HerdError, InvalidSpec, PipelineNotFound, RepoNotFound
+from storage.errors import (
+    AlreadyExists, Conflict, HerdError, InvalidSpec, NotFound, PipelineNotFound, RepoNotFound,
+)
 from storage.model import BranchRef
 from storage.repos import Pfs
 
@@ -141,13 +144,22 @@ class Pipelines:
 
     def _update(self, raw: dict[str, Any], spec: PipelineSpec, reprocess: bool) -> PipelineInfo:
         stamp = now()
+        frontier: list[datetime | None] = []  # read once, and only if the pipeline is stopped
 
         def change(old: PipelineInfo | None) -> PipelineInfo:
             if old is None:
                 raise PipelineNotFound(spec.name)  # deleted meanwhile: never recreated by an update
             salt = uuid.uuid4().hex if reprocess else old.salt
+            since: dict[str, Any] = {"since": stamp, "baseline": True}
+            if old.stopped:
+                # A stopped pipeline runs nothing for the update itself (Pachyderm 1.9
+                # TestUpdateStoppedPipeline): once started, the new version takes over after
+                # the last job the pipeline finished, one job per later input commit.
+                if not frontier:
+                    frontier.append(self._last_finished_trigger(old.name))
+                since = {"since": frontier[0], "baseline": False}
             return old.model_copy(update={
-                "version": old.version + 1, "spec": raw, "salt": salt, "updated": stamp, "since": stamp,
+                "version": old.version + 1, "spec": raw, "salt": salt, "updated": stamp, **since,
                 "ignored_fields": tuple(spec.ignored_fields),
             })
 
@@ -157,6 +169,23 @@ class Pipelines:
         self._complete(info)
         self._kill_older(info)
         return info
+
+    def _last_finished_trigger(self, name: str) -> datetime | None:
+        """When the inputs of the pipeline's newest ended job were all finished (the instant that
+        job was owed); None when no job has ended, so the new version owes every commit."""
+        for job_id in reversed(self.records.job_markers(name)):
+            job = self.records.read_job(job_id)
+            status = self.records.read_status(job_id)
+            if job is None or status is None or not status.state.terminal:
+                continue
+            finished = []
+            for ref in job.inputs:
+                try:
+                    finished.append(self.pfs.inspect_commit(ref.repo, ref.id).finished)
+                except NotFound:
+                    continue  # an input deleted since: the others still say when the job was owed
+            return max((f for f in finished if f is not None), default=None)
+        return None
 
     def _complete(self, info: PipelineInfo) -> None:
         """Make everything that follows from the record exist; safe to repeat, by anyone."""
@@ -214,7 +243,7 @@ class Pipelines:
         if not keep_repo:
             try:
                 self.pfs.delete_repo(name, force=True)
-            except HerdError:
+            except RepoNotFound:
                 pass  # the output repo may already be gone; the pipeline is what was asked for
 
     def stop_job(self, job_id: str) -> None:

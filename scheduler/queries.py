@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from scheduler import dag
+from scheduler.attempts import AttemptStore
+from scheduler.history import Histories
 from scheduler.jobs import DatumResult, JobInfo, JobStatus
+from scheduler.plan import input_branches
 from scheduler.records import PlannedDatum
 from scheduler.spec import parse_spec
 from scheduler.store import RecordStore
-from storage.errors import Conflict, DatumNotFound, HerdError, InvalidArgument
+from scheduler.triggers import owed_jobs
+from storage.errors import CommitNotFound, Conflict, DatumNotFound, HerdError, InvalidArgument, RepoNotFound
 from storage.model import Commit
 from storage.repos import Pfs
 
@@ -69,7 +74,9 @@ class Jobs:
         return matches[0]
 
     def restart_datum(self, job: str, key: str) -> None:
-        """Let a running datum be tried again now: its current attempt's lease is ended."""
+        """End a running datum's current attempt: its worker kills the user code at its next
+        heartbeat and the datum runs again, without using one of its datum_tries. The restart is
+        a create-only marker beside the attempt, so the worker's heartbeat cannot overwrite it."""
         info = self.records.get_job(job)
         planned = self._find_datum(info.id, key)
         result = self.records.read_result(info.id, planned.id)
@@ -78,10 +85,10 @@ class Jobs:
                 f"datum '{planned.id}' of job '{info.id}' already finished ({result.state.value}); "
                 "restart-datum only restarts running datums"
             )
-        attempts = self.records.attempts(info.id, planned.id)
-        if attempts:
-            last = attempts[-1]
-            self.records.renew_attempt(info.id, planned.id, last["attempt"], {**last, "lease_until": 0})
+        attempts = AttemptStore(self.records.objects)
+        latest = attempts.attempts(info.id, planned.id).latest
+        if latest is not None and latest.counts:
+            attempts.restart(latest)
         self.records.update_status(info.id, lambda s: s.model_copy(update={"restart": s.restart + 1}))
 
     def logs(self, pipeline: str | None, job: str | None, datum: str | None) -> Iterator[dict]:
@@ -96,57 +103,128 @@ class Jobs:
         for info, _ in reversed(self.list(pipeline)):
             yield from self.records.logs(info.id)
 
+    def wait_job(
+        self, job: str, poll: float = 0.2, on_wait: Callable[[str, int, int], None] | None = None,
+    ) -> tuple[JobInfo, JobStatus]:
+        """inspect-job --block: the job once it has ended, however it ended."""
+        info = self.records.get_job(job)
+        if self._settle is not None:
+            self._settle()
+        while True:
+            status = self.records.read_status(info.id)
+            if status is not None and status.state.terminal:
+                return info, status
+            if on_wait is not None:
+                on_wait(info.pipeline, 0, 1)
+            time.sleep(poll)
+
     def flush_commit(
         self, repo: str, ref: str, timeout: float | None = None, poll: float = 0.2,
         on_wait: Callable[[str, int, int], None] | None = None,
     ) -> list[Commit]:
-        """Wait until every pipeline downstream of the commit has run on it; their output commits.
+        """The output commits of `flush_jobs` (the jobs that ended with one), upstream first."""
+        return [row.output for row in self.flush_jobs(repo, ref, timeout, poll, on_wait) if row.output is not None]
 
-        Pipelines are taken in topological order, and a pipeline's output counts only once it
-        was computed from the commit AND from the outputs already found upstream of it (a
-        montage crossing `images` with `edges` waits for the job that saw the new edges too).
-        `on_wait(pipeline, done, total)` is called while waiting (a progress bar).
+    def flush_jobs(
+        self, repo: str, ref: str, timeout: float | None = None, poll: float = 0.2,
+        on_wait: Callable[[str, int, int], None] | None = None,
+    ) -> list[FlushedJob]:
+        """Wait until every job downstream of the commit has ended, however it ended; those jobs.
+
+        Pipelines are taken in topological order, and a pipeline's job counts only when it was
+        computed from the commit AND from the outputs already found upstream of it (a montage
+        crossing `images` with `edges` waits for the job that saw the new edges too). The wait
+        rests on job records, not on output commits: a job that failed, was killed or could not
+        run ends it as well as a success. A pipeline is waited for only while its current
+        version owes a job on those inputs that has not ended; an upstream job that ended
+        without an output commit leaves nothing for the pipelines below it to wait for.
+        `on_wait(pipeline, done, total)` is called while waiting (a progress bar, a watchdog).
         """
-        commit = self.pfs.inspect_commit(repo, ref)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        commit = self._finished_commit(repo, ref, deadline, on_wait)
         pipelines = self.records.pipeline_graph()
         downstream = dag.downstream(repo, pipelines)
-        deadline = None if timeout is None else time.monotonic() + timeout
         if self._settle is not None:
             self._settle()
-        found: dict[str, Commit] = {commit.repo: commit}
-        out: list[Commit] = []
+        histories = Histories(self.pfs)
+        found: dict[str, str | None] = {commit.repo: commit.id}  # repo -> commit id; None: ended without one
+        out: list[FlushedJob] = []
         for done, name in enumerate(downstream):
-            required = {(r, found[r].id) for r in pipelines[name] if r in found}
-            while True:
-                output = self._output_for(name, required)
-                if output is not None:
-                    if output is not False:
-                        found[name] = output
-                        out.append(output)
+            required = frozenset((r, found[r]) for r in pipelines[name] if found.get(r))
+            rows: list[FlushedJob] = []
+            while required:
+                ended = self._jobs_on(name, required, histories)
+                if ended is not None:
+                    rows = ended
                     break
                 if deadline is not None and time.monotonic() > deadline:
                     raise HerdError(f"flush-commit timed out waiting for pipeline '{name}' on {repo}@{commit.id}")
                 if on_wait is not None:
                     on_wait(name, done, len(downstream))
                 time.sleep(poll)
+            with_output = [row for row in rows if row.output is not None]
+            found[name] = with_output[-1].output.id if with_output else None
+            out.extend(rows)
         return out
 
-    def _output_for(self, pipeline: str, required: set[tuple[str, str]]) -> Commit | None | bool:
-        """The newest output commit computed from every `required` commit; False if none will come."""
+    def _finished_commit(
+        self, repo: str, ref: str, deadline: float | None, on_wait: Callable[[str, int, int], None] | None,
+    ) -> Commit:
+        """The commit, once finished: no job is owed on an open commit yet."""
+        while True:
+            commit = self.pfs.inspect_commit(repo, ref)
+            if commit.finished is not None:
+                return commit
+            if deadline is not None and time.monotonic() > deadline:
+                raise HerdError(f"flush-commit timed out waiting for commit {repo}@{commit.id} to be finished")
+            if on_wait is not None:
+                on_wait(repo, 0, 0)
+            time.sleep(0.2)
+
+    def _jobs_on(
+        self, pipeline: str, required: frozenset[tuple[str, str]], histories: Histories,
+    ) -> list[FlushedJob] | None:
+        """The pipeline's jobs whose inputs hold every `required` commit, oldest first, once
+        every such job the current version owes has ended; None while one has not."""
         info = self.records.read_pipeline(pipeline)
-        if info is None or info.stopped:
-            return False
-        branch = parse_spec(info.spec).output_branch
-        try:
-            commits = self.pfs.list_commits(pipeline, branch)
-        except HerdError:
-            return None
-        for c in commits:
-            if c.finished is not None and required <= {(p.repo, p.id) for p in c.provenance}:
-                return c
-        for job_id in self.records.job_markers(pipeline):
+        if info is None:
+            return []  # deleted meanwhile: nothing will come
+        owed: list[str] = []
+        if not info.stopped:  # a stopped pipeline makes no job until it starts: waiting would hang
+            spec = parse_spec(info.spec)
+            keys = sorted(input_branches(spec))
+            for job_id, inputs in owed_jobs(info, keys, {key: histories.finished(*key) for key in keys}):
+                if required <= {(i.repo, i.id) for i in inputs}:
+                    owed.append(job_id)
+        ids = list(dict.fromkeys([*self.records.job_markers(pipeline), *owed]))
+        rows: list[FlushedJob] = []
+        for job_id in ids:
             job = self.records.read_job(job_id)
+            if job is None or not required <= {(i.repo, i.id) for i in job.inputs}:
+                if job_id in owed:
+                    return None  # owed, not created yet
+                continue
             status = self.records.read_status(job_id)
-            if job and status and status.state.value == "JOB_KILLED" and required <= {(i.repo, i.id) for i in job.inputs}:
-                return False
-        return None
+            if job_id in owed and (status is None or not status.state.terminal):
+                return None
+            rows.append(FlushedJob(pipeline, job, status or JobStatus(), self._output(job, status)))
+        rows.sort(key=lambda row: row.job.created)
+        return rows
+
+    def _output(self, job: JobInfo, status: JobStatus | None) -> Commit | None:
+        if status is None or not status.output_commit:
+            return None
+        try:
+            return self.pfs.inspect_commit(job.output_repo, status.output_commit)
+        except (RepoNotFound, CommitNotFound):
+            return None  # deleted since (delete-commit, delete-repo): the job's row stays
+
+
+@dataclass(frozen=True)
+class FlushedJob:
+    """One job downstream of a flushed commit: its records and its output commit, if it made one."""
+
+    pipeline: str
+    job: JobInfo
+    status: JobStatus
+    output: Commit | None

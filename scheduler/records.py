@@ -26,10 +26,15 @@ class PipelineInfo(_Record):
     created: datetime
     updated: datetime
     stopped: bool = False
-    # Jobs of this version are made for input commits finished after this instant, plus one job
-    # on the inputs as they were at this instant (Pachyderm 1.5.1+ update-pipeline). None for
-    # version 1: every commit already on the inputs gets a job, oldest first (Pachyderm 1.4).
+    # Jobs of this version are made for input commits finished after this instant, plus (when
+    # `baseline`) one job on the inputs as they were at this instant (Pachyderm 1.5.1+
+    # update-pipeline). None for version 1: every commit already on the inputs gets a job,
+    # oldest first (Pachyderm 1.4).
     since: datetime | None = None
+    # False when the update found the pipeline stopped (Pachyderm 1.9 TestUpdateStoppedPipeline):
+    # `since` is then the trigger time of the last job the pipeline finished, and the new version
+    # owes one job per later commit only, never a rerun of inputs the old version already ran.
+    baseline: bool = True
     generation: int = 0
     ignored_fields: tuple[str, ...] = ()
 

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scheduler.jobs import DatumResult, JobInfo, JobStats, JobStatus
 from scheduler.records import PipelineInfo, PlannedDatum
-from scheduler.render import NONE, ago, commit_ref, duration, human_size, rfc3339
+from scheduler.render import NONE, ago, commit_raw, commit_ref, commit_row, duration, human_size, rfc3339
+
+if TYPE_CHECKING:
+    from storage.model import Commit
 
 PIPELINE_HEADERS = ("NAME", "VERSION", "INPUT", "CREATED", "STATE")
 JOB_HEADERS = ("ID", "PIPELINE", "STARTED", "DURATION", "RESTART", "PROGRESS", "DL", "UL", "STATE")
 DATUM_HEADERS = ("ID", "STATUS", "TIME")
+# flush-commit: the output commit's columns (pachctl's), then the job that made it and its state.
+FLUSH_HEADERS = ("REPO", "COMMIT", "PARENT", "STARTED", "DURATION", "SIZE", "JOB", "STATE")
 
 
 def input_summary(spec: dict[str, Any]) -> str:
@@ -57,11 +62,17 @@ def progress(status: JobStatus) -> str:
     return f"{done} / {status.data_total}"
 
 
-def job_row(info: JobInfo, status: JobStatus, now: datetime) -> tuple[str, ...]:
+def job_state(status: JobStatus) -> str:
+    """list-job's STATE: `success`, or `failure: <25 chars of reason>...` for a job that did not succeed."""
     state = status.state.value.removeprefix("JOB_").lower()
     if status.reason and status.state.value in ("JOB_FAILURE", "JOB_UNRUNNABLE", "JOB_KILLED"):
         reason = status.reason if len(status.reason) <= 25 else status.reason[:25] + "..."
         state = f"{state}: {reason}"
+    return state
+
+
+def job_row(info: JobInfo, status: JobStatus, now: datetime) -> tuple[str, ...]:
+    state = job_state(status)
     return (
         info.id, info.pipeline, ago(status.started or info.created, now),
         duration(status.started, status.finished or now) if status.started else "-",
@@ -90,6 +101,18 @@ def job_raw(info: JobInfo, status: JobStatus) -> dict[str, Any]:
         "output_commit": commit_ref(info.output_repo, status.output_commit) if status.output_commit else None,
         "failed_datums": list(status.failed_datums),
     }
+
+
+def flush_row(info: JobInfo, status: JobStatus, output: Commit | None, now: datetime) -> tuple[str, ...]:
+    """One downstream job of flush-commit: its output commit (`<none>` when it made none) and state."""
+    commit = commit_row(output, now) if output is not None else (info.output_repo, NONE, NONE, "-", "-", "-")
+    return (*commit, info.id, job_state(status))
+
+
+def flush_raw(info: JobInfo, status: JobStatus, output: Commit | None) -> dict[str, Any]:
+    """CommitInfo of the output (`commit` null when the job made none) plus the whole JobInfo as `job`."""
+    commit = commit_raw(output) if output is not None else {"commit": None}
+    return {**commit, "job": job_raw(info, status)}
 
 
 def stats_raw(stats: JobStats) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from scheduler.dispatch_celery import CeleryDispatcher
 from scheduler.lock import SchedulerLock
 from scheduler.loop import Progress, Scheduler
 from scheduler.settings import SchedulerSettings
-from scheduler.store import RecordStore
 from storage.errors import BrokerUnavailable, HerdError, InvalidArgument
 from storage.repos import Pfs
 
@@ -37,9 +36,10 @@ class SchedulerService:
             raise InvalidArgument("HERD_BROKER is not set: herd scheduler needs the broker's Redis URL")
         self.settings = settings
         self.broker = Broker(settings.broker, settings.queue)
-        self.dispatcher = CeleryDispatcher(self.broker, RecordStore(pfs.objects), settings)
+        self.dispatcher = CeleryDispatcher(self.broker, settings)
         self.scheduler = Scheduler(
-            pfs, self.dispatcher, parallelism=settings.parallelism, batch_seconds=settings.batch_seconds
+            pfs, self.dispatcher, parallelism=settings.parallelism, batch_seconds=settings.batch_seconds,
+            resend_seconds=settings.resend_seconds,
         )
         self.scheduler.on_progress = _ProgressLog()
         self.lock = SchedulerLock(self.broker, settings.lock_seconds)
@@ -111,8 +111,8 @@ class _ProgressLog:
             log.info("pipeline %s job %s: %d/%d datums", progress.pipeline, progress.job_id[:12], progress.done, progress.total)
 
 
-def run_scheduler(pfs: Pfs, settings: SchedulerSettings | None = None) -> None:
+def run_scheduler(pfs: Pfs, settings: SchedulerSettings) -> None:
     """Run the scheduler service in this process until SIGTERM/SIGINT."""
-    service = SchedulerService(pfs, settings or SchedulerSettings())
+    service = SchedulerService(pfs, settings)
     service.install_signal_handlers()
     service.run()

@@ -14,8 +14,9 @@ def _default_parallelism() -> int:
     return min(os.cpu_count() or 1, MAX_WORKERS)
 
 
-class SchedulerSettings(BaseSettings):
-    """Every field is checked when loaded (storage.setting_types): the CLI loads it before any work."""
+class BrokerSettings(BaseSettings):
+    """The broker both `herd scheduler` and `herd worker` meet at; declared once, here, and
+    inherited by SchedulerSettings and WorkerSettings (worker may import scheduler, not the reverse)."""
 
     model_config = SettingsConfigDict(env_prefix="HERD_", extra="ignore")
 
@@ -23,10 +24,18 @@ class SchedulerSettings(BaseSettings):
         None,
         description=(
             "Redis URL of the Celery broker (`redis://host:6379/0`). Set: `herd scheduler` and `herd worker` run "
-            "the jobs and the CLI only writes to storage. Unset: the CLI runs jobs itself, in-process."
+            "the jobs and the CLI only writes to storage; `herd worker` takes its batches from it. Unset: the CLI "
+            "runs jobs itself, in-process."
         ),
     )
     queue: Word = Field("herd", description="Name of the broker queue datum batches go through (scheduler and workers).")
+
+
+class SchedulerSettings(BrokerSettings):
+    """Every field is checked when loaded (storage.setting_types): the CLI loads it before any work."""
+
+    model_config = SettingsConfigDict(env_prefix="HERD_", extra="ignore")
+
     parallelism: WorkerCount = Field(
         default_factory=_default_parallelism,
         description="Datums run at once by the embedded (in-process) scheduler when a spec sets no parallelism_spec.",

@@ -9,7 +9,7 @@ Layout (see docs/design.md):
     jobs/<job>/plan                           JobPlan, create-only, before anything is enqueued
     jobs/<job>/status                         JobStatus, compare-and-set
     jobs/<job>/results/<datum id>             DatumResult, create-only: the first one wins
-    jobs/<job>/attempts/<datum id>/<n>        one record per attempt (counts tries, holds a lease)
+    jobs/<job>/attempts/<datum id>/<n>[.mark] one record per attempt and its markers (scheduler/attempts.py)
     jobs/<job>/logs/<datum id>/<n>            stdout/stderr of an attempt
 """
 
@@ -19,6 +19,7 @@ import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
+from scheduler.attempts import Attempt, AttemptStore
 from scheduler.jobs import DatumResult, JobInfo, JobStatus
 from scheduler.records import DatumIndex, JobPlan, PipelineInfo
 from scheduler.spec import parse_spec, valid_pipeline_name
@@ -175,33 +176,9 @@ class RecordStore:
         for key in self.objects.list(f"jobs/{job_id}/results/"):
             yield DatumResult.model_validate_json(self.objects.get(key))
 
-    def claim_attempt(self, job_id: str, datum_id: str, max_tries: int, body: dict, first: int = 1) -> int | None:
-        """Take the next attempt number from `first` on (create-only); None once tries are used up."""
-        for attempt in range(first, max_tries + 1):
-            key = f"jobs/{job_id}/attempts/{datum_id}/{attempt}"
-            if self.objects.put_if_absent(key, _dump_json({**body, "attempt": attempt})):
-                return attempt
-        return None
-
-    def renew_attempt(self, job_id: str, datum_id: str, attempt: int, body: dict) -> None:
-        """Extend an attempt's lease: only its owner writes it after the claim."""
-        self.objects.put(f"jobs/{job_id}/attempts/{datum_id}/{attempt}", _dump_json({**body, "attempt": attempt}))
-
-    def latest_attempt(self, job_id: str, datum_id: str) -> dict | None:
-        """The newest attempt record of a datum (number, worker, lease), None before the first."""
-        names = [n for n in self.objects.list_children(f"jobs/{job_id}/attempts/{datum_id}/") if n.isdigit()]
-        if not names:
-            return None
-        found = self.objects.read_versioned(f"jobs/{job_id}/attempts/{datum_id}/{max(names, key=int)}")
-        return None if found is None else json.loads(found[0])
-
-    def attempts(self, job_id: str, datum_id: str) -> list[dict]:
-        out = []
-        for name in self.objects.list_children(f"jobs/{job_id}/attempts/{datum_id}/"):
-            found = self.objects.read_versioned(f"jobs/{job_id}/attempts/{datum_id}/{name}")
-            if found is not None:
-                out.append(json.loads(found[0]))
-        return sorted(out, key=lambda a: a["attempt"])
+    def attempts(self, job_id: str, datum_id: str) -> list[Attempt]:
+        """Every attempt of a datum with its record, oldest first (inspect-datum, tests)."""
+        return AttemptStore(self.objects).history(job_id, datum_id)
 
     def put_log(self, job_id: str, datum_id: str, attempt: int, log: dict) -> None:
         self.objects.put(f"jobs/{job_id}/logs/{datum_id}/{attempt}", _dump_json(log))

@@ -4,7 +4,10 @@ Pachyderm 1.4: when a pipeline is created, every finished commit already on an i
 gets a job, oldest first, then every new one; a job pairs the commit that triggered it with the
 other inputs' latest commit finished at or before it; no job until every input has a commit; an
 identical tuple never runs twice. After `update-pipeline` (1.5.1+), the new version runs one job
-on the inputs as they were at the update, then one per later commit.
+on the inputs as they were at the update (the baseline), then one per later commit. An update of
+a STOPPED pipeline owes no baseline (Pachyderm 1.9 TestUpdateStoppedPipeline): the new version
+takes over after the last job the pipeline finished, one job per later commit, so starting it
+again never reruns inputs the old version already ran.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from scheduler.records import PipelineInfo, job_id_for
 from storage.model import CommitRef
 
 InputKey = tuple[str, str]  # (repo, branch)
@@ -32,8 +36,13 @@ def job_tuples(
     inputs: Sequence[InputKey],
     histories: dict[InputKey, Sequence[Finished]],
     since: datetime | None = None,
+    baseline: bool = True,
 ) -> list[tuple[CommitRef, ...]]:
-    """The ordered, de-duplicated input tuples; each tuple lists one commit per input key."""
+    """The ordered, de-duplicated input tuples; each tuple lists one commit per input key.
+
+    `since` set: only commits finished after it trigger jobs, plus (with `baseline`) one job on
+    the inputs as they were at `since`.
+    """
     keys = list(dict.fromkeys(inputs))
     events = sorted(
         ((c.finished, keys.index(key), c) for key in keys for c in histories.get(key, ())),
@@ -52,7 +61,7 @@ def job_tuples(
             seen.add(ident)
             out.append(refs)
 
-    pending_baseline = since is not None
+    pending_baseline = since is not None and baseline
     for finished, _, commit in events:
         if pending_baseline and finished > since:
             emit()  # the job on the inputs as they were at the update
@@ -63,3 +72,11 @@ def job_tuples(
     if pending_baseline:
         emit()
     return out
+
+
+def owed_jobs(
+    pipeline: PipelineInfo, inputs: Sequence[InputKey], histories: dict[InputKey, Sequence[Finished]],
+) -> list[tuple[str, tuple[CommitRef, ...]]]:
+    """Every job the pipeline's current version owes, oldest first, as (job id, input commits)."""
+    tuples = job_tuples(inputs, histories, pipeline.since, baseline=pipeline.baseline)
+    return [(job_id_for(pipeline.name, pipeline.version, pipeline.salt, t), t) for t in tuples]

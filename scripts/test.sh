@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# `make test`: install the system packages the tests need (root), make a Docker engine available,
+# `make test`: install the system packages the tests need (root) and Compose v2 (with .venv's pip:
+# make runs scripts/venv.sh first), make a Docker engine available,
 # run pytest in .venv, stop what was started. Exits with pytest's exit code.
 #
 #   E2E=0           leave out the tests marked e2e (the compose stack; by default they run: they
-#                   install docker-compose and debootstrap when missing and build the images,
+#                   install debootstrap when missing and build the images,
 #                   cached on the engine: minutes the first time, seconds after)
 #   PYTEST_ARGS=... extra pytest arguments, e.g. PYTEST_ARGS='-k redis -x'
 set -euo pipefail
@@ -18,13 +19,11 @@ trap 'exit 143' TERM
 herd_install_packages
 herd_docker_up
 
-# The e2e tests run the compose stack: docker-compose (1.29, or Compose v2's `docker compose`),
-# and debootstrap for the first offline image build (compose/build-images.sh, run by the tests).
+# The e2e tests run the compose stack: docker-compose (1.29) and Compose v2 come with
+# herd_install_packages (the compose-file checks run both, e2e or not); the first offline image
+# build (compose/build-images.sh, run by the tests) needs debootstrap.
 if [[ "${E2E:-1}" != 0 ]]; then
     e2e_missing=()
-    if ! command -v docker-compose >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1; then
-        e2e_missing+=(docker-compose)
-    fi
     command -v debootstrap >/dev/null 2>&1 || e2e_missing+=(debootstrap)
     if ((${#e2e_missing[@]})); then
         if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then

@@ -28,7 +28,8 @@
     └── UserCodeError              exit code 7
         ├── ImageNotFound
         ├── DatumTimeout
-        └── UnsafeOutput
+        ├── UnsafeOutput
+        └── OutputQuotaExceeded    (a datum's /pfs/out is larger than HERD_OUTPUT_QUOTA)
 
 Adapters (S3, Docker, Celery) translate their library's exceptions into these at their
 boundary; nothing above an adapter catches botocore, docker or celery exceptions.
@@ -41,6 +42,7 @@ class HerdError(Exception):
     """Base of every error herd reports to a user."""
 
     exit_code = 1
+    code = "error"  # what a datum result records when this error fails it
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -152,7 +154,7 @@ class Unavailable(HerdError):
 
 
 class StorageUnavailable(Unavailable):
-    pass
+    code = "storage_unavailable"
 
 
 class DataCorrupted(HerdError):
@@ -163,21 +165,27 @@ class DataCorrupted(HerdError):
     """
 
     exit_code = 8
+    code = "input_corrupt"
 
 
 class BrokerUnavailable(Unavailable):
-    pass
+    code = "broker_unavailable"
 
 
 class EngineUnavailable(Unavailable):
     """The Docker engine does not answer (not the user's image or code)."""
 
+    code = "engine_unavailable"
+
 
 class UserCodeError(HerdError):
     exit_code = 7
+    code = "user_code"
 
 
 class ImageNotFound(UserCodeError):
+    code = "image"
+
     def __init__(self, image: str, detail: str = "") -> None:
         extra = f": {detail}" if detail else ""
         super().__init__(f"image '{image}' not found{extra}")
@@ -185,10 +193,25 @@ class ImageNotFound(UserCodeError):
 
 
 class DatumTimeout(UserCodeError):
-    pass
+    code = "timeout"
 
 
 class UnsafeOutput(UserCodeError):
+    code = "unsafe_output"
+
     def __init__(self, path: str, why: str) -> None:
         super().__init__(f"unsafe output '{path}' in /pfs/out: {why}")
         self.path = path
+
+
+class OutputQuotaExceeded(UserCodeError):
+    """A datum's /pfs/out holds more bytes than HERD_OUTPUT_QUOTA allows; nothing of it is kept."""
+
+    code = "output_quota"
+
+    def __init__(self, quota: int, detail: str = "") -> None:
+        extra = f" ({detail})" if detail else ""
+        super().__init__(
+            f"datum output in /pfs/out is over the output quota of {quota} bytes (HERD_OUTPUT_QUOTA){extra}"
+        )
+        self.quota = quota

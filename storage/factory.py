@@ -20,9 +20,10 @@ _memory_lock = threading.Lock()
 _HTTP_TIMEOUT = (10.0, 60.0)
 
 
-def open_object_store(settings: StorageSettings | None = None) -> ObjectStore:
-    """The object store named by `settings.storage` (file://, s3:// or memory://)."""
-    settings = settings or StorageSettings()
+def open_object_store(settings: StorageSettings) -> ObjectStore:
+    """The object store named by `settings.storage` (file://, s3:// or memory://).
+
+    `settings` are the entry point's, loaded once (the CLI's, `herd worker`'s): never read here."""
     url = settings.storage
     parts = urlsplit(url)
     if parts.scheme == "file":
@@ -58,8 +59,7 @@ def open_source(url_or_path: str, settings: StorageSettings | None = None) -> Bi
     if scheme == "s3":
         from storage.s3 import open_s3_url
 
-        endpoint = (settings or StorageSettings()).s3_endpoint_url
-        return open_s3_url(url_or_path, endpoint)
+        return open_s3_url(url_or_path, settings.s3_endpoint_url if settings is not None else None)
     if scheme == "file":
         return _open_local(unquote(urlsplit(url_or_path).path))
     return _open_local(url_or_path)

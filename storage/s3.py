@@ -67,8 +67,11 @@ _session: boto3.session.Session | None = None
 def _client(endpoint_url: str | None, max_attempts: int, connect_timeout: float, read_timeout: float) -> Any:
     """A client from one shared session: sessions load service models once, clients are cheap."""
     global _session
+    # total_max_attempts counts the first try (botocore's `max_attempts` counts only retries:
+    # 3 there is 4 requests); standard mode retries 5xx, throttling (503 SlowDown) and
+    # connection errors with jittered exponential backoff (a random wait up to 1 s, 2 s, 4 s ... 20 s).
     config = Config(
-        retries={"mode": "standard", "max_attempts": max_attempts},
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         max_pool_connections=16,

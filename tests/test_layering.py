@@ -19,12 +19,15 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("storage", "scheduler", "worker")
 
 # Which herd packages/modules each package may import. Besides the pure modules, a worker reads
-# plans and writes results through the job-record layer (records, jobs, store), as Pachyderm's
-# worker writes to pfs; it never touches the reconcile loop, dispatch or the CLI.
+# plans and writes results through the job-record layer (records, jobs, store; the attempt
+# contract and its ledger), as Pachyderm's worker writes to pfs; it never touches the reconcile
+# loop, dispatch or the CLI. Its settings take HERD_BROKER/HERD_QUEUE from scheduler.settings
+# (BrokerSettings), so they are declared once.
 WORKER_MAY_IMPORT_FROM_SCHEDULER = frozenset(
     {
         "scheduler.spec", "scheduler.glob", "scheduler.datums", "scheduler.messages", "scheduler.merge",
-        "scheduler.records", "scheduler.jobs", "scheduler.store",
+        "scheduler.records", "scheduler.jobs", "scheduler.store", "scheduler.attempts", "scheduler.ledger",
+        "scheduler.settings",
     }
 )
 # Third-party top-level modules allowed only in the listed files.

@@ -7,12 +7,14 @@ console script); here each value is loaded in-process, so every field has cases 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 
 import pytest
-from pydantic_settings import BaseSettings
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scheduler.cli.context import SETTINGS_CLASSES, check_settings
-from scheduler.settings import SchedulerSettings
+from scheduler.settings import BrokerSettings, SchedulerSettings
 from storage.errors import InvalidArgument
 from storage.setting_types import load_settings
 from storage.settings import FailpointSettings, StorageSettings
@@ -42,6 +44,7 @@ BAD: dict[str, list[str]] = {
     "HERD_USER_NETWORK": ["", "maybe", "2"],
     "HERD_OUTPUT_QUOTA": ["0", "-5", "1.5", "lots", "1KB"],
     "HERD_LOCAL_ISOLATION": ["", "docker", "BWRAP", "none"],
+    "HERD_OUTAGE_SECONDS": ["0", "-1", "nan", "inf", "", "five", "1e9"],
 }
 # Values that must load, with what they load as.
 GOOD: list[tuple[str, str, str, object]] = [
@@ -61,6 +64,8 @@ GOOD: list[tuple[str, str, str, object]] = [
     ("HERD_STORAGE", "memory://", "storage", "memory://"),
     ("HERD_RUNTIME", "docker", "runtime", "docker"),
     ("HERD_SCRATCH", "/var/lib/herd/scratch", "scratch", "/var/lib/herd/scratch"),
+    ("HERD_OUTAGE_SECONDS", "5", "outage_seconds", 5.0),
+    ("HERD_QUEUE", "herd-b", "queue", "herd-b"),
 ]
 
 
@@ -142,3 +147,75 @@ def test_settings_built_in_code_are_checked_too() -> None:
     with pytest.raises(InvalidArgument, match="HERD_STORAGE"):
         StorageSettings(storage="ftp://x")
     assert SchedulerSettings(broker=None, parallelism=2).parallelism == 2
+
+
+def test_loading_returns_each_class_once_by_name() -> None:
+    # Given no HERD_* variable; When the CLI loads its settings
+    loaded = check_settings()
+    # Then each class is there once, by its name, ready to be passed down
+    assert set(loaded) == set(SETTINGS_CLASSES)
+    assert {type(s).__module__ + ":" + type(s).__name__ for s in loaded.values()} == set(SETTINGS_CLASSES)
+
+
+# --- one declaration per variable -------------------------------------------------------------
+
+
+def declarations(classes: tuple[type[BaseSettings], ...]) -> dict[str, set[str]]:
+    """Each environment variable -> the classes (along their bases) whose own body declares it."""
+    found: dict[str, set[str]] = defaultdict(set)
+    for cls in classes:
+        for klass in cls.__mro__:
+            if not (isinstance(klass, type) and issubclass(klass, BaseSettings)) or klass is BaseSettings:
+                continue
+            prefix = str(klass.model_config.get("env_prefix") or "")
+            for field in vars(klass).get("__annotations__", {}):
+                if field in klass.model_fields:
+                    found[f"{prefix}{field}".upper()].add(f"{klass.__module__}.{klass.__qualname__}")
+    return dict(found)
+
+
+def test_each_variable_is_declared_once() -> None:
+    # Given every settings class (the CLI's, and the broker's they share)
+    found = declarations((*CLASSES, BrokerSettings))
+    # Then each variable has one declaration: one description, one check, one default
+    assert {name: where for name, where in found.items() if len(where) > 1} == {}
+    assert found["HERD_BROKER"] == found["HERD_QUEUE"] == {"scheduler.settings.BrokerSettings"}
+    # And the scheduler and the worker both read the broker through it
+    assert issubclass(SchedulerSettings, BrokerSettings) and issubclass(WorkerSettings, BrokerSettings)
+
+
+def test_the_declaration_check_sees_a_second_declaration() -> None:
+    # Given two unrelated classes that both declare HERD_BROKER (what the issue found)
+    class One(BaseSettings):
+        model_config = SettingsConfigDict(env_prefix="HERD_")
+        broker: str = Field("a")
+
+    class Two(BaseSettings):
+        model_config = SettingsConfigDict(env_prefix="HERD_")
+        broker: str = Field("b")
+
+    # Then the check names both
+    assert len(declarations((One, Two))["HERD_BROKER"]) == 2
+
+
+def test_broker_and_queue_load_the_same_in_scheduler_and_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HERD_BROKER", "redis://h:6379/3")
+    monkeypatch.setenv("HERD_QUEUE", "q2")
+    scheduler, worker = load_settings(SchedulerSettings), load_settings(WorkerSettings)
+    assert (scheduler.broker, scheduler.queue) == (worker.broker, worker.queue) == ("redis://h:6379/3", "q2")
+
+
+def test_outage_seconds_default() -> None:
+    assert load_settings(WorkerSettings).outage_seconds == 300.0
+
+
+def test_a_pool_process_is_named_by_its_own_pid_unless_a_worker_id_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import socket
+
+    # Given settings loaded in a parent whose pool processes fork from it
+    parent = load_settings(WorkerSettings)
+    # Then each process takes its own default name; an explicit HERD_WORKER_ID stays as set
+    assert parent.for_this_process().worker_id == f"{socket.gethostname()}-{os.getpid()}"
+    monkeypatch.setenv("HERD_WORKER_ID", "w1")
+    assert load_settings(WorkerSettings).for_this_process().worker_id == "w1"

@@ -16,6 +16,8 @@ from pydantic import AliasChoices
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
+from tests.fixtures.services import missing_service
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 KNOWN_PACKAGES = ("storage", "scheduler", "worker")
@@ -30,7 +32,7 @@ def settings_modules() -> list[str]:
 
 def settings_classes(module_name: str) -> list[type[BaseSettings]]:
     if not (ROOT / module_name.replace(".", "/")).with_suffix(".py").exists():
-        pytest.skip(f"{module_name} does not exist yet")
+        missing_service(f"{module_name} does not exist yet")  # under CI=true: a failure, never a skip
     module = importlib.import_module(module_name)
     return [
         obj
@@ -92,3 +94,15 @@ def test_every_settings_field_is_in_the_readme(module_name: str) -> None:
 
     # Then the README's Configuration table names every one
     assert missing == [], "add these to the Configuration table in README.md"
+
+
+def test_a_missing_settings_module_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given CI=true and a package whose settings module is missing
+    monkeypatch.setenv("CI", "true")
+    # Then the check fails rather than skips (a CI run must never pass by skipping)
+    with pytest.raises(pytest.fail.Exception, match="does not exist"):
+        settings_classes("nosuchpackage.settings")
+    # And locally it is a skip
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception):
+        settings_classes("nosuchpackage.settings")

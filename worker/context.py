@@ -20,13 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from scheduler.attempts import Attempt, DatumLedger
+from scheduler.ledger import Ledger
 from scheduler.records import JobPlan, PlannedDatum
 from scheduler.spec import PipelineSpec, parse_spec
-from scheduler.store import RecordStore
 from storage.blobs import BlobStore
-from storage.factory import open_object_store
 from storage.errors import HerdError
 from storage.objects import ObjectStore
+from storage.setting_types import load_settings
 from worker.clock import BrokerClock
 from worker.process_io import RunCancelled
 from worker.runtime import RunRequest, Runtime, Session, Transform
@@ -44,7 +45,7 @@ class WorkerContext:
         self.objects = objects
         self.settings = settings
         self.blobs = BlobStore(objects)
-        self.records = RecordStore(objects)
+        self.ledger: DatumLedger = Ledger(objects)
         self.runtime_name = runtime or settings.runtime
         self.leases = Leases(self)
         # Leases are judged on the broker's clock when there is one (one clock for all hosts), and
@@ -68,7 +69,7 @@ class WorkerContext:
             if self._runtime is None:
                 # User code must never see the storage folder nor other datums' scratch folders.
                 protect = [path for path in (local_root(self.objects), self._scratch_root) if path is not None]
-                self._runtime = open_runtime(self.runtime_name, protect=protect, isolation=self.settings.local_isolation)
+                self._runtime = open_runtime(self.settings, protect=protect, name=self.runtime_name)
             return self._runtime
 
     def spec(self, plan: JobPlan) -> PipelineSpec:
@@ -96,6 +97,19 @@ class WorkerContext:
             sessions[key] = session
         return sessions[key]
 
+    def drop_session(self, plan: JobPlan) -> None:
+        """Forget this thread's session of the pipeline version (closed under a running datum)."""
+        sessions: dict = self._local.__dict__.setdefault("sessions", {})
+        session = sessions.pop((plan.pipeline, plan.pipeline_version), None)
+        if session is not None:
+            with self._lock:
+                if session in self._sessions:
+                    self._sessions.remove(session)
+            try:
+                session.close()
+            except Exception:  # noqa: BLE001 - it was closed already; closing twice is best effort
+                pass
+
     def pfs_dir(self) -> Path:
         """A fresh, empty folder for one datum's /pfs (staging.clear_pfs removes it after)."""
         self._check_open()
@@ -116,18 +130,6 @@ class WorkerContext:
 
     def request(self, plan: JobPlan, spec: PipelineSpec, datum: PlannedDatum, pfs_dir: Path) -> RunRequest:
         return RunRequest(pfs_dir=pfs_dir, env=datum_env(plan, datum), timeout=spec.datum_timeout)
-
-    def lease_body(self) -> dict:
-        return {
-            "worker": self.settings.worker_id, "holder": self.holder,
-            "lease_until": self.clock() + self.settings.lease_seconds,
-        }
-
-    def leased_elsewhere(self, attempt: dict | None) -> bool:
-        """True when `attempt` holds a live lease of another worker process."""
-        if attempt is None or attempt.get("holder", attempt.get("worker")) == self.holder:
-            return False
-        return float(attempt.get("lease_until", 0)) > self.clock()
 
     def cancel(self) -> None:
         """Stop: no datum starts any more, and user code running now is killed (RunCancelled)."""
@@ -225,25 +227,63 @@ def _remove_if_abandoned(folder: Path) -> None:
         os.close(fd)
 
 
+class Lease:
+    """An attempt this process runs; `cancel` (from the heartbeat thread) kills its user code."""
+
+    def __init__(self, attempt: Attempt) -> None:
+        self.attempt = attempt
+        self.cancelled: str | None = None  # why, once cancelled
+        self._kill: Callable[[], None] | None = None
+        self._lock = threading.Lock()
+
+    def on_cancel(self, kill: Callable[[], None]) -> None:
+        """What kills the running user code; called at once if the lease was cancelled already."""
+        with self._lock:
+            self._kill = kill
+            cancelled = self.cancelled
+        if cancelled:
+            _quietly(kill)
+
+    def cancel(self, why: str) -> None:
+        with self._lock:
+            if self.cancelled:
+                return
+            self.cancelled = why
+            kill = self._kill
+        if kill is not None:
+            _quietly(kill)
+
+
+def _quietly(kill: Callable[[], None]) -> None:
+    try:
+        kill()
+    except Exception:  # noqa: BLE001 - the run ends either way; the datum thread sees `cancelled`
+        pass
+
+
 class Leases:
     """One thread per worker process renews the lease of every attempt it is running, so a
-    long datum is not taken for lost; a short one costs no thread of its own."""
+    long datum is not taken for lost; a short one costs no thread of its own. Each beat also
+    looks for what ends an attempt from outside: restart-datum's marker, or the job ended
+    (stop-job, job_timeout), and then kills that datum's user code."""
 
     def __init__(self, ctx: WorkerContext) -> None:
         self._ctx = ctx
-        self._held: set[tuple[str, str, int]] = set()
+        self._held: set[Lease] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def hold(self, lease: tuple[str, str, int]) -> None:
+    def hold(self, attempt: Attempt) -> Lease:
+        lease = Lease(attempt)
         with self._lock:
             self._held.add(lease)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._beat, name="herd-leases", daemon=True)
                 self._thread.start()
+        return lease
 
-    def release(self, lease: tuple[str, str, int]) -> None:
+    def release(self, lease: Lease) -> None:
         with self._lock:
             self._held.discard(lease)
 
@@ -252,11 +292,25 @@ class Leases:
         while not self._stop.wait(interval):
             with self._lock:
                 held = list(self._held)
-            for job_id, datum_id, attempt in held:
+            ended: dict[str, bool] = {}
+            for lease in held:
                 try:
-                    self._ctx.records.renew_attempt(job_id, datum_id, attempt, self._ctx.lease_body())
+                    self._check(lease, ended)
                 except HerdError:
                     pass  # the next beat tries again; an expired lease only means a duplicate run
+
+    def _check(self, lease: Lease, ended: dict[str, bool]) -> None:
+        ledger, attempt = self._ctx.ledger, lease.attempt
+        if ledger.restarted(attempt):
+            lease.cancel("restart-datum")
+            return
+        job_id = attempt.job_id
+        if job_id not in ended:
+            ended[job_id] = ledger.job_ended(job_id)
+        if ended[job_id]:
+            lease.cancel("the job ended")
+            return
+        ledger.renew(dataclasses.replace(attempt, lease_until=self._ctx.clock() + self._ctx.settings.lease_seconds))
 
     def stop(self) -> None:
         self._stop.set()
@@ -296,17 +350,19 @@ _contexts: dict[tuple[int, str | None], WorkerContext] = {}
 _contexts_lock = threading.Lock()
 
 
-def context_for(objects: ObjectStore | None, runtime: str | None = None) -> WorkerContext:
-    """The process's context for this object store (built once, closed at exit)."""
+def context_for(
+    objects: ObjectStore, runtime: str | None = None, *, settings: WorkerSettings | None = None
+) -> WorkerContext:
+    """The process's context for this object store (built once, closed at exit).
+
+    `settings` are the entry point's, loaded once (`herd worker`'s app, the CLI's embedded run):
+    the first call for a store builds the context from them; later calls find it."""
+    key = (id(objects), runtime)
     with _contexts_lock:
-        if objects is None:
-            key = (0, runtime)
-            if key not in _contexts:
-                _contexts[key] = WorkerContext(open_object_store(), WorkerSettings(), runtime)
-        else:
-            key = (id(objects), runtime)
-            if key not in _contexts:
-                _contexts[key] = WorkerContext(objects, WorkerSettings(), runtime)
+        if key not in _contexts:
+            if settings is None:  # a caller that does not pass them yet (process_batch called directly)
+                settings = load_settings(WorkerSettings)
+            _contexts[key] = WorkerContext(objects, settings, runtime)
         return _contexts[key]
 
 

@@ -3,62 +3,36 @@
 The same function runs in Celery workers and in the embedded in-process dispatcher. Every
 step is safe to repeat: a datum that already has a result is skipped, attempts are counted in
 storage (so a datum that kills its worker cannot loop forever), outputs go to content-addressed
-blobs, and the first create-only result record wins.
+blobs, and the first create-only result record wins. The contract with the scheduler (claims,
+leases, markers, what counts as a try) is scheduler/attempts.py.
+
+Only user code failing (non-zero exit, timeout, out of memory, unsafe output) uses a try. An
+outage (storage, broker, Docker engine) gives the attempt back and raises, so the batch goes
+back to the broker; a datum that keeps meeting one for HERD_OUTAGE_SECONDS fails naming it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from scheduler.attempts import Attempt
 from scheduler.jobs import DatumResult, DatumState, JobStats
 from scheduler.messages import BatchOutcome, DatumBatch
 from scheduler.records import JobPlan, PlannedDatum
 from scheduler.spec import PipelineSpec
-from scheduler.store import RecordStore, now
-from storage.errors import HerdError
+from scheduler.store import now
+from storage.errors import HerdError, Unavailable
 from storage.objects import ObjectStore
 from worker.context import WorkerContext, context_for
 from worker.outputs import collect_outputs
+from worker.process_io import RunCancelled
 from worker.runtime import RunResult, Session
+from worker.settings import WorkerSettings
 from worker.staging import stage_datum
-
-
-def process_batch(message: dict[str, Any], objects: ObjectStore | None = None, runtime: str | None = None) -> dict:
-    """Task `herd.process_batch`: run the datums of a batch; returns a BatchOutcome as a dict."""
-    batch = DatumBatch.model_validate(message)
-    ctx = context_for(objects, runtime)
-    plan = ctx.records.read_plan(batch.job_id)
-    if plan is None:
-        return BatchOutcome(job_id=batch.job_id, failed=batch.datums).model_dump()
-    status = ctx.records.read_status(batch.job_id)
-    if status is not None and status.state.terminal:
-        return BatchOutcome(job_id=batch.job_id).model_dump()
-    spec = ctx.spec(plan)
-    done, failed, deferred = [], [], []
-    for index in batch.datums:
-        state = run_datum(ctx, plan, spec, index)
-        {DatumState.SUCCESS: done, DatumState.FAILED: failed}.get(state, deferred).append(index)
-    return BatchOutcome(job_id=batch.job_id, done=tuple(done), failed=tuple(failed), deferred=tuple(deferred)).model_dump()
-
-
-def run_datum(ctx: WorkerContext, plan: JobPlan, spec: PipelineSpec, index: int) -> DatumState | None:
-    """Run one datum to a stored result, retrying up to datum_tries; None if it is not ours."""
-    datum = plan.datums[index]
-    records = ctx.records
-    tries = spec.datum_tries
-    while True:
-        attempt = _claim(ctx, plan.job_id, datum.id, tries)
-        if isinstance(attempt, DatumResult):
-            return attempt.state  # another delivery already finished it
-        if attempt is Claim.HELD:
-            return None  # a duplicate delivery: the holder finishes it, and no try is burnt here
-        if attempt is Claim.USED_UP:
-            return _store(records, _failed(plan, datum, tries, ctx, f"datum_tries ({tries}) used up"))
-        result = _attempt(ctx, plan, spec, datum, attempt)
-        if result.state == DatumState.SUCCESS or attempt >= tries:
-            return _store(records, result)
 
 
 class Claim(Enum):
@@ -66,64 +40,175 @@ class Claim(Enum):
 
     HELD = "another worker's live lease holds the latest attempt"
     USED_UP = "datum_tries used up"
+    ENDED = "the job ended (stop-job, job_timeout): the datum is not run"
 
 
-def _claim(ctx: WorkerContext, job_id: str, datum_id: str, tries: int) -> int | Claim | DatumResult:
-    """The next attempt number (create-only), else why not: done, held by a live lease, no tries left."""
-    records, body = ctx.records, ctx.lease_body()
-    if records.claim_attempt(job_id, datum_id, 1, body) == 1:
-        return 1  # the usual case: one create-only write; no result exists before a first attempt
-    existing = records.read_result(job_id, datum_id)
+@dataclass(frozen=True)
+class Claimed:
+    attempt: Attempt
+    try_number: int  # tries counted against datum_tries, this one included
+
+
+def process_batch(
+    message: dict[str, Any], objects: ObjectStore, runtime: str | None = None, settings: WorkerSettings | None = None,
+) -> dict:
+    """Task `herd.process_batch`: run the datums of a batch; returns a BatchOutcome as a dict.
+
+    `settings` are the entry point's (the first batch of a store opens its context with them).
+    Raises `Unavailable` when an outage stops it: the batch is given back, no try is used."""
+    batch = DatumBatch.model_validate(message)
+    ctx = context_for(objects, runtime, settings=settings)
+    plan = ctx.ledger.read_plan(batch.job_id)
+    if plan is None or ctx.ledger.job_ended(batch.job_id):
+        return BatchOutcome(job_id=batch.job_id).model_dump()
+    spec = ctx.spec(plan)
+    sorted_: dict[str, list[int]] = {"done": [], "failed": [], "deferred": [], "used_up": []}
+    seconds: list[float] = []
+    for index in batch.datums:
+        started = time.monotonic()
+        state = run_datum(ctx, plan, spec, index)
+        if state is Claim.ENDED:
+            break
+        if state in (DatumState.SUCCESS, DatumState.FAILED):
+            seconds.append(time.monotonic() - started)
+        key = {DatumState.SUCCESS: "done", DatumState.FAILED: "failed", Claim.USED_UP: "used_up"}.get(state, "deferred")
+        sorted_[key].append(index)
+    return BatchOutcome(
+        job_id=batch.job_id, seconds=tuple(seconds), **{k: tuple(v) for k, v in sorted_.items()}
+    ).model_dump()
+
+
+def run_datum(ctx: WorkerContext, plan: JobPlan, spec: PipelineSpec, index: int) -> DatumState | Claim:
+    """Run one datum to a stored result, retrying up to datum_tries; else why not."""
+    datum = plan.datums[index]
+    while True:
+        claim = _claim(ctx, plan.job_id, datum.id, spec.datum_tries)
+        if isinstance(claim, DatumResult):
+            return claim.state  # another delivery already finished it
+        if isinstance(claim, Claim):
+            return claim  # held elsewhere (no try is burnt here), or no try left (the scheduler fails it)
+        try:
+            result = _attempt(ctx, plan, spec, datum, claim.attempt)
+            if result is not None and (result.state == DatumState.SUCCESS or claim.try_number >= spec.datum_tries):
+                return _store(ctx, result)
+        except Unavailable as exc:
+            failed = _give_back(ctx, plan, datum, claim.attempt, exc)
+            if failed is None:
+                raise
+            return _store(ctx, failed)
+        if result is None and ctx.ledger.job_ended(plan.job_id):
+            return Claim.ENDED
+        # Else restart-datum ended the attempt (a new one uses no try of the old), or a try is left.
+
+
+def _claim(ctx: WorkerContext, job_id: str, datum_id: str, tries: int) -> Claimed | Claim | DatumResult:
+    """The next attempt (create-only), else why not: done, held by a live lease, no tries left."""
+    ledger = ctx.ledger
+    attempt = Attempt(
+        job_id=job_id, datum_id=datum_id, number=1, worker=ctx.settings.worker_id, holder=ctx.holder,
+        lease_until=ctx.clock() + ctx.settings.lease_seconds,
+    )
+    if ledger.claim(attempt):
+        return Claimed(attempt, 1)  # the usual case: one write; no result exists before a first attempt
+    existing = ledger.read_result(job_id, datum_id)
     if existing is not None:
         return existing
-    latest = records.latest_attempt(job_id, datum_id)
-    if ctx.leased_elsewhere(latest):
-        return Claim.HELD
-    first = int(latest["attempt"]) + 1 if latest else 1
-    attempt = records.claim_attempt(job_id, datum_id, tries, body, first=first)
-    return Claim.USED_UP if attempt is None else attempt
+    if ledger.job_ended(job_id):
+        return Claim.ENDED
+    attempts = ledger.attempts(job_id, datum_id)
+    latest = attempts.latest
+    if latest is not None and latest.holder != ctx.holder and latest.live(ctx.clock()):
+        return Claim.HELD  # this process's own finished attempt keeps its lease a while: not a holder
+    if attempts.tries_used >= tries:
+        return Claim.USED_UP
+    attempt = dataclasses.replace(attempt, number=attempts.next_number)
+    if not ledger.claim(attempt):
+        return Claim.HELD  # another process took this number just now
+    return Claimed(attempt, attempts.tries_used + 1)
 
 
-def _attempt(ctx: WorkerContext, plan: JobPlan, spec: PipelineSpec, datum: PlannedDatum, attempt: int) -> DatumResult:
+def _attempt(ctx: WorkerContext, plan: JobPlan, spec: PipelineSpec, datum: PlannedDatum, attempt: Attempt) -> DatumResult | None:
+    """One run of user code; None when it was cancelled (restart-datum, stop-job): nothing is judged."""
     started = now()
     pfs_dir = ctx.pfs_dir()
     stats = {"download_time": 0.0, "process_time": 0.0, "upload_time": 0.0, "download_bytes": 0, "upload_bytes": 0}
     run: RunResult | None = None
-    lease = (plan.job_id, datum.id, attempt)
-    ctx.leases.hold(lease)
+    lease = ctx.leases.hold(attempt)
     try:
         t0 = time.monotonic()
         stats["download_bytes"] = stage_datum(ctx.blobs, datum.inputs, pfs_dir)
         t1 = time.monotonic()
         session: Session = ctx.session(plan, spec)
+        lease.on_cancel(session.close)
         run = session.run(ctx.request(plan, spec, datum, pfs_dir))
+        if lease.cancelled:
+            ctx.drop_session(plan)
+            return None
         t2 = time.monotonic()
         stats["download_time"], stats["process_time"] = t1 - t0, t2 - t1
-        ok = not run.timed_out and (run.exit_code == 0 or run.exit_code in spec.transform.accept_return_code)
-        if not ok:
-            reason = _failure_reason(spec, run)
-            return _finish(ctx, plan, datum, attempt, started, DatumState.FAILED, run, stats, reason)
+        failure = _user_code_failure(spec, run)
+        if failure is not None:
+            code, reason = failure
+            return _finish(ctx, plan, datum, attempt, started, run, stats, reason, error=code)
         manifest = collect_outputs(ctx.blobs, pfs_dir / "out", ctx.settings.output_quota)
         stats["upload_time"] = time.monotonic() - t2
         stats["upload_bytes"] = manifest.size
-        return _finish(ctx, plan, datum, attempt, started, DatumState.SUCCESS, run, stats, "", manifest.files)
+        return _finish(ctx, plan, datum, attempt, started, run, stats, "", outputs=manifest.files)
+    except RunCancelled:
+        if lease.cancelled:
+            ctx.drop_session(plan)
+            return None
+        raise  # the worker is stopping: no result; the datum runs again later
+    except Unavailable:
+        raise
     except HerdError as exc:
-        return _finish(ctx, plan, datum, attempt, started, DatumState.FAILED, run, stats, str(exc))
+        if lease.cancelled:
+            ctx.drop_session(plan)
+            return None
+        return _finish(ctx, plan, datum, attempt, started, run, stats, str(exc), error=exc.code)
     finally:
         ctx.leases.release(lease)
         ctx.discard(pfs_dir)
 
 
-def _failure_reason(spec: PipelineSpec, run: RunResult) -> str:
+def _user_code_failure(spec: PipelineSpec, run: RunResult) -> tuple[str, str] | None:
+    """(error code, reason) when user code failed, None when it succeeded."""
+    if run.oom_killed:
+        limit = spec.resource_limits.memory if spec.resource_limits is not None else None
+        return "oom", f"user code was killed: out of memory (resource_limits.memory = {limit} bytes)"
     if run.timed_out:
-        return f"datum timed out after {spec.datum_timeout}s (datum_timeout)"
-    return f"user code exited with code {run.exit_code}"
+        return "timeout", f"datum timed out after {spec.datum_timeout}s (datum_timeout)"
+    if run.exit_code == 0 or run.exit_code in spec.transform.accept_return_code:
+        return None
+    return "user_code", f"user code exited with code {run.exit_code}"
 
 
-def _finish(ctx, plan, datum, attempt, started, state, run, stats, reason, outputs=None) -> DatumResult:
+def _give_back(ctx: WorkerContext, plan: JobPlan, datum: PlannedDatum, attempt: Attempt, exc: Unavailable) -> DatumResult | None:
+    """Mark the attempt given back (it uses no try); a FAILED result once the outage lasts too long.
+
+    If storage is down, marking fails too and raises: the lease then expires, and the scheduler
+    finds the datum lost and sends it again."""
+    at = ctx.clock()
+    ctx.ledger.give_back(attempt, at, str(exc))
+    since = ctx.ledger.attempts(plan.job_id, datum.id).outage_since()
+    if since is None or at - since < ctx.settings.outage_seconds:
+        return None
+    stamp = now()
+    return DatumResult(
+        job_id=plan.job_id, datum_id=datum.id, datum_hash=datum.hash, state=DatumState.FAILED, attempt=attempt.number,
+        reason=f"{exc} (for {at - since:.0f}s, longer than HERD_OUTAGE_SECONDS={ctx.settings.outage_seconds:g})",
+        error=exc.code, worker=ctx.settings.worker_id, started=stamp, finished=stamp,
+    )
+
+
+def _finish(
+    ctx: WorkerContext, plan: JobPlan, datum: PlannedDatum, attempt: Attempt, started, run: RunResult | None,
+    stats: dict, reason: str, outputs: dict | None = None, error: str | None = None,
+) -> DatumResult:
+    state = DatumState.FAILED if error else DatumState.SUCCESS
     log = {
-        "job_id": plan.job_id, "pipeline": plan.pipeline, "datum_id": datum.id, "attempt": attempt,
-        "worker": ctx.settings.worker_id, "state": state.value, "reason": reason,
+        "job_id": plan.job_id, "pipeline": plan.pipeline, "datum_id": datum.id, "attempt": attempt.number,
+        "worker": ctx.settings.worker_id, "state": state.value, "reason": reason, "error": error,
         "exit_code": None if run is None else run.exit_code,
         "stdout": "" if run is None else run.stdout.decode(errors="replace"),
         "stderr": "" if run is None else run.stderr.decode(errors="replace"),
@@ -131,24 +216,17 @@ def _finish(ctx, plan, datum, attempt, started, state, run, stats, reason, outpu
         "ts": now().isoformat(),
     }
     if state != DatumState.SUCCESS or log["stdout"] or log["stderr"]:
-        ctx.records.put_log(plan.job_id, datum.id, attempt, log)  # a silent success has nothing to show
+        ctx.ledger.put_log(plan.job_id, datum.id, attempt.number, log)  # a silent success has nothing to show
     return DatumResult(
-        job_id=plan.job_id, datum_id=datum.id, datum_hash=datum.hash, state=state, attempt=attempt,
-        exit_code=None if run is None else run.exit_code, reason=reason, worker=ctx.settings.worker_id,
+        job_id=plan.job_id, datum_id=datum.id, datum_hash=datum.hash, state=state, attempt=attempt.number,
+        exit_code=None if run is None else run.exit_code, reason=reason, error=error, worker=ctx.settings.worker_id,
         started=started, finished=now(), stats=JobStats(**stats), outputs=outputs or {},
     )
 
 
-def _failed(plan: JobPlan, datum: PlannedDatum, tries: int, ctx: WorkerContext, reason: str) -> DatumResult:
-    return DatumResult(
-        job_id=plan.job_id, datum_id=datum.id, datum_hash=datum.hash, state=DatumState.FAILED,
-        attempt=tries, reason=reason, worker=ctx.settings.worker_id, started=now(), finished=now(),
-    )
-
-
-def _store(records: RecordStore, result: DatumResult) -> DatumState:
+def _store(ctx: WorkerContext, result: DatumResult) -> DatumState:
     """Store the result; if another delivery stored one first, that one stands."""
-    if records.put_result(result):
+    if ctx.ledger.put_result(result):
         return result.state
-    winner = records.read_result(result.job_id, result.datum_id)
+    winner = ctx.ledger.read_result(result.job_id, result.datum_id)
     return winner.state if winner is not None else result.state

@@ -12,7 +12,8 @@ RUNNER: the container's own process, as the transform's user, fed over the attac
   datum `seq` (the FIFO `w/staged`; `S <seq>` if staging failed), runs t.sh in a subshell with
   stdout/stderr in files; with a timeout, a wrapper reports the status on a second FIFO read
   with `read -t` (no timer process). Then `kill -1` ends every other process of the user's uid
-  (stragglers; the kernel spares the caller). Answers `H <seq> <exit> <timed out> <0|1>` and,
+  (stragglers; the kernel spares the caller). Answers `H <seq> <exit> <timed out> <oom> <0|1>`
+  (oom: the memory cgroup's oom_kill count rose during the datum) and,
   when 1, a tar of `.herd/w/o`, `.herd/w/e` and `pfs/out` then `T <tar status> <bytes>` + tar's
   complaint. /pfs/out is emptied after the answer, while the worker unpacks it.
 STAGER: exec'd once per session as the stage uid, on its own stream, cwd /pfs.
@@ -59,14 +60,32 @@ has_out() {{
   for f in "$O"/* "$O"/.[!.]* "$O"/..?*; do [ -e "$f" ] || [ -L "$f" ] && return 0; done
   return 1
 }}
-answer() {{
+# The container's cgroup counters, read before and after a datum with no fork: `oom_kill`
+# (processes the memory cgroup killed: user code went past resource_limits.memory) and the pids
+# cgroup's `max` (forks refused at the pids limit). cgroup v2 files first, then v1.
+OOM_FILES="/sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control"
+PIDS_FILES="/sys/fs/cgroup/pids.events /sys/fs/cgroup/pids/pids.events"
+counter() {{  # key, files...: the key's value in the first readable file, into $n
+  n=0; key=$1; shift
+  for f in "$@"; do
+    [ -r "$f" ] || continue
+    while read -r k v; do [ "$k" != "$key" ] || {{ n=$v; return; }}; done <"$f"
+  done
+}}
+counters_before() {{ counter oom_kill $OOM_FILES; oom0=$n; counter max $PIDS_FILES; forks0=$n; }}
+counters_after() {{  # sets $oom; a refused fork is named in the datum's stderr (its logs)
+  counter oom_kill $OOM_FILES; [ "$n" = "$oom0" ] && oom=0 || oom=1
+  counter max $PIDS_FILES
+  [ "$n" = "$forks0" ] || echo "herd: user code reached the container's pids limit (a fork was refused)" >>"$W/e"
+}}
+answer() {{  # seq, exit, timed out, oom killed
   if [ -s "$W/o" ] || [ -s "$W/e" ] || has_out; then
-    printf 'H %s %s %s 1\\n' "$1" "$2" "$3"
+    printf 'H %s %s %s %s 1\\n' "$1" "$2" "$3" "$4"
     tar -c -f - -C / .herd/w/o .herd/w/e pfs/out 2>"$W/te"; ts=$?
     if [ "$ts" = 0 ]; then printf 'T 0 0\\n'
     else printf 'T %s %s\\n' "$ts" "$(stat -c %s "$W/te")"; cat "$W/te"; fi
   else
-    printf 'H %s %s %s 0\\n' "$1" "$2" "$3"
+    printf 'H %s %s %s %s 0\\n' "$1" "$2" "$3" "$4"
   fi
 }}
 clean() {{
@@ -86,23 +105,30 @@ run_datum() {{
   # the stager got this datum's inputs together with this request: wait for its word
   while read -r m st <&4; do [ "$m" != "$1" ] || break; done
   if [ "$st" != 0 ]; then printf 'S %s\\n' "$1"; return; fi
+  counters_before
+  # The worker sends nothing more before our answer: a read that returns means it is gone (its
+  # streams closed): end user code, and this runner with it, so the container goes too. The
+  # `kill -1` below ends the watcher before it reads a byte (busybox reads one at a time).
+  {{ read -r _ <&5; kill -s KILL -1; }} 3>&- 4>&- </dev/null >/dev/null 2>&1 &
   if [ "$2" = 0 ]; then
-    ( __herd_env=$3; . "$W/t.sh" ) <"$W/stdin" >"$W/o" 2>"$W/e" 3>&- 4>&- &
+    ( __herd_env=$3; . "$W/t.sh" ) <"$W/stdin" >"$W/o" 2>"$W/e" 3>&- 4>&- 5<&- &
     wait $!; rc=$?; to=0
   else
-    {{ ( __herd_env=$3; . "$W/t.sh" ) <"$W/stdin" >"$W/o" 2>"$W/e" 3>&- 4>&-; echo "$1 $?" >&3; }} 4>&- &
+    {{ ( __herd_env=$3; . "$W/t.sh" ) <"$W/stdin" >"$W/o" 2>"$W/e" 3>&- 4>&- 5<&-; echo "$1 $?" >&3; }} 4>&- 5<&- &
     to=1
     while read -t "$2" m r <&3; do [ "$m" != "$1" ] || {{ to=0; rc=$r; break; }}; done
     [ "$to" = 0 ] || rc=137
   fi
   kill -s KILL -1 2>/dev/null
   wait
-  answer "$1" "$rc" "$to"
+  counters_after
+  answer "$1" "$rc" "$to" "$oom"
   clean
 }}
 run_once() {{
   # archive path: the runner loop is alive with our uid, so kill a process group, not -1
   rm -f "$W/timedout"
+  counters_before
   setsid sh -c '__herd_env=$0; . "$1"' "$2" "$W/t.sh" <"$W/stdin" >"$W/o" 2>"$W/e" &
   pid=$!; w=
   if [ "$1" != 0 ]; then
@@ -114,10 +140,12 @@ run_once() {{
   [ -z "$w" ] || kill -s KILL "-$w" 2>/dev/null
   kill -s KILL "-$pid" 2>/dev/null
   to=0; [ ! -e "$W/timedout" ] || to=1
-  answer 0 "$rc" "$to"
+  counters_after
+  answer 0 "$rc" "$to" "$oom"
   clean
 }}
 if [ "$1" = once ]; then run_once "$2" "$3"; exit 0; fi
+exec 5<&0  # the worker's stream, for run_datum's watcher
 while read -r op a b c; do
   case $op in
   P) take "$a" "$W/t.sh" && take "$b" "$W/stdin" && : >"$W/o" && : >"$W/e" &&

@@ -12,6 +12,11 @@ the runner, the outputs tar back. `transfer="archive"` is the simple fallback: p
 the inputs, exec_run of the datum (about 4 engine calls, ~200 ms).
 
 Docker's exceptions become herd errors in `DockerRuntime.engine_errors` only; `docker` is imported nowhere else.
+Faults of user code: the runner reports the memory cgroup's OOM kills (RunResult.oom_killed) and
+refused forks (in the datum's stderr); the output quota is checked on the outputs tar's headers
+as it streams in (OutputQuotaExceeded, the container replaced); the engine not answering is
+EngineUnavailable (an outage, not the datum's fault); close() from another thread (stop-job,
+the worker stopping) ends the running datum's user code with its container (RunCancelled).
 """
 
 from __future__ import annotations
@@ -35,14 +40,16 @@ from docker.types import LogConfig, Mount
 from docker.utils import parse_repository_tag
 
 from storage.errors import (
+    EngineUnavailable,
     HerdError,
     ImageNotFound,
     InvalidArgument,
-    StorageUnavailable,
+    OutputQuotaExceeded,
     UserCodeError,
 )
 from worker import docker_runner as runner
 from worker.docker_wire import Answer, Channel, ChannelClosed, ChannelTimeout, read_answer, unpack_outputs
+from worker.process_io import RunCancelled
 from worker.runtime import RunRequest, RunResult, Transform
 
 log = logging.getLogger(__name__)
@@ -152,16 +159,30 @@ class DockerRuntime:
 
     @contextlib.contextmanager
     def engine_errors(self, action: str, image: str | None = None) -> Iterator[None]:
-        """Translate docker SDK / requests exceptions into herd errors naming the image or engine."""
+        """Translate docker SDK / requests exceptions into herd errors naming the image or engine.
+
+        With `image`, the action depends on the spec (its image, user, limits): the engine's
+        refusal is the user's to fix (UserCodeError). Without, it is on herd's own container
+        or the engine itself: a refusal there means the engine misbehaves (EngineUnavailable),
+        as does an engine that does not answer at all; neither ever burns a datum's try.
+        """
         try:
             yield
         except docker.errors.ImageNotFound as exc:
             raise ImageNotFound(image or "?", _explain(exc)) from None
         except docker.errors.APIError as exc:
-            subject = f" for image '{image}'" if image else ""
-            raise UserCodeError(f"docker could not {action}{subject}: {_explain(exc)}") from None
+            if image:
+                raise UserCodeError(f"docker could not {action} for image '{image}': {_explain(exc)}") from None
+            raise EngineUnavailable(f"{self.where} failed to {action}: {_explain(exc)}") from None
         except (requests.exceptions.ConnectionError, docker.errors.DockerException, ConnectionError) as exc:
-            raise StorageUnavailable(f"{self.where} is unreachable ({action}): {exc}") from None
+            raise EngineUnavailable(f"{self.where} is unreachable ({action}): {exc}") from None
+
+    def engine_answers(self) -> bool:
+        """Whether the engine answers a ping now (after a stream broke: the engine or the container?)."""
+        try:
+            return bool(self.client.ping())
+        except (HerdError, requests.exceptions.RequestException, docker.errors.DockerException, OSError):
+            return False
 
 
 class DockerSession:
@@ -179,6 +200,8 @@ class DockerSession:
         self._runner: Channel | None = None
         self._stager: Channel | None = None
         self._seq = 0
+        self._running: int | None = None  # the thread running a datum now
+        self._cancelled = False  # close() came from another thread during that datum
 
     def start(self) -> None:
         """Create, fill and start the container, then check both loops answer."""
@@ -186,8 +209,7 @@ class DockerSession:
         with rt.engine_errors("create the container", image):
             self.container_id = rt.client.api.create_container(**self._create_args())["Id"]
         try:
-            with rt.engine_errors("start the container", image):
-                self._fill_and_start()
+            self._fill_and_start()
             self._handshake()
         except BaseException:
             self.close()
@@ -214,17 +236,23 @@ class DockerSession:
         )
 
     def _fill_and_start(self) -> None:
-        """Copy the tools and /pfs skeleton in, attach the runner's stdin/stdout, start, exec the stager."""
+        """Copy the tools and /pfs skeleton in, attach the runner's stdin/stdout, start, exec the stager.
+
+        Only `start` depends on the spec (its user, limits); the rest is herd's own container."""
         api, rt, cid = self.runtime.client.api, self.runtime, self.container_id
-        api.put_archive(cid, runner.HERD_DIR, rt.tools())
-        api.put_archive(cid, "/pfs", runner.pfs_tar(rt.stage_uid))
-        attach = {"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
-        self._runner = Channel(_raw(api.attach_socket(cid, params=attach)), "runner")
-        api.start(cid)
+        tools = rt.tools()
+        with rt.engine_errors("fill herd's container"):
+            api.put_archive(cid, runner.HERD_DIR, tools)
+            api.put_archive(cid, "/pfs", runner.pfs_tar(rt.stage_uid))
+            attach = {"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            self._runner = Channel(_raw(api.attach_socket(cid, params=attach)), "runner")
+        with rt.engine_errors("start the container", self.transform.image):
+            api.start(cid)
         if rt.transfer == "stream":
             command = [runner.BUSYBOX, "sh", runner.STAGER]
-            exec_id = api.exec_create(cid, command, stdin=True, user=rt.stage_user)["Id"]
-            self._stager = Channel(_raw(api.exec_start(exec_id, socket=True)), "stager")
+            with rt.engine_errors("start herd's stager in its container"):
+                exec_id = api.exec_create(cid, command, stdin=True, user=rt.stage_user)["Id"]
+                self._stager = Channel(_raw(api.exec_start(exec_id, socket=True)), "stager")
 
     def _handshake(self) -> None:
         """The loops answer READY; inputs can be read-only only if user code is not the stage uid."""
@@ -253,23 +281,50 @@ class DockerSession:
         return uid, flag
 
     def run(self, request: RunRequest) -> RunResult:
-        """Run one datum: inputs in, the user cmd, outputs back into `<pfs_dir>/out`."""
+        """Run one datum: inputs in, the user cmd, outputs back into `<pfs_dir>/out`.
+
+        Raises:
+            OutputQuotaExceeded: /pfs/out went past the runtime's output quota; nothing of it
+                is unpacked, and the container (with the volume user code filled) is replaced.
+            UserCodeError: user code broke the container or its outputs; EngineUnavailable: the
+                engine stopped answering (not the datum's fault).
+        """
         if self.container_id is None:
             self.start()  # the previous container died with its datum
         pfs_dir = Path(request.pfs_dir)
         self._seq += 1
+        self._running, self._cancelled = threading.get_ident(), False
+        try:
+            return self._run(pfs_dir, request)
+        finally:
+            self._running = None
+
+    def _run(self, pfs_dir: Path, request: RunRequest) -> RunResult:
         with tempfile.SpooledTemporaryFile(SPOOL_BYTES) as outputs:
             started = time.monotonic()
-            if self.runtime.transfer == "stream":
-                answer = self._run_stream(pfs_dir, request, outputs)
-            else:
-                answer = self._run_archive(pfs_dir, request, outputs)
+            try:
+                if self.runtime.transfer == "stream":
+                    answer = self._run_stream(pfs_dir, request, outputs)
+                else:
+                    answer = self._run_archive(pfs_dir, request, outputs)
+            except OutputQuotaExceeded:
+                self.close()  # the runner is mid-tar: stop reading, drop the filled volume
+                raise
+            except _Died as exc:
+                if not exc.oom_killed:
+                    raise
+                duration = time.monotonic() - started
+                return RunResult(
+                    exit_code=137, stdout=b"", stderr=str(exc).encode(), duration=duration, oom_killed=True,
+                )
             duration = time.monotonic() - started
             outputs.seek(0)
             self._collect(answer, outputs, pfs_dir)
         return RunResult(
             exit_code=answer.exit_code, stdout=answer.stdout, stderr=answer.stderr, duration=duration,
             timed_out=answer.timed_out,
+            # a child killed for memory that user code survived (exit 0) is its own business
+            oom_killed=answer.oom_killed and answer.exit_code != 0,
         )
 
     def _run_stream(self, pfs_dir: Path, request: RunRequest, outputs: BinaryIO) -> Answer:
@@ -288,7 +343,7 @@ class DockerSession:
         self._check_staged(seq)
         deadline = None if timeout is None else time.monotonic() + timeout + self.runtime.kill_grace
         try:
-            answer = read_answer(self._runner, deadline, outputs)
+            answer = read_answer(self._runner, deadline, outputs, self.runtime.output_quota)
             if answer.seq != seq:
                 raise ChannelClosed(f"runner answered datum {answer.seq}, not {seq}")
         except ChannelTimeout:
@@ -332,17 +387,22 @@ class DockerSession:
         """The fallback: exec a clear, put_archive the inputs, exec the runner once."""
         api, rt, cid = self.runtime.client.api, self.runtime, self.container_id
         argv = [runner.BUSYBOX, "sh", runner.RUNNER, "once", _seconds(request.timeout), runner.env_line(request.env)]
-        with rt.engine_errors(f"run a datum of pipeline '{self.pipeline}'", self.transform.image):
-            clear = [runner.BUSYBOX, "sh", runner.STAGER, "clear"]
-            api.exec_start(api.exec_create(cid, clear, user=rt.stage_user)["Id"])
-            with tempfile.SpooledTemporaryFile(SPOOL_BYTES) as tar:
-                runner.write_inputs_tar(pfs_dir, tar, uid=rt.stage_uid)
-                tar.seek(0)
-                api.put_archive(cid, "/pfs", tar)
-            exec_id = api.exec_create(cid, argv, user=self.transform.user or "")["Id"]
-            channel = Channel(_raw(api.exec_start(exec_id, socket=True)), "runner (exec)")
         try:
-            return read_answer(channel, None, outputs)
+            with rt.engine_errors(f"run a datum of pipeline '{self.pipeline}' in herd's container"):
+                clear = [runner.BUSYBOX, "sh", runner.STAGER, "clear"]
+                api.exec_start(api.exec_create(cid, clear, user=rt.stage_user)["Id"])
+                with tempfile.SpooledTemporaryFile(SPOOL_BYTES) as tar:
+                    runner.write_inputs_tar(pfs_dir, tar, uid=rt.stage_uid)
+                    tar.seek(0)
+                    api.put_archive(cid, "/pfs", tar)
+                exec_id = api.exec_create(cid, argv, user=self.transform.user or "")["Id"]
+                channel = Channel(_raw(api.exec_start(exec_id, socket=True)), "runner (exec)")
+        except EngineUnavailable as exc:
+            if self._container_gone():
+                raise self._died(str(exc)) from None  # user code ended the container, not the engine
+            raise
+        try:
+            return read_answer(channel, None, outputs, rt.output_quota)
         except (ChannelClosed, ChannelTimeout) as exc:
             raise self._died(f"{exc} {channel.errors()}") from None
         finally:
@@ -354,24 +414,71 @@ class DockerSession:
             raise UserCodeError(f"cannot archive /pfs/out of pipeline '{self.pipeline}': {answer.tar_error.strip()}")
         unpack_outputs(outputs, pfs_dir, self.runtime.output_quota)
 
-    def _died(self, detail: str) -> UserCodeError:
-        """The container or a loop vanished mid-datum: forget it (the next datum starts another)."""
+    def _died(self, detail: str) -> UserCodeError | EngineUnavailable:
+        """The container or a loop vanished mid-datum: forget it (the next datum starts another).
+
+        The engine itself gone is an outage (EngineUnavailable); the container killed by the
+        memory cgroup is a `_Died` marked oom_killed, which `run` turns into its RunResult.
+        Raises RunCancelled instead when another thread closed the session on purpose."""
         errors = " ".join(c.errors() for c in (self._runner, self._stager) if c is not None and c.errors())
+        if self._cancelled:
+            self.close()
+            raise RunCancelled(f"pipeline '{self.pipeline}': the session was closed while a datum ran")
+        oom_killed = self._oom_killed()
         self.close()
-        return UserCodeError(
+        if not self.runtime.engine_answers():
+            return EngineUnavailable(f"{self.runtime.where} stopped answering during a datum: {errors or detail}")
+        if oom_killed:
+            return _Died(
+                f"the container of pipeline '{self.pipeline}' was killed: out of memory "
+                f"(resource_limits.memory = {self.transform.memory})", oom_killed=True,
+            )
+        return _Died(
             f"the container of pipeline '{self.pipeline}' (image '{self.transform.image}') stopped during a "
-            f"datum (killed by user code, out of memory?): {errors or detail}"
+            f"datum (killed by user code?): {errors or detail}"
         )
 
+    def _oom_killed(self) -> bool:
+        """Whether the engine says our container was killed for memory (if it still knows it)."""
+        try:
+            state = self.runtime.client.api.inspect_container(self.container_id)["State"]
+        except (requests.exceptions.RequestException, docker.errors.DockerException, OSError, KeyError, TypeError):
+            return False
+        return bool(state.get("OOMKilled"))
+
+    def _container_gone(self) -> bool:
+        """Whether our container has stopped or been removed (the engine answering that much)."""
+        try:
+            return not self.runtime.client.api.inspect_container(self.container_id)["State"]["Running"]
+        except docker.errors.NotFound:
+            return True
+        except (requests.exceptions.RequestException, docker.errors.DockerException, OSError, KeyError, TypeError):
+            return False
+
     def close(self) -> None:
-        """Remove the container with its volumes, then close the streams."""
-        if self.container_id is not None:
-            remove_container(self.runtime, self.container_id)
-            self.container_id = None
+        """Close the streams, then remove the container with its volumes.
+
+        From another thread while a datum runs (the worker stopping, stop-job): user code ends
+        now with its container, and `run` raises RunCancelled (the datum was not judged)."""
+        if self._running is not None and self._running != threading.get_ident():
+            self._cancelled = True
+        # Streams first: an engine still copying output we stopped reading (a quota hit) holds
+        # the container's kill until its attach stream is gone.
         for channel in (self._runner, self._stager):
             if channel is not None:
                 channel.close()
         self._runner = self._stager = None
+        if self.container_id is not None:
+            remove_container(self.runtime, self.container_id)
+            self.container_id = None
+
+
+class _Died(UserCodeError):
+    """User code ended its container mid-datum; `oom_killed`: the memory cgroup did."""
+
+    def __init__(self, message: str, *, oom_killed: bool = False) -> None:
+        super().__init__(message)
+        self.oom_killed = oom_killed
 
 
 def remove_container(runtime: DockerRuntime, container_id: str, wait: float = 10.0) -> None:

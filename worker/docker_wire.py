@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from storage.errors import UnsafeOutput
+from storage.errors import OutputQuotaExceeded, UnsafeOutput
 from worker.runtime import LOG_TAIL_BYTES
 from worker.tarsafe import extract_tar
 
@@ -148,18 +148,24 @@ class Answer:
     seq: int
     exit_code: int
     timed_out: bool
+    oom_killed: bool = False
     stdout: bytes = b""
     stderr: bytes = b""
     tar_status: int = 0
     tar_error: str = ""
 
 
-def read_answer(channel: Channel, deadline: float | None, outputs: BinaryIO) -> Answer:
-    """`H ...`, then (if announced) the tar, split: logs kept as tails, the rest to `outputs`."""
-    seq, code, timed_out, has_tar = channel.fields(deadline, "H", 4)
-    answer = Answer(seq, code, bool(timed_out))
+def read_answer(channel: Channel, deadline: float | None, outputs: BinaryIO, quota: int | None = None) -> Answer:
+    """`H ...`, then (if announced) the tar, split: logs kept as tails, the rest to `outputs`.
+
+    Raises:
+        OutputQuotaExceeded: the outputs' files add up to more than `quota` bytes; the stream
+            is left mid-tar (the caller ends the session).
+    """
+    seq, code, timed_out, oom_killed, has_tar = channel.fields(deadline, "H", 5)
+    answer = Answer(seq, code, bool(timed_out), bool(oom_killed))
     if has_tar:
-        tails = split_tar(channel, deadline, outputs)
+        tails = split_tar(channel, deadline, outputs, quota)
         answer.stdout, answer.stderr = bytes(tails["stdout"]), bytes(tails["stderr"])
         answer.tar_status, size = channel.fields(deadline, "T", 2)
         answer.tar_error = channel.read_exact(min(size, 65536), deadline).decode(errors="replace")
@@ -167,11 +173,17 @@ def read_answer(channel: Channel, deadline: float | None, outputs: BinaryIO) -> 
     return answer
 
 
-def split_tar(channel: Channel, deadline: float | None, outputs: BinaryIO) -> dict[str, bytearray]:
+def split_tar(
+    channel: Channel, deadline: float | None, outputs: BinaryIO, quota: int | None = None
+) -> dict[str, bytearray]:
     """Walk a tar block by block off the stream (it ends at two zero blocks); the log members'
-    data become tails, every other member is copied verbatim to `outputs` for tarsafe."""
+    data become tails, every other member is copied verbatim to `outputs` for tarsafe.
+
+    The quota is counted on member headers, before their data: a /pfs/out that filled the
+    engine's disk is refused at its first file past the quota, and never lands on the worker's."""
     tails = {name: bytearray() for name in LOG_MEMBERS.values()}
     pending: list[bytes] = []
+    total = 0
     while True:
         block = channel.read_exact(BLOCK, deadline)
         if block == ZERO_BLOCK:
@@ -190,6 +202,10 @@ def split_tar(channel: Channel, deadline: float | None, outputs: BinaryIO) -> di
             channel.copy_to(size, None, deadline, tails[log_name])
             channel.copy_to(padded - size, None, deadline)
             continue
+        total += size  # whatever its type: every byte announced is a byte to receive
+        if quota is not None and total > quota:
+            name = block[:100].rstrip(b"\0").decode(errors="replace")
+            raise OutputQuotaExceeded(quota, f"at '/{name}'")
         outputs.write(b"".join(pending) + block)
         pending.clear()
         channel.copy_to(padded, outputs, deadline)

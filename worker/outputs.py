@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storage.blobs import BlobStore
-from storage.errors import UnsafeOutput, UserCodeError
+from storage.errors import OutputQuotaExceeded, UnsafeOutput
 from storage.model import FileEntry, Manifest
 from storage.paths import MAX_PATH_BYTES, bad_character, printable
 
@@ -44,7 +44,7 @@ def collect_outputs(blobs: BlobStore, out_dir: Path, quota_bytes: int | None = N
         A Manifest of normalised paths (`/x/y`); empty directories are dropped.
     Raises:
         UnsafeOutput: a symlink, FIFO, device, socket, outside hard link or bad name, by path.
-        UserCodeError: the output is larger than `quota_bytes`.
+        OutputQuotaExceeded: the output is larger than `quota_bytes` (nothing is uploaded).
     """
     root_fd = _open_root(Path(out_dir))
     if root_fd is None:
@@ -126,9 +126,7 @@ def _check_hard_links(found: list[_Found]) -> None:
 def _check_quota(found: list[_Found], quota_bytes: int | None) -> None:
     total = sum(item.size for item in found)
     if quota_bytes is not None and total > quota_bytes:
-        raise UserCodeError(
-            f"datum output in /pfs/out is {total} bytes, over the quota of {quota_bytes} bytes"
-        )
+        raise OutputQuotaExceeded(quota_bytes, f"{total} bytes")
 
 
 def _upload(blobs: BlobStore, root_fd: int, item: _Found) -> FileEntry:

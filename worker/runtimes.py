@@ -1,4 +1,5 @@
-"""Runtime by name: the one place that maps HERD_RUNTIME to an implementation module."""
+"""Runtime from settings: the one place that maps HERD_RUNTIME to an implementation module and
+hands each implementation the settings that concern it (HERD_OUTPUT_QUOTA, HERD_LOCAL_ISOLATION)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from storage.errors import HerdError, InvalidArgument
 from worker.runtime import Runtime
+from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -20,32 +22,42 @@ RUNTIMES = {
 AUTO = "auto"  # docker wherever an engine answers, else local
 
 
-def open_runtime(name: str, *, protect: Iterable[Path] = (), isolation: str = AUTO) -> Runtime:
-    """An instance of the runtime called `name` (imported only when chosen).
+def open_runtime(settings: WorkerSettings, *, protect: Iterable[Path] = (), name: str | None = None) -> Runtime:
+    """The runtime `settings.runtime` names (or `name`, which overrides it), built from `settings`.
 
-    `protect` and `isolation` are for the local runtime: the folders user code must not see
-    (storage, scratch) and its sandbox (HERD_LOCAL_ISOLATION); Docker shows only /pfs anyway.
+    Each implementation is imported only when chosen. `protect` is for the local runtime: the
+    folders user code must not see (storage, scratch); Docker shows only /pfs anyway. The output
+    quota goes to Docker, which unpacks /pfs/out from the container (the local runtime writes it
+    on the host, where collecting it checks the quota: worker/outputs.py).
     """
-    if name == AUTO:
-        return _auto(protect, isolation)
+    chosen = name or settings.runtime
+    if chosen == AUTO:
+        return _auto(settings, tuple(protect))
     try:
-        module, _, attr = RUNTIMES[name].partition(":")
+        module, _, attr = RUNTIMES[chosen].partition(":")
     except KeyError:
         raise InvalidArgument(
-            f"unknown runtime '{name}' in HERD_RUNTIME; choose one of: {', '.join([AUTO, *sorted(RUNTIMES)])}"
+            f"unknown runtime '{chosen}' in HERD_RUNTIME; choose one of: {', '.join([AUTO, *sorted(RUNTIMES)])}"
         ) from None
     factory = getattr(importlib.import_module(module), attr)
-    return factory(isolation=isolation, protect=tuple(protect)) if name == "local" else factory()
+    return factory(**runtime_options(chosen, settings, tuple(protect)))
 
 
-def _auto(protect: Iterable[Path], isolation: str) -> Runtime:
+def runtime_options(name: str, settings: WorkerSettings, protect: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The constructor arguments of runtime `name` taken from `settings` (pure)."""
+    if name == "local":
+        return {"isolation": settings.local_isolation, "protect": protect}
+    return {"output_quota": settings.output_quota}
+
+
+def _auto(settings: WorkerSettings, protect: tuple[Path, ...]) -> Runtime:
     """The Docker runtime if its engine answers a ping now; the local one otherwise."""
     try:
-        docker_runtime: Any = open_runtime("docker")
+        docker_runtime: Any = open_runtime(settings, name="docker")
         with docker_runtime.engine_errors("ping"):
             docker_runtime.client.ping()
     except (HerdError, ImportError) as exc:
         log.info("HERD_RUNTIME=auto: no Docker engine answers (%s); user code runs as local processes", exc)
-        return open_runtime("local", protect=protect, isolation=isolation)
+        return open_runtime(settings, protect=protect, name="local")
     log.info("HERD_RUNTIME=auto: %s answers; user code runs in the specs' images", docker_runtime.where)
     return docker_runtime

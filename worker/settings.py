@@ -9,13 +9,13 @@ import tempfile
 from typing import Annotated
 
 from pydantic import BeforeValidator, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from scheduler.settings import BrokerSettings
 from storage.setting_types import (
     Flag,
     Folder,
     OptionalPositiveInt,
-    OptionalRedisUrl,
     Seconds,
     Word,
     WorkerCount,
@@ -30,8 +30,10 @@ def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class WorkerSettings(BaseSettings):
-    """Every field is checked when loaded (storage.setting_types): the CLI loads it before any work."""
+class WorkerSettings(BrokerSettings):
+    """Every field is checked when loaded (storage.setting_types): the CLI loads it before any work.
+
+    HERD_BROKER and HERD_QUEUE come from BrokerSettings (declared once, shared with the scheduler)."""
 
     model_config = SettingsConfigDict(env_prefix="HERD_", extra="ignore")
 
@@ -42,8 +44,6 @@ class WorkerSettings(BaseSettings):
             "datum) or `auto` (docker when a Docker engine answers, else local)."
         ),
     )
-    broker: OptionalRedisUrl = Field(None, description="Redis URL of the Celery broker that `herd worker` takes batches from.")
-    queue: Word = Field("herd", description="Name of the broker queue datum batches go through (scheduler and workers).")
     concurrency: WorkerCount = Field(1, description="Datum batches one `herd worker` runs at once (its processes).")
     visibility_timeout: Seconds = Field(
         10.0,
@@ -56,7 +56,10 @@ class WorkerSettings(BaseSettings):
         default_factory=lambda: os.path.join(tempfile.gettempdir(), "herd-scratch"),
         description="Folder where a worker lays out each datum's /pfs before running user code.",
     )
-    worker_id: Word = Field(default_factory=_default_worker_id, description="Name of this worker in logs and leases.")
+    worker_id: Word = Field(
+        default_factory=_default_worker_id,
+        description="Name of this worker in logs and leases (default: `<host>-<pid>` of each worker process).",
+    )
     lease_seconds: Seconds = Field(
         10.0, description="How long a datum attempt stays claimed without a heartbeat before it is retried elsewhere."
     )
@@ -77,3 +80,17 @@ class WorkerSettings(BaseSettings):
             "of these that works here)."
         ),
     )
+    outage_seconds: Seconds = Field(
+        300.0,
+        description=(
+            "How long a datum may keep meeting a storage or Docker engine outage, given back to the queue each "
+            "time, before it fails naming the outage."
+        ),
+    )
+
+    def for_this_process(self) -> WorkerSettings:
+        """These settings in one worker process: loaded once in `herd worker`, whose pool processes
+        are forked from it, so an unset HERD_WORKER_ID names each process rather than their parent."""
+        if "worker_id" in self.model_fields_set:
+            return self
+        return self.model_copy(update={"worker_id": _default_worker_id()})

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from storage.errors import InvalidPath, UnsafeOutput, UserCodeError
+from storage.errors import InvalidPath, OutputQuotaExceeded, UnsafeOutput
 
 COPY_CHUNK = 1024 * 1024
 
@@ -95,7 +95,8 @@ def extract_tar(
     Raises:
         UnsafeOutput: a member is absolute, has `..`, is a link or special file, names the
             member; or the stream is not a valid tar.
-        UserCodeError: the files add up to more than `quota_bytes`.
+        OutputQuotaExceeded: the files add up to more than `quota_bytes`; checked on each
+            member's header, so no byte past the quota is written (the caller removes `dest`).
     """
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -123,7 +124,7 @@ class _Extracted:
         self.kinds[name] = kind
         self.total += size
         if self.quota is not None and self.total > self.quota:
-            raise UserCodeError(f"archive is over the quota of {self.quota} bytes (at '{name}')")
+            raise OutputQuotaExceeded(self.quota, f"at '/{name}'")
 
 
 def _extract_member(

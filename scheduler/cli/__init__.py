@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from scheduler.cli.context import CliContext, check_settings
+from scheduler.cli.context import CliContext
 from storage.errors import HerdError
 
 # One line per module of commands; each exposes `register(group)`.
@@ -71,7 +71,7 @@ def cli(ctx: click.Context) -> None:
     """herd: versioned data and pipelines, with pachctl's verbs."""
     ctx.obj = CliContext()
     if not ctx.resilient_parsing:  # shell completion must not fail on the environment
-        check_settings()  # every HERD_* variable, before the command does any work
+        ctx.obj.load_settings()  # every HERD_* variable, once, before the command does any work
 
 
 def _register_modules() -> None:

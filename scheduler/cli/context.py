@@ -12,8 +12,11 @@ import click
 from scheduler import render
 
 if TYPE_CHECKING:
+    from pydantic_settings import BaseSettings
+
     from scheduler.pipelines import Pipelines
     from scheduler.queries import Jobs
+    from scheduler.settings import SchedulerSettings
     from storage.repos import Pfs
     from storage.settings import StorageSettings
 
@@ -22,38 +25,58 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Every settings class a command may read, by name: the scheduler package names worker code and
 # never imports it (docs/design.md). All are loaded before a command runs, so a bad variable is
 # refused before anything is written, not after put-file has committed (HERD_PARALLELISM=abc).
-SETTINGS_CLASSES = (
-    "storage.settings:StorageSettings",
-    "storage.settings:FailpointSettings",
-    "scheduler.settings:SchedulerSettings",
-    "worker.settings:WorkerSettings",
-)
+STORAGE = "storage.settings:StorageSettings"
+FAILPOINTS = "storage.settings:FailpointSettings"
+SCHEDULER = "scheduler.settings:SchedulerSettings"
+WORKER = "worker.settings:WorkerSettings"
+SETTINGS_CLASSES = (STORAGE, FAILPOINTS, SCHEDULER, WORKER)
 
 
-def check_settings() -> None:
-    """Load every settings class from the environment; InvalidArgument naming the first bad variable."""
+def load_named(name: str) -> BaseSettings:
+    """One settings class, named `module:Class`, loaded from the environment."""
     from storage.setting_types import load_settings
 
-    for name in SETTINGS_CLASSES:
-        module, _, attr = name.partition(":")
-        load_settings(getattr(importlib.import_module(module), attr))
+    module, _, attr = name.partition(":")
+    return load_settings(getattr(importlib.import_module(module), attr))
+
+
+def check_settings() -> dict[str, BaseSettings]:
+    """Every settings class loaded from the environment, by name; InvalidArgument naming the first bad variable."""
+    return {name: load_named(name) for name in SETTINGS_CLASSES}
 
 
 class CliContext:
-    """Builds the storage handle on first use, so `--help` and usage errors touch no backend."""
+    """Builds the storage handle on first use, so `--help` and usage errors touch no backend.
+
+    The settings are loaded once per command (`load_settings`, before it runs) and passed down
+    from here to whatever a command builds: storage, the embedded scheduler, `herd worker`."""
 
     def __init__(self) -> None:
-        self._settings: StorageSettings | None = None
+        self._loaded: dict[str, BaseSettings] = {}
         self._pfs: Pfs | None = None
+
+    def load_settings(self) -> None:
+        """Load every settings class now, so a bad variable is refused before any work."""
+        self._loaded = check_settings()
+
+    def _loaded_settings(self, name: str) -> Any:
+        if name not in self._loaded:  # a command run without load_settings (shell completion)
+            self._loaded[name] = load_named(name)
+        return self._loaded[name]
 
     @property
     def settings(self) -> StorageSettings:
-        if self._settings is None:
-            from storage.settings import StorageSettings
-            from storage.setting_types import load_settings
+        """Where storage is (HERD_STORAGE, HERD_S3_ENDPOINT_URL)."""
+        return self._loaded_settings(STORAGE)
 
-            self._settings = load_settings(StorageSettings)
-        return self._settings
+    @property
+    def scheduler_settings(self) -> SchedulerSettings:
+        return self._loaded_settings(SCHEDULER)
+
+    @property
+    def worker_settings(self) -> Any:
+        """The worker's settings (worker.settings.WorkerSettings, named: the scheduler package never imports it)."""
+        return self._loaded_settings(WORKER)
 
     @property
     def pfs(self) -> Pfs:
@@ -83,7 +106,7 @@ class CliContext:
         """Run the jobs a change caused, in-process, unless a scheduler service owns them."""
         from scheduler.cli.embedded import settle
 
-        settle(self.pfs)
+        settle(self.pfs, self.scheduler_settings, self.worker_settings)
 
     def now(self) -> datetime:
         """The clock relative times are rendered against."""

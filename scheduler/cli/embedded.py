@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from typing import Any
 
 from scheduler.dispatch_inprocess import InProcessDispatcher
 from scheduler.loop import Progress, Scheduler
@@ -15,13 +16,18 @@ from scheduler.settings import SchedulerSettings
 from storage.repos import Pfs
 
 
-def settle(pfs: Pfs, settings: SchedulerSettings | None = None) -> None:
-    """Run every job owed until none is left (no-op when a scheduler service owns the work)."""
-    settings = settings or SchedulerSettings()
+def settle(pfs: Pfs, settings: SchedulerSettings, worker_settings: Any = None) -> None:
+    """Run every job owed until none is left (no-op when a scheduler service owns the work).
+
+    `settings` and `worker_settings` (a worker.settings.WorkerSettings) are the caller's, loaded
+    once; without worker settings the worker loads its own from the environment."""
     if settings.broker:
         return
-    dispatcher = InProcessDispatcher(pfs.objects, settings.parallelism)
-    scheduler = Scheduler(pfs, dispatcher, parallelism=settings.parallelism)
+    dispatcher = InProcessDispatcher(pfs.objects, settings.parallelism, worker_settings)
+    scheduler = Scheduler(
+        pfs, dispatcher, parallelism=settings.parallelism, batch_seconds=settings.batch_seconds,
+        resend_seconds=settings.resend_seconds,
+    )
     aborted = True
     try:
         with _progress_bar(scheduler), _sigterm_interrupts():

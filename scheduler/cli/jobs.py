@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import click
 
 from scheduler import render, render_pps
+from scheduler.cli.waiting import chain, scheduler_watch
 from scheduler.cli.context import (
     CliContext, echo_raw, echo_raw_lines, echo_table, parse_target, pass_cli, raw_option, target_argument,
 )
@@ -39,11 +40,16 @@ def list_job(cli: CliContext, pipeline: str | None, raw: bool) -> None:
 
 @commands.command("inspect-job")
 @click.argument("job")
+@click.option("-b", "--block", is_flag=True, help="Wait until the job has ended, however it ends.")
 @raw_option
 @pass_cli
-def inspect_job(cli: CliContext, job: str, raw: bool) -> None:
+def inspect_job(cli: CliContext, job: str, block: bool, raw: bool) -> None:
     """Show a job's state, counters, inputs and output commit."""
-    info, status = cli.jobs.inspect(job)
+    if block:
+        with _watchdog() as watch:
+            info, status = cli.jobs.wait_job(job, on_wait=watch)
+    else:
+        info, status = cli.jobs.inspect(job)
     if raw:
         echo_raw(render_pps.job_raw(info, status))
         return
@@ -125,15 +131,39 @@ def get_logs(cli: CliContext, pipeline: str | None, job: str | None, datum: str 
 @raw_option
 @pass_cli
 def flush_commit(cli: CliContext, target: tuple[str, ...], timeout: float | None, raw: bool) -> None:
-    """Wait for every job downstream of a commit and print their output commits."""
+    """Wait until every job downstream of a commit has ended; print each with its output commit and state.
+
+    Failed, killed and unrunnable jobs end the wait too and are printed with their state; the
+    exit status is 0 whatever the jobs' states (as Pachyderm 1.9's flush returns failed jobs).
+    """
     repo, ref = parse_target(target, "REPO REF", 2)
-    with _wait_bar() as on_wait:
-        commits = cli.jobs.flush_commit(repo, ref, timeout=timeout, on_wait=on_wait)
+    with _wait_bar() as bar, _watchdog() as watch:
+        rows = cli.jobs.flush_jobs(repo, ref, timeout=timeout, on_wait=chain(bar, watch))
     if raw:
-        echo_raw_lines(render.commit_raw(c) for c in commits)
+        echo_raw_lines(render_pps.flush_raw(r.job, r.status, r.output) for r in rows)
         return
     now = cli.now()
-    echo_table(render.COMMIT_HEADERS, (render.commit_row(c, now) for c in commits))
+    echo_table(render_pps.FLUSH_HEADERS, (render_pps.flush_row(r.job, r.status, r.output, now) for r in rows))
+
+
+@contextmanager
+def _watchdog() -> Iterator[Callable[..., None] | None]:
+    """In distributed mode, an `on_wait` that says once when no scheduler is running."""
+    from scheduler.settings import SchedulerSettings
+    from storage.setting_types import load_settings
+
+    settings = load_settings(SchedulerSettings)
+    if not settings.broker:
+        yield None  # embedded: this process runs the jobs itself
+        return
+    from scheduler.broker import Broker
+    from scheduler.lock import active_scheduler
+
+    broker = Broker(settings.broker, settings.queue)
+    try:
+        yield scheduler_watch(lambda: active_scheduler(broker), lambda message: click.echo(message, err=True))
+    finally:
+        broker.close()
 
 
 @contextmanager

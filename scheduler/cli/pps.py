@@ -16,19 +16,19 @@ def register(group: click.Group) -> None:
         group.add_command(command)
 
 
-def _read_specs(source: str) -> list[dict]:
+def _read_specs(cli: CliContext, source: str) -> list[dict]:
     """Every spec document in a file, `-` (stdin) or an http(s) URL, as the user wrote it."""
     from scheduler.spec import MAX_SPEC_BYTES, load_documents
     from storage.factory import open_source
 
-    with open_source(source) as stream:
+    with open_source(source, cli.settings) as stream:
         # One byte past the limit is enough to refuse it; never read a huge file whole.
         return load_documents(stream.read(MAX_SPEC_BYTES + 1), source="stdin" if source == "-" else source)
 
 
 def _apply(cli: CliContext, source: str, update: bool, reprocess: bool) -> None:
     # Every spec of the file is validated (with the graph among them) before any is written.
-    for info in cli.pipelines.apply(_read_specs(source), update=update, reprocess=reprocess):
+    for info in cli.pipelines.apply(_read_specs(cli, source), update=update, reprocess=reprocess):
         if info.ignored_fields:
             click.echo(
                 f"warning: pipeline '{info.name}': herd does not implement these fields yet and ignores them: "

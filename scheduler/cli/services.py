@@ -1,14 +1,17 @@
 """The distributed services: `herd scheduler` (the reconcile loop) and `herd worker` (Celery).
 
-Both need HERD_BROKER. The worker is Celery's own worker program run on the app `worker.app`,
-by exec: the scheduler package never imports worker code, it names it.
+Both need HERD_BROKER. Both run on the settings the CLI loaded once before the command. The
+worker is Celery's own worker program run in this process on the app `worker.app:make_app`
+builds from those settings (its pool processes are forked from this one): the scheduler
+package never imports worker code, it names it.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
-import sys
+from typing import Any
 
 import click
 
@@ -25,15 +28,16 @@ def register(group: click.Group) -> None:
         group.add_command(command)
 
 
-def _broker_settings():
-    from scheduler.settings import SchedulerSettings
+MAKE_APP = "worker.app:make_app"  # the worker's Celery app factory, named (never imported here)
+
+
+def _need_broker(settings: Any) -> None:
+    """InvalidArgument unless HERD_BROKER is set (in BrokerSettings, which both services' settings share)."""
     from storage.errors import InvalidArgument
 
-    settings = SchedulerSettings()
     if not settings.broker:
         raise InvalidArgument("HERD_BROKER is not set: the scheduler and workers need the broker's Redis URL "
                               "(e.g. redis://localhost:6379/0)")
-    return settings
 
 
 @commands.command("scheduler")
@@ -47,7 +51,8 @@ def scheduler(cli: CliContext, log_level: str) -> None:
     """
     from scheduler.service import run_scheduler
 
-    settings = _broker_settings()
+    settings = cli.scheduler_settings
+    _need_broker(settings)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run_scheduler(cli.pfs, settings)
 
@@ -56,17 +61,18 @@ def scheduler(cli: CliContext, log_level: str) -> None:
 @click.option("-c", "--concurrency", type=click.IntRange(min=1), default=None,
               help="Batches run at once (worker processes). Default: HERD_CONCURRENCY, else 1.")
 @click.option("--log-level", type=LOG_LEVELS, default="INFO", show_default=True, help="Log verbosity (stderr).")
-def worker(concurrency: int | None, log_level: str) -> None:
+@pass_cli
+def worker(cli: CliContext, concurrency: int | None, log_level: str) -> int:
     """Run a worker: take datum batches from the broker and run them (user code in Docker when an engine answers)."""
-    _broker_settings()
+    settings = cli.worker_settings
+    _need_broker(settings)
+    module, _, name = MAKE_APP.partition(":")
+    app = getattr(importlib.import_module(module), name)(settings, cli.settings)
     argv = [
-        sys.executable, "-m", "celery", "-A", "worker.app", "worker",
-        f"--loglevel={log_level.upper()}", "--without-mingle", "--without-gossip",
+        "worker", f"--loglevel={log_level.upper()}", "--without-mingle", "--without-gossip",
         # Unique per process, so counting workers (celery inspect) sees each one.
         "-n", f"herd-{os.getpid()}@%h",
     ]
     if concurrency is not None:
         argv.append(f"--concurrency={concurrency}")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, argv)
+    return app.start(argv) or 0

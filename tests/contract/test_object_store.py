@@ -331,12 +331,11 @@ def test_local_temp_and_lock_files_never_show(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_local_list_of_100_000_keys_is_fast(tmp_path: Path) -> None:
-    import time
-
+def test_local_list_of_100_000_keys_returns_them_all_sorted(tmp_path: Path) -> None:
+    # (how fast: bench/storage.py's "list 100,000 keys" row)
     from storage.local import LocalObjectStore
 
-    # Given 100,000 keys in 256 folders (laid down directly: the store's writes are not timed)
+    # Given 100,000 keys in 256 folders (laid down directly, not through the store)
     expected = []
     for folder in range(256):
         base = tmp_path / "blobs" / f"{folder:02x}"
@@ -345,12 +344,9 @@ def test_local_list_of_100_000_keys_is_fast(tmp_path: Path) -> None:
             (base / f"{index:06d}").write_bytes(b"")
             expected.append(f"blobs/{folder:02x}/{index:06d}")
     store = LocalObjectStore(tmp_path)
-    # When listed; Then all come back sorted, in a couple of seconds at most
-    started = time.perf_counter()
+    # When listed; Then all come back, sorted, each once
     keys = list(store.list("blobs/"))
-    elapsed = time.perf_counter() - started
     assert keys == sorted(expected)
-    assert elapsed < 5.0, f"listing 100,000 keys took {elapsed:.1f} s"
 
 
 # -- factory: URLs and sources into instances ----------------------------------------------

@@ -5,6 +5,11 @@ Each test gets a fresh bucket and its own Redis database (flushed first). Proces
 their own session (`start_new_session=True`) so a test can SIGKILL one with its pool children
 (`os.killpg`); every process left is stopped at teardown. Timings are shortened (leases 3 s,
 visibility 4 s, resend 4 s, lock 3 s) so recoveries happen within seconds.
+
+Fault tests share a job whose every output byte is known in advance (`byte_job`, compared with
+`check_outputs`), and report a row each to the session's `fault_matrix` (fault, datums, lost,
+duplicated, result), printed as one table at the end of the run; a fault test that fails says
+so in its row.
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -240,7 +245,247 @@ def results_of(pfs: Pfs, job_id: str) -> list[Any]:
     return list(RecordStore(pfs.objects).iter_results(job_id))
 
 
-def attempts_of(pfs: Pfs, job_id: str, datum_id: str) -> list[dict]:
+def attempts_of(pfs: Pfs, job_id: str, datum_id: str) -> list[Any]:
+    """Every attempt of a datum (scheduler.attempts.Attempt: `.number`, `.worker`, ...), oldest first."""
     from scheduler.store import RecordStore
 
     return RecordStore(pfs.objects).attempts(job_id, datum_id)
+
+
+def pool_children(service: Service) -> list[int]:
+    """Pids of the Celery pool processes of a `herd worker` (children of its main process)."""
+    pids: list[int] = []
+    for task in Path(f"/proc/{service.proc.pid}/task").glob("*"):
+        try:
+            pids.extend(int(p) for p in (task / "children").read_text().split())
+        except (OSError, ValueError):
+            continue  # the thread ended while we looked
+    return sorted(set(pids))
+
+
+# ---- a job whose every output byte is known in advance ------------------------------------
+
+ROT13 = bytes.maketrans(
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", b"nopqrstuvwxyzabcdefghijklmNOPQRSTUVWXYZABCDEFGHIJKLM"
+)
+
+
+@dataclass(frozen=True)
+class ByteJob:
+    """A pipeline of one datum per input file; each datum writes `/<name>` (its file rot13'd by
+    `tr`) and appends its name to `/all` (herd merges a path written by several datums by
+    concatenation in datum order, so a datum counted twice shows twice)."""
+
+    input_repo: str
+    pipeline: str
+    names: tuple[str, ...]
+
+    def inputs(self) -> dict[str, bytes]:
+        return {f"/{name}": f"{name}: payload {index * 7919} of {self.input_repo}\n".encode()
+                for index, name in enumerate(self.names)}
+
+    def expected(self) -> dict[str, bytes]:
+        """Every output file's bytes, as an undisturbed run writes them."""
+        outputs = {path: data.translate(ROT13) for path, data in self.inputs().items()}
+        outputs["/all"] = b"".join(f"{name}\n".encode() for name in sorted(self.names))
+        return outputs
+
+    def spec(self, image: str, sleep: float = 0.0) -> dict:
+        pause = f"sleep {sleep}; " if sleep else ""
+        script = (
+            f"{pause}f=${self.input_repo}; n=$(basename $f); "
+            "tr a-zA-Z n-za-mN-ZA-M < $f > /pfs/out/$n; echo $n >> /pfs/out/all"
+        )
+        return {
+            "pipeline": {"name": self.pipeline},
+            "transform": {"image": image, "cmd": ["sh", "-c", script]},
+            "input": {"pfs": {"repo": self.input_repo, "glob": "/*"}},
+        }
+
+
+def byte_job(input_repo: str, pipeline: str, datums: int) -> ByteJob:
+    width = len(str(datums - 1))
+    return ByteJob(input_repo, pipeline, tuple(f"d{i:0{width}d}" for i in range(datums)))
+
+
+def output_bytes(pfs: Pfs, commit: Commit) -> dict[str, bytes]:
+    """Every file of a finished commit with its bytes (chunks read in parallel, each verified
+    against its hash by the blob store)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from storage.blobs import BlobStore
+
+    blobs = BlobStore(pfs.objects)
+    files = pfs.read_manifest(commit).files
+    with ThreadPoolExecutor(16) as pool:
+        chunks = dict(zip(
+            (digests := sorted({d for entry in files.values() for d in entry.chunks})),
+            pool.map(blobs.get_bytes, digests),
+        ))
+    return {path: b"".join(chunks[d] for d in entry.chunks) for path, entry in files.items()}
+
+
+@dataclass(frozen=True)
+class OutputCheck:
+    """What a fault did to a job's outputs, compared byte for byte with an undisturbed run."""
+
+    datums: int
+    lost: int  # datums whose output is missing or wrong, or whose name is missing from /all
+    duplicated: int  # extra appearances of datums' names in /all
+    extra: tuple[str, ...]  # output paths an undisturbed run does not write
+    equal: bool  # every output file's bytes equal the expected ones
+
+
+def check_outputs(job: ByteJob, actual: dict[str, bytes]) -> OutputCheck:
+    expected = job.expected()
+    lines = actual.get("/all", b"").decode(errors="replace").splitlines()
+    seen = {name: lines.count(name) for name in job.names}
+    lost = sum(1 for name in job.names if seen[name] == 0 or actual.get(f"/{name}") != expected[f"/{name}"])
+    duplicated = sum(max(0, count - 1) for count in seen.values())
+    duplicated += sum(1 for line in lines if line not in seen)
+    extra = tuple(sorted(set(actual) - set(expected)))
+    return OutputCheck(len(job.names), lost, duplicated, extra, actual == expected)
+
+
+# ---- the fault matrix summary ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FaultRow:
+    fault: str
+    datums: int | None  # None: the test failed before it could count
+    lost: int | None
+    duplicated: int | None
+    result: str
+
+
+@dataclass
+class FaultMatrix:
+    """Rows added by the fault tests, printed once at the end of the session."""
+
+    rows: list[FaultRow] = field(default_factory=list)
+
+    def add(self, fault: str, datums: int, lost: int, duplicated: int, result: str) -> None:
+        self.rows.append(FaultRow(fault, datums, lost, duplicated, result))
+
+    def add_check(self, fault: str, check: OutputCheck, state: str) -> None:
+        """A row from an output comparison; result is the job state and whether bytes matched."""
+        verdict = "bytes equal" if check.equal else "BYTES DIFFER"
+        self.add(fault, check.datums, check.lost, check.duplicated, f"{state}, {verdict}")
+
+    def lines(self) -> list[str]:
+        head = ("fault", "datums", "lost", "duplicated", "result")
+        def cell(value: int | None) -> str:
+            return "?" if value is None else str(value)
+
+        cells = [head, *((r.fault, cell(r.datums), cell(r.lost), cell(r.duplicated), r.result) for r in self.rows)]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(head))]
+        fmt = "  ".join(f"{{:<{w}}}" if i in (0, 4) else f"{{:>{w}}}" for i, w in enumerate(widths))
+        return [fmt.format(*row).rstrip() for row in cells]
+
+
+_MATRIX = pytest.StashKey[FaultMatrix]()
+
+
+def _matrix(config: pytest.Config) -> FaultMatrix:
+    if _MATRIX not in config.stash:
+        config.stash[_MATRIX] = FaultMatrix()
+    return config.stash[_MATRIX]
+
+
+@pytest.fixture(scope="session")
+def fault_matrix(pytestconfig: pytest.Config) -> FaultMatrix:
+    """The session's fault matrix: `fault_matrix.add(fault, datums, lost, duplicated, result)`."""
+    return _matrix(pytestconfig)
+
+
+_ROWS_BEFORE = pytest.StashKey[int]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    item.stash[_ROWS_BEFORE] = len(_matrix(item.config).rows)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A fault test that failed says so in the matrix, whether or not it added its row."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if call.when != "call" or not report.failed or "fault_matrix" not in getattr(item, "fixturenames", ()):
+        return
+    matrix, before = _matrix(item.config), item.stash.get(_ROWS_BEFORE, None)
+    if before is None:
+        return
+    why = call.excinfo.typename if call.excinfo is not None else "failed"
+    if len(matrix.rows) == before:
+        matrix.rows.append(FaultRow(item.name, None, None, None, f"TEST FAILED ({why})"))
+    for index in range(before, len(matrix.rows)):
+        row = matrix.rows[index]
+        if not row.result.startswith("TEST FAILED"):
+            matrix.rows[index] = replace(row, result=f"{row.result}; TEST FAILED ({why})")
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    matrix = config.stash.get(_MATRIX, None)
+    if matrix is None or not matrix.rows:
+        return
+    terminalreporter.section("fault matrix")
+    for line in matrix.lines():
+        terminalreporter.write_line(line)
+
+
+def start_byte_job(cluster: Cluster, job: ByteJob, sleep: float = 0.0) -> tuple[str, Commit]:
+    """Put the job's inputs, create its pipeline, and wait for the running scheduler to create
+    the job; returns (job id, input commit)."""
+    cluster.pfs.create_repo(job.input_repo)
+    commit = cluster.put(job.input_repo, job.inputs())
+    cluster.pipelines.create(job.spec(cluster.image, sleep))
+    cluster.wait_for(lambda: bool(cluster.jobs.list(job.pipeline)), f"the job of {job.pipeline} to be created")
+    return cluster.last_job(job.pipeline)[0].id, commit
+
+
+def result_count(cluster: Cluster, job_id: str) -> int:
+    from scheduler.store import RecordStore
+
+    return len(RecordStore(cluster.pfs.objects).result_ids(job_id))
+
+
+def attempts_by_datum(pfs: Pfs, job_id: str, datum_ids: Iterable[str]) -> dict[str, list[Any]]:
+    """These datums' attempts (read in parallel), by datum id."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ids = list(datum_ids)
+    with ThreadPoolExecutor(16) as pool:
+        return dict(zip(ids, pool.map(lambda d: attempts_of(pfs, job_id, d), ids)))
+
+
+def all_attempts(pfs: Pfs, job_id: str) -> dict[str, list[Any]]:
+    """Every planned datum's attempts (read in parallel), by datum id."""
+    from scheduler.store import RecordStore
+
+    plan = RecordStore(pfs.objects).read_plan(job_id)
+    assert plan is not None, f"job {job_id} has no plan"
+    return attempts_by_datum(pfs, job_id, (d.id for d in plan.datums))
+
+
+def herd_cli(cluster: Cluster, *args: str, timeout: float = 120.0) -> str:
+    """Run a `herd` command against the cluster's storage; its stdout (a non-zero exit fails)."""
+    done = subprocess.run(  # noqa: S603 - our own CLI
+        [*HERD, *args], env=cluster.env, capture_output=True, timeout=timeout, check=False,
+    )
+    error = done.stderr.decode(errors="replace")
+    assert done.returncode == 0, f"herd {' '.join(args)} exited {done.returncode}: {error}"
+    return done.stdout.decode()
+
+
+def results_by_datum(pfs: Pfs, job_id: str) -> dict[str, Any]:
+    """Every stored DatumResult of a job (read in parallel), by datum id."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scheduler.jobs import DatumResult
+
+    keys = list(pfs.objects.list(f"jobs/{job_id}/results/"))
+    with ThreadPoolExecutor(16) as pool:
+        results = [DatumResult.model_validate_json(body) for body in pool.map(pfs.objects.get, keys)]
+    return {r.datum_id: r for r in results}

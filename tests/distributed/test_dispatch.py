@@ -1,5 +1,6 @@
-"""The scheduler's Redis side against a real redis-server, without workers: what counts as in
-flight (sent marks, outcomes, storage leases), lost batches, restarts, and the scheduler lock."""
+"""The scheduler's Redis side against a real redis-server, without workers: sent marks and
+outcomes, and what the loop decides from them with storage's leases and results (lost batches,
+restarts), and the scheduler lock."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from scheduler.attempts import Attempt, AttemptStore
 from scheduler.broker import Broker
 from scheduler.dispatch_celery import CeleryDispatcher
 from scheduler.jobs import DatumResult, DatumState
@@ -17,6 +19,7 @@ from scheduler.lock import SchedulerLock
 from scheduler.loop import Scheduler
 from scheduler.messages import DatumBatch
 from scheduler.pipelines import Pipelines
+from scheduler.reconcile import Forget, Resend, Watch
 from scheduler.records import JobPlan
 from scheduler.settings import SchedulerSettings
 from scheduler.store import RecordStore, now
@@ -24,7 +27,7 @@ from storage.objects import MemoryObjectStore
 from storage.repos import Pfs
 from tests.distributed.conftest import fresh_database
 from tests.fixtures.redis import RedisServer
-from tests.worker.test_datum_leases import Capture
+from tests.scheduler.dispatchers import LosingDispatcher
 
 pytestmark = pytest.mark.redis
 
@@ -34,12 +37,21 @@ RESEND = 0.3
 @dataclass
 class Setup:
     settings: SchedulerSettings
+    pfs: Pfs
     records: RecordStore
     plan: JobPlan
 
     def dispatcher(self) -> CeleryDispatcher:
         assert self.settings.broker
-        return CeleryDispatcher(Broker(self.settings.broker, self.settings.queue), self.records, self.settings)
+        return CeleryDispatcher(Broker(self.settings.broker, self.settings.queue), self.settings)
+
+    def scheduler(self, dispatcher: CeleryDispatcher) -> Scheduler:
+        return Scheduler(self.pfs, dispatcher, parallelism=2, resend_seconds=RESEND)
+
+    def step(self, scheduler: Scheduler) -> list:
+        """One observe-decide-apply round of the job, as a pass of the service makes it."""
+        (pipeline,) = self.records.list_pipelines()
+        return scheduler.step(pipeline, self.plan.job_id, self.plan.inputs)
 
 
 @pytest.fixture
@@ -52,7 +64,7 @@ def setup(redis_server: RedisServer) -> Iterator[Setup]:
     pfs.put_files("in", "master", [(f"/{n}", b"x") for n in "abc"])
     Pipelines(pfs).create({"pipeline": {"name": "p"}, "transform": {"cmd": ["true"]},
                            "input": {"pfs": {"repo": "in", "glob": "/*"}}})
-    capture = Capture()
+    capture = LosingDispatcher()
     Scheduler(pfs, capture).tick()
     records = RecordStore(objects)
     plan = records.read_plan(capture.batches[0].job_id)
@@ -61,7 +73,7 @@ def setup(redis_server: RedisServer) -> Iterator[Setup]:
         broker=f"redis://127.0.0.1:{redis_server.port}/{database}", queue=f"t{uuid.uuid4().hex[:8]}",
         resend_seconds=RESEND, parallelism=2,
     )
-    yield Setup(settings, records, plan)
+    yield Setup(settings, pfs, records, plan)
 
 
 def purge(dispatcher: CeleryDispatcher) -> None:
@@ -70,45 +82,56 @@ def purge(dispatcher: CeleryDispatcher) -> None:
         conn.default_channel.queue_purge(dispatcher.queue)
 
 
+def in_flight(dispatcher: CeleryDispatcher, job_id: str) -> set[int]:
+    return {i for mark in dispatcher.sent(job_id) for i in mark.datums}
+
+
 def test_a_queued_batch_stays_in_flight_until_lost(setup: Setup) -> None:
     # Given a batch sent and waiting in the queue (no worker)
     dispatcher = setup.dispatcher()
-    dispatcher.submit(DatumBatch(job_id=setup.plan.job_id, datums=(0, 1)))
-    assert dispatcher.in_flight(setup.plan.job_id) == {0, 1}
-    # When its mark is old but the queue still holds messages: Then it is still in flight
+    scheduler = setup.scheduler(dispatcher)
+    dispatcher.submit(DatumBatch(job_id=setup.plan.job_id, datums=(0, 1, 2)))
+    assert in_flight(dispatcher, setup.plan.job_id) == {0, 1, 2}
+    # When its mark is old but the queue still holds messages: Then nothing is sent again
     time.sleep(RESEND + 0.1)
     assert dispatcher.queue_size() == 1
-    assert dispatcher.in_flight(setup.plan.job_id) == {0, 1}
-    # When the message is lost: Then with no result and no lease the datums are free to resend
+    assert setup.step(scheduler) == []
+    # When the message is lost: Then with no result and no lease the datums are sent again
     purge(dispatcher)
-    assert dispatcher.in_flight(setup.plan.job_id) == set()
+    actions = setup.step(scheduler)
+    assert [type(a) for a in actions] == [Forget, Resend, Resend, Resend]
+    assert sorted(i for a in actions[1:] for i in a.datums) == [0, 1, 2]
     dispatcher.close()
 
 
 def test_old_batches_are_judged_by_storage_leases_and_results(setup: Setup) -> None:
     # Given a batch sent long ago whose message is gone; datum 0 is running, datum 1 finished
     dispatcher = setup.dispatcher()
+    scheduler = setup.scheduler(dispatcher)
     job_id = setup.plan.job_id
     dispatcher.submit(DatumBatch(job_id=job_id, datums=(0, 1, 2)))
     purge(dispatcher)
     d0, d1 = setup.plan.datums[0], setup.plan.datums[1]
-    setup.records.claim_attempt(job_id, d0.id, 3, {"worker": "w", "holder": "w/1", "lease_until": time.time() + 60})
+    AttemptStore(setup.pfs.objects).claim(
+        Attempt(job_id=job_id, datum_id=d0.id, number=1, worker="w", holder="w/1", lease_until=time.time() + 60)
+    )
     setup.records.put_result(DatumResult(job_id=job_id, datum_id=d1.id, datum_hash=d1.hash,
                                          state=DatumState.SUCCESS, started=now(), finished=now()))
     time.sleep(RESEND + 0.1)
 
-    # When the dispatcher is asked what is in flight
-    flying = dispatcher.in_flight(job_id)
+    # When the scheduler looks at the job
+    actions = setup.step(scheduler)
 
-    # Then the leased datum is, the finished one is reported done, the lost one is free
-    assert flying == {0, 1}  # 1 until wait() hands its outcome to the loop
-    outcomes = dispatcher.wait(0.1)
-    assert [o.done for o in outcomes] == [(1,)]
-    assert dispatcher.in_flight(job_id) == {0}
+    # Then the leased datum is watched, the finished one left alone, the lost one sent again
+    (task_id,) = [a.keys for a in actions if isinstance(a, Forget)][0]
+    assert [a for a in actions if not isinstance(a, Forget)] == [Watch((0,)), Resend((2,))]
+    marks = dispatcher.sent(job_id)
+    assert task_id not in {m.key for m in marks}
+    assert sorted((m.watch, m.datums) for m in marks) == [(False, (2,)), (True, (0,))]
     dispatcher.close()
 
 
-def test_worker_outcomes_settle_marks_and_deferred_datums_stay_watched(setup: Setup) -> None:
+def test_worker_outcomes_settle_marks_and_deferred_datums_come_back(setup: Setup) -> None:
     # Given two batches sent
     dispatcher = setup.dispatcher()
     job_id = setup.plan.job_id
@@ -120,9 +143,9 @@ def test_worker_outcomes_settle_marks_and_deferred_datums_stay_watched(setup: Se
     dispatcher.results.store_result(first, {"job_id": job_id, "done": [0], "deferred": [1]}, "SUCCESS")
     outcomes = dispatcher.wait(2.0)
 
-    # Then the outcome reaches the loop; 1 stays in flight (watched), 2 is still awaited
+    # Then the outcome reaches the loop and its mark goes; the second batch is still awaited
     assert [(o.done, o.deferred) for o in outcomes] == [((0,), (1,))]
-    assert dispatcher.in_flight(job_id) == {1, 2}
+    assert in_flight(dispatcher, job_id) == {2}
     assert second in dispatcher.broker.sent(job_id) and first not in dispatcher.broker.sent(job_id)
     dispatcher.close()
 
@@ -137,7 +160,7 @@ def test_a_restarted_scheduler_adopts_the_batches_already_sent(setup: Setup) -> 
 
     # When a new scheduler starts: Then it sends nothing again, and takes the batch's outcome
     new = setup.dispatcher()
-    assert new.in_flight(job_id) == {0, 1, 2}
+    assert setup.step(setup.scheduler(new)) == []
     new.results.store_result(task_id, {"job_id": job_id, "done": [0, 1, 2]}, "SUCCESS")
     assert [o.done for o in new.wait(2.0)] == [(0, 1, 2)]
     new.close()

@@ -1,9 +1,11 @@
 """Faults in the middle of a job: a worker SIGKILLed, the scheduler SIGKILLed (a standby takes
 over), Redis restarted. Each time no datum is lost and every output appears exactly once.
 
-"Exactly once" is visible in the output: every datum appends its name to the same path
-`/all`, and herd merges a path written by several datums by concatenation in datum order, so
-a datum counted twice would show its name twice.
+"Exactly once" is checked on bytes: every datum copies its file to `/<name>` and appends its
+name to the same path `/all`, and herd merges a path written by several datums by
+concatenation in datum order, so a datum counted twice would show its name twice. Every output
+file must equal, byte for byte, what an undisturbed run writes. The larger fault matrix is in
+test_fault_*.py; each test here adds its row to the session's summary too.
 """
 
 from __future__ import annotations
@@ -12,8 +14,7 @@ import pytest
 
 from scheduler.jobs import JobState
 from scheduler.store import RecordStore
-from tests.distributed.conftest import Cluster
-from tests.scheduler.pipeline_helpers import read
+from tests.distributed.conftest import Cluster, FaultMatrix, attempts_of, output_bytes
 
 pytestmark = [pytest.mark.redis, pytest.mark.s3, pytest.mark.docker, pytest.mark.slow]
 
@@ -41,12 +42,22 @@ def results(cluster: Cluster, job_id: str) -> int:
     return len(RecordStore(cluster.pfs.objects).result_ids(job_id))
 
 
-def assert_every_output_once(cluster: Cluster, job_id: str) -> None:
+def expected_outputs() -> dict[str, bytes]:
+    """What an undisturbed run writes, byte for byte."""
+    return {"/all": b"".join(f"{name}\n".encode() for name in NAMES), **{f"/{n}": f"{n}\n".encode() for n in NAMES}}
+
+
+def assert_every_output_once(cluster: Cluster, job_id: str, fault_matrix: FaultMatrix, fault: str) -> None:
     status = cluster.jobs.inspect(job_id)[1]
-    assert (status.state, status.data_processed, status.data_failed) == (JobState.JOB_SUCCESS, N, 0)
-    out = cluster.pfs.inspect_commit("slow", "master")
-    assert read(cluster.pfs, "slow", out.id, "/all").decode().split() == NAMES
-    assert sorted(cluster.pfs.read_manifest(out).files) == sorted(["/all", *(f"/{n}" for n in NAMES)])
+    actual = output_bytes(cluster.pfs, cluster.pfs.inspect_commit("slow", job_id))
+    lines = actual.get("/all", b"").decode(errors="replace").splitlines()
+    lost = sum(1 for n in NAMES if n not in lines or actual.get(f"/{n}") != f"{n}\n".encode())
+    duplicated = len(lines) - len(set(lines))
+    verdict = "bytes equal" if actual == expected_outputs() else "BYTES DIFFER"
+    fault_matrix.add(fault, N, lost, duplicated, f"{status.state.value}, {verdict}")
+    assert (status.state, status.data_processed, status.data_failed) == (JobState.JOB_SUCCESS, N, 0), status
+    assert actual == expected_outputs()
+    assert cluster.pfs.inspect_commit("slow", "master").id == job_id
 
 
 def job_in_the_middle(cluster: Cluster) -> tuple[str, str]:
@@ -62,7 +73,7 @@ def start(cluster: Cluster) -> None:
     cluster.wait_ready(cluster.worker("w1"), cluster.worker("w2"))
 
 
-def test_worker_killed_mid_job_loses_no_datum(cluster: Cluster) -> None:
+def test_worker_killed_mid_job_loses_no_datum(cluster: Cluster, fault_matrix: FaultMatrix) -> None:
     # Given a job running on two workers
     start(cluster)
     job_id, commit_id = job_in_the_middle(cluster)
@@ -73,10 +84,23 @@ def test_worker_killed_mid_job_loses_no_datum(cluster: Cluster) -> None:
 
     # Then the other worker finishes the job, and every datum's output is there once
     cluster.flush("slow_in", cluster.pfs.inspect_commit("slow_in", commit_id), timeout=120)
-    assert_every_output_once(cluster, job_id)
+    assert_every_output_once(cluster, job_id, fault_matrix, "worker SIGKILLed (1 of 2)")
+
+    # And recovery was tested: w1 held a datum when it died, and w2 finished it in a second attempt
+    records = RecordStore(cluster.pfs.objects)
+    plan = records.read_plan(job_id)
+    assert plan is not None
+    attempts = {d.id: attempts_of(cluster.pfs, job_id, d.id) for d in plan.datums}
+    taken_over = [
+        d for d, tried in attempts.items()
+        if any(a.worker == "w1" for a in tried) and (r := records.read_result(job_id, d)) is not None
+        and r.worker == "w2" and r.attempt > 1
+    ]
+    assert taken_over, f"w1 held no datum when it died: {attempts}"
+    assert any(sum(1 for a in attempts[d] if a.counts) > 1 for d in taken_over)
 
 
-def test_scheduler_killed_mid_job_standby_takes_over(cluster: Cluster) -> None:
+def test_scheduler_killed_mid_job_standby_takes_over(cluster: Cluster, fault_matrix: FaultMatrix) -> None:
     # Given an active scheduler, a second one standing by, and a job running
     start(cluster)
     standby = cluster.scheduler("standby")
@@ -90,7 +114,7 @@ def test_scheduler_killed_mid_job_standby_takes_over(cluster: Cluster) -> None:
     # Then the standby takes the lock, rebuilds its view from storage and finishes the job
     cluster.flush("slow_in", cluster.pfs.inspect_commit("slow_in", commit_id), timeout=120)
     assert "took the scheduler lock" in standby.output()
-    assert_every_output_once(cluster, job_id)
+    assert_every_output_once(cluster, job_id, fault_matrix, "scheduler SIGKILLed, standby (24 datums)")
     # And nothing ran twice: every datum has a single attempt
     records = RecordStore(cluster.pfs.objects)
     plan = records.read_plan(job_id)
@@ -98,7 +122,7 @@ def test_scheduler_killed_mid_job_standby_takes_over(cluster: Cluster) -> None:
     assert {len(records.attempts(job_id, d.id)) for d in plan.datums} == {1}
 
 
-def test_redis_restarted_mid_job_loses_no_datum(cluster: Cluster) -> None:
+def test_redis_restarted_mid_job_loses_no_datum(cluster: Cluster, fault_matrix: FaultMatrix) -> None:
     # Given a job running (Redis keeps its queue in an append-only file)
     start(cluster)
     job_id, commit_id = job_in_the_middle(cluster)
@@ -108,4 +132,4 @@ def test_redis_restarted_mid_job_loses_no_datum(cluster: Cluster) -> None:
 
     # Then workers and scheduler reconnect, lost runs are redelivered, and the job completes once
     cluster.flush("slow_in", cluster.pfs.inspect_commit("slow_in", commit_id), timeout=120)
-    assert_every_output_once(cluster, job_id)
+    assert_every_output_once(cluster, job_id, fault_matrix, "Redis restarted (SIGTERM, AOF flushed)")

@@ -1,4 +1,4 @@
-"""Batch sizing and pacing for the Celery dispatcher: pure arithmetic, pinned cases."""
+"""Batch sizing and pacing, the one rule of both dispatchers: pure arithmetic, pinned cases."""
 
 from __future__ import annotations
 

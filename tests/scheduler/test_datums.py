@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from typing import Any
 
 import pytest
@@ -217,11 +216,11 @@ def test_directory_hash_changes_when_a_file_below_is_renamed(tree: list[str], da
     assert datum_hash(before, "p", "s") != datum_hash(after, "p", "s")
 
 
-def test_100k_files_expand_in_about_a_second_of_work() -> None:
+def test_100k_files_expand_into_one_datum_each_or_one_per_folder() -> None:
+    # (how fast: bench/pipeline.py's "expand 100000 files into datums" row)
     files = {f"/d{i % 100:03d}/f{i:06d}.txt": FileEntry(chunks=(f"{i:064x}",), size=1) for i in range(100_000)}
     m = Manifest(files=files)
-    start = time.process_time()
     datums = expand(inp(pfs("in", "/*/*")), commits(**{"in": m}))
     assert len(datums) == 100_000
+    assert len({d.sort_key for d in datums}) == 100_000
     assert len(expand(inp(pfs("in", "/*")), commits(**{"in": m}))) == 100
-    assert time.process_time() - start < 6.0  # loose: catches quadratic blow-ups, not noise

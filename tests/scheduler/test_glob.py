@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import time
 
 import pytest
 from hypothesis import example, given
@@ -109,14 +108,12 @@ def test_subtree_and_directories() -> None:
     assert directories(TREE) == {"", "/dir", "/dir/sub"}
 
 
-def test_100k_files_in_well_under_a_second_of_work() -> None:
-    # A loose bound: catches quadratic behaviour, not noise on a busy machine.
+def test_100k_files_match_each_once() -> None:
+    # (how fast: bench/pipeline.py's "glob over 100000 paths" row)
     files = [f"/d{i % 100:03d}/f{i:06d}.txt" for i in range(100_000)]
-    start = time.process_time()
-    assert len(match_nodes("/*/*", files)) == 100_000
+    assert match_nodes("/*/*", files) == sorted(files)
     assert len(match_nodes("/*", files)) == 100
     assert match_nodes("/d050/f050050.txt", files) == ["/d050/f050050.txt"]
-    assert time.process_time() - start < 3.0
 
 
 # ---- properties -------------------------------------------------------------------------

@@ -253,6 +253,45 @@ def test_flush_commit_lists_downstream_outputs(herd: Herd) -> None:
     assert [c.repo for c in outputs] == ["map", "reduce"]
 
 
+def test_flush_jobs_waits_for_the_montage_job_that_saw_the_new_edges(herd: Herd) -> None:
+    # Given edges and montage (crossing images with edges) over a first commit
+    herd.pfs.create_repo("images")
+    herd.put("images", {"/1.img": b"abc\n"})
+    herd.create(EDGES)
+    herd.create(MONTAGE)
+    # When a second image arrives and flush waits on it
+    herd.pfs.put_files("images", "master", [("/2.img", b"xyz\n")])
+    second = herd.pfs.inspect_commit("images", "master")
+    rows = Jobs(herd.pfs, settle=herd.settle).flush_jobs("images", second.id)
+    # Then edges' job on it, and the montage job on it AND on that edges output, came back
+    assert [(r.pipeline, r.status.state) for r in rows] == [
+        ("edges", JobState.JOB_SUCCESS), ("montage", JobState.JOB_SUCCESS),
+    ]
+    edges, montage = rows
+    assert {(i.repo, i.id) for i in montage.job.inputs} == {("images", second.id), ("edges", edges.output.id)}
+    assert montage.output is not None and montage.output.id == montage.job.id
+
+
+def test_flush_jobs_returns_a_failure_and_the_unrunnable_jobs_below_it(herd: Herd) -> None:
+    # Given a three-stage chain whose first stage fails on the commit
+    herd.pfs.create_repo("in")
+    herd.put("in", {"/x": b"1"})
+    stage = {"transform": {"cmd": ["sh", "-c", "cp -r /pfs/$IN/. /pfs/out/"]}, "datum_tries": 1}
+    herd.create({"pipeline": {"name": "s1"}, "transform": {"cmd": ["false"]}, "datum_tries": 1,
+                 "input": {"pfs": {"repo": "in", "glob": "/"}}})
+    herd.create({**stage, "pipeline": {"name": "s2"}, "input": {"pfs": {"repo": "s1", "glob": "/"}}})
+    herd.create({**stage, "pipeline": {"name": "s3"}, "input": {"pfs": {"repo": "s2", "glob": "/"}}})
+    commit = herd.pfs.inspect_commit("in", "master")
+    # When flush waits on it, Then it returns every job with its state (no wait for outputs)
+    rows = herd.jobs.flush_jobs("in", commit.id, timeout=60)
+    assert [(r.pipeline, r.status.state) for r in rows] == [
+        ("s1", JobState.JOB_FAILURE), ("s2", JobState.JOB_UNRUNNABLE), ("s3", JobState.JOB_UNRUNNABLE),
+    ]
+    assert rows[1].status.reason == f"inputs failed: s1@{rows[0].job.id}"
+    # And flush_commit (output commits only) keeps its shape: the failed outputs, upstream first
+    assert [c.repo for c in herd.jobs.flush_commit("in", commit.id, timeout=60)] == [r.pipeline for r in rows if r.output]
+
+
 def test_delete_pipeline_removes_output_repo(herd: Herd) -> None:
     herd.pfs.create_repo("in")
     herd.create({"pipeline": {"name": "p"}, "transform": {"cmd": ["true"]}, "input": {"pfs": {"repo": "in", "glob": "/"}}})

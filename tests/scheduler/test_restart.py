@@ -11,11 +11,14 @@ from scheduler import engine
 from scheduler.dispatch_inprocess import InProcessDispatcher
 from scheduler.jobs import DatumState, JobState
 from scheduler.loop import Scheduler
-from scheduler.messages import DatumBatch
+from scheduler.attempts import Attempt, AttemptStore
+from scheduler.messages import BatchOutcome, DatumBatch
 from scheduler.pipelines import Pipelines
 from scheduler.store import RecordStore
+from storage.errors import StorageUnavailable
 from storage.local import LocalObjectStore
 from storage.repos import Pfs
+from tests.scheduler.dispatchers import LosingDispatcher as NoDispatch
 from worker.datum import process_batch
 
 SPEC = {
@@ -23,22 +26,6 @@ SPEC = {
     "transform": {"cmd": ["sh", "-c", "cp $in /pfs/out/"]},
     "input": {"pfs": {"repo": "in", "glob": "/*"}},
 }
-
-
-class NoDispatch:
-    """A dispatcher that loses every message, as a broker that died would."""
-
-    def submit(self, batch: DatumBatch) -> None:
-        pass
-
-    def in_flight(self, job_id: str) -> set[int]:
-        return set()
-
-    def wait(self, timeout: float) -> list:
-        return []
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture
@@ -116,7 +103,7 @@ def test_a_batch_delivered_twice_runs_each_datum_once(pfs: Pfs) -> None:
     process_batch(message, objects=pfs.objects)
     plan = records.read_plan(job_id)
     for index in (0, 1):
-        assert [a["attempt"] for a in records.attempts(job_id, plan.datums[index].id)] == [1]
+        assert [a.number for a in records.attempts(job_id, plan.datums[index].id)] == [1]
 
 
 def test_a_datum_that_keeps_killing_its_worker_fails_after_datum_tries(pfs: Pfs) -> None:
@@ -124,12 +111,45 @@ def test_a_datum_that_keeps_killing_its_worker_fails_after_datum_tries(pfs: Pfs)
     Scheduler(pfs, NoDispatch()).tick()
     job_id, records = only_job(pfs)
     datum = records.read_plan(job_id).datums[0]
-    for _ in range(3):
-        records.claim_attempt(job_id, datum.id, 3, {"worker": "dead", "lease_until": 0})
+    for number in (1, 2, 3):
+        assert AttemptStore(pfs.objects).claim(Attempt(job_id=job_id, datum_id=datum.id, number=number, worker="dead"))
     # When it is delivered once more
-    process_batch(DatumBatch(job_id=job_id, datums=(0,)).model_dump(), objects=pfs.objects)
-    # Then it is not run again but failed, naming the reason
-    result = records.read_result(job_id, datum.id)
-    assert result.state == DatumState.FAILED and "datum_tries" in result.reason
+    raw = process_batch(DatumBatch(job_id=job_id, datums=(0,)).model_dump(), objects=pfs.objects)
+    # Then the worker does not run it but reports its tries used up, and leaves the verdict to the scheduler
+    assert BatchOutcome.model_validate(raw).used_up == (0,)
+    assert records.read_result(job_id, datum.id) is None
     run_to_end(pfs)
+    result = records.read_result(job_id, datum.id)
+    assert result.state == DatumState.FAILED and result.error == "tries_used_up" and "datum_tries (3)" in result.reason
     assert records.read_status(job_id).state == JobState.JOB_FAILURE
+
+
+class BranchOutage:
+    """The store, except that reading input branch heads fails as an S3 outage would."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.url = inner.url
+
+    def read_versioned(self, key: str):
+        if key.startswith("repos/in/branches/"):
+            raise StorageUnavailable(f"the object store is unreachable (read '{key}')")
+        return self.inner.read_versioned(key)
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+
+def test_an_outage_listing_an_input_branch_is_an_error_not_nothing_to_do(pfs: Pfs) -> None:
+    # Given a pipeline owed a job, and storage failing when the scheduler reads the input branch
+    broken = Pfs(BranchOutage(pfs.objects))
+    dispatcher = InProcessDispatcher(broken.objects, threads=1)
+    # When the embedded scheduler runs: Then it fails naming the outage (pachyderm#4151: never "done")
+    with pytest.raises(StorageUnavailable, match="repos/in/branches/master"):
+        Scheduler(broken, dispatcher).run_until_idle(timeout=60)
+    dispatcher.close()
+    assert RecordStore(pfs.objects).job_markers("copy") == []
+    # And once storage answers, the job runs
+    run_to_end(pfs)
+    job_id, records = only_job(pfs)
+    assert records.read_status(job_id).state == JobState.JOB_SUCCESS

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -488,17 +487,16 @@ def test_write_commit_with_a_fixed_id_is_idempotent(pfs: Pfs, store: ObjectStore
 # ---- bulk ----------------------------------------------------------------------------------
 
 
-def test_put_files_many_small_files_is_one_fast_commit(pfs: Pfs, request: pytest.FixtureRequest) -> None:
+def test_put_files_many_small_files_is_one_commit(pfs: Pfs, request: pytest.FixtureRequest) -> None:
+    # (how fast: bench/storage.py's put_files rows)
     count = 100 if "s3" in request.node.callspec.id else 5000
     items = [(f"/dir{n % 10}/f{n}.txt", f"content {n}".encode()) for n in range(count)]
-    started = time.monotonic()
     commit = pfs.put_files("data", "master", items)
-    elapsed = time.monotonic() - started
     assert commit.parent is None and len(pfs.list_commits("data")) == 1
     manifest = pfs.read_manifest(commit)
-    assert len(manifest.files) == count
+    assert set(manifest.files) == {path for path, _ in items}
     assert read(pfs, "master", "/dir7/f17.txt") == b"content 17"
-    assert elapsed < 30, f"put_files of {count} files took {elapsed:.1f}s"
+    assert read(pfs, "master", f"/dir{(count - 1) % 10}/f{count - 1}.txt") == f"content {count - 1}".encode()
 
 
 # ---- every bad input is refused and changes nothing ----------------------------------------

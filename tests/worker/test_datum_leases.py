@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from scheduler.attempts import Attempt, AttemptStore
 from scheduler.loop import Scheduler
 from scheduler.messages import BatchOutcome, DatumBatch
 from scheduler.pipelines import Pipelines
@@ -14,27 +15,9 @@ from scheduler.records import JobPlan
 from scheduler.store import RecordStore
 from storage.objects import MemoryObjectStore
 from storage.repos import Pfs
+from tests.scheduler.dispatchers import LosingDispatcher
 from worker.context import release_context
 from worker.datum import process_batch
-
-
-class Capture:
-    """A dispatcher that keeps what the scheduler sends."""
-
-    def __init__(self) -> None:
-        self.batches: list[DatumBatch] = []
-
-    def submit(self, batch: DatumBatch) -> None:
-        self.batches.append(batch)
-
-    def in_flight(self, job_id: str) -> set[int]:
-        return set()
-
-    def wait(self, timeout: float) -> list[BatchOutcome]:
-        return []
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture
@@ -49,7 +32,7 @@ def job(monkeypatch: pytest.MonkeyPatch):
         "pipeline": {"name": "p"}, "transform": {"cmd": ["sh", "-c", "cp $in /pfs/out/"]},
         "input": {"pfs": {"repo": "in", "glob": "/*"}},
     })
-    capture = Capture()
+    capture = LosingDispatcher()
     Scheduler(pfs, capture, batch_size=1).tick()
     (batch,) = capture.batches
     plan = RecordStore(objects).read_plan(batch.job_id)
@@ -58,8 +41,11 @@ def job(monkeypatch: pytest.MonkeyPatch):
     release_context(objects)
 
 
-def lease(other: str, seconds: float) -> dict:
-    return {"worker": other, "holder": f"{other}/abc", "lease_until": time.time() + seconds}
+def lease(plan: JobPlan, other: str, seconds: float) -> Attempt:
+    return Attempt(
+        job_id=plan.job_id, datum_id=plan.datums[0].id, number=1, worker=other, holder=f"{other}/abc",
+        lease_until=time.time() + seconds,
+    )
 
 
 def test_live_lease_of_another_worker_defers_without_a_new_attempt(job) -> None:
@@ -67,14 +53,14 @@ def test_live_lease_of_another_worker_defers_without_a_new_attempt(job) -> None:
     objects, plan, message = job
     records = RecordStore(objects)
     datum_id = plan.datums[0].id
-    assert records.claim_attempt(plan.job_id, datum_id, 3, lease("elsewhere", 60)) == 1
+    assert AttemptStore(objects).claim(lease(plan, "elsewhere", 60))
 
     # When a duplicate delivery of the batch arrives here
     outcome = BatchOutcome.model_validate(process_batch(message, objects=objects, runtime="local"))
 
     # Then it steps aside: deferred, no attempt claimed, no result written
     assert outcome.deferred == (0,) and outcome.done == ()
-    assert [a["attempt"] for a in records.attempts(plan.job_id, datum_id)] == [1]
+    assert [a.number for a in records.attempts(plan.job_id, datum_id)] == [1]
     assert records.read_result(plan.job_id, datum_id) is None
 
 
@@ -83,7 +69,7 @@ def test_expired_lease_is_taken_over_as_the_next_attempt(job) -> None:
     objects, plan, message = job
     records = RecordStore(objects)
     datum_id = plan.datums[0].id
-    records.claim_attempt(plan.job_id, datum_id, 3, lease("dead", -1))
+    assert AttemptStore(objects).claim(lease(plan, "dead", -1))
 
     # When the batch is delivered again
     outcome = BatchOutcome.model_validate(process_batch(message, objects=objects, runtime="local"))

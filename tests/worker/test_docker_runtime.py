@@ -7,7 +7,6 @@ container a test starts is labelled with the test's own worker id and removed at
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from storage.errors import HerdError, ImageNotFound, InvalidArgument, StorageUnavailable, UnsafeOutput, UserCodeError
+from storage.errors import EngineUnavailable, HerdError, ImageNotFound, InvalidArgument, UnsafeOutput, UserCodeError
 from tests.fixtures.services import wait_until
 from worker.docker_runtime import DockerRuntime, DockerSession
 from worker.runtime import LOG_TAIL_BYTES, RunRequest, Transform
@@ -120,10 +119,9 @@ def test_timeout_kills_user_code_and_the_session_goes_on(open_session, pfs: Path
     script = '[ "$PACH_DATUM_ID" != slow ] || { echo started; sleep 30 & sleep 30; echo never; }; echo done'
     session = open_session(sh(script), transfer=transfer)
     container = session.container_id
-    started = time.monotonic()
+    # (bench/runtime_docker.py measures how soon after the timeout the kill lands)
     result = session.run(request(pfs, timeout=1.0, PACH_DATUM_ID="slow"))
     assert result.timed_out and result.exit_code == 137
-    assert time.monotonic() - started < 10
     assert result.stdout == b"started\n"
     later = session.run(request(pfs, timeout=5))
     assert (later.stdout, later.timed_out) == (b"done\n", False)
@@ -267,10 +265,10 @@ def test_stage_uid_clash_is_refused(open_session) -> None:
         open_session(user="60999")
 
 
-def test_unreachable_engine_is_storage_unavailable(tmp_path: Path) -> None:
+def test_unreachable_engine_is_engine_unavailable(tmp_path: Path) -> None:
     host = f"unix://{tmp_path}/no-engine.sock"
     runtime = DockerRuntime(docker_host=host)
-    with pytest.raises(StorageUnavailable) as caught:
+    with pytest.raises(EngineUnavailable) as caught:
         runtime.open("pipe", Transform(image="anything:latest", cmd=("true",)))
     assert host in str(caught.value)
 

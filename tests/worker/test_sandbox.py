@@ -2,8 +2,9 @@
 
 Every install lives outside /tmp (the sandbox's /tmp is private, which would hide a store
 under it for free): storage and scratch under /var/tmp, which the sandbox shows read-only.
-Modes are chosen as in test_process_runtime: every namespace this machine offers, plus rewrite
-where the test is about processes rather than the file system.
+Modes are chosen as in test_process_runtime (tests/worker/sandboxes.py): both namespaces, bwrap and
+unshare (one this machine cannot start fails under CI), plus rewrite where the test is about
+processes rather than the file system.
 """
 
 from __future__ import annotations
@@ -23,14 +24,11 @@ from pathlib import Path
 import pytest
 
 from tests.worker.processes import processes_running, unique_sleep, wait_until
-from worker import process_runtime
+from tests.worker.sandboxes import ALL_MODES, NAMESPACES, mode_id, require
 from worker.process_runtime import Isolation
 from worker.staging import clear_pfs
 
 HERD = Path(sys.executable).parent / "herd"
-AVAILABLE = [mode for mode in (Isolation.BWRAP, Isolation.UNSHARE) if process_runtime._probe(mode)]
-NAMESPACED = AVAILABLE or [pytest.param(None, marks=pytest.mark.skip("no namespace here"))]
-ALL_MODES = [*AVAILABLE, Isolation.REWRITE]
 # Where a hostile datum tries to create files on the host (besides the store and scratch).
 HOST_FOLDERS = ["/", "/tmp", "/var/tmp", "/etc", "/root", "/home", "/usr", "/opt", "/srv", "/mnt", "/var", "/run",
                 "/dev/shm", str(Path.home())]
@@ -91,7 +89,7 @@ class Install:
 def install(request: pytest.FixtureRequest) -> Iterator[Install]:
     root = Path(tempfile.mkdtemp(prefix="herd-sandbox-test-", dir="/var/tmp"))
     try:
-        yield Install(root, request.param)
+        yield Install(root, require(request.param))
     finally:
         clear_pfs(root)
 
@@ -124,7 +122,7 @@ echo survived > /pfs/out/ok
 """
 
 
-@pytest.mark.parametrize("install", NAMESPACED, indirect=True, ids=lambda m: getattr(m, "value", "none"))
+@pytest.mark.parametrize("install", NAMESPACES, indirect=True, ids=mode_id)
 def test_a_hostile_datum_changes_no_stored_byte_and_creates_no_host_file(install: Install) -> None:
     # Given stored files
     install.herd("create-repo", "in")
@@ -160,7 +158,7 @@ cp "$in" /pfs/out/
 """
 
 
-@pytest.mark.parametrize("install", ALL_MODES, indirect=True, ids=lambda m: m.value)
+@pytest.mark.parametrize("install", ALL_MODES, indirect=True, ids=mode_id)
 def test_a_datums_leftover_process_never_writes_into_a_later_datum(install: Install) -> None:
     # Given three files; the first datum leaves a process that writes to /pfs/out 1.5 s later,
     # while the next datums (one at a time) still run
@@ -184,7 +182,7 @@ def sleeping_pipeline(install: Install) -> tuple[subprocess.Popen[bytes], str]:
     return herd, token
 
 
-@pytest.mark.parametrize("install", ALL_MODES, indirect=True, ids=lambda m: m.value)
+@pytest.mark.parametrize("install", ALL_MODES, indirect=True, ids=mode_id)
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_sigterm_or_ctrl_c_of_the_cli_stops_user_code_at_once(install: Install, signum: int) -> None:
     herd, token = sleeping_pipeline(install)
@@ -200,7 +198,7 @@ def test_sigterm_or_ctrl_c_of_the_cli_stops_user_code_at_once(install: Install, 
         _kill(herd)
 
 
-@pytest.mark.parametrize("install", NAMESPACED, indirect=True, ids=lambda m: getattr(m, "value", "none"))
+@pytest.mark.parametrize("install", NAMESPACES, indirect=True, ids=mode_id)
 def test_sigkill_of_the_cli_leaves_no_orphan(install: Install) -> None:
     herd, token = sleeping_pipeline(install)
     try:
@@ -211,7 +209,7 @@ def test_sigkill_of_the_cli_leaves_no_orphan(install: Install) -> None:
         _kill(herd)
 
 
-@pytest.mark.parametrize("install", ALL_MODES, indirect=True, ids=lambda m: m.value)
+@pytest.mark.parametrize("install", ALL_MODES, indirect=True, ids=mode_id)
 def test_input_named_repo_dash_1_runs(install: Install) -> None:
     # Given an input whose name is not a shell identifier, as in Pachyderm's own tests
     install.herd("create-repo", "repo-1")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.errors import InvalidPath, UnsafeOutput, UserCodeError
+from storage.errors import InvalidPath, OutputQuotaExceeded, UnsafeOutput
 from worker.tarsafe import build_tar, extract_tar, member_name, tar_bytes
 
 
@@ -131,8 +131,15 @@ def test_strip_prefix_refuses_other_members(dest: Path) -> None:
 
 
 def test_quota(dest: Path) -> None:
-    with pytest.raises(UserCodeError, match="quota of 5 bytes"):
+    with pytest.raises(OutputQuotaExceeded, match="quota of 5 bytes .*at '/b'"):
         extract_tar(io.BytesIO(make_tar(("a", "file", b"1234"), ("b", "file", b"56"))), dest, quota_bytes=5)
+    # the member past the quota is refused on its header: not one byte of it is written
+    assert (dest / "a").read_bytes() == b"1234" and not (dest / "b").exists()
+
+
+def test_quota_counts_every_member_and_allows_exactly_the_quota(dest: Path) -> None:
+    archive = make_tar(("d", "dir", b""), ("d/a", "file", b"12"), ("d/h", "hard", "d/a"), ("b", "file", b"345"))
+    assert extract_tar(io.BytesIO(archive), dest, quota_bytes=5) == 5
 
 
 def test_garbage_is_not_a_tar(dest: Path) -> None:

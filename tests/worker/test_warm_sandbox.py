@@ -18,14 +18,10 @@ from pathlib import Path
 import pytest
 
 from tests.worker.processes import processes_running, unique_sleep, wait_until
-from worker import process_runtime
+from tests.worker.sandboxes import ALL_MODES, NAMESPACES, mode_id, require
 from worker.process_runtime import Isolation, ProcessRuntime, ProcessSession
 from worker.runtime import RunRequest, RunResult, Transform
 from worker.staging import clear_pfs
-
-AVAILABLE = [mode for mode in (Isolation.BWRAP, Isolation.UNSHARE) if process_runtime._probe(mode)]
-NAMESPACED = AVAILABLE or [pytest.param(None, marks=pytest.mark.skip("no namespace here"))]
-ALL_MODES = [*AVAILABLE, Isolation.REWRITE]
 
 
 class Datums:
@@ -50,7 +46,7 @@ def datums(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[
     made: list[Datums] = []
 
     def make(cmd: tuple[str, ...], **transform: object) -> Datums:
-        made.append(Datums(request.param, tmp_path, cmd, **transform))
+        made.append(Datums(require(request.param), tmp_path, cmd, **transform))
         return made[-1]
 
     yield make
@@ -63,7 +59,7 @@ def sh(script: str) -> tuple[str, ...]:
     return ("sh", "-c", script)
 
 
-@pytest.mark.parametrize("datums", NAMESPACED, indirect=True, ids=lambda m: getattr(m, "value", "none"))
+@pytest.mark.parametrize("datums", NAMESPACES, indirect=True, ids=mode_id)
 def test_user_code_holds_no_capability_and_cannot_gain_one(datums: Callable[..., Datums]) -> None:
     # Given user code running as uid 0 in the session sandbox
     result, _ = datums(sh("grep -E '^(Cap|NoNewPrivs)' /proc/self/status")).run()
@@ -76,7 +72,7 @@ def test_user_code_holds_no_capability_and_cannot_gain_one(datums: Callable[...,
     assert status["NoNewPrivs"] == "1"
 
 
-@pytest.mark.parametrize("datums", NAMESPACED, indirect=True, ids=lambda m: getattr(m, "value", "none"))
+@pytest.mark.parametrize("datums", NAMESPACES, indirect=True, ids=mode_id)
 def test_each_datum_sees_only_its_own_pfs_tmp_and_shm(datums: Callable[..., Datums]) -> None:
     # Given datums of one session that each read what is there, then leave files everywhere
     # they may write (and try the places they may not)
@@ -97,7 +93,7 @@ def test_each_datum_sees_only_its_own_pfs_tmp_and_shm(datums: Callable[..., Datu
     assert sorted(os.listdir(first_dir)) == ["in", "out"]
 
 
-@pytest.mark.parametrize("datums", ALL_MODES, indirect=True, ids=lambda m: m.value)
+@pytest.mark.parametrize("datums", ALL_MODES, indirect=True, ids=mode_id)
 def test_no_process_of_a_datum_is_left_when_run_returns(datums: Callable[..., Datums]) -> None:
     # Given a datum whose user code leaves a process in a session of its own, a double fork and
     # a process that ignores SIGTERM, then exits
@@ -114,7 +110,7 @@ def test_no_process_of_a_datum_is_left_when_run_returns(datums: Callable[..., Da
     assert session.run()[0].exit_code == 0
 
 
-@pytest.mark.parametrize("datums", ALL_MODES, indirect=True, ids=lambda m: m.value)
+@pytest.mark.parametrize("datums", ALL_MODES, indirect=True, ids=mode_id)
 def test_a_timed_out_datum_leaves_the_session_usable(datums: Callable[..., Datums]) -> None:
     token = unique_sleep()
     session = datums(sh(f'if [ "$FIRST" = 1 ]; then sleep {token} & sleep {token}; fi; cat /pfs/in/x'))
@@ -125,7 +121,7 @@ def test_a_timed_out_datum_leaves_the_session_usable(datums: Callable[..., Datum
     assert after.exit_code == 0 and after.stdout == b"input 2\n"
 
 
-@pytest.mark.parametrize("datums", NAMESPACED, indirect=True, ids=lambda m: getattr(m, "value", "none"))
+@pytest.mark.parametrize("datums", NAMESPACES, indirect=True, ids=mode_id)
 def test_user_code_cannot_reach_the_runner(datums: Callable[..., Datums]) -> None:
     # Given user code that tries to read the runner's open files (its socket to the worker,
     # the datum folders it is handed), its memory and root, and to signal or stop it
@@ -143,7 +139,7 @@ def test_user_code_cannot_reach_the_runner(datums: Callable[..., Datums]) -> Non
     assert session.run()[0].exit_code == 0
 
 
-@pytest.mark.parametrize("datums", ALL_MODES, indirect=True, ids=lambda m: m.value)
+@pytest.mark.parametrize("datums", ALL_MODES, indirect=True, ids=mode_id)
 def test_a_runner_that_died_between_datums_is_replaced(datums: Callable[..., Datums]) -> None:
     # Given a session whose runner died after a datum (e.g. the thread that started it ended)
     session = datums(sh("cat /pfs/in/x"))
@@ -157,7 +153,7 @@ def test_a_runner_that_died_between_datums_is_replaced(datums: Callable[..., Dat
     assert result.exit_code == 0 and result.stdout == b"input 2\n", result.stderr
 
 
-@pytest.mark.parametrize("datums", ALL_MODES, indirect=True, ids=lambda m: m.value)
+@pytest.mark.parametrize("datums", ALL_MODES, indirect=True, ids=mode_id)
 def test_datums_started_by_a_thread_that_ended_still_run(datums: Callable[..., Datums]) -> None:
     # Given a session whose first datum ran in a thread that has ended since (the runner dies
     # with the thread that started it: PR_SET_PDEATHSIG)
@@ -171,7 +167,7 @@ def test_datums_started_by_a_thread_that_ended_still_run(datums: Callable[..., D
     assert result.exit_code == 0 and result.stdout == b"input 2\n", result.stderr
 
 
-@pytest.mark.parametrize("datums", ALL_MODES, indirect=True, ids=lambda m: m.value)
+@pytest.mark.parametrize("datums", ALL_MODES, indirect=True, ids=mode_id)
 def test_closing_an_idle_session_leaves_no_process(datums: Callable[..., Datums]) -> None:
     session = datums(sh("true"))
     session.run()
@@ -192,8 +188,9 @@ session.run(RunRequest(pfs_dir=Path(folder), env={}))
 """
 
 
-@pytest.mark.parametrize("mode", ALL_MODES, ids=lambda m: m.value)
+@pytest.mark.parametrize("mode", ALL_MODES, ids=mode_id)
 def test_sigkill_of_the_worker_leaves_no_process_of_the_datum(mode: Isolation, tmp_path: Path) -> None:
+    require(mode)
     # Given a worker process running a datum whose user code started more processes (one in
     # a session of its own), in every mode, rewrite included
     token = unique_sleep()
