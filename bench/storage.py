@@ -5,7 +5,7 @@
 herd's side is BlobStore (what herd does with file content: hash while moving, dedupe, temp +
 rename; every read verified against its hash while it streams). The anchor is the same
 transfer done plainly in the same run: `shutil.copyfile` for the local folder (and, for a get,
-copyfile plus one SHA-256 pass: the cost of verifying, performance.md's yardstick); boto3
+copyfile plus one SHA-256 pass: the cost of verifying, the yardstick); boto3
 `upload_file`/`download_file` and `put_object`/`get_object` for S3. moto runs as a
 ThreadedMotoServer in a child process (its own interpreter, so it does not share the GIL with
 the client). Rounds alternate herd and anchor so machine noise hits both alike;
@@ -44,7 +44,7 @@ from storage.s3 import S3ObjectStore  # noqa: E402
 
 MIB = 1024 * 1024
 # Small files go to S3 from a thread pool on both sides: one at a time, moto's ~7 ms per
-# request would make 4 x 5,000 requests take minutes (performance.md measures 8 threads too).
+# request would make 4 x 5,000 requests take minutes.
 THREADS = 8
 FPS = "files/s"
 MOTO = """
@@ -152,7 +152,7 @@ def bench_local(work: Path, big: Path, files: list[Path], rounds: int) -> list[R
     get = alternate(rounds, herd_get, plain_get)
 
     def copy_then_hash(_: int) -> float:
-        """performance.md's yardstick for a verified get: a copy, then one SHA-256 pass."""
+        """The yardstick for a verified get: a copy, then one SHA-256 pass."""
         fresh(out)
 
         def run() -> None:

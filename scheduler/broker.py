@@ -4,37 +4,23 @@
   task id → {at, datums}). A restarted scheduler reads them instead of sending everything
   again; a wiped Redis loses them together with the queue, so everything is sent again.
 - the clock: Redis `TIME`, so leases and marks written on different hosts are compared on one
-  clock (reliability rule 7).
+  clock (reliability rule 7); scheduler/clock.py, shared with the worker.
 Losing any of this costs duplicate messages at worst: results are create-only in storage.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-from storage.errors import BrokerUnavailable
+from scheduler.clock import BrokerClock, redact, unreachable
+from scheduler.messages import HEALTH_CHECK_INTERVAL, SOCKET_TIMEOUT
 
-SOCKET_TIMEOUT = 5.0  # a vanished broker must not block the scheduler forever
-HEALTH_CHECK_INTERVAL = 10
-CLOCK_REFRESH = 60.0
 MARK_TTL = 7 * 24 * 3600  # marks of jobs nobody looks at any more go away by themselves
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @dataclass(frozen=True)
@@ -56,8 +42,7 @@ class Broker:
             url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT,
             health_check_interval=HEALTH_CHECK_INTERVAL,
         )
-        self._offset = 0.0
-        self._measured = float("-inf")
+        self.clock = BrokerClock(self.client, self.where, keep_running=False)
 
     @contextmanager
     def errors(self, action: str) -> Iterator[None]:
@@ -65,21 +50,14 @@ class Broker:
         try:
             yield
         except redis.RedisError as exc:
-            raise BrokerUnavailable(f"the broker at {self.where} is unreachable ({action}): {exc}") from None
+            raise unreachable(self.where, action, exc) from None
 
     def key(self, *parts: str) -> str:
         return ":".join(("herd", self.queue, *parts))
 
     def now(self) -> float:
-        """Unix time on the broker's clock (local clock plus the last measured offset)."""
-        if time.monotonic() - self._measured > CLOCK_REFRESH:
-            with self.errors("read the clock"):
-                before = time.time()
-                seconds, micros = self.client.time()
-                after = time.time()
-            self._offset = seconds + micros / 1e6 - (before + after) / 2
-            self._measured = time.monotonic()
-        return time.time() + self._offset
+        """Unix time on the broker's clock; BrokerUnavailable when a due measurement fails."""
+        return self.clock()
 
     def mark_sent(self, job_id: str, task_id: str, sent: Sent) -> None:
         key = self.key("sent", job_id)

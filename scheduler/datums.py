@@ -9,7 +9,7 @@
 - union: the children's datums one after another, each holding one child's data.
 
 Order: the returned list is sorted by `Datum.sort_key` (the tuple of the inputs' matched
-paths in input-name order, pachyderm.md §1), ties broken by `Datum.id`. `sort=False` returns
+paths in input-name order, Pachyderm's order), ties broken by `Datum.id`. `sort=False` returns
 Pachyderm's own enumeration order instead. A datum identical to an earlier one (a union whose
 siblings yield the same name, repo, branch and path) is dropped: it has the same id and would
 do the same work.

@@ -7,11 +7,10 @@ Either way the worker code is found by task name, never imported by the schedule
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from scheduler.messages import BatchOutcome, DatumBatch, TASKS
+from scheduler.messages import BatchOutcome, DatumBatch
 from scheduler.reconcile import Mark
 
 
@@ -46,9 +45,3 @@ class Dispatcher(Protocol):
 
     def close(self) -> None:
         ...
-
-
-def resolve_task(name: str) -> Callable[..., Any]:
-    """The function implementing task `name` (module:function in messages.TASKS)."""
-    module, _, attr = TASKS[name].partition(":")
-    return getattr(importlib.import_module(module), attr)

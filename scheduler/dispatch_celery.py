@@ -19,8 +19,8 @@ import redis
 from celery import Celery
 from kombu.exceptions import KombuError
 
-from scheduler.broker import HEALTH_CHECK_INTERVAL, SOCKET_TIMEOUT, Broker, Sent
-from scheduler.messages import PROCESS_BATCH, BatchOutcome, DatumBatch
+from scheduler.broker import Broker, Sent
+from scheduler.messages import HEALTH_CHECK_INTERVAL, OUTCOME_TTL, PROCESS_BATCH, SOCKET_TIMEOUT, BatchOutcome, DatumBatch
 from scheduler.settings import SchedulerSettings
 from scheduler.reconcile import Mark
 from storage.errors import BrokerUnavailable
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.1  # how often wait() looks for batch outcomes
 CAPACITY_REFRESH = 15.0  # how often the worker processes are counted
 WATCH = "watch-"  # marks of datums a lease holder runs: no outcome of their own
-OUTCOME_TTL = 3600.0  # seconds; outcomes expire in Redis after this (result_expires)
 
 
 class CeleryDispatcher:
@@ -127,9 +126,9 @@ class CeleryDispatcher:
         for task_id, payload in zip(ids, raw):
             if payload is not None:
                 # decode, not decode_result: a failure's exception is never rebuilt here.
-                self._settle(task_id, self.results.decode(payload))
+                self._take_outcome(task_id, self.results.decode(payload))
 
-    def _settle(self, task_id: str, meta: dict) -> None:
+    def _take_outcome(self, task_id: str, meta: dict) -> None:
         status = meta.get("status")
         if status not in ("SUCCESS", "FAILURE"):
             return  # RETRY (an outage gave the batch back): redelivered, its outcome comes later
@@ -178,6 +177,6 @@ def _client_app(url: str, queue: str, results: bool = False) -> Celery:
         redis_socket_timeout=SOCKET_TIMEOUT,
         redis_socket_connect_timeout=SOCKET_TIMEOUT,
         redis_backend_health_check_interval=HEALTH_CHECK_INTERVAL,
-        result_expires=int(OUTCOME_TTL),
+        result_expires=OUTCOME_TTL,
     )
     return app

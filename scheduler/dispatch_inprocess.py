@@ -7,22 +7,25 @@ import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from collections.abc import Callable
 
-from scheduler.dispatch import resolve_task
-from scheduler.messages import PROCESS_BATCH, RELEASE_CONTEXT, BatchOutcome, DatumBatch
+from scheduler.messages import BatchOutcome, DatumBatch
 from scheduler.reconcile import Mark
 from storage.objects import ObjectStore
 
 
 class InProcessDispatcher:
-    """Runs `herd.process_batch` in threads; the same function Celery workers run."""
+    """Runs batches on threads, with the same function Celery workers run (handed over, not imported)."""
 
-    def __init__(self, objects: ObjectStore, threads: int, worker_settings: Any = None, runtime: str | None = None) -> None:
-        """`worker_settings`: the entry point's worker.settings.WorkerSettings (None: the worker's defaults)."""
+    def __init__(
+        self, objects: ObjectStore, threads: int, run_batch: Callable[..., dict], release: Callable[..., None],
+    ) -> None:
+        """`run_batch(message, objects=)` runs a batch (worker.datum.process_batch); `release(objects,
+        cancel=)` ends the warm sessions of the store (worker.context.release_context). The CLI's
+        composition root (scheduler/cli/wiring.py) hands them over: the scheduler never imports them."""
         self._objects = objects
-        self._worker_settings = worker_settings
-        self._runtime = runtime
+        self._run_batch = run_batch
+        self._release = release
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="herd-datum")
         self._outcomes: queue.Queue[BatchOutcome | BaseException] = queue.Queue()
         self._lock = threading.Lock()
@@ -39,9 +42,7 @@ class InProcessDispatcher:
 
     def _run(self, key: str, batch: DatumBatch) -> None:
         try:
-            raw = resolve_task(PROCESS_BATCH)(
-                batch.model_dump(), objects=self._objects, runtime=self._runtime, settings=self._worker_settings
-            )
+            raw = self._run_batch(batch.model_dump(), objects=self._objects)
             outcome: BatchOutcome | BaseException = BatchOutcome.model_validate(raw)
         except BaseException as exc:  # noqa: BLE001 - surfaced to the scheduler thread by wait()
             outcome = exc
@@ -94,9 +95,8 @@ class InProcessDispatcher:
         abort=True (Ctrl-C, SIGTERM): queued batches are dropped and user code running now is
         killed first, so this returns within a second; those datums store no result and run
         again later."""
-        release = resolve_task(RELEASE_CONTEXT)
         if abort:
             self._pool.shutdown(wait=False, cancel_futures=True)
-            release(self._objects, cancel=True)
+            self._release(self._objects, cancel=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
-        release(self._objects)
+        self._release(self._objects)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from scheduler import engine
+from scheduler import lifecycle
 from scheduler.attempts import AttemptStore
 from scheduler.batching import Durations
 from scheduler.dispatch import Dispatcher
@@ -186,21 +186,21 @@ class Scheduler:
         hints = self._hints.get(job_id)
         for action in actions:
             if isinstance(action, CreateJob):
-                engine.create_job(self.pfs, self.records, pipeline, spec, job_id, inputs)
+                lifecycle.create_job(self.pfs, self.records, pipeline, spec, job_id, inputs)
                 return  # observed afresh next pass
             assert plan is not None and hints is not None  # every other action follows an observed plan
             if isinstance(action, FinishJob):
-                engine.finish_job(self.pfs, self.records, plan, spec)
+                lifecycle.finish_job(self.pfs, self.records, plan, spec)
                 self._hints.pop(job_id, None)
             elif isinstance(action, KillJob):
-                engine.kill_job(self.records, job_id, action.reason)
+                lifecycle.kill_job(self.records, job_id, action.reason)
             elif isinstance(action, Forget):
                 self.dispatcher.forget(job_id, action.keys)
             elif isinstance(action, Watch):
                 self.dispatcher.watch(job_id, action.datums)
                 hints.returned.difference_update(action.datums)
             elif isinstance(action, FailDatum):
-                if engine.fail_datum(self.records, plan, action.datum, action.reason):
+                if lifecycle.fail_datum(self.records, plan, action.datum, action.reason):
                     hints.seen.add(plan.datums[action.datum].id)
                 hints.returned.discard(action.datum)
             elif isinstance(action, (Send, Resend)):

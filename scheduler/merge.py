@@ -1,4 +1,4 @@
-"""Merging datum outputs into one output commit (pure; pachyderm.md §6).
+"""Merging datum outputs into one output commit (pure; Pachyderm 1.x's output merge).
 
 The output is the union of every datum's /pfs/out. When several datums write the same path
 the file is their concatenation, in datum order (Pachyderm 1.x concatenated in no promised

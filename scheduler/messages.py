@@ -1,4 +1,4 @@
-"""The wire between scheduler and workers: task names and the batch message. Pure.
+"""The wire between scheduler and workers: task names, the batch message, Redis settings. Pure.
 
 A message carries only the job id and which datums of its stored plan to run: the plan itself
 lives in storage (written before anything is enqueued), so a message stays small however large
@@ -11,10 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 PROCESS_BATCH = "herd.process_batch"
 
-# Where each task is implemented, resolved by name (importlib) by the in-process dispatcher,
-# as Celery resolves it by name in the worker: the scheduler never imports worker code.
-RELEASE_CONTEXT = "herd.release_context"  # in-process only: end the warm sessions of a store
-TASKS = {PROCESS_BATCH: "worker.datum:process_batch", RELEASE_CONTEXT: "worker.context:release_context"}
+# Redis settings of the queue, the same on both ends (the scheduler's and the worker's Celery app).
+SOCKET_TIMEOUT = 5.0  # a vanished broker must not block a publish, an ack or the scheduler forever
+HEALTH_CHECK_INTERVAL = 10  # seconds; half-open broker connections are dropped and redone
+OUTCOME_TTL = 3600  # seconds; batch outcomes expire in Redis after this (Celery's result_expires)
 
 MESSAGE_VERSION = 1
 

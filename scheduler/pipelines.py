@@ -22,7 +22,7 @@ from typing import Any
 
 import uuid
 
-from scheduler import dag, engine
+from scheduler import dag, lifecycle
 from scheduler.plan import input_branches
 from scheduler.records import PipelineInfo
 from scheduler.spec import PipelineSpec, parse_spec
@@ -215,7 +215,7 @@ class Pipelines:
             job = self.records.read_job(job_id)
             status = self.records.read_status(job_id)
             if job and job.pipeline_version < info.version and status and not status.state.terminal:
-                engine.kill_job(self.records, job_id, "a newer version of the pipeline replaced it")
+                lifecycle.kill_job(self.records, job_id, "a newer version of the pipeline replaced it")
 
     def inspect(self, name: str) -> PipelineInfo:
         return self.records.get_pipeline(name)
@@ -251,7 +251,7 @@ class Pipelines:
         status = self.records.read_status(info.id)
         if status is not None and status.state.terminal:
             raise Conflict(f"job '{info.id}' already finished ({status.state.value})")
-        engine.kill_job(self.records, info.id, "stopped by stop-job")
+        lifecycle.kill_job(self.records, info.id, "stopped by stop-job")
 
 
 def _exists(name: str) -> AlreadyExists:

@@ -5,7 +5,7 @@ The scheduler loop (scheduler/loop.py) observes storage and the broker once into
 again and decides the same. Everything here is a plain function of the view, so every fault the
 cluster can meet is a row in a table test (tests/scheduler/test_reconcile.py).
 
-Sent batches are hints, storage is the truth (../shared/reference/reliability.md): a mark says a
+Sent batches are hints, storage is the truth (docs/design.md, Distributed execution): a mark says a
 batch was sent at some instant; once it is older than `resend_seconds` (and no batch waits in the
 queue ahead of it) its datums are checked against storage: a result means done, a live lease
 means a worker still runs it, anything else means lost (a killed worker, a wiped Redis, a task

@@ -22,11 +22,10 @@ from pydantic_core import PydanticCustomError
 
 from scheduler.glob import compile_glob
 from storage.errors import HerdError, InvalidSpec
-from storage.model import canonical_json, sha256_hex
+from storage.model import canonical_json
+from storage.paths import NAME_RULE, is_valid_name
 
-_PIPELINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
-_REF_NAME = re.compile(r"[A-Za-z0-9_-]{1,63}")
-_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # only ever used with fullmatch
 _DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _DURATION = re.compile(f"(?:{_DURATION_PART.pattern})+")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -60,9 +59,9 @@ def _fail(message: str) -> PydanticCustomError:
     return PydanticCustomError("herd_spec", message)
 
 
-def _matching(pattern: re.Pattern[str], rule: str) -> AfterValidator:
+def _matching(valid: Callable[[str], bool], rule: str) -> AfterValidator:
     def check(value: str) -> str:
-        if not pattern.fullmatch(value):
+        if not valid(value):
             raise _fail(f"invalid name {value!r}: {rule}")  # repr: a newline or escape code shows as such
         return value
     return AfterValidator(check)
@@ -89,23 +88,25 @@ def _valid_input_name(value: str) -> str:
     # (so `repo-1` is fine: execve takes any variable name without '=', NUL).
     if value == "out":
         raise _fail("an input cannot be named 'out'")
-    if not _REF_NAME.fullmatch(value):
+    if not is_valid_name(value):
         raise _fail(f"invalid input name {value!r}: {_NAME_RULE}")
     return value
 
 
 def _valid_env(env: dict[str, str]) -> dict[str, str]:
     for key, value in env.items():
-        if not _ENV_KEY.fullmatch(key):
+        if not is_shell_name(key):
             raise _fail(f"invalid variable name '{key}'")
         if "\x00" in value or "\n" in value:
             raise _fail(f"the value of '{key}' contains a NUL or newline")
     return env
 
 
-_NAME_RULE = "use letters, digits, '_' and '-', at most 63 characters"
-PipelineName = Annotated[str, _matching(_PIPELINE_NAME, _NAME_RULE + ", starting with a letter or digit")]
-RefName = Annotated[str, _matching(_REF_NAME, _NAME_RULE)]  # repo and branch names
+# Names follow the one rule of storage/paths.py (Pachyderm's); a pipeline name must also start
+# with a letter or digit, so `-x` is never read as a CLI option (valid_pipeline_name, below).
+_NAME_RULE = f"use {NAME_RULE}"
+PipelineName = Annotated[str, _matching(lambda v: valid_pipeline_name(v), _NAME_RULE + ", starting with a letter or digit")]
+RefName = Annotated[str, _matching(is_valid_name, _NAME_RULE)]  # repo and branch names
 # Seconds in Python; written back as a Go duration, so canonical JSON re-parses as a spec.
 Duration = Annotated[float, BeforeValidator(lambda v: parse_duration(v)), PlainSerializer(lambda v: _go_duration(v))]
 Quantity = Annotated[int, BeforeValidator(lambda v: parse_quantity(v))]  # bytes
@@ -296,17 +297,19 @@ class PipelineSpec(_Accepted):  # type: ignore[misc,valid-type]
         """Sorted-key compact JSON of the normalised spec (defaults filled, atom folded into pfs)."""
         return canonical_json(self.model_dump(mode="json", exclude_none=True))
 
-    def transform_hash(self) -> str:
-        """sha256 hex of the canonical transform."""
-        return sha256_hex(canonical_json(self.transform.model_dump(mode="json", exclude_none=True)))
-
 
 Input.model_rebuild()
 
 
+def is_shell_name(name: str) -> bool:
+    """Whether a shell can `export` this variable name (POSIX: a letter or '_', then letters,
+    digits, '_'), the whole of it: transform.env must be, the worker exports those it can."""
+    return _SHELL_NAME.fullmatch(name) is not None
+
+
 def valid_pipeline_name(name: str) -> bool:
-    """Whether `name` fully matches the pipeline-name rule (a trailing newline does not)."""
-    return isinstance(name, str) and _PIPELINE_NAME.fullmatch(name) is not None
+    """Whether `name` is a valid name (storage/paths.py) starting with a letter or digit."""
+    return is_valid_name(name) and name[0] not in "_-"
 
 
 def parse_duration(value: Any) -> float:
@@ -347,11 +350,6 @@ def parse_spec(obj: dict[str, Any]) -> PipelineSpec:
         return PipelineSpec.model_validate(obj)
     except ValidationError as exc:
         raise InvalidSpec(_describe(exc, obj)) from None
-
-
-def parse_specs(text: str | bytes, source: str | None = None) -> list[PipelineSpec]:
-    """Every spec in a file: concatenated JSON objects, or YAML documents split by '---'."""
-    return [parse_spec(doc) for doc in load_documents(text, source)]
 
 
 def load_documents(text: str | bytes, source: str | None = None) -> list[Any]:

@@ -17,21 +17,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 
 from scheduler.attempts import Attempt, AttemptStore
 from scheduler.jobs import DatumResult, JobInfo, JobStatus
 from scheduler.records import DatumIndex, JobPlan, PipelineInfo
 from scheduler.spec import parse_spec, valid_pipeline_name
 from storage import refs
+from storage.commits import now  # the one clock of records, re-exported for the scheduler and worker
 from storage.errors import JobNotFound, PipelineNotFound
 from storage.objects import ObjectStore
 
 CAS_TRIES = 50
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 class RecordStore:

@@ -34,6 +34,11 @@ if [[ "${E2E:-1}" != 0 ]]; then
     fi
 fi
 
+# CI runs the `ci` hypothesis profile (tests/conftest.py), also when `make test` is its entry point.
+if [[ "${CI:-}" == true ]]; then
+    export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}"
+fi
+
 args=(-p no:cacheprovider -ra)
 if [[ "${E2E:-1}" == 0 ]]; then
     args+=(-m "not e2e")

@@ -365,14 +365,6 @@ class BlobStore:
         raw = _VerifiedReader(source, _Verifier(digest, self.objects.url))
         return io.BufferedReader(raw, CHUNK)  # type: ignore[return-value]
 
-    def get_bytes(self, digest: str) -> bytes:
-        """A whole verified blob in memory; ObjectNotFound when missing, DataCorrupted when bad."""
-        data = self.objects.get(blob_key(digest))
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != digest:
-            raise corrupt_blob(digest, self.objects.url, f"its {len(data)} bytes hash to '{actual}'")
-        return data
-
     def verify(self, digest: str) -> int:
         """Read a whole blob and check its hash; returns its size (for fsck).
 

@@ -46,7 +46,7 @@ Parent = str | None | Literal[_Head.HEAD]
 
 
 def now() -> datetime:
-    """The current UTC time, the only clock commit records use."""
+    """The current UTC time: the one clock of every record (commits, pipelines, jobs, attempts)."""
     return datetime.now(timezone.utc)
 
 

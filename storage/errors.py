@@ -27,7 +27,6 @@
     ├── DataCorrupted              exit code 8 (stored bytes or records fail their hash or parse)
     └── UserCodeError              exit code 7
         ├── ImageNotFound
-        ├── DatumTimeout
         ├── UnsafeOutput
         └── OutputQuotaExceeded    (a datum's /pfs/out is larger than HERD_OUTPUT_QUOTA)
 
@@ -190,10 +189,6 @@ class ImageNotFound(UserCodeError):
         extra = f": {detail}" if detail else ""
         super().__init__(f"image '{image}' not found{extra}")
         self.image = image
-
-
-class DatumTimeout(UserCodeError):
-    code = "timeout"
 
 
 class UnsafeOutput(UserCodeError):

@@ -1,15 +1,16 @@
 """Pure validation and normalisation of names and file paths; no I/O.
 
-Names (repos, branches, pipelines) follow Pachyderm: `[A-Za-z0-9_-]{1,63}`, matched against the
-whole name (`re.fullmatch`: with `^...$` a trailing newline would pass and `abc\n` would list as
-`abc`). File paths are absolute-style (`/a/b.txt`); `a/b.txt` is accepted and `.` segments are
-dropped, but `..`, empty segments, paths over 1024 bytes and characters that are not text are
-refused: control characters (C0 with NUL, tab and newline, DEL, C1), bytes that were not UTF-8
-(the surrogates Python decodes them to), line/paragraph separators and the bidirectional
-overrides that make a terminal show a name other than the one stored. Messages show a refused
-path with those characters escaped, so an error never writes an escape code to the terminal.
-Directories are implicit: a directory exists when some file lies below it, and the root `/`
-always exists.
+Names (repos, branches, pipelines, input names) follow Pachyderm: `[A-Za-z0-9_-]{1,63}`, one rule
+for all (scheduler/spec.py uses it; a pipeline name also starts with a letter or digit), matched
+against the whole name (`re.fullmatch`: with `^...$` a trailing newline would pass and `abc\n`
+would list as `abc`). File paths are absolute-style (`/a/b.txt`); `a/b.txt` is accepted and `.`
+segments are dropped, but `..`, empty segments, paths over 1024 bytes and characters that are not
+text are refused: control characters (C0 with NUL, tab and newline, DEL, C1), bytes that were not
+UTF-8 (the surrogates Python decodes them to), line/paragraph separators and the bidirectional
+overrides that make a terminal show a name other than the one stored. Messages show a refused path
+with those characters escaped, so an error never writes an escape code to the terminal.
+Directories are implicit: a directory exists when some file lies below it, and the root `/` always
+exists.
 """
 
 from __future__ import annotations

@@ -113,15 +113,3 @@ def update_branch(
         return None if new is None else stamp(new, current)
 
     return update_record(store, branch_key(repo, name), Branch, stamped, max_tries)
-
-
-def read_branch_versioned(store: ObjectStore, repo: str, name: str) -> tuple[Branch, str] | None:
-    """The branch record and its CAS token, or None when the branch does not exist."""
-    return read_record(store, branch_key(repo, name), Branch)
-
-
-def cas_branch(store: ObjectStore, branch: Branch, previous: tuple[Branch, str] | None) -> bool:
-    """One CAS of a branch head over `previous` (from read_branch_versioned); False on a lost race."""
-    old, token = previous if previous else (None, None)
-    body = stamp(branch, old).canonical_bytes()
-    return store.compare_and_set(branch_key(branch.repo, branch.name), token, body)

@@ -4,7 +4,8 @@ storage imports nothing of herd; scheduler imports storage and scheduler (never 
 imports storage, worker and only the pure scheduler modules. Third-party edges are pinned to one
 adapter each (boto3, docker, celery), and only files named settings.py read the environment.
 Imports anywhere in a module count, including inside functions; names resolved by string at
-run time (importlib, Celery task names) are not imports and are allowed.
+run time (Celery task names) are not imports and are allowed. The CLI's composition root
+(scheduler/cli/wiring.py) is the one module that may import all three packages.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ WORKER_MAY_IMPORT_FROM_SCHEDULER = frozenset(
     {
         "scheduler.spec", "scheduler.glob", "scheduler.datums", "scheduler.messages", "scheduler.merge",
         "scheduler.records", "scheduler.jobs", "scheduler.store", "scheduler.attempts", "scheduler.ledger",
-        "scheduler.settings",
+        "scheduler.settings", "scheduler.clock",
     }
 )
+# The one module that wires the three packages together (the CLI's composition root).
+COMPOSITION_ROOT = "scheduler.cli.wiring"
 # Third-party top-level modules allowed only in the listed files.
 PINNED_THIRD_PARTY = {
     "boto3": {"storage/s3.py"},
@@ -119,6 +122,8 @@ def environment_reads(source: str) -> list[int]:
 
 def allowed_herd_import(importer: str, imported: str) -> bool:
     """The package rule: may module `importer` import herd module `imported`?"""
+    if importer == COMPOSITION_ROOT:
+        return True
     source, target = importer.split(".")[0], imported.split(".")[0]
     if source == "storage":
         return target == "storage"

@@ -1,6 +1,6 @@
 """Every setting is checked when it is loaded: a bad value is one InvalidArgument naming the variable.
 
-The CLI loads every class before a command runs (tests/scheduler/test_cli_input.py runs the real
+The CLI loads every class before a command runs (tests/cli/test_cli_input.py runs the real
 console script); here each value is loaded in-process, so every field has cases of its own.
 """
 
@@ -13,7 +13,8 @@ import pytest
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from scheduler.cli.context import SETTINGS_CLASSES, check_settings
+from scheduler.cli.context import check_settings
+from scheduler.cli.wiring import settings_classes
 from scheduler.settings import BrokerSettings, SchedulerSettings
 from storage.errors import InvalidArgument
 from storage.setting_types import load_settings
@@ -93,7 +94,7 @@ def test_every_setting_has_bad_values_to_refuse() -> None:
     fields = {name for cls in CLASSES for name in _env_names(cls)} - {"HERD_FAILPOINTS"}
     # Then each has cases here
     assert fields - set(BAD) == set()
-    assert {cls.__module__ + ":" + cls.__name__ for cls in CLASSES} == set(SETTINGS_CLASSES)
+    assert set(CLASSES) == set(settings_classes().values())
 
 
 def test_defaults_load() -> None:
@@ -153,8 +154,8 @@ def test_loading_returns_each_class_once_by_name() -> None:
     # Given no HERD_* variable; When the CLI loads its settings
     loaded = check_settings()
     # Then each class is there once, by its name, ready to be passed down
-    assert set(loaded) == set(SETTINGS_CLASSES)
-    assert {type(s).__module__ + ":" + type(s).__name__ for s in loaded.values()} == set(SETTINGS_CLASSES)
+    assert set(loaded) == set(settings_classes())
+    assert {type(s) for s in loaded.values()} == set(CLASSES)
 
 
 # --- one declaration per variable -------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The Celery app of `herd worker`: broker and queue from WorkerSettings, and the settings that
-make Celery on Redis redeliver rather than lose (docs: ../shared/reference/reliability.md).
+make Celery on Redis redeliver rather than lose (docs/design.md, Distributed execution).
 
 Celery is only a lossy, duplicating hint here: storage holds the truth, herd counts attempts,
 and a live lease makes a duplicate delivery step aside (worker/datum.py).
@@ -17,6 +17,7 @@ import threading
 from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown
 
+from scheduler.messages import HEALTH_CHECK_INTERVAL, OUTCOME_TTL, SOCKET_TIMEOUT
 from storage.errors import HerdError, InvalidArgument
 from storage.factory import open_object_store
 from storage.objects import ObjectStore
@@ -27,8 +28,6 @@ from worker.tasks import register_tasks
 
 log = logging.getLogger(__name__)
 
-SOCKET_TIMEOUT = 5.0  # a vanished broker must not block a publish or an ack forever
-HEALTH_CHECK_INTERVAL = 10  # seconds; half-open broker connections are dropped and redone
 _OPEN = "herd.open_storage"  # dispatch_uid of the signal handlers, so a second app replaces them
 _CLOSE = "herd.close_sessions"
 
@@ -62,7 +61,7 @@ def make_app(settings: WorkerSettings, storage: StorageSettings) -> Celery:
             "health_check_interval": HEALTH_CHECK_INTERVAL,
         },
         # The batch outcome is a progress hint for the scheduler (expires; storage is the truth).
-        result_expires=3600,
+        result_expires=OUTCOME_TTL,
         redis_socket_timeout=SOCKET_TIMEOUT,
         redis_socket_connect_timeout=SOCKET_TIMEOUT,
         redis_backend_health_check_interval=HEALTH_CHECK_INTERVAL,

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import shlex
 import stat
 import tarfile
@@ -40,6 +39,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
+from scheduler.spec import is_shell_name
 from storage.errors import InvalidArgument, InvalidPath
 from worker.runtime import Transform
 
@@ -49,7 +49,6 @@ RUNNER = f"{HERD_DIR}/bin/runner.sh"
 STAGER = f"{HERD_DIR}/bin/stager.sh"
 CPIO_MAX_FILE = 0xFFFFFFFF  # newc's size field
 READ_CHUNK = 1024 * 1024
-_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # Bare applet names: busybox's ash runs its own applets before anything on PATH (the image's
 # tools are never used) and forks without exec for the NOEXEC ones (rm, dd, mkdir, chmod).
@@ -213,7 +212,7 @@ def session_script(transform: Transform) -> bytes:
     q = shlex.quote
     lines = [_FIND_SH, "set --"]  # "$@": NAME=VALUE pairs a shell cannot export (see env_line)
     for key, value in checked_env(transform.env).items():
-        lines.append(f"export {key}={q(value)}" if _ENV_KEY.match(key) else f'set -- "$@" {q(f"{key}={value}")}')
+        lines.append(f"export {key}={q(value)}" if is_shell_name(key) else f'set -- "$@" {q(f"{key}={value}")}')
     lines.append('eval "$__herd_env"')
     if transform.working_dir:
         lines.append(f"cd {q(transform.working_dir)} || exit 126")
@@ -235,8 +234,8 @@ def env_line(env: Mapping[str, str]) -> str:
     """The request env as one line of shell (newlines escaped): `export K=$'v' ...` for names a
     shell can export, `set -- "$@" $'k-1=v'` for the others (t.sh passes those through env)."""
     checked = checked_env(env)
-    exported = [f"{key}={_dollar_quote(value)}" for key, value in checked.items() if _ENV_KEY.match(key)]
-    others = [_dollar_quote(f"{key}={value}") for key, value in checked.items() if not _ENV_KEY.match(key)]
+    exported = [f"{key}={_dollar_quote(value)}" for key, value in checked.items() if is_shell_name(key)]
+    others = [_dollar_quote(f"{key}={value}") for key, value in checked.items() if not is_shell_name(key)]
     parts = (["export " + " ".join(exported)] if exported else []) + (['set -- "$@" ' + " ".join(others)] if others else [])
     return "; ".join(parts) or ":"
 

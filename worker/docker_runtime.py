@@ -89,7 +89,7 @@ class DockerRuntime:
         self.stage_uid = stage_uid
         self.pids_limit = pids_limit
         self.tmp_size = tmp_size
-        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"  # labels; remove_leftovers
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"  # the herd.worker label
         self.output_quota = output_quota
         self.start_timeout = start_timeout
         self.stage_timeout = stage_timeout
@@ -148,14 +148,6 @@ class DockerRuntime:
             except OSError as exc:
                 raise HerdError(f"cannot read busybox at '{self.busybox_path}': {exc.strerror}") from None
         return self._tools
-
-    def remove_leftovers(self) -> int:
-        """Remove every container this worker id left behind (a crash); returns how many."""
-        with self.engine_errors("list leftover containers"):
-            found = self.client.api.containers(all=True, filters={"label": f"herd.worker={self.worker_id}"})
-        for entry in found:
-            remove_container(self, entry["Id"])
-        return len(found)
 
     @contextlib.contextmanager
     def engine_errors(self, action: str, image: str | None = None) -> Iterator[None]:

@@ -2,13 +2,11 @@
 
 A Session is warm: it is opened once per pipeline per worker (a container, a sandbox) and runs
 many datums, as Pachyderm keeps its worker pods up. Implementations, one file each:
-`process_runtime.ProcessRuntime` (embedded default), `docker_runtime.DockerRuntime`, and
-`FakeRuntime` below for unit tests of pure flow.
+`process_runtime.ProcessRuntime` (embedded default) and `docker_runtime.DockerRuntime`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -66,29 +64,3 @@ class Runtime(Protocol):
 
 LOG_TAIL_BYTES = 64 * 1024
 
-
-class FakeSession:
-    def __init__(self, fn: Callable[[RunRequest], RunResult]) -> None:
-        self._fn = fn
-        self.closed = False
-
-    def run(self, request: RunRequest) -> RunResult:
-        return self._fn(request)
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class FakeRuntime:
-    """Runs a Python function per datum, for tests of the flow around user code."""
-
-    name = "fake"
-
-    def __init__(self, fn: Callable[[RunRequest], RunResult]) -> None:
-        self._fn = fn
-        self.sessions: list[FakeSession] = []
-
-    def open(self, pipeline: str, transform: Transform) -> FakeSession:
-        session = FakeSession(self._fn)
-        self.sessions.append(session)
-        return session

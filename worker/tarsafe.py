@@ -1,7 +1,6 @@
-"""Tar streams in and out of a folder for runtimes that copy /pfs as archives (Docker).
+"""Safe extraction of the tar stream a runtime copies out of a sandbox (Docker's /pfs/out).
 
-Building never follows a link: a folder herd lays out holds only files and directories, so
-anything else is refused. Extracting trusts nothing in the archive: every member is checked by
+Extracting trusts nothing in the archive: every member is checked by
 herd (relative name, no `..`, no symlinks, hard links only to files already extracted from the
 same archive, no devices or FIFOs, real parent inside the destination) before tarfile's own
 `filter="data"` runs as a second line (a data-filter bypass was fixed in CPython only in 2026).
@@ -12,69 +11,18 @@ from __future__ import annotations
 import copy
 import io
 import os
-import stat
 import tarfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from storage.errors import InvalidPath, OutputQuotaExceeded, UnsafeOutput
-
-COPY_CHUNK = 1024 * 1024
+from storage.errors import OutputQuotaExceeded, UnsafeOutput
 
 # tarfile's extraction filters arrived in Python 3.11.4 (Debian 12 ships 3.11.2). Without them
 # herd's own member checks above stand alone, and attributes (owners, modes, times) from the
 # archive are not applied, as the data filter would also refuse to.
 _FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {"set_attrs": False}
 _FILTER_ERROR: type[Exception] | tuple[()] = getattr(tarfile, "FilterError", ())
-
-
-def build_tar(src: Path, out: BinaryIO, *, prefix: str = "") -> None:
-    """Write a tar of everything below `src` to `out`, names `prefix/<relative path>`.
-
-    Raises:
-        InvalidPath: `src` holds a symlink, FIFO, socket or device.
-    """
-    src = Path(src)
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        _add_tree(tar, src, prefix.strip("/"))
-
-
-def tar_bytes(src: Path, *, prefix: str = "") -> bytes:
-    """The tar of `src` in memory (small folders; put_archive takes bytes)."""
-    buffer = io.BytesIO()
-    build_tar(src, buffer, prefix=prefix)
-    return buffer.getvalue()
-
-
-def _add_tree(tar: tarfile.TarFile, folder: Path, arc_prefix: str) -> None:
-    """Add the entries of `folder`, sorted, recursing into real directories only."""
-    for name in sorted(os.listdir(folder)):
-        path = folder / name
-        arcname = f"{arc_prefix}/{name}" if arc_prefix else name
-        mode = os.lstat(path).st_mode
-        if stat.S_ISDIR(mode):
-            tar.addfile(_owned_by_root(tar.gettarinfo(str(path), arcname)))
-            _add_tree(tar, path, arcname)
-        elif stat.S_ISREG(mode):
-            _add_file(tar, path, arcname)
-        else:
-            raise InvalidPath(f"'{path}' is not a regular file or directory; herd archives only those")
-
-
-def _add_file(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
-    """Add one file read through an O_NOFOLLOW descriptor (a swapped-in link fails to open)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as handle:
-        info = _owned_by_root(tar.gettarinfo(arcname=arcname, fileobj=handle))
-        tar.addfile(info, handle if info.isreg() else None)
-
-
-def _owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    """Host owners mean nothing inside a container: store 0/0 and no names."""
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
 
 
 def extract_tar(

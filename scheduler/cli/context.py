@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -22,27 +21,12 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Every settings class a command may read, by name: the scheduler package names worker code and
-# never imports it (docs/design.md). All are loaded before a command runs, so a bad variable is
-# refused before anything is written, not after put-file has committed (HERD_PARALLELISM=abc).
-STORAGE = "storage.settings:StorageSettings"
-FAILPOINTS = "storage.settings:FailpointSettings"
-SCHEDULER = "scheduler.settings:SchedulerSettings"
-WORKER = "worker.settings:WorkerSettings"
-SETTINGS_CLASSES = (STORAGE, FAILPOINTS, SCHEDULER, WORKER)
-
-
-def load_named(name: str) -> BaseSettings:
-    """One settings class, named `module:Class`, loaded from the environment."""
+def check_settings() -> dict[str, BaseSettings]:
+    """Every settings class loaded from the environment; InvalidArgument naming the first bad variable."""
+    from scheduler.cli.wiring import settings_classes
     from storage.setting_types import load_settings
 
-    module, _, attr = name.partition(":")
-    return load_settings(getattr(importlib.import_module(module), attr))
-
-
-def check_settings() -> dict[str, BaseSettings]:
-    """Every settings class loaded from the environment, by name; InvalidArgument naming the first bad variable."""
-    return {name: load_named(name) for name in SETTINGS_CLASSES}
+    return {name: load_settings(cls) for name, cls in settings_classes().items()}
 
 
 class CliContext:
@@ -60,23 +44,23 @@ class CliContext:
         self._loaded = check_settings()
 
     def _loaded_settings(self, name: str) -> Any:
-        if name not in self._loaded:  # a command run without load_settings (shell completion)
-            self._loaded[name] = load_named(name)
+        if not self._loaded:  # a command run without load_settings (shell completion)
+            self._loaded = check_settings()
         return self._loaded[name]
 
     @property
     def settings(self) -> StorageSettings:
         """Where storage is (HERD_STORAGE, HERD_S3_ENDPOINT_URL)."""
-        return self._loaded_settings(STORAGE)
+        return self._loaded_settings("storage")
 
     @property
     def scheduler_settings(self) -> SchedulerSettings:
-        return self._loaded_settings(SCHEDULER)
+        return self._loaded_settings("scheduler")
 
     @property
     def worker_settings(self) -> Any:
-        """The worker's settings (worker.settings.WorkerSettings, named: the scheduler package never imports it)."""
-        return self._loaded_settings(WORKER)
+        """The worker's settings (a worker.settings.WorkerSettings, loaded by the composition root)."""
+        return self._loaded_settings("worker")
 
     @property
     def pfs(self) -> Pfs:
@@ -114,6 +98,21 @@ class CliContext:
 
 
 pass_cli = click.make_pass_decorator(CliContext, ensure=True)
+
+
+def settles(command: click.Command) -> click.Command:
+    """Mark a verb after which the embedded default runs the jobs its change caused, before it
+    returns (with HERD_BROKER set, the scheduler service does, and the verb returns at once).
+    Put it on every verb that changes data or pipelines: the group reads the mark, no list."""
+    setattr(command, SETTLES, True)
+    return command
+
+
+def runs_owed_jobs(command: click.Command | None) -> bool:
+    return bool(getattr(command, SETTLES, False))
+
+
+SETTLES = "herd_settles"
 
 
 def raw_option(func: F) -> F:

@@ -4,13 +4,13 @@ runs the scheduler in its own process until the jobs it caused are done."""
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
-from scheduler.dispatch_inprocess import InProcessDispatcher
+from scheduler.cli import progress
+from scheduler.cli.wiring import embedded_dispatcher
 from scheduler.loop import Progress, Scheduler
 from scheduler.settings import SchedulerSettings
 from storage.repos import Pfs
@@ -23,7 +23,7 @@ def settle(pfs: Pfs, settings: SchedulerSettings, worker_settings: Any = None) -
     once; without worker settings the worker loads its own from the environment."""
     if settings.broker:
         return
-    dispatcher = InProcessDispatcher(pfs.objects, settings.parallelism, worker_settings)
+    dispatcher = embedded_dispatcher(pfs.objects, settings.parallelism, worker_settings)
     scheduler = Scheduler(
         pfs, dispatcher, parallelism=settings.parallelism, batch_seconds=settings.batch_seconds,
         resend_seconds=settings.resend_seconds,
@@ -58,13 +58,9 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 def _progress_bar(scheduler: Scheduler):
     """A rich progress bar per job, only for a person at a terminal."""
-    if not sys.stderr.isatty():
+    if not progress.on_terminal():
         return nullcontext()
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
-
-    bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-              console=Console(stderr=True))
+    bar = progress.bar("items", transient=False)  # the jobs' outcome stays on screen
     tasks: dict[str, int] = {}
 
     def show(p: Progress) -> None:

@@ -9,17 +9,12 @@ from __future__ import annotations
 import click
 
 from scheduler.cli.context import CliContext, pass_cli
-
-commands = click.Group("fsck")  # a registry only; register() moves the commands
-
-
-def register(group: click.Group) -> None:
-    """Add this module's commands to the top-level group."""
-    for command in commands.commands.values():
-        group.add_command(command)
+from scheduler.cli.group import cli
 
 
-@commands.command("fsck")
+
+
+@cli.command("fsck")
 @click.argument("repo", required=False)
 @pass_cli
 def fsck_command(cli: CliContext, repo: str | None) -> None:

@@ -15,18 +15,13 @@ import click
 
 from scheduler import render
 from scheduler.cli.context import CliContext, echo_raw, echo_table, pass_cli, raw_option
+from scheduler.cli.group import cli
 
 if TYPE_CHECKING:
     from storage.gc import GcReport, Roots
     from storage.objects import ObjectStore
 
-commands = click.Group("gc")
 
-
-def register(group: click.Group) -> None:
-    """Add this module's commands to the top-level group."""
-    for command in commands.commands.values():
-        group.add_command(command)
 
 
 def scheduler_roots(objects: ObjectStore):  # noqa: ANN201 - a storage.gc.RootSource
@@ -85,7 +80,7 @@ def _plan_roots(records, job_id: str, found: Roots) -> None:
             found.add_entries(planned.files.values())
 
 
-@commands.command("garbage-collect")
+@cli.command("garbage-collect")
 @click.option("--grace", default="60m", show_default=True, metavar="DURATION",
               help="Keep anything written less than this long before the run started "
                    "(minutes, or 90s, 30m, 1h, 2d); 0 keeps only what was written during the run.")

@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import click
 
 from scheduler import render, render_pps
+from scheduler.cli import progress
 from scheduler.cli.waiting import chain, scheduler_watch
 from scheduler.cli.context import (
-    CliContext, echo_raw, echo_raw_lines, echo_table, parse_target, pass_cli, raw_option, target_argument,
+    CliContext, echo_raw, echo_raw_lines, echo_table, parse_target, pass_cli, raw_option, settles, target_argument,
 )
-
-commands = click.Group("jobs")
-
-
-def register(group: click.Group) -> None:
-    """Add this module's commands to the top-level group."""
-    for command in commands.commands.values():
-        group.add_command(command)
+from scheduler.cli.group import cli
 
 
-@commands.command("list-job")
+
+
+@cli.command("list-job")
 @click.option("-p", "--pipeline", default=None, help="Only this pipeline's jobs.")
 @raw_option
 @pass_cli
@@ -38,7 +33,7 @@ def list_job(cli: CliContext, pipeline: str | None, raw: bool) -> None:
     echo_table(render_pps.JOB_HEADERS, (render_pps.job_row(info, status, now) for info, status in jobs))
 
 
-@commands.command("inspect-job")
+@cli.command("inspect-job")
 @click.argument("job")
 @click.option("-b", "--block", is_flag=True, help="Wait until the job has ended, however it ends.")
 @raw_option
@@ -56,7 +51,8 @@ def inspect_job(cli: CliContext, job: str, block: bool, raw: bool) -> None:
     click.echo(render.fields(render_pps.job_fields(info, status, cli.now())))
 
 
-@commands.command("stop-job")
+@settles
+@cli.command("stop-job")
 @click.argument("job")
 @pass_cli
 def stop_job(cli: CliContext, job: str) -> None:
@@ -64,7 +60,7 @@ def stop_job(cli: CliContext, job: str) -> None:
     cli.pipelines.stop_job(job)
 
 
-@commands.command("list-datum")
+@cli.command("list-datum")
 @click.argument("job")
 @raw_option
 @pass_cli
@@ -77,7 +73,7 @@ def list_datum(cli: CliContext, job: str, raw: bool) -> None:
     echo_table(render_pps.DATUM_HEADERS, (render_pps.datum_row(d, r) for d, r in rows))
 
 
-@commands.command("inspect-datum")
+@cli.command("inspect-datum")
 @click.argument("job")
 @click.argument("datum")
 @raw_option
@@ -91,7 +87,8 @@ def inspect_datum(cli: CliContext, job: str, datum: str, raw: bool) -> None:
     click.echo(render.fields(render_pps.datum_fields(job_id, planned, result)))
 
 
-@commands.command("restart-datum")
+@settles
+@cli.command("restart-datum")
 @click.argument("job")
 @click.argument("datums", nargs=-1, required=True)
 @pass_cli
@@ -102,7 +99,7 @@ def restart_datum(cli: CliContext, job: str, datums: tuple[str, ...]) -> None:
             cli.jobs.restart_datum(job, name)
 
 
-@commands.command("get-logs")
+@cli.command("get-logs")
 @click.option("-p", "--pipeline", default=None, help="Logs of this pipeline's jobs.")
 @click.option("--job", default=None, help="Logs of this job.")
 @click.option("--datum", default=None, help="Logs of this datum (needs --job).")
@@ -125,7 +122,7 @@ def get_logs(cli: CliContext, pipeline: str | None, job: str | None, datum: str 
             click.echo(f"[herd] datum {entry['datum_id'][:12]} attempt {entry['attempt']}: {entry['reason']}", err=True)
 
 
-@commands.command("flush-commit")
+@cli.command("flush-commit")
 @target_argument("REPO REF")
 @click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
 @raw_option
@@ -169,14 +166,10 @@ def _watchdog() -> Iterator[Callable[..., None] | None]:
 @contextmanager
 def _wait_bar() -> Iterator[Callable[[str, int, int], None] | None]:
     """A bar of downstream pipelines done, for a person at a terminal; nothing in pipes."""
-    if not sys.stderr.isatty():
+    if not progress.on_terminal():
         yield None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
+    with progress.bar("items") as bar:
         task = bar.add_task("flush-commit", total=None)
 
         def update(pipeline: str, done: int, total: int) -> None:

@@ -16,22 +16,18 @@ from scheduler.cli.context import (
     parse_target,
     pass_cli,
     raw_option,
+    settles,
     target_argument,
 )
+from scheduler.cli.group import cli
 
-commands = click.Group("pfs")  # a registry only; register() moves the commands onto herd's group
 
-
-def register(group: click.Group) -> None:
-    """Add this module's commands to the top-level group."""
-    for command in commands.commands.values():
-        group.add_command(command)
 
 
 # --- repos ----------------------------------------------------------------------------------
 
 
-@commands.command("create-repo")
+@cli.command("create-repo")
 @click.argument("name")
 @click.option("-d", "--description", default="", help="A description of the repo.")
 @pass_cli
@@ -40,7 +36,7 @@ def create_repo(cli: CliContext, name: str, description: str) -> None:
     cli.pfs.create_repo(name, description=description)
 
 
-@commands.command("list-repo")
+@cli.command("list-repo")
 @raw_option
 @pass_cli
 def list_repo(cli: CliContext, raw: bool) -> None:
@@ -53,7 +49,7 @@ def list_repo(cli: CliContext, raw: bool) -> None:
     echo_table(render.REPO_HEADERS, (render.repo_row(info, now) for info in infos))
 
 
-@commands.command("inspect-repo")
+@cli.command("inspect-repo")
 @click.argument("name")
 @raw_option
 @pass_cli
@@ -66,7 +62,7 @@ def inspect_repo(cli: CliContext, name: str, raw: bool) -> None:
         click.echo(render.repo_fields(info, cli.now()))
 
 
-@commands.command("delete-repo")
+@cli.command("delete-repo")
 @click.argument("name")
 @click.option("-f", "--force", is_flag=True, help="Delete even when the repo has commits.")
 @pass_cli
@@ -78,7 +74,7 @@ def delete_repo(cli: CliContext, name: str, force: bool) -> None:
 # --- commits --------------------------------------------------------------------------------
 
 
-@commands.command("start-commit")
+@cli.command("start-commit")
 @target_argument("REPO [BRANCH]")
 @click.option("-p", "--parent", default=None, help="The parent commit (a branch or commit id).")
 @click.option("-m", "--description", "--message", default="", help="A description of the commit.")
@@ -96,7 +92,8 @@ def start_commit(cli: CliContext, target: tuple[str, ...], parent: str | None,
     click.echo(commit.id)
 
 
-@commands.command("finish-commit")
+@settles
+@cli.command("finish-commit")
 @target_argument("REPO COMMIT")
 @click.option("-m", "--description", "--message", default=None, help="Replace the description.")
 @pass_cli
@@ -106,7 +103,7 @@ def finish_commit(cli: CliContext, target: tuple[str, ...], description: str | N
     cli.pfs.finish_commit(repo, commit, description=description)
 
 
-@commands.command("list-commit")
+@cli.command("list-commit")
 @target_argument("REPO [BRANCH]")
 @click.option("-n", "--number", type=click.IntRange(min=0), default=0,
               help="At most this many commits (0 = all).")
@@ -123,7 +120,7 @@ def list_commit(cli: CliContext, target: tuple[str, ...], number: int, raw: bool
     echo_table(render.COMMIT_HEADERS, (render.commit_row(c, now) for c in commits))
 
 
-@commands.command("inspect-commit")
+@cli.command("inspect-commit")
 @target_argument("REPO REF")
 @raw_option
 @pass_cli
@@ -140,7 +137,8 @@ def inspect_commit(cli: CliContext, target: tuple[str, ...], raw: bool) -> None:
 # --- branches -------------------------------------------------------------------------------
 
 
-@commands.command("create-branch")
+@settles
+@cli.command("create-branch")
 @target_argument("REPO BRANCH")
 @click.option("--head", default=None, help="The commit (or branch) the new branch points at.")
 @pass_cli
@@ -150,7 +148,7 @@ def create_branch(cli: CliContext, target: tuple[str, ...], head: str | None) ->
     cli.pfs.create_branch(repo, branch, head=head)
 
 
-@commands.command("list-branch")
+@cli.command("list-branch")
 @click.argument("repo")
 @raw_option
 @pass_cli
@@ -163,7 +161,7 @@ def list_branch(cli: CliContext, repo: str, raw: bool) -> None:
         echo_table(render.BRANCH_HEADERS, (render.branch_row(b) for b in branches))
 
 
-@commands.command("delete-branch")
+@cli.command("delete-branch")
 @target_argument("REPO BRANCH")
 @click.option("-f", "--force", is_flag=True, help="Also discard the branch's open commits.")
 @pass_cli

@@ -19,26 +19,23 @@ from scheduler.cli.context import (
     parse_target,
     pass_cli,
     raw_option,
+    settles,
     target_argument,
 )
+from scheduler.cli.group import cli
 from storage.errors import InvalidArgument
 
 if TYPE_CHECKING:
     from storage.model import FileInfo
 
-commands = click.Group("pfs-files")  # a registry only; register() moves the commands
 
-
-def register(group: click.Group) -> None:
-    """Add this module's commands to the top-level group."""
-    for command in commands.commands.values():
-        group.add_command(command)
 
 
 # --- writing --------------------------------------------------------------------------------
 
 
-@commands.command("put-file")
+@settles
+@cli.command("put-file")
 @target_argument("REPO BRANCH-OR-COMMIT [PATH]")
 @click.option("-f", "--file", "sources", multiple=True, metavar="SRC",
               help="A local file or folder, '-' (stdin, the default), or an http(s):// or "
@@ -82,7 +79,8 @@ def _open_source(cli: CliContext, url: str) -> BinaryIO:
     return open_source(url, cli.settings)
 
 
-@commands.command("delete-file")
+@settles
+@cli.command("delete-file")
 @target_argument("REPO REF PATH")
 @pass_cli
 def delete_file(cli: CliContext, target: tuple[str, ...]) -> None:
@@ -94,7 +92,7 @@ def delete_file(cli: CliContext, target: tuple[str, ...]) -> None:
 # --- reading --------------------------------------------------------------------------------
 
 
-@commands.command("get-file")
+@cli.command("get-file")
 @target_argument("REPO REF PATH")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write to this local file (or folder with -r) instead of stdout.")
@@ -134,7 +132,7 @@ def _get_with_progress(cli: CliContext, repo: str, ref: str, path: str, output: 
         cli.pfs.get_file(repo, commit.id, path, output, recursive=True, progress=meter.advance)
 
 
-@commands.command("list-file")
+@cli.command("list-file")
 @target_argument("REPO REF [PATH]")
 @raw_option
 @pass_cli
@@ -144,7 +142,7 @@ def list_file(cli: CliContext, target: tuple[str, ...], raw: bool) -> None:
     _echo_files(repo, cli.pfs.list_file(repo, ref, path or "/"), raw)
 
 
-@commands.command("glob-file")
+@cli.command("glob-file")
 @target_argument("REPO REF PATTERN")
 @raw_option
 @pass_cli
@@ -174,7 +172,7 @@ def _echo_files(repo: str, infos: list[FileInfo], raw: bool) -> None:
         echo_table(render.FILE_HEADERS, (render.file_row(info) for info in infos))
 
 
-@commands.command("inspect-file")
+@cli.command("inspect-file")
 @target_argument("REPO REF PATH")
 @raw_option
 @pass_cli
@@ -188,7 +186,7 @@ def inspect_file(cli: CliContext, target: tuple[str, ...], raw: bool) -> None:
         click.echo(render.file_fields(info))
 
 
-@commands.command("diff-file")
+@cli.command("diff-file")
 @target_argument("REPO REF [OLD-REF]")
 @raw_option
 @pass_cli

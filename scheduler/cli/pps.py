@@ -5,15 +5,12 @@ from __future__ import annotations
 import click
 
 from scheduler import render, render_pps
-from scheduler.cli.context import CliContext, echo_raw, echo_raw_lines, echo_table, pass_cli, raw_option
+from scheduler.cli.context import (
+    CliContext, echo_raw, echo_raw_lines, echo_table, pass_cli, raw_option, settles,
+)
+from scheduler.cli.group import cli
 
-commands = click.Group("pps")
 
-
-def register(group: click.Group) -> None:
-    """Add this module's commands to the top-level group."""
-    for command in commands.commands.values():
-        group.add_command(command)
 
 
 def _read_specs(cli: CliContext, source: str) -> list[dict]:
@@ -37,7 +34,8 @@ def _apply(cli: CliContext, source: str, update: bool, reprocess: bool) -> None:
             )
 
 
-@commands.command("create-pipeline")
+@settles
+@cli.command("create-pipeline")
 @click.option("-f", "--file", "source", required=True, help="The spec: a JSON/YAML file, '-' for stdin, or a URL.")
 @pass_cli
 def create_pipeline(cli: CliContext, source: str) -> None:
@@ -45,7 +43,8 @@ def create_pipeline(cli: CliContext, source: str) -> None:
     _apply(cli, source, update=False, reprocess=False)
 
 
-@commands.command("update-pipeline")
+@settles
+@cli.command("update-pipeline")
 @click.option("-f", "--file", "source", required=True, help="The new spec: a file, '-' or a URL.")
 @click.option("--reprocess", is_flag=True, help="Rerun every datum with the new code, not only new ones.")
 @pass_cli
@@ -54,7 +53,7 @@ def update_pipeline(cli: CliContext, source: str, reprocess: bool) -> None:
     _apply(cli, source, update=True, reprocess=reprocess)
 
 
-@commands.command("list-pipeline")
+@cli.command("list-pipeline")
 @raw_option
 @pass_cli
 def list_pipeline(cli: CliContext, raw: bool) -> None:
@@ -67,7 +66,7 @@ def list_pipeline(cli: CliContext, raw: bool) -> None:
     echo_table(render_pps.PIPELINE_HEADERS, (render_pps.pipeline_row(i, now) for i in infos))
 
 
-@commands.command("inspect-pipeline")
+@cli.command("inspect-pipeline")
 @click.argument("name")
 @raw_option
 @pass_cli
@@ -86,7 +85,7 @@ def inspect_pipeline(cli: CliContext, name: str, raw: bool) -> None:
     ]))
 
 
-@commands.command("delete-pipeline")
+@cli.command("delete-pipeline")
 @click.argument("name")
 @click.option("--keep-repo", is_flag=True, help="Keep the pipeline's output repo.")
 @pass_cli
@@ -95,7 +94,7 @@ def delete_pipeline(cli: CliContext, name: str, keep_repo: bool) -> None:
     cli.pipelines.delete(name, keep_repo=keep_repo)
 
 
-@commands.command("stop-pipeline")
+@cli.command("stop-pipeline")
 @click.argument("name")
 @pass_cli
 def stop_pipeline(cli: CliContext, name: str) -> None:
@@ -103,7 +102,8 @@ def stop_pipeline(cli: CliContext, name: str) -> None:
     cli.pipelines.set_stopped(name, True)
 
 
-@commands.command("start-pipeline")
+@settles
+@cli.command("start-pipeline")
 @click.argument("name")
 @pass_cli
 def start_pipeline(cli: CliContext, name: str) -> None:

@@ -1,11 +1,11 @@
-"""Transfer progress on a terminal (rich, on stderr); a no-op everywhere else."""
+"""Progress bars on a terminal (rich, on stderr): transfers, jobs, waits; no-ops everywhere else."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 LARGE_TRANSFER = 4 * 1024 * 1024  # below this a bar only flickers
 
@@ -57,9 +57,29 @@ class _MeteredReader:
         return getattr(self._inner, name)
 
 
+def on_terminal() -> bool:
+    """Whether a person watches stderr: bars are drawn only then, never into pipes or logs."""
+    return sys.stderr.isatty()
+
+
+def bar(counting: Literal["bytes", "items"], *, transient: bool = True) -> Any:
+    """The one rich Progress set-up, on stderr: the description, a bar, then for `bytes` the
+    size and speed, for `items` done/total and the time elapsed. A context manager; callers
+    check `on_terminal()` (or `wanted`) first."""
+    # Imported here: rich costs ~50 ms and most runs never draw a bar.
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn,
+    )
+
+    counts = (DownloadColumn(), TransferSpeedColumn()) if counting == "bytes" else (MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(TextColumn("{task.description}"), BarColumn(), *counts, console=Console(stderr=True),
+                    transient=transient)
+
+
 def wanted(total: int | None, many: bool = False) -> bool:
     """A bar is shown on a terminal for big or unknown-size transfers and for folders."""
-    if not sys.stderr.isatty():
+    if not on_terminal():
         return False
     return many or total is None or total >= LARGE_TRANSFER
 
@@ -70,11 +90,5 @@ def meter(label: str, total: int | None, enabled: bool) -> Iterator[Meter]:
     if not enabled:
         yield Meter()
         return
-    # Imported here: rich costs ~50 ms and most runs never draw a bar.
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-               TransferSpeedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+    with bar("bytes") as progress:
         yield Meter(progress, progress.add_task(label, total=total))

@@ -2,13 +2,12 @@
 
 Both need HERD_BROKER. Both run on the settings the CLI loaded once before the command. The
 worker is Celery's own worker program run in this process on the app `worker.app:make_app`
-builds from those settings (its pool processes are forked from this one): the scheduler
-package never imports worker code, it names it.
+builds from those settings (its pool processes are forked from this one), which the
+composition root (scheduler/cli/wiring.py) hands over.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from typing import Any
@@ -16,19 +15,11 @@ from typing import Any
 import click
 
 from scheduler.cli.context import CliContext, pass_cli
+from scheduler.cli.group import cli
 
-commands = click.Group("services")
 
 LOG_LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)
 
-
-def register(group: click.Group) -> None:
-    """Add this module's commands to the top-level group."""
-    for command in commands.commands.values():
-        group.add_command(command)
-
-
-MAKE_APP = "worker.app:make_app"  # the worker's Celery app factory, named (never imported here)
 
 
 def _need_broker(settings: Any) -> None:
@@ -40,7 +31,7 @@ def _need_broker(settings: Any) -> None:
                               "(e.g. redis://localhost:6379/0)")
 
 
-@commands.command("scheduler")
+@cli.command("scheduler")
 @click.option("--log-level", type=LOG_LEVELS, default="INFO", show_default=True, help="Log verbosity (stderr).")
 @pass_cli
 def scheduler(cli: CliContext, log_level: str) -> None:
@@ -57,7 +48,7 @@ def scheduler(cli: CliContext, log_level: str) -> None:
     run_scheduler(cli.pfs, settings)
 
 
-@commands.command("worker")
+@cli.command("worker")
 @click.option("-c", "--concurrency", type=click.IntRange(min=1), default=None,
               help="Batches run at once (worker processes). Default: HERD_CONCURRENCY, else 1.")
 @click.option("--log-level", type=LOG_LEVELS, default="INFO", show_default=True, help="Log verbosity (stderr).")
@@ -66,8 +57,9 @@ def worker(cli: CliContext, concurrency: int | None, log_level: str) -> int:
     """Run a worker: take datum batches from the broker and run them (user code in Docker when an engine answers)."""
     settings = cli.worker_settings
     _need_broker(settings)
-    module, _, name = MAKE_APP.partition(":")
-    app = getattr(importlib.import_module(module), name)(settings, cli.settings)
+    from scheduler.cli.wiring import worker_app
+
+    app = worker_app(settings, cli.settings)
     argv = [
         "worker", f"--loglevel={log_level.upper()}", "--without-mingle", "--without-gossip",
         # Unique per process, so counting workers (celery inspect) sees each one.

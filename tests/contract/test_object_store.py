@@ -6,7 +6,6 @@ deterministic. S3-only behaviour (unreachable endpoint, bucket creation) is at t
 
 from __future__ import annotations
 
-import io
 import os
 import threading
 from collections.abc import Callable
@@ -17,6 +16,7 @@ import pytest
 
 from storage.errors import InvalidArgument, NotFound, ObjectNotFound, StorageUnavailable
 from storage.objects import ObjectStore
+from tests.fakes import ShortReads
 from tests.fixtures.services import free_port
 
 RACERS = 8
@@ -40,22 +40,6 @@ def race(count: int, attempt: Callable[[int], bool]) -> list[int]:
     for thread in threads:
         thread.join()
     return wins
-
-
-class OneByteAtATime(io.RawIOBase):
-    """A non-seekable stream that returns short reads, like a pipe."""
-
-    def __init__(self, data: bytes, step: int = 65_537) -> None:
-        self._data, self._pos, self._step = data, 0, step
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        chunk = self._data[self._pos : self._pos + min(len(buffer), self._step)]
-        buffer[: len(chunk)] = chunk
-        self._pos += len(chunk)
-        return len(chunk)
 
 
 def test_put_get_and_overwrite(object_store: ObjectStore) -> None:
@@ -216,7 +200,7 @@ def test_put_stream_from_a_non_seekable_stream(object_store: ObjectStore) -> Non
     # Given a pipe-like stream with short reads, past the multipart threshold
     data = os.urandom(8 * 1024 * 1024 + 3)
     # When streamed in; Then the stored body is exact
-    object_store.put_stream("streamed", OneByteAtATime(data))  # type: ignore[arg-type]
+    object_store.put_stream("streamed", ShortReads(data, step=65_537))  # type: ignore[arg-type]
     assert object_store.get("streamed") == data
 
 

@@ -317,10 +317,15 @@ def output_bytes(pfs: Pfs, commit: Commit) -> dict[str, bytes]:
 
     blobs = BlobStore(pfs.objects)
     files = pfs.read_manifest(commit).files
+
+    def read(digest: str) -> bytes:
+        with blobs.open(digest) as reader:
+            return reader.read()
+
     with ThreadPoolExecutor(16) as pool:
         chunks = dict(zip(
             (digests := sorted({d for entry in files.values() for d in entry.chunks})),
-            pool.map(blobs.get_bytes, digests),
+            pool.map(read, digests),
         ))
     return {path: b"".join(chunks[d] for d in entry.chunks) for path, entry in files.items()}
 

@@ -27,7 +27,7 @@ from storage.objects import MemoryObjectStore
 from storage.repos import Pfs
 from tests.distributed.conftest import fresh_database
 from tests.fixtures.redis import RedisServer
-from tests.scheduler.dispatchers import LosingDispatcher
+from tests.fakes import LosingDispatcher
 
 pytestmark = pytest.mark.redis
 

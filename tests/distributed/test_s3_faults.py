@@ -96,12 +96,12 @@ def test_a_truncated_body_is_never_accepted(store: S3ObjectStore, s3_fault_proxy
     blobs = BlobStore(store)
     digest, _ = blobs.put_bytes(data) if size <= 4 << 20 else blobs.put_stream(_Stream(data))
     s3_fault_proxy.add(FaultRule("truncate", key=blob_key(digest), method="GET"))
-    for read in (blobs.get_bytes, lambda d: _read_all(blobs, d), lambda d: store.get(blob_key(d))):
+    for read in (lambda d: _read_all(blobs, d), lambda d: store.get(blob_key(d))):
         with pytest.raises(StorageUnavailable):  # an outage: retried later, never short bytes
             read(digest)
-    assert len(s3_fault_proxy.injected) >= 3
+    assert len(s3_fault_proxy.injected) >= 2
     s3_fault_proxy.clear()
-    assert hashlib.sha256(blobs.get_bytes(digest)).hexdigest() == digest
+    assert hashlib.sha256(_read_all(blobs, digest)).hexdigest() == digest
 
 
 def _read_all(blobs: BlobStore, digest: str) -> bytes:

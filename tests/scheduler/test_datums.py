@@ -13,6 +13,7 @@ from scheduler.datums import Datum, DatumInput, datum_hash, expand
 from scheduler.spec import Input, parse_spec
 from storage.errors import CommitNotFound
 from storage.model import FileEntry, Manifest
+from tests.fakes import file_trees
 
 TREE = ["/a.txt", "/b.csv", "/.hidden", "/dir/c.txt", "/dir/sub/d.txt"]
 
@@ -141,19 +142,7 @@ def test_datum_hash_covers_pipeline_and_salt_not_commit() -> None:
 
 # ---- properties ---------------------------------------------------------------------------
 
-NAMES = st.text(alphabet="abc", min_size=1, max_size=2)
-FILES = st.lists(st.lists(NAMES, min_size=1, max_size=3).map(lambda s: "/" + "/".join(s)), max_size=12)
-
-
-def _tree(paths: list[str]) -> list[str]:
-    out: list[str] = []
-    for p in sorted(set(paths), key=len):
-        if not any(p.startswith(q + "/") for q in out):
-            out.append(p)
-    return out
-
-
-TREES = FILES.map(_tree)
+TREES = file_trees(st.text(alphabet="abc", min_size=1, max_size=2), max_depth=3, max_files=12)
 GLOBS = st.sampled_from(["/", "/*", "/*/*", "/**", "/a*", "/nope"])
 
 

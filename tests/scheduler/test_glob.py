@@ -1,4 +1,4 @@
-"""Glob → nodes: Pachyderm's worked example (pachyderm.md §1) pinned, then properties."""
+"""Glob → nodes: Pachyderm's worked example (its glob pattern docs) pinned, then properties."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from scheduler.glob import compile_glob, directories, match_nodes, normalize, subtree
 from storage.errors import InvalidArgument, InvalidGlob
+from tests.fakes import file_trees
 
 TREE = ["/a.txt", "/b.csv", "/.hidden", "/dir/c.txt", "/dir/sub/d.txt"]
 ALL_NON_ROOT = ["/.hidden", "/a.txt", "/b.csv", "/dir", "/dir/c.txt", "/dir/sub", "/dir/sub/d.txt"]
@@ -37,7 +38,7 @@ WORKED_EXAMPLE = [
 
 @pytest.mark.parametrize(("pattern", "expected"), WORKED_EXAMPLE)
 def test_worked_example(pattern: str, expected: list[str]) -> None:
-    # Given the tree of pachyderm.md §1, When matching, Then exactly the table's nodes come back.
+    # Given the tree of Pachyderm's worked example, When matching, Then exactly its nodes come back.
     assert match_nodes(pattern, TREE) == expected
 
 
@@ -119,19 +120,7 @@ def test_100k_files_match_each_once() -> None:
 # ---- properties -------------------------------------------------------------------------
 
 SEGMENT = st.text(alphabet="ab.xy", min_size=1, max_size=3).filter(lambda s: s not in (".", ".."))
-PATHS = st.lists(st.lists(SEGMENT, min_size=1, max_size=4).map(lambda s: "/" + "/".join(s)), max_size=25)
-
-
-def _valid_tree(paths: list[str]) -> list[str]:
-    """Drop paths that would make a file also a directory (impossible in a manifest)."""
-    out: list[str] = []
-    for p in sorted(set(paths), key=len):
-        if not any(p.startswith(q + "/") for q in out):
-            out.append(p)
-    return out
-
-
-TREES = PATHS.map(_valid_tree)
+TREES = file_trees(SEGMENT, max_depth=4, max_files=25)
 PATTERN_SEGMENT = st.sampled_from(["*", "a", "b", "a*", "*.x", "?", "x*y", ".*", "[ab]*"])
 PATTERNS = st.lists(PATTERN_SEGMENT, min_size=1, max_size=4).map(lambda s: "/" + "/".join(s))
 

@@ -1,4 +1,4 @@
-"""Output merge: union of datum outputs, same path concatenated in datum order (pachyderm.md §6)."""
+"""Output merge: union of datum outputs, same path concatenated in datum order (Pachyderm 1.x)."""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from scheduler import engine
-from scheduler.dispatch_inprocess import InProcessDispatcher
+from scheduler import lifecycle
+from scheduler.cli.wiring import embedded_dispatcher
 from scheduler.jobs import DatumState, JobState
 from scheduler.loop import Scheduler
 from scheduler.attempts import Attempt, AttemptStore
@@ -18,7 +18,7 @@ from scheduler.store import RecordStore
 from storage.errors import StorageUnavailable
 from storage.local import LocalObjectStore
 from storage.repos import Pfs
-from tests.scheduler.dispatchers import LosingDispatcher as NoDispatch
+from tests.fakes import LosingDispatcher as NoDispatch
 from worker.datum import process_batch
 
 SPEC = {
@@ -38,7 +38,7 @@ def pfs(tmp_path: Path) -> Pfs:
 
 
 def run_to_end(pfs: Pfs) -> None:
-    dispatcher = InProcessDispatcher(pfs.objects, threads=2)
+    dispatcher = embedded_dispatcher(pfs.objects, threads=2)
     try:
         Scheduler(pfs, dispatcher, parallelism=2).run_until_idle(timeout=120)
     finally:
@@ -81,7 +81,7 @@ def test_crash_after_output_commit_before_status_writes_no_second_commit(
         raise Crash()
 
     with monkeypatch.context() as patch:
-        patch.setattr(engine, "_set_state", crash)
+        patch.setattr(lifecycle, "_set_state", crash)
         with pytest.raises(Crash):
             Scheduler(pfs, NoDispatch()).tick()
     assert pfs.inspect_commit("copy", "master").id == job_id
@@ -143,7 +143,7 @@ class BranchOutage:
 def test_an_outage_listing_an_input_branch_is_an_error_not_nothing_to_do(pfs: Pfs) -> None:
     # Given a pipeline owed a job, and storage failing when the scheduler reads the input branch
     broken = Pfs(BranchOutage(pfs.objects))
-    dispatcher = InProcessDispatcher(broken.objects, threads=1)
+    dispatcher = embedded_dispatcher(broken.objects, threads=1)
     # When the embedded scheduler runs: Then it fails naming the outage (pachyderm#4151: never "done")
     with pytest.raises(StorageUnavailable, match="repos/in/branches/master"):
         Scheduler(broken, dispatcher).run_until_idle(timeout=60)

@@ -6,9 +6,20 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
-from scheduler.spec import PipelineSpec, parse_duration, parse_quantity, parse_spec, parse_specs
+from scheduler.spec import (
+    PipelineSpec, is_shell_name, load_documents, parse_duration, parse_quantity, parse_spec, valid_pipeline_name,
+)
 from storage.errors import InvalidArgument, InvalidSpec
+from storage.paths import NAME_RULE, is_valid_name
+
+
+def parse_specs(text: str | bytes, source: str | None = None) -> list[PipelineSpec]:
+    """Every spec in a file, read as `create-pipeline -f` reads it: its documents, each validated."""
+    return [parse_spec(doc) for doc in load_documents(text, source)]
+
 
 # Pachyderm 1.x examples, as users have them on disk (opencv: edges + montage; word_count).
 EDGES = """{
@@ -273,14 +284,6 @@ def test_resources_and_durations() -> None:
     assert parse_quantity("1Gi") == 2**30 and parse_quantity("64M") == 64 * 10**6 and parse_quantity("1.5k") == 1500
 
 
-def test_transform_hash_covers_the_transform_only() -> None:
-    a = parse_spec(spec())
-    assert a.transform_hash() == parse_spec(spec(description="changed")).transform_hash()
-    assert a.transform_hash() != parse_spec(spec(transform={"cmd": ["false"]})).transform_hash()
-    assert a.transform_hash() == parse_spec(spec(transform={"cmd": ["true"], "image": "ubuntu:16.04"})).transform_hash()
-    assert len(a.transform_hash()) == 64
-
-
 def test_datum_tries_zero_means_the_default() -> None:
     assert parse_spec(spec(datum_tries=0)).datum_tries == 3  # proto3: 0 is "unset"
 
@@ -374,8 +377,6 @@ def test_spec_is_immutable() -> None:
 
 
 def test_load_documents_returns_the_specs_as_written() -> None:
-    from scheduler.spec import load_documents
-
     docs = load_documents(WORD_COUNT)
     assert [d["pipeline"]["name"] for d in docs] == ["scraper", "map", "reduce"]
     assert "atom" in docs[1]["input"] and "acceptReturnCode" in docs[0]["transform"]  # not normalised
@@ -459,3 +460,47 @@ def test_aliases_within_bounds_still_work() -> None:
     shared = "pipeline: {name: p}\ntransform: {cmd: &c [\"true\"], stdin: *c}\ninput: {pfs: {repo: in, glob: /}}\n"
     assert parse_specs(shared)[0].transform.stdin == ["true"]
     assert len(parse_specs(text.split("---\n")[1])) == 1
+
+
+# --- issue 13: one name rule (storage/paths.py) for repos, branches, inputs and pipelines -----
+
+
+def _accepts(obj: dict[str, Any]) -> bool:
+    try:
+        parse_spec(obj)
+    except InvalidSpec:
+        return False
+    return True
+
+
+@given(st.text(alphabet=st.sampled_from("aZ9_-.\n é"), max_size=66))
+@example("a" * 63)
+@example("a" * 64)
+@example("-x")
+@example("_x")
+@example("x\n")
+def test_spec_names_follow_the_storage_name_rule(name: str) -> None:
+    # Given any candidate name; Then a spec takes it as repo, branch and input name exactly when
+    # storage does, and as pipeline name when storage does and it starts with a letter or digit
+    assert _accepts(spec(input={"pfs": {"repo": name, "glob": "/*"}})) == is_valid_name(name) or name == "out"
+    assert _accepts(spec(output_branch=name)) == is_valid_name(name)
+    pipeline_ok = is_valid_name(name) and name[0] not in "_-"
+    assert _accepts(spec(pipeline={"name": name})) == pipeline_ok == valid_pipeline_name(name)
+
+
+def test_name_rejections_say_the_rule_and_name_the_field() -> None:
+    message = rejection(spec(input={"pfs": {"repo": "a b", "glob": "/*"}}))
+    assert "input.pfs.repo" in message and NAME_RULE in message
+    message = rejection(spec(pipeline={"name": "-x"}))
+    assert "pipeline.name" in message and "starting with a letter or digit" in message
+
+
+@pytest.mark.parametrize(("name", "shell"), [
+    ("X", True), ("_x1", True), ("PACH_JOB_ID", True), ("1X", False), ("repo-1", False), ("", False),
+    ("X\n", False), ("\nX", False), ("X Y", False), ("É", False),
+])
+def test_shell_names(name: str, shell: bool) -> None:
+    # The one rule for names a shell can export: transform.env must follow it, the worker
+    # exports those that do and passes the others through env
+    assert is_shell_name(name) == shell
+    assert _accepts(spec(transform={"cmd": ["true"], "env": {name: "v"}})) == shell

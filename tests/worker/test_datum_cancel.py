@@ -17,7 +17,7 @@ from scheduler.queries import Jobs
 from scheduler.store import RecordStore
 from storage.local import LocalObjectStore
 from storage.repos import Pfs
-from tests.scheduler.dispatchers import LosingDispatcher
+from tests.fakes import LosingDispatcher
 from tests.worker.processes import processes_running, unique_sleep, wait_until
 from worker.context import release_context
 from worker.datum import process_batch

@@ -15,7 +15,7 @@ from scheduler.records import JobPlan
 from scheduler.store import RecordStore
 from storage.objects import MemoryObjectStore
 from storage.repos import Pfs
-from tests.scheduler.dispatchers import LosingDispatcher
+from tests.fakes import LosingDispatcher
 from worker.context import release_context
 from worker.datum import process_batch
 

@@ -244,14 +244,6 @@ def test_a_dead_worker_leaves_no_container(open_session, docker_client, worker_i
     assert wait_until(gone, timeout=30)
 
 
-def test_remove_leftovers(docker_client, busybox_image: str, worker_id: str) -> None:
-    runtime = DockerRuntime(docker_client, worker_id=worker_id)
-    session = runtime.open("pipe", Transform(image=busybox_image, cmd=("true",), network=False))
-    session._runner = session._stager = None  # forget it, as a restarted worker would
-    assert runtime.remove_leftovers() == 1
-    assert not _containers(docker_client, worker_id)
-
-
 def test_network_stays_on_unless_disabled(docker_client, busybox_image: str) -> None:
     runtime = DockerRuntime(docker_client)
     on = DockerSession(runtime, "p", Transform(image=busybox_image, cmd=("true",)))._create_args()

@@ -45,7 +45,8 @@ def test_nested_files_become_a_manifest(blobs: BlobStore, out: Path) -> None:
     manifest = collect_outputs(blobs, out)
     # Then paths are normalised, empty directories dropped, bodies stored once
     assert sorted(manifest.files) == ["/a/b/c.txt", "/empty", "/same", "/top"]
-    assert blobs.get_bytes(manifest.files["/a/b/c.txt"].chunks[0]) == b"deep"
+    with blobs.open(manifest.files["/a/b/c.txt"].chunks[0]) as reader:
+        assert reader.read() == b"deep"
     assert manifest.files["/same"] == manifest.files["/top"]
     assert manifest.files["/empty"].size == 0
     assert manifest.size == 10

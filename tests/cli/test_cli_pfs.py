@@ -480,7 +480,7 @@ def test_progress_paths_move_the_same_bytes(
 
 
 def test_wrong_word_count_is_a_usage_error(herd: Herd) -> None:
-    result = herd("get-file", "data", code=2)
+    result = herd("get-file", "data", code=64)
     assert "REPO REF PATH" in result.stderr
 
 
