@@ -28,9 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scheduler.jobs import JobState  # noqa: E402
+from scheduler.job_records import JobState  # noqa: E402
 from scheduler.pipelines import Pipelines  # noqa: E402
-from scheduler.queries import Jobs  # noqa: E402
+from scheduler.queries import JobQueries  # noqa: E402
 from storage.factory import open_object_store  # noqa: E402
 from storage.repos import Pfs  # noqa: E402
 from storage.settings import StorageSettings  # noqa: E402
@@ -122,7 +122,7 @@ def run_job(pfs: Pfs, name: str, timeout: float) -> tuple[float, float]:
         "transform": {"image": IMAGE, "cmd": ["sh", "-c", "cp $many /pfs/out/"]},
         "input": {"pfs": {"repo": "many", "glob": "/*"}},
     })
-    jobs = Jobs(pfs)
+    jobs = JobQueries(pfs)
 
     def done() -> bool:
         found = jobs.list(name)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from scheduler.jobs import DatumResult
+from scheduler.job_records import DatumResult
 from scheduler.records import JobPlan
 from storage.errors import DataCorrupted
 from storage.objects import ObjectStore

@@ -7,7 +7,7 @@ restart and stores one result per datum: nothing else of the scheduler's records
 from __future__ import annotations
 
 from scheduler.attempts import Attempt, Attempts, AttemptStore
-from scheduler.jobs import DatumResult
+from scheduler.job_records import DatumResult
 from scheduler.records import JobPlan
 from scheduler.store import RecordStore
 from storage.objects import ObjectStore

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from scheduler.jobs import DatumResult, DatumState, JobInfo, JobState, JobStats, JobStatus, transition
+from scheduler.job_records import DatumResult, DatumState, JobInfo, JobState, JobStats, JobStatus, transition
 from scheduler.merge import merge_outputs
 from scheduler.plan import plan_datums
 from scheduler.records import DatumIndex, IndexEntry, JobPlan, PipelineInfo

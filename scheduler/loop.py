@@ -19,7 +19,7 @@ from scheduler.attempts import AttemptStore
 from scheduler.batching import Durations
 from scheduler.dispatch import Dispatcher
 from scheduler.history import Histories
-from scheduler.jobs import JobState
+from scheduler.job_records import JobState
 from scheduler.messages import BatchOutcome, DatumBatch
 from scheduler.plan import input_branches
 from scheduler.reconcile import (

@@ -23,7 +23,9 @@ from typing import Any
 import uuid
 
 from scheduler import dag, lifecycle
+from scheduler.attempts import AttemptStore
 from scheduler.plan import input_branches
+from scheduler.queries import JobQueries
 from scheduler.records import PipelineInfo
 from scheduler.spec import PipelineSpec, parse_spec
 from scheduler.store import RecordStore, now
@@ -245,6 +247,22 @@ class Pipelines:
                 self.pfs.delete_repo(name, force=True)
             except RepoNotFound:
                 pass  # the output repo may already be gone; the pipeline is what was asked for
+
+    def restart_datum(self, job: str, key: str) -> None:
+        """End a running datum's current attempt: its worker kills the user code at its next
+        heartbeat and the datum runs again, without using one of its datum_tries. The restart is
+        a create-only marker beside the attempt, so the worker's heartbeat cannot overwrite it."""
+        job_id, planned, result = JobQueries(self.pfs).datum(job, key)
+        if result is not None:
+            raise Conflict(
+                f"datum '{planned.id}' of job '{job_id}' already finished ({result.state.value}); "
+                "restart-datum only restarts running datums"
+            )
+        attempts = AttemptStore(self.records.objects)
+        latest = attempts.attempts(job_id, planned.id).latest
+        if latest is not None and latest.counts:
+            attempts.restart(latest)
+        self.records.update_status(job_id, lambda s: s.model_copy(update={"restart": s.restart + 1}))
 
     def stop_job(self, job_id: str) -> None:
         info = self.records.get_job(job_id)

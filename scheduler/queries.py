@@ -7,21 +7,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from scheduler import dag
-from scheduler.attempts import AttemptStore
 from scheduler.history import Histories
-from scheduler.jobs import DatumResult, JobInfo, JobStatus
+from scheduler.job_records import DatumResult, JobInfo, JobStatus
 from scheduler.plan import input_branches
 from scheduler.records import PlannedDatum
 from scheduler.spec import parse_spec
 from scheduler.store import RecordStore
 from scheduler.triggers import owed_jobs
-from storage.errors import CommitNotFound, Conflict, DatumNotFound, HerdError, InvalidArgument, RepoNotFound
+from storage.errors import CommitNotFound, DatumNotFound, HerdError, InvalidArgument, RepoNotFound
 from storage.model import Commit
 from storage.repos import Pfs
 
 
-class Jobs:
-    """Queries over job records; `settle` lets flush-commit drive an embedded scheduler."""
+class JobQueries:
+    """Read-only queries over job records (writes are `Pipelines` verbs); `settle` lets
+    flush-commit drive an embedded scheduler."""
 
     def __init__(self, pfs: Pfs, settle: Callable[[], None] | None = None) -> None:
         self.pfs = pfs
@@ -72,24 +72,6 @@ class Jobs:
                 f"datum '{key}' matches {len(matches)} datums in job '{job_id}'; give more of its id"
             )
         return matches[0]
-
-    def restart_datum(self, job: str, key: str) -> None:
-        """End a running datum's current attempt: its worker kills the user code at its next
-        heartbeat and the datum runs again, without using one of its datum_tries. The restart is
-        a create-only marker beside the attempt, so the worker's heartbeat cannot overwrite it."""
-        info = self.records.get_job(job)
-        planned = self._find_datum(info.id, key)
-        result = self.records.read_result(info.id, planned.id)
-        if result is not None:
-            raise Conflict(
-                f"datum '{planned.id}' of job '{info.id}' already finished ({result.state.value}); "
-                "restart-datum only restarts running datums"
-            )
-        attempts = AttemptStore(self.records.objects)
-        latest = attempts.attempts(info.id, planned.id).latest
-        if latest is not None and latest.counts:
-            attempts.restart(latest)
-        self.records.update_status(info.id, lambda s: s.model_copy(update={"restart": s.restart + 1}))
 
     def logs(self, pipeline: str | None, job: str | None, datum: str | None) -> Iterator[dict]:
         """Log entries (one per datum attempt), oldest job first."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from scheduler.attempts import Attempts
 from scheduler.batching import batch_size, room
-from scheduler.jobs import JobState
+from scheduler.job_records import JobState
 
 REFRESH_SECONDS = 5.0  # results known from outcomes are re-listed from storage at least this often
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from scheduler.jobs import DatumResult, JobInfo, JobStats, JobStatus
+from scheduler.job_records import DatumResult, JobInfo, JobStats, JobStatus
 from scheduler.records import PipelineInfo, PlannedDatum
 from scheduler.render import NONE, ago, commit_raw, commit_ref, commit_row, duration, human_size, rfc3339
 

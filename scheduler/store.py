@@ -19,7 +19,7 @@ import json
 from collections.abc import Callable, Iterator
 
 from scheduler.attempts import Attempt, AttemptStore
-from scheduler.jobs import DatumResult, JobInfo, JobStatus
+from scheduler.job_records import DatumResult, JobInfo, JobStatus
 from scheduler.records import DatumIndex, JobPlan, PipelineInfo
 from scheduler.spec import parse_spec, valid_pipeline_name
 from storage import refs

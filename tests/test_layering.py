@@ -27,7 +27,7 @@ PACKAGES = ("storage", "scheduler", "worker")
 WORKER_MAY_IMPORT_FROM_SCHEDULER = frozenset(
     {
         "scheduler.spec", "scheduler.glob", "scheduler.datums", "scheduler.messages", "scheduler.merge",
-        "scheduler.records", "scheduler.jobs", "scheduler.store", "scheduler.attempts", "scheduler.ledger",
+        "scheduler.records", "scheduler.job_records", "scheduler.store", "scheduler.attempts", "scheduler.ledger",
         "scheduler.settings", "scheduler.clock",
     }
 )

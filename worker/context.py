@@ -30,7 +30,7 @@ from storage.objects import ObjectStore
 from storage.setting_types import load_settings
 from worker.clock import BrokerClock
 from worker.process_io import RunCancelled
-from worker.runtime import RunRequest, Runtime, Session, Transform
+from worker.runtime import RunRequest, Runtime, Session, UserCode
 from worker.runtimes import open_runtime
 from worker.settings import WorkerSettings
 from worker.staging import clear_pfs
@@ -330,10 +330,10 @@ def datum_env(plan: JobPlan, datum: PlannedDatum) -> dict[str, str]:
     return env
 
 
-def transform_of(spec: PipelineSpec) -> Transform:
+def transform_of(spec: PipelineSpec) -> UserCode:
     t = spec.transform
     limits = spec.resource_limits
-    return Transform(
+    return UserCode(
         image=t.image,
         cmd=tuple(t.cmd),
         stdin=tuple(t.stdin or ()),

@@ -20,7 +20,7 @@ from enum import Enum
 from typing import Any
 
 from scheduler.attempts import Attempt
-from scheduler.jobs import DatumResult, DatumState, JobStats
+from scheduler.job_records import DatumResult, DatumState, JobStats
 from scheduler.messages import BatchOutcome, DatumBatch
 from scheduler.records import JobPlan, PlannedDatum
 from scheduler.spec import PipelineSpec

@@ -41,7 +41,7 @@ from typing import BinaryIO
 
 from scheduler.spec import is_shell_name
 from storage.errors import InvalidArgument, InvalidPath
-from worker.runtime import Transform
+from worker.runtime import UserCode
 
 HERD_DIR = "/.herd"
 BUSYBOX = f"{HERD_DIR}/bin/busybox"
@@ -205,7 +205,7 @@ __herd_find() {
 """
 
 
-def session_script(transform: Transform) -> bytes:
+def session_script(transform: UserCode) -> bytes:
     """t.sh: sourced in a subshell per datum; transform env, then the request's, then exec."""
     if not transform.cmd:
         raise InvalidArgument("transform.cmd is empty")
@@ -225,7 +225,7 @@ def session_script(transform: Transform) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def stdin_bytes(transform: Transform) -> bytes:
+def stdin_bytes(transform: UserCode) -> bytes:
     """The user cmd's stdin: the spec's lines, newline-terminated (Pachyderm's behaviour)."""
     return ("\n".join(transform.stdin) + "\n").encode() if transform.stdin else b""
 

@@ -50,7 +50,7 @@ from storage.errors import (
 from worker import docker_runner as runner
 from worker.docker_wire import Answer, Channel, ChannelClosed, ChannelTimeout, read_answer, unpack_outputs
 from worker.process_io import RunCancelled
-from worker.runtime import RunRequest, RunResult, Transform
+from worker.runtime import RunRequest, RunResult, UserCode
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class DockerRuntime:
                 self._client = docker.DockerClient(base_url=host) if host else docker.from_env()
         return self._client
 
-    def open(self, pipeline: str, transform: Transform) -> DockerSession:
+    def open(self, pipeline: str, transform: UserCode) -> DockerSession:
         """Pull the image if this worker lacks it, then start the session's warm container."""
         self.ensure_image(transform.image)
         session = DockerSession(self, pipeline, transform)
@@ -180,7 +180,7 @@ class DockerRuntime:
 class DockerSession:
     """One pipeline's warm container; runs one datum at a time."""
 
-    def __init__(self, runtime: DockerRuntime, pipeline: str, transform: Transform) -> None:
+    def __init__(self, runtime: DockerRuntime, pipeline: str, transform: UserCode) -> None:
         self.runtime = runtime
         self.pipeline = pipeline
         self.transform = transform

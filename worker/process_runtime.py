@@ -50,7 +50,7 @@ from pathlib import Path
 
 from storage.errors import InvalidArgument, UserCodeError
 from worker.process_io import RunCancelled, communicate, exit_code, kill_group, pump
-from worker.runtime import RunRequest, RunResult, Transform
+from worker.runtime import RunRequest, RunResult, UserCode
 from worker.staging import detach_hard_links
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def _probe(mode: Isolation) -> bool:
         (pfs / "in").mkdir()
         (pfs / "out").mkdir()
         check = "test -d /pfs/in && ! touch /pfs/in/x 2>/dev/null && touch /pfs/out/x"
-        session = ProcessSession("probe", Transform(image="", cmd=("/bin/sh", "-c", check)), mode, BASE_ENV, ())
+        session = ProcessSession("probe", UserCode(image="", cmd=("/bin/sh", "-c", check)), mode, BASE_ENV, ())
         try:
             result = session.run(RunRequest(pfs_dir=pfs, env={}, timeout=10))
         except (OSError, RunCancelled):
@@ -305,7 +305,7 @@ class ProcessSession:
     `run` raises RunCancelled (no result: the datum was not judged, it runs again later)."""
 
     def __init__(
-        self, pipeline: str, transform: Transform, isolation: Isolation, base_env: dict[str, str],
+        self, pipeline: str, transform: UserCode, isolation: Isolation, base_env: dict[str, str],
         protect: Iterable[Path | str] = (),
     ) -> None:
         self.pipeline = pipeline
@@ -561,7 +561,7 @@ class ProcessRuntime:
         """The isolation sessions use: forced in the constructor, else probed once."""
         return self._forced or detect_isolation()
 
-    def open(self, pipeline: str, transform: Transform) -> ProcessSession:
+    def open(self, pipeline: str, transform: UserCode) -> ProcessSession:
         """A session for one pipeline's transform; warns once when there is no sandbox."""
         isolation = self.isolation
         if isolation is Isolation.REWRITE:

@@ -13,7 +13,7 @@ from typing import Protocol
 
 
 @dataclass(frozen=True)
-class Transform:
+class UserCode:
     """What to run, from the spec's `transform` (plus limits), independent of the runtime."""
 
     image: str
@@ -59,7 +59,7 @@ class Session(Protocol):
 class Runtime(Protocol):
     name: str
 
-    def open(self, pipeline: str, transform: Transform) -> Session: ...
+    def open(self, pipeline: str, transform: UserCode) -> Session: ...
 
 
 LOG_TAIL_BYTES = 64 * 1024

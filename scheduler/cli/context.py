@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
 
     from scheduler.pipelines import Pipelines
-    from scheduler.queries import Jobs
+    from scheduler.queries import JobQueries
     from scheduler.settings import SchedulerSettings
     from storage.repos import Pfs
     from storage.settings import StorageSettings
@@ -80,11 +80,11 @@ class CliContext:
         return Pipelines(self.pfs)
 
     @property
-    def jobs(self) -> Jobs:
+    def jobs(self) -> JobQueries:
         """Job/datum queries; flush-style waits drive the embedded scheduler via `settle`."""
-        from scheduler.queries import Jobs
+        from scheduler.queries import JobQueries
 
-        return Jobs(self.pfs, settle=self.settle)
+        return JobQueries(self.pfs, settle=self.settle)
 
     def settle(self) -> None:
         """Run the jobs a change caused, in-process, unless a scheduler service owns them."""

@@ -96,7 +96,7 @@ def restart_datum(cli: CliContext, job: str, datums: tuple[str, ...]) -> None:
     """Restart datums that are running (by id or input path); finished datums are not rerun."""
     for item in datums:
         for name in item.split(","):
-            cli.jobs.restart_datum(job, name)
+            cli.pipelines.restart_datum(job, name)
 
 
 @cli.command("get-logs")

@@ -27,9 +27,9 @@ from typing import Any
 
 import pytest
 
-from scheduler.jobs import JobInfo, JobStatus
+from scheduler.job_records import JobInfo, JobStatus
 from scheduler.pipelines import Pipelines
-from scheduler.queries import Jobs
+from scheduler.queries import JobQueries
 from storage.model import Commit
 from storage.repos import Pfs
 from tests.fixtures.docker import busybox_image, docker_client  # noqa: F401 - fixtures used below
@@ -117,8 +117,8 @@ class Cluster:
         return Pipelines(self.pfs)
 
     @property
-    def jobs(self) -> Jobs:
-        return Jobs(self.pfs)
+    def jobs(self) -> JobQueries:
+        return JobQueries(self.pfs)
 
     def start(self, name: str, *args: str, **env: str) -> Service:
         log = self.logs / f"{name}.log"
@@ -488,7 +488,7 @@ def results_by_datum(pfs: Pfs, job_id: str) -> dict[str, Any]:
     """Every stored DatumResult of a job (read in parallel), by datum id."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from scheduler.jobs import DatumResult
+    from scheduler.job_records import DatumResult
 
     keys = list(pfs.objects.list(f"jobs/{job_id}/results/"))
     with ThreadPoolExecutor(16) as pool:

@@ -14,7 +14,7 @@ import pytest
 from scheduler.attempts import Attempt, AttemptStore
 from scheduler.broker import Broker
 from scheduler.dispatch_celery import CeleryDispatcher
-from scheduler.jobs import DatumResult, DatumState
+from scheduler.job_records import DatumResult, DatumState
 from scheduler.lock import SchedulerLock
 from scheduler.loop import Scheduler
 from scheduler.messages import DatumBatch

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from scheduler.cli.embedded import settle
-from scheduler.jobs import JobState
+from scheduler.job_records import JobState
 from scheduler.pipelines import Pipelines
 from scheduler.settings import SchedulerSettings
 from storage.local import LocalObjectStore

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from scheduler.jobs import JobState
+from scheduler.job_records import JobState
 from tests.distributed.conftest import (
     Cluster,
     FaultMatrix,

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from scheduler.jobs import JobState
+from scheduler.job_records import JobState
 from scheduler.store import RecordStore
 from storage import failpoints
 from tests.distributed.conftest import (

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from scheduler.jobs import JobState
+from scheduler.job_records import JobState
 from scheduler.records import JobPlan
 from scheduler.store import RecordStore
 from tests.distributed.conftest import (

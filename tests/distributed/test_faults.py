@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler.jobs import JobState
+from scheduler.job_records import JobState
 from scheduler.store import RecordStore
 from tests.distributed.conftest import Cluster, FaultMatrix, attempts_of, output_bytes
 

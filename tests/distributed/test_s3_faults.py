@@ -16,7 +16,7 @@ import os
 
 import pytest
 
-from scheduler.jobs import JobState
+from scheduler.job_records import JobState
 from storage.blobs import BlobStore, blob_key
 from storage.errors import ObjectNotFound, StorageUnavailable
 from storage.s3 import S3ObjectStore

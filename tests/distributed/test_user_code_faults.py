@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from scheduler.jobs import JobState
+from scheduler.job_records import JobState
 from scheduler.store import RecordStore
 from storage.blobs import BlobStore
 from tests.distributed.conftest import Cluster, FaultMatrix, all_attempts, output_bytes, results_of

@@ -16,8 +16,8 @@ from click.testing import CliRunner, Result
 
 from scheduler.cli import cli
 from scheduler.cli.embedded import settle
-from scheduler.jobs import JobState
-from scheduler.queries import Jobs
+from scheduler.job_records import JobState
+from scheduler.queries import JobQueries
 from scheduler.settings import SchedulerSettings
 from storage.blobs import BlobStore, blob_key
 from storage.commits import commit_key, manifest_key
@@ -248,7 +248,7 @@ def test_a_datum_reading_damaged_bytes_fails_and_nothing_is_committed_from_them(
     })
     settle(pfs, SchedulerSettings(broker=None, parallelism=2))
     # Then the two datums reading damaged bytes failed, naming the blob, and the job failed
-    jobs = Jobs(pfs)
+    jobs = JobQueries(pfs)
     info, status = jobs.list("copy")[0]
     assert status.state == JobState.JOB_FAILURE and status.data_failed == 2
     reasons = " ".join(entry["reason"] for datum in status.failed_datums

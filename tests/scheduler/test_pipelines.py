@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from scheduler.cli.embedded import settle
-from scheduler.jobs import JobState
+from scheduler.job_records import JobState
 from scheduler.pipelines import Pipelines
-from scheduler.queries import Jobs
+from scheduler.queries import JobQueries
 from scheduler.settings import SchedulerSettings
 from storage.errors import AlreadyExists, InvalidSpec, PipelineCycle, PipelineNotFound, RepoNotFound
 from storage.local import LocalObjectStore
@@ -24,7 +24,7 @@ class Herd:
     def __init__(self, pfs: Pfs) -> None:
         self.pfs = pfs
         self.pipelines = Pipelines(pfs)
-        self.jobs = Jobs(pfs)
+        self.jobs = JobQueries(pfs)
 
     def settle(self) -> None:
         settle(self.pfs, SchedulerSettings(broker=None, parallelism=2))
@@ -262,7 +262,7 @@ def test_flush_jobs_waits_for_the_montage_job_that_saw_the_new_edges(herd: Herd)
     # When a second image arrives and flush waits on it
     herd.pfs.put_files("images", "master", [("/2.img", b"xyz\n")])
     second = herd.pfs.inspect_commit("images", "master")
-    rows = Jobs(herd.pfs, settle=herd.settle).flush_jobs("images", second.id)
+    rows = JobQueries(herd.pfs, settle=herd.settle).flush_jobs("images", second.id)
     # Then edges' job on it, and the montage job on it AND on that edges output, came back
     assert [(r.pipeline, r.status.state) for r in rows] == [
         ("edges", JobState.JOB_SUCCESS), ("montage", JobState.JOB_SUCCESS),

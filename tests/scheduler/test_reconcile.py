@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from scheduler.attempts import Attempt, Attempts
-from scheduler.jobs import JobState
+from scheduler.job_records import JobState
 from scheduler.reconcile import (
     CreateJob, FailDatum, FinishJob, Forget, JobView, KillJob, Mark, Refresh, Resend, Send, Watch, classify_sent,
     decide, to_check,

@@ -9,7 +9,7 @@ import pytest
 
 from scheduler import lifecycle
 from scheduler.cli.wiring import embedded_dispatcher
-from scheduler.jobs import DatumState, JobState
+from scheduler.job_records import DatumState, JobState
 from scheduler.loop import Scheduler
 from scheduler.attempts import Attempt, AttemptStore
 from scheduler.messages import BatchOutcome, DatumBatch

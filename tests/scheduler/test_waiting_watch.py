@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from scheduler import render_pps
 from scheduler.cli.waiting import NO_SCHEDULER, SchedulerWatch, chain, scheduler_watch
-from scheduler.jobs import JobInfo, JobState, JobStatus
+from scheduler.job_records import JobInfo, JobState, JobStatus
 from storage.errors import BrokerUnavailable
 from storage.model import Commit, CommitRef
 

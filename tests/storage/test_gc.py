@@ -294,7 +294,7 @@ def test_dry_run_deletes_nothing(store: ObjectStore) -> None:
 
 def test_the_scheduler_roots_keep_datum_outputs_and_indexes(store: ObjectStore) -> None:
     from scheduler.cli.gc import scheduler_roots
-    from scheduler.jobs import DatumResult, DatumState, JobState, JobStatus
+    from scheduler.job_records import DatumResult, DatumState, JobState, JobStatus
     from scheduler.records import DatumIndex, IndexEntry
 
     # Given blobs held only by a datum result of a running job and by a pipeline's datum index

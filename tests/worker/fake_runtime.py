@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from worker.runtime import RunRequest, RunResult, Transform
+from worker.runtime import RunRequest, RunResult, UserCode
 
 
 class FakeSession:
@@ -31,7 +31,7 @@ class FakeRuntime:
         self._fn = fn
         self.sessions: list[FakeSession] = []
 
-    def open(self, pipeline: str, transform: Transform) -> FakeSession:
+    def open(self, pipeline: str, transform: UserCode) -> FakeSession:
         session = FakeSession(self._fn)
         self.sessions.append(session)
         return session

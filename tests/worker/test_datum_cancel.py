@@ -1,6 +1,6 @@
 """restart-datum and stop-job take effect on a datum a worker is running: its heartbeat sees them
 and kills the user code. Real parts: the local runtime's sandbox, a local store, `process_batch`
-on a thread as the embedded dispatcher runs it, and the CLI's own `Jobs`/`Pipelines` calls."""
+on a thread as the embedded dispatcher runs it, and the CLI's own `Pipelines` calls."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pytest
 from scheduler.loop import Scheduler
 from scheduler.messages import BatchOutcome, DatumBatch
 from scheduler.pipelines import Pipelines
-from scheduler.queries import Jobs
 from scheduler.store import RecordStore
 from storage.local import LocalObjectStore
 from storage.repos import Pfs
@@ -81,7 +80,7 @@ def test_restart_datum_kills_the_running_attempt_and_runs_it_again_without_using
     (first,) = processes_running(token)
 
     # When restart-datum is called, as the CLI does
-    Jobs(job.pfs).restart_datum(job.job_id, job.datum_id[:12])
+    Pipelines(job.pfs).restart_datum(job.job_id, job.datum_id[:12])
 
     # Then attempt 1's user code is killed and attempt 2 runs, though datum_tries is 1
     wait_until(lambda: processes_running(token) not in ([], [first]), timeout=15)

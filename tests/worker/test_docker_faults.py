@@ -24,7 +24,7 @@ from tests.fixtures.services import missing_service, wait_until
 from worker.docker_runtime import DockerRuntime, DockerSession
 from worker.docker_wire import SCRATCH
 from worker.process_io import RunCancelled
-from worker.runtime import RunRequest, Transform
+from worker.runtime import RunRequest, UserCode
 
 pytestmark = pytest.mark.docker
 
@@ -50,7 +50,7 @@ def open_session(
                                 **(runtime_args or {}))
         fields.setdefault("image", busybox_image)
         fields.setdefault("network", False)
-        session = runtime.open("pipe", Transform(cmd=("sh", "-c", script), **fields))
+        session = runtime.open("pipe", UserCode(cmd=("sh", "-c", script), **fields))
         sessions.append(session)
         return session
 

@@ -17,7 +17,7 @@ import pytest
 from storage.errors import EngineUnavailable, HerdError, ImageNotFound, InvalidArgument, UnsafeOutput, UserCodeError
 from tests.fixtures.services import wait_until
 from worker.docker_runtime import DockerRuntime, DockerSession
-from worker.runtime import LOG_TAIL_BYTES, RunRequest, Transform
+from worker.runtime import LOG_TAIL_BYTES, RunRequest, UserCode
 
 pytestmark = pytest.mark.docker
 
@@ -41,7 +41,7 @@ def open_session(
         runtime = DockerRuntime(docker_client, transfer=transfer, worker_id=worker_id, **(runtime_args or {}))
         fields.setdefault("image", busybox_image)
         fields.setdefault("network", False)
-        session = runtime.open("pipe", Transform(cmd=cmd, **fields))
+        session = runtime.open("pipe", UserCode(cmd=cmd, **fields))
         sessions.append(session)
         return session
 
@@ -161,7 +161,7 @@ def test_missing_image_is_image_not_found(docker_client, worker_id: str) -> None
     runtime = DockerRuntime(docker_client, worker_id=worker_id)
     image = f"herd-test-missing-{uuid.uuid4().hex[:6]}:latest"
     with pytest.raises(ImageNotFound) as caught:
-        runtime.open("pipe", Transform(image=image, cmd=("true",)))
+        runtime.open("pipe", UserCode(image=image, cmd=("true",)))
     assert image in str(caught.value)
     assert not _containers(docker_client, worker_id)
 
@@ -246,8 +246,8 @@ def test_a_dead_worker_leaves_no_container(open_session, docker_client, worker_i
 
 def test_network_stays_on_unless_disabled(docker_client, busybox_image: str) -> None:
     runtime = DockerRuntime(docker_client)
-    on = DockerSession(runtime, "p", Transform(image=busybox_image, cmd=("true",)))._create_args()
-    off = DockerSession(runtime, "p", Transform(image=busybox_image, cmd=("true",), network=False))._create_args()
+    on = DockerSession(runtime, "p", UserCode(image=busybox_image, cmd=("true",)))._create_args()
+    off = DockerSession(runtime, "p", UserCode(image=busybox_image, cmd=("true",), network=False))._create_args()
     assert on["host_config"].get("NetworkMode") in (None, "default")
     assert off["host_config"]["NetworkMode"] == "none"
 
@@ -261,14 +261,14 @@ def test_unreachable_engine_is_engine_unavailable(tmp_path: Path) -> None:
     host = f"unix://{tmp_path}/no-engine.sock"
     runtime = DockerRuntime(docker_host=host)
     with pytest.raises(EngineUnavailable) as caught:
-        runtime.open("pipe", Transform(image="anything:latest", cmd=("true",)))
+        runtime.open("pipe", UserCode(image="anything:latest", cmd=("true",)))
     assert host in str(caught.value)
 
 
 def test_busybox_path_is_configurable(docker_client, busybox_image: str, tmp_path: Path) -> None:
     runtime = DockerRuntime(docker_client, busybox_path=tmp_path / "nope", worker_id=f"test-{uuid.uuid4().hex[:8]}")
     with pytest.raises(HerdError, match="nope"):
-        runtime.open("pipe", Transform(image=busybox_image, cmd=("true",), network=False))
+        runtime.open("pipe", UserCode(image=busybox_image, cmd=("true",), network=False))
     assert os.path.exists("/bin/busybox")
 
 

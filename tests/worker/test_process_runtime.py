@@ -18,7 +18,7 @@ from tests.worker.sandboxes import ALL_MODES, NAMESPACES, mode_id, require, requ
 from worker import process_runtime
 from worker.process_io import RunCancelled
 from worker.process_runtime import Isolation, ProcessRuntime, ProcessSession, detect_isolation
-from worker.runtime import LOG_TAIL_BYTES, RunRequest, RunResult, Transform
+from worker.runtime import LOG_TAIL_BYTES, RunRequest, RunResult, UserCode
 from worker.staging import clear_pfs
 
 # Every mode always runs: one this machine cannot start skips locally and fails under CI.
@@ -42,7 +42,7 @@ def pfs(tmp_path: Path) -> Path:
 
 
 def run(mode: Isolation, pfs: Path, cmd: tuple[str, ...], timeout: float | None = None, **kw: object) -> RunResult:
-    session = ProcessRuntime(mode).open("pipe", Transform(image="", cmd=cmd, **kw))  # type: ignore[arg-type]
+    session = ProcessRuntime(mode).open("pipe", UserCode(image="", cmd=cmd, **kw))  # type: ignore[arg-type]
     try:
         return session.run(RunRequest(pfs_dir=pfs, env={"PACH_JOB_ID": "j1", "in": "/pfs/in/x"}, timeout=timeout))
     finally:
@@ -177,7 +177,7 @@ def test_stdout_and_stderr_tails_are_bounded(mode: Isolation, pfs: Path) -> None
 def test_one_session_runs_datums_in_any_folder(mode: Isolation, tmp_path: Path) -> None:
     # Given one session, When datums run in a folder made again and then in another folder
     first, second = tmp_path / "a", tmp_path / "b"
-    session = ProcessRuntime(mode).open("pipe", Transform(image="", cmd=sh("cat /pfs/in/x; ls /pfs/out")))
+    session = ProcessRuntime(mode).open("pipe", UserCode(image="", cmd=sh("cat /pfs/in/x; ls /pfs/out")))
     try:
         outputs = []
         for folder, text in ((first, "1"), (first, "2"), (second, "3"), (first, "4")):
@@ -195,7 +195,7 @@ def test_one_session_runs_datums_in_any_folder(mode: Isolation, tmp_path: Path) 
 def test_close_from_another_thread_kills_a_running_datum(mode: Isolation, pfs: Path) -> None:
     # Given a datum that would sleep for a minute, its child in a session of its own
     token = unique_sleep()
-    session = ProcessRuntime(mode).open("pipe", Transform(image="", cmd=sh(f"setsid sleep {token} & sleep {token}")))
+    session = ProcessRuntime(mode).open("pipe", UserCode(image="", cmd=sh(f"setsid sleep {token} & sleep {token}")))
     outcome: list[object] = []
     thread = threading.Thread(target=lambda: outcome.append(_run_catching(session, pfs)))
     thread.start()
@@ -239,7 +239,7 @@ def test_rewrite_mode_warns_once(pfs: Path, caplog: pytest.LogCaptureFixture, mo
     monkeypatch.setattr(process_runtime, "_warned", set())
     with caplog.at_level(logging.WARNING, logger="worker.process_runtime"):
         for _ in range(3):
-            ProcessRuntime("rewrite").open("pipe", Transform(image="", cmd=("true",))).close()
+            ProcessRuntime("rewrite").open("pipe", UserCode(image="", cmd=("true",))).close()
     warnings = [r for r in caplog.records if "rewritten" in r.getMessage()]
     assert len(warnings) == 1
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from scheduler.cli.embedded import settle
-from scheduler.jobs import JobState
+from scheduler.job_records import JobState
 from scheduler.pipelines import Pipelines
-from scheduler.queries import Jobs
+from scheduler.queries import JobQueries
 from scheduler.settings import SchedulerSettings
 from storage.errors import InvalidArgument
 from storage.local import LocalObjectStore
@@ -70,7 +70,7 @@ def test_a_name_overrides_the_settings_runtime() -> None:
         open_runtime(WorkerSettings(), name="dockr")
 
 
-def _quota_pipeline(pfs: Pfs) -> Jobs:
+def _quota_pipeline(pfs: Pfs) -> JobQueries:
     pfs.create_repo("in")
     pfs.put_files("in", "master", [("/a", b"a")])
     Pipelines(pfs).create({
@@ -79,7 +79,7 @@ def _quota_pipeline(pfs: Pfs) -> Jobs:
         "input": {"pfs": {"repo": "in", "glob": "/*"}},
         "datum_tries": 1,
     })
-    return Jobs(pfs)
+    return JobQueries(pfs)
 
 
 def test_output_quota_passed_down_reaches_the_local_runtime(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import pytest
 from tests.worker.processes import processes_running, unique_sleep, wait_until
 from tests.worker.sandboxes import ALL_MODES, NAMESPACES, mode_id, require
 from worker.process_runtime import Isolation, ProcessRuntime, ProcessSession
-from worker.runtime import RunRequest, RunResult, Transform
+from worker.runtime import RunRequest, RunResult, UserCode
 from worker.staging import clear_pfs
 
 
@@ -29,7 +29,7 @@ class Datums:
 
     def __init__(self, mode: Isolation, root: Path, cmd: tuple[str, ...], **transform: object) -> None:
         self.root = root
-        self.session: ProcessSession = ProcessRuntime(mode).open("warm", Transform(image="", cmd=cmd, **transform))  # type: ignore[arg-type]
+        self.session: ProcessSession = ProcessRuntime(mode).open("warm", UserCode(image="", cmd=cmd, **transform))  # type: ignore[arg-type]
         self.count = 0
 
     def run(self, env: dict[str, str] | None = None, timeout: float | None = None) -> tuple[RunResult, Path]:
@@ -181,9 +181,9 @@ HOLDER = """
 import sys
 from pathlib import Path
 from worker.process_runtime import ProcessRuntime
-from worker.runtime import RunRequest, Transform
+from worker.runtime import RunRequest, UserCode
 mode, folder, token = sys.argv[1:]
-session = ProcessRuntime(mode).open("p", Transform(image="", cmd=("sh", "-c", f"sleep {token} & setsid sleep {token} & sleep {token}")))
+session = ProcessRuntime(mode).open("p", UserCode(image="", cmd=("sh", "-c", f"sleep {token} & setsid sleep {token} & sleep {token}")))
 session.run(RunRequest(pfs_dir=Path(folder), env={}))
 """
 
