@@ -342,16 +342,14 @@ class Commits:
         """
         validate_name(branch, "branch")
         started = now()
-        made: list[Commit] = []
         failpoints.hit("commit.before_manifest")  # put-file/delete-file: blobs are stored
 
-        def advance(current: Branch | None) -> Branch | None:
+        def advance(current: Branch | None) -> tuple[Branch | None, Commit]:
             head = current.head if current else None
             if commit_id is not None:
                 earlier = self.read_commit(repo, commit_id)
                 if earlier is not None and self.is_ancestor(repo, commit_id, head, earlier.parent):
-                    made[:] = [earlier]
-                    return None
+                    return None, earlier
             base = head if parent is HEAD else parent
             manifest = build(self.manifest_at(repo, base))
             commit = Commit(
@@ -366,11 +364,9 @@ class Commits:
             else:
                 self.objects.put(commit_key(repo, commit.id), commit.canonical_bytes())
             failpoints.hit("commit.after_commit_record")
-            made[:] = [commit]
-            return (current or Branch(repo=repo, name=branch)).model_copy(update={"head": commit.id})
+            return (current or Branch(repo=repo, name=branch)).model_copy(update={"head": commit.id}), commit
 
-        refs.update_branch(self.objects, repo, branch, advance)
-        return made[0]
+        return refs.change_branch(self.objects, repo, branch, advance)
 
     # ---- writing: open commits -----------------------------------------------------------
     #
@@ -551,15 +547,14 @@ class Commits:
         draft, repo = pending.commit, pending.commit.repo
         branch_name = draft.branch or "master"
         finished = pending.finished or now()
-        landed: list[Commit] = []
 
-        def advance(current: Branch | None) -> Branch | None:
+        def advance(current: Branch | None) -> tuple[Branch | None, Commit]:
             head = current.head if current else None
             claimed = current is not None and current.open_commit == draft.id
             earlier = self.read_commit(repo, draft.id)
             if earlier is not None and self.is_ancestor(repo, draft.id, head, earlier.parent):
-                landed[:] = [earlier]  # an earlier try (or another finisher) already landed it
-                return current.model_copy(update={"open_commit": None}) if claimed else None
+                # An earlier try (or another finisher) already landed it.
+                return (current.model_copy(update={"open_commit": None}) if claimed else None), earlier
             base = draft.parent if pending.fixed_parent else head
             manifest = apply_ops(self.manifest_at(repo, base), pending.changes)
             commit = draft.model_copy(update={
@@ -570,16 +565,14 @@ class Commits:
             # Unreachable until the CAS below, so rewriting a lost try's record is safe.
             self.objects.put(commit_key(repo, draft.id), commit.canonical_bytes())
             failpoints.hit("finish-commit.after_commit_record")
-            landed[:] = [commit]
             # One CAS moves the head and drops the claim: never a head without its commit,
             # never a finished commit still claimed as open.
             return (current or Branch(repo=repo, name=branch_name)).model_copy(update={
                 "head": draft.id,
                 "open_commit": None if claimed or current is None else current.open_commit,
-            })
+            }), commit
 
-        refs.update_branch(self.objects, repo, branch_name, advance)
-        return landed[0]
+        return refs.change_branch(self.objects, repo, branch_name, advance)
 
 
 def already_open(repo: str, branch: str, cid: str) -> Conflict:

@@ -24,6 +24,7 @@ BACKOFF_BASE = 0.002
 BACKOFF_CAP = 0.1
 
 R = TypeVar("R", bound=Record)
+T = TypeVar("T")
 
 
 def writer_id() -> str:
@@ -56,6 +57,32 @@ def read_record(store: ObjectStore, key: str, model: type[R]) -> tuple[R, str] |
     return model.from_bytes(body, key), token
 
 
+def change_record(
+    store: ObjectStore,
+    key: str,
+    model: type[R],
+    fn: Callable[[R | None], tuple[R | None, T]],
+    max_tries: int = MAX_TRIES,
+) -> T:
+    """Read `key`, let `fn` decide, CAS its new record; retry on a lost race; return what `fn`
+    produced on the try that counted (the stored one, or the one that changed nothing).
+
+    `fn(current)` returns (the new record, or None to leave it unchanged; a result for the
+    caller). It may be called several times (once per try) and may raise to abort. Raises
+    ConcurrentUpdateError after `max_tries` lost races.
+    """
+    for attempt in range(max_tries):
+        found = read_record(store, key, model)
+        current, token = found if found else (None, None)
+        new, result = fn(current)
+        if new is None or store.compare_and_set(key, token, new.canonical_bytes()):
+            return result
+        backoff(attempt)
+    raise ConcurrentUpdateError(
+        f"gave up updating '{key}' in {store.url} after {max_tries} concurrent updates; retry"
+    )
+
+
 def update_record(
     store: ObjectStore,
     key: str,
@@ -63,23 +90,13 @@ def update_record(
     fn: Callable[[R | None], R | None],
     max_tries: int = MAX_TRIES,
 ) -> R | None:
-    """Read `key`, apply `fn`, CAS the result; retry on a lost race; return what is stored.
+    """`change_record` whose result is the record as stored (`fn`'s new one, or the current)."""
 
-    `fn` may be called several times (once per try) and may raise to abort. Returning None
-    leaves the record unchanged. Raises ConcurrentUpdateError after `max_tries` lost races.
-    """
-    for attempt in range(max_tries):
-        found = read_record(store, key, model)
-        current, token = found if found else (None, None)
+    def decide(current: R | None) -> tuple[R | None, R | None]:
         new = fn(current)
-        if new is None:
-            return current
-        if store.compare_and_set(key, token, new.canonical_bytes()):
-            return new
-        backoff(attempt)
-    raise ConcurrentUpdateError(
-        f"gave up updating '{key}' in {store.url} after {max_tries} concurrent updates; retry"
-    )
+        return new, current if new is None else new
+
+    return change_record(store, key, model, decide, max_tries)
 
 
 def read_branch(store: ObjectStore, repo: str, name: str) -> Branch | None:
@@ -101,15 +118,32 @@ def update_branch(
     fn: Callable[[Branch | None], Branch | None],
     max_tries: int = MAX_TRIES,
 ) -> Branch | None:
-    """Apply `fn` to the branch head with CAS and jittered retries; return the stored branch.
+    """Apply `fn` to the branch head with CAS and jittered retries; return the stored branch."""
 
-    `fn` gets the current branch (None when missing) and returns the new one (its generation
-    and writer are filled in here) or None for no change. It runs once per try, so any
-    objects it writes must be safe to write again (bottom-up, unreachable until the CAS).
-    """
-
-    def stamped(current: Branch | None) -> Branch | None:
+    def decide(current: Branch | None) -> tuple[Branch | None, Branch | None]:
         new = fn(current)
-        return None if new is None else stamp(new, current)
+        if new is None:
+            return None, current
+        stored = stamp(new, current)
+        return stored, stored
 
-    return update_record(store, branch_key(repo, name), Branch, stamped, max_tries)
+    return change_record(store, branch_key(repo, name), Branch, decide, max_tries)
+
+
+def change_branch(
+    store: ObjectStore,
+    repo: str,
+    name: str,
+    fn: Callable[[Branch | None], tuple[Branch | None, T]],
+    max_tries: int = MAX_TRIES,
+) -> T:
+    """`change_record` on a branch head: `fn` gets the current branch (None when missing) and
+    returns (the new one, whose generation and writer are filled in here, or None for no
+    change; its result). It runs once per try, so any objects it writes must be safe to write
+    again (bottom-up, unreachable until the CAS)."""
+
+    def stamped(current: Branch | None) -> tuple[Branch | None, T]:
+        new, result = fn(current)
+        return (None if new is None else stamp(new, current)), result
+
+    return change_record(store, branch_key(repo, name), Branch, stamped, max_tries)

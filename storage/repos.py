@@ -254,11 +254,8 @@ class Pfs:
         )
 
     def inspect_commit(self, repo: str, ref: str) -> Commit:
-        """The commit a ref names (open commits show finished=None)."""
-        return self.commits.resolve(repo, ref)
-
-    def resolve_commit(self, repo: str, ref: str) -> Commit:
-        """A ref (branch, id, unique id prefix; `^`, `^N`, `~N`, `.N`) to its Commit."""
+        """The commit a ref names: a branch, an id, a unique id prefix, with `^`, `^N`, `~N` or `.N`
+        (open commits show finished=None)."""
         return self.commits.resolve(repo, ref)
 
     def read_manifest(self, commit: Commit) -> Manifest:

@@ -118,7 +118,7 @@ def get_file(cli: CliContext, target: tuple[str, ...], output: Path | None,
 def _get_with_progress(cli: CliContext, repo: str, ref: str, path: str, output: Path,
                        recursive: bool) -> None:
     """get-file -o on a terminal: the same bytes, with a bar (per byte, or per file for -r)."""
-    commit = cli.pfs.resolve_commit(repo, ref)  # pin the ref: every file from one commit
+    commit = cli.pfs.inspect_commit(repo, ref)  # pin the ref: every file from one commit
     info = cli.pfs.inspect_file(repo, commit.id, path)
     show = progress.wanted(info.size, many=recursive)
     with progress.meter(f"get {repo}@{ref}:{info.path}", info.size, show) as meter:
@@ -152,7 +152,7 @@ def glob_file(cli: CliContext, target: tuple[str, ...], raw: bool) -> None:
     from storage.model import FileInfo
 
     repo, ref, pattern = parse_target(target, "REPO REF PATTERN", 3)
-    commit = cli.pfs.resolve_commit(repo, ref)
+    commit = cli.pfs.inspect_commit(repo, ref)
     files = cli.pfs.read_manifest(commit).files
     infos = []
     for node in match_nodes(pattern, files):

@@ -92,7 +92,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 
 
 def files(pfs: Pfs, ref: str = "master", repo: str = "data") -> dict[str, bytes]:
-    manifest = pfs.read_manifest(pfs.resolve_commit(repo, ref))
+    manifest = pfs.read_manifest(pfs.inspect_commit(repo, ref))
     out = {}
     for path in manifest.files:
         with pfs.open_file(repo, ref, path) as handle:
@@ -256,7 +256,7 @@ def test_finish_of_a_clashing_commit_killed_reopens_it(backend: Backend) -> None
     opened = pfs.start_commit("data", "master")
     pfs.put_file("data", opened.id, "/d", b"file")
     entry = pfs.files.upload(b"x")
-    pfs.write_commit("data", "master", pfs.read_manifest(pfs.resolve_commit("data", "master"))
+    pfs.write_commit("data", "master", pfs.read_manifest(pfs.inspect_commit("data", "master"))
                      .model_copy(update={"files": {"/base": entry, "/d/x": entry}}))
     backend.crash("finish-commit.after_seal", "finish-commit", "data", "master")
     # Then the next command cannot land it, so it is open again and can be repaired

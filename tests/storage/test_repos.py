@@ -51,7 +51,7 @@ def snapshot(store: ObjectStore) -> dict[str, bytes]:
 
 
 def files_at(pfs: Pfs, ref: str, repo: str = "data") -> dict[str, bytes]:
-    manifest = pfs.read_manifest(pfs.resolve_commit(repo, ref))
+    manifest = pfs.read_manifest(pfs.inspect_commit(repo, ref))
     return {path: read(pfs, ref, path, repo) for path in manifest.files}
 
 
@@ -188,7 +188,7 @@ def test_open_commit_is_invisible_until_finished(pfs: Pfs) -> None:
     assert opened.finished is None and opened.parent == base.id
     pfs.put_file("data", opened.id, "/new", b"new")
     # Then readers of the branch still see the old head, and the open commit's files are hidden
-    assert pfs.resolve_commit("data", "master").id == base.id
+    assert pfs.inspect_commit("data", "master").id == base.id
     assert set(files_at(pfs, "master")) == {"/old"}
     assert pfs.inspect_commit("data", opened.id).finished is None
     with pytest.raises(InvalidArgument, match="still open"):
@@ -199,7 +199,7 @@ def test_open_commit_is_invisible_until_finished(pfs: Pfs) -> None:
     # When finished, Then it is the head with both files
     done = pfs.finish_commit("data", opened.id)
     assert done.finished and done.parent == base.id and done.description == "wip"
-    assert pfs.resolve_commit("data", "master").id == opened.id
+    assert pfs.inspect_commit("data", "master").id == opened.id
     assert files_at(pfs, "master") == {"/old": b"old", "/new": b"new"}
     assert [c.id for c in pfs.list_commits("data")] == [opened.id, base.id]
     assert list(pfs.objects.list("repos/data/open/")) == []
@@ -210,7 +210,7 @@ def test_put_to_branch_with_open_commit_joins_it(pfs: Pfs) -> None:
     joined = pfs.put_file("data", "dev", "/a", b"a")
     assert joined.id == opened.id
     with pytest.raises(CommitNotFound, match="has no commits"):
-        pfs.resolve_commit("data", "dev")
+        pfs.inspect_commit("data", "dev")
     pfs.delete_file("data", "dev", "/a")
     pfs.put_file("data", "dev", "/b", b"b")
     pfs.finish_commit("data", "dev")  # a branch with an open commit finishes that commit
@@ -365,7 +365,7 @@ def test_ref_syntax(pfs: Pfs) -> None:
     c1 = pfs.put_file("data", "master", "/a", b"1")
     c2 = pfs.put_file("data", "master", "/a", b"2")
     c3 = pfs.put_file("data", "master", "/a", b"3")
-    resolve = lambda ref: pfs.resolve_commit("data", ref).id  # noqa: E731
+    resolve = lambda ref: pfs.inspect_commit("data", ref).id  # noqa: E731
     assert resolve("master") == resolve(c3.id) == resolve(c3.id[:6]) == c3.id
     assert resolve("master^") == resolve("master~") == resolve("master~1") == c2.id
     assert resolve("master^^") == resolve("master^2") == resolve("master~2") == c1.id
@@ -434,7 +434,7 @@ def test_branches(pfs: Pfs) -> None:
     assert prov.provenance == (BranchRef(repo="data", name="master"),)
     pfs.delete_branch("data", "old")
     assert [b.name for b in pfs.list_branches("data")] == ["empty", "master"]
-    assert pfs.resolve_commit("data", c1.id).id == c1.id  # commits outlive their branch
+    assert pfs.inspect_commit("data", c1.id).id == c1.id  # commits outlive their branch
     with pytest.raises(BranchNotFound):
         pfs.delete_branch("data", "old")
     pfs.start_commit("data", "empty")
@@ -475,11 +475,11 @@ def test_write_commit_with_a_fixed_id_is_idempotent(pfs: Pfs, store: ObjectStore
     assert len(pfs.list_commits("out")) == 2
     # Given a stale record from a crashed call (not on the branch), Then it lands on the head
     stale_id = "cd" * 16
-    head = pfs.resolve_commit("out", "master")
+    head = pfs.inspect_commit("out", "master")
     stale = first.model_copy(update={"id": stale_id, "parent": first.id})
     store.put(f"repos/out/commits/{stale_id}", stale.canonical_bytes())
     landed = pfs.write_commit("out", "master", manifest, commit_id=stale_id)
-    assert landed.parent == head.id and pfs.resolve_commit("out", "master").id == stale_id
+    assert landed.parent == head.id and pfs.inspect_commit("out", "master").id == stale_id
     with pytest.raises(InvalidArgument, match="'nothex'"):
         pfs.write_commit("out", "master", manifest, commit_id="nothex")
 
@@ -627,7 +627,7 @@ def test_no_op_delete_is_not_replayed_over_a_concurrent_commit(pfs: Pfs) -> None
     opened = pfs.start_commit("data", "master")
     pfs.delete_file("data", opened.id, "/late")
     # When another commit adds that path before the finish (a pipeline output, say)
-    head = pfs.resolve_commit("data", "master")
+    head = pfs.inspect_commit("data", "master")
     files = {**pfs.read_manifest(head).files, "/late": _entry(pfs, b"late")}
     pfs.write_commit("data", "master", Manifest(files=files))
     # Then the finish keeps it: the no-op was not recorded to remove it later
