@@ -20,7 +20,7 @@ from celery import Celery
 from kombu.exceptions import KombuError
 
 from scheduler.broker import Broker, Sent
-from scheduler.messages import HEALTH_CHECK_INTERVAL, OUTCOME_TTL, PROCESS_BATCH, SOCKET_TIMEOUT, BatchOutcome, DatumBatch
+from scheduler.messages import BROKER_CONNECTION, OUTCOME_TTL, PROCESS_BATCH, WIRE_CONF, BatchOutcome, DatumBatch
 from scheduler.settings import SchedulerSettings
 from scheduler.reconcile import Mark
 from storage.errors import BrokerUnavailable
@@ -161,22 +161,12 @@ def _client_app(url: str, queue: str, results: bool = False) -> Celery:
     app = Celery("herd-scheduler", broker=url, backend=url if results else None, set_as_current=False)
     app.conf.update(
         task_default_queue=queue,
-        task_serializer="json",
-        result_serializer="json",
-        accept_content=["json"],
+        **WIRE_CONF,
         # Bounded publish retries: a broker that is down is reported, not waited on forever.
         task_publish_retry=True,
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0},
         broker_connection_retry_on_startup=False,
         broker_connection_max_retries=2,
-        broker_transport_options={
-            "socket_timeout": SOCKET_TIMEOUT,
-            "socket_connect_timeout": SOCKET_TIMEOUT,
-            "health_check_interval": HEALTH_CHECK_INTERVAL,
-        },
-        redis_socket_timeout=SOCKET_TIMEOUT,
-        redis_socket_connect_timeout=SOCKET_TIMEOUT,
-        redis_backend_health_check_interval=HEALTH_CHECK_INTERVAL,
-        result_expires=OUTCOME_TTL,
+        broker_transport_options=dict(BROKER_CONNECTION),
     )
     return app

@@ -19,7 +19,7 @@ from scheduler.attempts import AttemptStore
 from scheduler.batching import Durations
 from scheduler.dispatch import Dispatcher
 from scheduler.history import Histories
-from scheduler.job_records import JobState
+from scheduler.job_records import JobState, JobStatus
 from scheduler.messages import BatchOutcome, DatumBatch
 from scheduler.plan import input_branches
 from scheduler.reconcile import (
@@ -121,18 +121,20 @@ class Scheduler:
                 self._finished.add(job_id)
                 self._hints.pop(job_id, None)
                 continue
-            self.step(pipeline, job_id, inputs)
+            self.step(pipeline, job_id, inputs, status)
             return True
         return False
 
     # observe -> decide -> apply ----------------------------------------------------------
-    def step(self, pipeline: PipelineInfo, job_id: str, inputs: tuple[CommitRef, ...]) -> list[Action]:
+    def step(
+        self, pipeline: PipelineInfo, job_id: str, inputs: tuple[CommitRef, ...], status: JobStatus | None = None,
+    ) -> list[Action]:
         """Observe-decide-apply for a job; returns the actions applied.
 
         Two actions look again at once rather than a pass later: `Refresh` (list results from
         storage, then decide) and `CreateJob` (the new job's first batches go out in this pass)."""
         spec = self._spec(pipeline)
-        view, plan = self.observe(pipeline, spec, job_id, list_results=False)
+        view, plan = self.observe(pipeline, spec, job_id, list_results=False, status=status)
         actions = decide(view)
         if actions == [CreateJob()]:
             self._apply(actions, pipeline, spec, job_id, inputs, plan)
@@ -145,11 +147,13 @@ class Scheduler:
         return actions
 
     def observe(
-        self, pipeline: PipelineInfo, spec: PipelineSpec, job_id: str, list_results: bool
+        self, pipeline: PipelineInfo, spec: PipelineSpec, job_id: str, list_results: bool,
+        status: JobStatus | None = None,
     ) -> tuple[JobView, JobPlan | None]:
         """Read the job from storage and the broker into a view (results listed when asked or unknown)."""
         plan = self.records.read_plan(job_id)
-        status = self.records.read_status(job_id)
+        if status is None:  # not read by the caller this pass
+            status = self.records.read_status(job_id)
         if plan is None or status is None or status.state == JobState.JOB_STARTING or status.state.terminal:
             state = None if status is None else status.state
             return JobView(job_id=job_id, state=state, planned=plan is not None, now=time.time()), plan

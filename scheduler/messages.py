@@ -15,6 +15,23 @@ PROCESS_BATCH = "herd.process_batch"
 SOCKET_TIMEOUT = 5.0  # a vanished broker must not block a publish, an ack or the scheduler forever
 HEALTH_CHECK_INTERVAL = 10  # seconds; half-open broker connections are dropped and redone
 OUTCOME_TTL = 3600  # seconds; batch outcomes expire in Redis after this (Celery's result_expires)
+# How both ends of the wire (the scheduler's client apps, the worker's app) talk to Redis and
+# encode messages: one place, so they cannot drift apart.
+BROKER_CONNECTION = {
+    "socket_timeout": SOCKET_TIMEOUT,
+    "socket_connect_timeout": SOCKET_TIMEOUT,
+    "health_check_interval": HEALTH_CHECK_INTERVAL,
+}
+WIRE_CONF = {
+    "task_serializer": "json",
+    "result_serializer": "json",
+    "accept_content": ["json"],
+    "redis_socket_timeout": SOCKET_TIMEOUT,
+    "redis_socket_connect_timeout": SOCKET_TIMEOUT,
+    "redis_backend_health_check_interval": HEALTH_CHECK_INTERVAL,
+    # The batch outcome is a progress hint for the scheduler (expires; storage is the truth).
+    "result_expires": OUTCOME_TTL,
+}
 
 MESSAGE_VERSION = 1
 

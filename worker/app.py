@@ -17,7 +17,7 @@ import threading
 from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown
 
-from scheduler.messages import HEALTH_CHECK_INTERVAL, OUTCOME_TTL, SOCKET_TIMEOUT
+from scheduler.messages import BROKER_CONNECTION, WIRE_CONF
 from storage.errors import HerdError, InvalidArgument
 from storage.factory import open_object_store
 from storage.objects import ObjectStore
@@ -56,18 +56,9 @@ def make_app(settings: WorkerSettings, storage: StorageSettings) -> Celery:
             "visibility_timeout": settings.visibility_timeout,
             "unacked_restore_interval": max(1.0, settings.visibility_timeout / 5),
             "unacked_restore_throttle": 1,
-            "socket_timeout": SOCKET_TIMEOUT,
-            "socket_connect_timeout": SOCKET_TIMEOUT,
-            "health_check_interval": HEALTH_CHECK_INTERVAL,
+            **BROKER_CONNECTION,
         },
-        # The batch outcome is a progress hint for the scheduler (expires; storage is the truth).
-        result_expires=OUTCOME_TTL,
-        redis_socket_timeout=SOCKET_TIMEOUT,
-        redis_socket_connect_timeout=SOCKET_TIMEOUT,
-        redis_backend_health_check_interval=HEALTH_CHECK_INTERVAL,
-        task_serializer="json",
-        result_serializer="json",
-        accept_content=["json"],
+        **WIRE_CONF,
         worker_send_task_events=False,
         worker_hijack_root_logger=False,
     )
