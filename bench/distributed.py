@@ -139,9 +139,9 @@ def run_job(pfs: Pfs, name: str, timeout: float) -> tuple[float, float]:
 def change_latency(pfs: Pfs, pipeline: str, rounds: int) -> list[dict[str, float]]:
     """put-file of one new file → the pipeline's output commit from it finished, in seconds,
     split at the job's creation and its datum's result (the records' timestamps)."""
-    from scheduler.store import RecordStore
+    from scheduler.store import PpsStore
 
-    records = RecordStore(pfs.objects)
+    records = PpsStore(pfs.objects)
     out = []
     for i in range(rounds):
         started = time.monotonic()

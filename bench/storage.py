@@ -38,6 +38,7 @@ import boto3  # noqa: E402 - the anchor's own calls
 from botocore.config import Config  # noqa: E402
 
 from storage.blobs import BlobStore  # noqa: E402
+from storage.layout import BLOB_PREFIX  # noqa: E402
 from storage.local import LocalObjectStore  # noqa: E402
 from storage.repos import Pfs  # noqa: E402
 from storage.s3 import S3ObjectStore  # noqa: E402
@@ -206,10 +207,10 @@ def _list_keys(root: Path, count: int) -> tuple[float, float]:
         (folder / f"{index:06d}").write_bytes(b"")
     store = LocalObjectStore(root)
     herd_keys: list[str] = []
-    herd = timed(lambda: herd_keys.extend(store.list("blobs/")))
+    herd = timed(lambda: herd_keys.extend(store.list(BLOB_PREFIX)))
 
     def walk() -> list[str]:
-        found = [os.path.join(top, name) for top, _, names in os.walk(root / "blobs") for name in names]
+        found = [os.path.join(top, name) for top, _, names in os.walk(root / BLOB_PREFIX.rstrip("/")) for name in names]
         return sorted(found)
 
     plain = timed(walk)

@@ -15,7 +15,8 @@
 #            busybox:latest of its own (the examples' specs say "image": "busybox")
 #
 # Nothing is pulled. Python wheels are downloaded on this host with pip (the index pip is
-# configured with), for the base image's Python version, glibc and architecture.
+# configured with), for the base image's Python version, glibc and architecture, at the exact
+# versions of constraints.txt (pyproject.toml only gives ranges).
 #
 # Cache: each image carries the label herd.inputs, a sha256 of everything it is built from (the
 # recipe below, the files copied in, the base image's id). An image whose tag exists with the
@@ -168,7 +169,7 @@ download_wheels() {
     for ((minor = GLIBC_MINOR; minor >= 17; minor--)); do platforms+=(--platform "manylinux_2_${minor}_${ARCH}"); done
     platforms+=(--platform "manylinux2014_${ARCH}")
     if [[ "$ARCH" == x86_64 ]]; then platforms+=(--platform manylinux2010_x86_64 --platform manylinux1_x86_64); fi
-    key="$(printf '%s\n' "$PY_VERSION" "${platforms[@]}" "$@" | sha)"
+    key="$( { printf '%s\n' "$PY_VERSION" "${platforms[@]}" "$@"; cat "$ROOT/constraints.txt"; } | sha)"
     cache="$HERD_IMAGES_CACHE/wheels-${key:0:24}"
     if [[ ! -f "$cache/.complete" || "${HERD_IMAGES_REBUILD:-}" == 1 ]]; then
         pip="$(pip_cmd)"
@@ -177,7 +178,7 @@ download_wheels() {
         mkdir -p "$cache"
         # shellcheck disable=SC2086 # $pip is a command line
         $pip download -q --only-binary=:all: --implementation cp --python-version "$PY_VERSION" \
-            "${platforms[@]}" -d "$cache" "$@" 2> >(grep -v '^WARNING: Location' >&2) || die "pip download failed"
+            "${platforms[@]}" -c "$ROOT/constraints.txt" -d "$cache" "$@" 2> >(grep -v '^WARNING: Location' >&2) || die "pip download failed"
         touch "$cache/.complete"
     else
         say "wheels from the cache: $cache"
@@ -190,9 +191,9 @@ project_requirements() {
     python3 - "$ROOT/pyproject.toml" "$1" <<'EOF'
 import sys, tomllib
 project = tomllib.load(open(sys.argv[1], "rb"))["project"]
-if sys.argv[2] == "deps":
-    print("\n".join(project["dependencies"]))
-else:  # the moto pin of the dev extra
+if sys.argv[2] == "deps":  # what the herd image installs: the dependencies and the cluster extra
+    print("\n".join(project["dependencies"] + project["optional-dependencies"]["cluster"]))
+else:  # the moto range of the dev extra (constraints.txt pins it)
     print(next(r.split("[")[0] + "[s3]" + r.split("]", 1)[1] for r in project["optional-dependencies"]["dev"]
                if r.startswith("moto")))
 EOF
@@ -270,7 +271,7 @@ build_herd() {
     base_id="$(image_id "$HERD_BASE_IMAGE")"
     # The context holds exactly what compose/Dockerfile copies (no .venv, .git, caches).
     mkdir -p "$ctx/compose"
-    cp pyproject.toml README.md "$ctx/"
+    cp pyproject.toml constraints.txt README.md "$ctx/"
     cp compose/Dockerfile compose/bucket_init.py "$ctx/compose/"
     tar -c --exclude=__pycache__ --exclude='*.pyc' storage scheduler worker | tar -x -C "$ctx"
     hash="$( { printf '%s\n%s\n' "$RECIPE" "$base_id"; tree_hash "$ctx"; } | sha)"

@@ -18,15 +18,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from scheduler.job_records import DatumResult
 from scheduler.records import JobPlan
 from storage.errors import DataCorrupted
+from storage.layout import GIVEN_BACK, RESTARTED, attempt_key, attempt_name, attempts_prefix
 from storage.objects import ObjectStore
 
-GIVEN_BACK = "given_back"
-RESTARTED = "restarted"
 
 
 @dataclass(frozen=True)
@@ -116,11 +115,11 @@ class DatumLedger(Protocol):
 
     def restarted(self, attempt: Attempt) -> bool: ...
 
-    def put_log(self, job_id: str, datum_id: str, attempt: int, log: dict) -> None: ...
+    def put_log(self, job_id: str, datum_id: str, attempt: int, log: dict[str, Any]) -> None: ...
 
 
-def folder(job_id: str, datum_id: str) -> str:
-    return f"jobs/{job_id}/attempts/{datum_id}/"
+def _key(attempt: Attempt, marker: str | None = None) -> str:
+    return attempt_key(attempt.job_id, attempt.datum_id, attempt.number, marker)
 
 
 class AttemptStore:
@@ -130,28 +129,26 @@ class AttemptStore:
         self.objects = objects
 
     def attempts(self, job_id: str, datum_id: str) -> Attempts:
-        prefix = folder(job_id, datum_id)
-        names = set(self.objects.list_children(prefix))
+        names = set(self.objects.list_children(attempts_prefix(job_id, datum_id)))
         numbers = sorted(int(n) for n in names if n.isdigit())
         items = []
         for number in numbers:
-            given_back = f"{number}.{GIVEN_BACK}" in names
-            lease = self._read(prefix + str(number)) if number == numbers[-1] else {}
-            outage = self._read(f"{prefix}{number}.{GIVEN_BACK}") if given_back else {}
+            given_back = attempt_name(number, GIVEN_BACK) in names
+            lease = self._read(attempt_key(job_id, datum_id, number)) if number == numbers[-1] else {}
+            outage = self._read(attempt_key(job_id, datum_id, number, GIVEN_BACK)) if given_back else {}
             items.append(Attempt(
                 job_id=job_id, datum_id=datum_id, number=number, worker=str(lease.get("worker", "")),
                 holder=str(lease.get("holder", "")), lease_until=float(lease.get("lease_until", 0.0)),
-                given_back=given_back, restarted=f"{number}.{RESTARTED}" in names,
+                given_back=given_back, restarted=attempt_name(number, RESTARTED) in names,
                 outage_at=float(outage["at"]) if "at" in outage else None,
             ))
         return Attempts(tuple(items))
 
     def history(self, job_id: str, datum_id: str) -> list[Attempt]:
         """Every attempt with its record read (the latest-only read of `attempts` is for hot paths)."""
-        prefix = folder(job_id, datum_id)
         out = []
         for attempt in self.attempts(job_id, datum_id).items:
-            lease = self._read(prefix + str(attempt.number))
+            lease = self._read(_key(attempt))
             out.append(Attempt(
                 job_id=job_id, datum_id=datum_id, number=attempt.number, worker=str(lease.get("worker", "")),
                 holder=str(lease.get("holder", "")), lease_until=float(lease.get("lease_until", 0.0)),
@@ -161,23 +158,23 @@ class AttemptStore:
 
     def claim(self, attempt: Attempt) -> bool:
         """Take attempt number `attempt.number` (create-only): False when another process has it."""
-        return self.objects.put_if_absent(folder(attempt.job_id, attempt.datum_id) + str(attempt.number), attempt.body())
+        return self.objects.put_if_absent(_key(attempt), attempt.body())
 
     def renew(self, attempt: Attempt) -> None:
         """Move the lease forward; only the holder writes its attempt after the claim."""
-        self.objects.put(folder(attempt.job_id, attempt.datum_id) + str(attempt.number), attempt.body())
+        self.objects.put(_key(attempt), attempt.body())
 
     def give_back(self, attempt: Attempt, at: float, reason: str) -> None:
         body = json.dumps({"at": at, "reason": reason}, sort_keys=True).encode()
-        self.objects.put_if_absent(f"{folder(attempt.job_id, attempt.datum_id)}{attempt.number}.{GIVEN_BACK}", body)
+        self.objects.put_if_absent(_key(attempt, GIVEN_BACK), body)
 
     def restart(self, attempt: Attempt) -> None:
-        self.objects.put_if_absent(f"{folder(attempt.job_id, attempt.datum_id)}{attempt.number}.{RESTARTED}", b"{}")
+        self.objects.put_if_absent(_key(attempt, RESTARTED), b"{}")
 
     def restarted(self, attempt: Attempt) -> bool:
-        return self.objects.exists(f"{folder(attempt.job_id, attempt.datum_id)}{attempt.number}.{RESTARTED}")
+        return self.objects.exists(_key(attempt, RESTARTED))
 
-    def _read(self, key: str) -> dict:
+    def _read(self, key: str) -> dict[str, Any]:
         found = self.objects.read_versioned(key)
         if found is None:
             return {}

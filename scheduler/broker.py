@@ -23,6 +23,11 @@ from scheduler.messages import HEALTH_CHECK_INTERVAL, SOCKET_TIMEOUT
 MARK_TTL = 7 * 24 * 3600  # marks of jobs nobody looks at any more go away by themselves
 
 
+def text(raw: bytes | str) -> str:
+    """A Redis reply as text: the client does not decode (bytes), redis-py's types allow str."""
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
 @dataclass(frozen=True)
 class Sent:
     """One batch as sent: when (broker clock) and which datums of its job."""
@@ -63,7 +68,10 @@ class Broker:
         key = self.key("sent", job_id)
         body = json.dumps({"at": sent.at, "datums": list(sent.datums)}, separators=(",", ":"))
         with self.errors(f"mark a batch of job '{job_id}' sent"):
-            self.client.pipeline(transaction=False).hset(key, task_id, body).expire(key, MARK_TTL).execute()
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hset(key, task_id, body)
+            pipe.expire(key, MARK_TTL)
+            pipe.execute()
 
     def sent(self, job_id: str) -> dict[str, Sent]:
         with self.errors(f"read the sent batches of job '{job_id}'"):
@@ -71,7 +79,7 @@ class Broker:
         out = {}
         for task_id, body in raw.items():
             data = json.loads(body)
-            out[task_id.decode()] = Sent(at=float(data["at"]), datums=tuple(int(i) for i in data["datums"]))
+            out[text(task_id)] = Sent(at=float(data["at"]), datums=tuple(int(i) for i in data["datums"]))
         return out
 
     def forget(self, job_id: str, task_ids: Iterable[str]) -> None:

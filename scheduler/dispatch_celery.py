@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
 from celery import Celery
@@ -24,6 +25,10 @@ from scheduler.messages import BROKER_CONNECTION, OUTCOME_TTL, PROCESS_BATCH, WI
 from scheduler.settings import SchedulerSettings
 from scheduler.reconcile import Mark
 from storage.errors import BrokerUnavailable
+
+if TYPE_CHECKING:
+    from celery.backends.redis import RedisBackend
+    from kombu.connection import ConnectionPool
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +49,9 @@ class CeleryDispatcher:
         self._stop = threading.Event()
         self._counter: threading.Thread | None = None
         self.app = _client_app(broker.url, settings.queue)
-        self.results = _client_app(broker.url, settings.queue, results=True).backend
+        self._results_app = _client_app(broker.url, settings.queue, results=True)
+        # backend=<the broker's redis:// URL>: Celery builds a RedisBackend, a key-value backend.
+        self.results = cast("RedisBackend", self._results_app.backend)
 
     # Dispatcher protocol -------------------------------------------------------------------
     def submit(self, batch: DatumBatch) -> None:
@@ -86,7 +93,7 @@ class CeleryDispatcher:
     def close(self) -> None:
         self._stop.set()
         self.app.close()
-        self.results.app.close()
+        self._results_app.close()
 
     # capacity ----------------------------------------------------------------------------
     def capacity(self) -> int:
@@ -109,8 +116,11 @@ class CeleryDispatcher:
 
     def queue_size(self) -> int:
         """Messages waiting in the queue (not those taken by workers)."""
-        with self._errors("read the queue length"), self.app.pool.acquire(block=True) as conn:
-            return int(conn.default_channel.queue_declare(queue=self.queue, passive=False).message_count)
+        with self._errors("read the queue length"):
+            # celery-types says Celery.pool is a ProducerPool; it is the broker's ConnectionPool.
+            pool: ConnectionPool = self.app.pool  # type: ignore[assignment]
+            with pool.acquire(block=True) as conn:
+                return int(conn.default_channel.queue_declare(queue=self.queue, passive=False).message_count)
 
     # internals ---------------------------------------------------------------------------
     def _collect(self) -> None:
@@ -128,7 +138,7 @@ class CeleryDispatcher:
                 # decode, not decode_result: a failure's exception is never rebuilt here.
                 self._take_outcome(task_id, self.results.decode(payload))
 
-    def _take_outcome(self, task_id: str, meta: dict) -> None:
+    def _take_outcome(self, task_id: str, meta: dict[str, Any]) -> None:
         status = meta.get("status")
         if status not in ("SUCCESS", "FAILURE"):
             return  # RETRY (an outage gave the batch back): redelivered, its outcome comes later

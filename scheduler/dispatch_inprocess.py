@@ -8,6 +8,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from typing import Any
 
 from scheduler.messages import BatchOutcome, DatumBatch
 from scheduler.reconcile import Mark
@@ -18,7 +19,7 @@ class InProcessDispatcher:
     """Runs batches on threads, with the same function Celery workers run (handed over, not imported)."""
 
     def __init__(
-        self, objects: ObjectStore, threads: int, run_batch: Callable[..., dict], release: Callable[..., None],
+        self, objects: ObjectStore, threads: int, run_batch: Callable[..., dict[str, Any]], release: Callable[..., None],
     ) -> None:
         """`run_batch(message, objects=)` runs a batch (worker.datum.process_batch); `release(objects,
         cancel=)` ends the warm sessions of the store (worker.context.release_context). The CLI's

@@ -187,7 +187,8 @@ def _regex_seq(seq: Seq) -> str:
 def _regex_node(node: Node) -> str:
     kind = node[0]
     if kind == "lit":
-        return re.escape(node[1])
+        char: str = node[1]
+        return re.escape(char)
     if kind == "any1":
         return "[^/]"
     if kind == "star":
@@ -223,13 +224,15 @@ _ANY = ("any",)
 def _accepts(test: tuple[Any, ...], ch: str) -> bool:
     kind = test[0]
     if kind == "lit":
-        return ch == test[1]
+        literal: str = test[1]
+        return ch == literal
     if kind == "nslash":
         return ch != "/"
     if kind == "any":
         return True
     inside = any(lo <= ch <= hi for lo, hi in test[1])
-    return inside != test[2]
+    negated: bool = test[2]
+    return inside != negated
 
 
 class _Nfa:
@@ -493,7 +496,8 @@ def _fixed_width(node: Node) -> bool:
     (`{a,b}`, `(a|b)`, `@(a|b)`) of such items."""
     kind = node[0]
     if kind == "lit":
-        return node[1] != "/"
+        char: str = node[1]
+        return char != "/"
     if kind == "any1":
         return True
     if kind == "class":

@@ -38,6 +38,8 @@ class Histories:
         cid: str | None = head
         while cid is not None and cid != cached_head:
             commit = self.pfs.inspect_commit(repo, cid)
+            # A head and its ancestors are finished: the open commit is Branch.open_commit.
+            assert commit.finished is not None, f"{repo}@{commit.id} on the history of {branch} is not finished"
             newer.append(Finished(repo=repo, branch=branch, id=commit.id, finished=commit.finished))
             cid = commit.parent
         # Reached the last walk's head: extend it. Reached the root: the branch was moved

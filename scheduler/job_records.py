@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from enum import Enum
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from storage.errors import Conflict
-from storage.model import CommitRef, FileEntry, Record
+from storage.model import CommitRef, FileEntry, LenientRecord
 
 
 class JobState(str, Enum):
@@ -49,12 +49,7 @@ class DatumState(str, Enum):
     RECOVERED = "RECOVERED"
 
 
-class _Record(Record):
-    # Unknown fields are ignored, not refused: records written by a newer herd stay readable.
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-
-class JobInfo(_Record):
+class JobInfo(LenientRecord):
     """Written once, create-only, when the job is created: what it computes from."""
 
     id: str
@@ -67,7 +62,7 @@ class JobInfo(_Record):
     output_branch: str
 
 
-class JobStats(_Record):
+class JobStats(LenientRecord):
     download_time: float = 0.0
     process_time: float = 0.0
     upload_time: float = 0.0
@@ -78,7 +73,7 @@ class JobStats(_Record):
         return JobStats(**{k: getattr(self, k) + getattr(other, k) for k in JobStats.model_fields})
 
 
-class JobStatus(_Record):
+class JobStatus(LenientRecord):
     """The mutable part of a job (compare-and-set): state, counters, outcome."""
 
     state: JobState = JobState.JOB_STARTING
@@ -96,7 +91,7 @@ class JobStatus(_Record):
     failed_datums: tuple[str, ...] = ()
 
 
-class DatumResult(_Record):
+class DatumResult(LenientRecord):
     """The outcome of one datum in one job; the first one stored (create-only) wins."""
 
     job_id: str

@@ -6,10 +6,12 @@ restart and stores one result per datum: nothing else of the scheduler's records
 
 from __future__ import annotations
 
+from typing import Any
+
 from scheduler.attempts import Attempt, Attempts, AttemptStore
 from scheduler.job_records import DatumResult
 from scheduler.records import JobPlan
-from scheduler.store import RecordStore
+from scheduler.store import PpsStore
 from storage.objects import ObjectStore
 
 
@@ -17,7 +19,7 @@ class Ledger:
     """Implements `attempts.DatumLedger`."""
 
     def __init__(self, objects: ObjectStore) -> None:
-        self._records = RecordStore(objects)
+        self._records = PpsStore(objects)
         self._attempts = AttemptStore(objects)
 
     def read_plan(self, job_id: str) -> JobPlan | None:
@@ -49,5 +51,5 @@ class Ledger:
     def restarted(self, attempt: Attempt) -> bool:
         return self._attempts.restarted(attempt)
 
-    def put_log(self, job_id: str, datum_id: str, attempt: int, log: dict) -> None:
+    def put_log(self, job_id: str, datum_id: str, attempt: int, log: dict[str, Any]) -> None:
         self._records.put_log(job_id, datum_id, attempt, log)

@@ -6,14 +6,14 @@ compare-and-set, so the reconcile loop may call them again after a crash at any 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from scheduler.job_records import DatumResult, DatumState, JobInfo, JobState, JobStats, JobStatus, transition
 from scheduler.merge import merge_outputs
 from scheduler.plan import plan_datums
 from scheduler.records import DatumIndex, IndexEntry, JobPlan, PipelineInfo
 from scheduler.spec import PipelineSpec
-from scheduler.store import RecordStore, now
+from scheduler.store import PpsStore, now
 from storage import failpoints
 from storage.errors import HerdError
 from storage.model import Commit, CommitRef, Manifest
@@ -23,7 +23,7 @@ OUTAGES = frozenset({"storage_unavailable", "engine_unavailable", "broker_unavai
 
 
 def create_job(
-    pfs: Pfs, records: RecordStore, pipeline: PipelineInfo, spec: PipelineSpec, job_id: str,
+    pfs: Pfs, records: PpsStore, pipeline: PipelineInfo, spec: PipelineSpec, job_id: str,
     inputs: tuple[CommitRef, ...],
 ) -> JobPlan:
     """Make the job's info, plan and status (each step skipped when already there)."""
@@ -62,7 +62,7 @@ def create_job(
     return plan
 
 
-def finish_job(pfs: Pfs, records: RecordStore, plan: JobPlan, spec: PipelineSpec) -> JobStatus:
+def finish_job(pfs: Pfs, records: PpsStore, plan: JobPlan, spec: PipelineSpec) -> JobStatus:
     """All datums have results: merge outputs, write the output commit and the datum index."""
     failpoints.hit("scheduler.before_finish")
     info = records.get_job(plan.job_id)
@@ -85,7 +85,7 @@ def finish_job(pfs: Pfs, records: RecordStore, plan: JobPlan, spec: PipelineSpec
     records.write_index(plan.pipeline, DatumIndex(job_id=plan.job_id, entries=entries))
     failpoints.hit("scheduler.after_index")
     skipped = sum(1 for d in plan.datums if d.skip)
-    counters = {
+    counters: dict[str, object] = {
         "data_total": len(plan.datums), "data_skipped": skipped, "data_failed": len(failed),
         "data_processed": len(plan.datums) - skipped - len(failed), "stats": stats,
         "failed_datums": tuple(failed), "restart": restarts,
@@ -93,15 +93,15 @@ def finish_job(pfs: Pfs, records: RecordStore, plan: JobPlan, spec: PipelineSpec
     if failed:
         reason = _failure_reason(failed, results)
         write_output(pfs, info, Manifest(), failed_reason=reason)
-        return _set_state(records, plan.job_id, JobState.JOB_FAILURE, reason=reason, output=True, **counters)
+        return _set_state(records, plan.job_id, JobState.JOB_FAILURE, reason=reason, output=True, counters=counters)
     try:
         manifest = merge_outputs((entry.sort_key, Manifest(files=entry.outputs)) for entry in entries.values())
     except HerdError as exc:
         write_output(pfs, info, Manifest(), failed_reason=str(exc))
-        return _set_state(records, plan.job_id, JobState.JOB_FAILURE, reason=str(exc), output=True, **counters)
+        return _set_state(records, plan.job_id, JobState.JOB_FAILURE, reason=str(exc), output=True, counters=counters)
     write_output(pfs, info, manifest)
     failpoints.hit("scheduler.after_output_commit")
-    return _set_state(records, plan.job_id, JobState.JOB_SUCCESS, output=True, **counters)
+    return _set_state(records, plan.job_id, JobState.JOB_SUCCESS, output=True, counters=counters)
 
 
 def _failure_reason(failed: list[str], results: dict[str, DatumResult]) -> str:
@@ -113,7 +113,7 @@ def _failure_reason(failed: list[str], results: dict[str, DatumResult]) -> str:
     return reason
 
 
-def fail_datum(records: RecordStore, plan: JobPlan, index: int, reason: str) -> bool:
+def fail_datum(records: PpsStore, plan: JobPlan, index: int, reason: str) -> bool:
     """Store a FAILED result for a datum whose tries are used up; False if a result was there first."""
     datum = plan.datums[index]
     stamp = now()
@@ -143,18 +143,18 @@ def provenance_of(pfs: Pfs, inputs: Iterable[CommitRef]) -> tuple[CommitRef, ...
     return tuple(seen.values())
 
 
-def kill_job(records: RecordStore, job_id: str, reason: str) -> JobStatus:
+def kill_job(records: PpsStore, job_id: str, reason: str) -> JobStatus:
     """Stop a job: it ends JOB_KILLED and leaves no output commit."""
     return _set_state(records, job_id, JobState.JOB_KILLED, reason=reason)
 
 
-def _set_state(records: RecordStore, job_id: str, state: JobState, reason: str = "", plan: JobPlan | None = None,
-               output: bool = False, **counters) -> JobStatus:
+def _set_state(records: PpsStore, job_id: str, state: JobState, reason: str = "", plan: JobPlan | None = None,
+               output: bool = False, counters: Mapping[str, object] | None = None) -> JobStatus:
     def change(current: JobStatus) -> JobStatus | None:
         if current.state == state or current.state.terminal:
             return None
         transition(current.state, state, job_id)
-        update: dict = {"state": state, **counters}
+        update: dict[str, object] = {"state": state, **(counters or {})}
         if reason:
             update["reason"] = reason
         if plan is not None:

@@ -16,7 +16,7 @@ import socket
 import threading
 import uuid
 
-from scheduler.broker import Broker
+from scheduler.broker import Broker, text
 from storage.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class SchedulerLock:
                 self.active.set()
                 return True
             holder = client.get(self.key)
-        self._tell_holder(holder.decode() if holder else "?")
+        self._tell_holder(text(holder) if holder else "?")
         return False
 
     def _tell_holder(self, holder: str) -> None:
@@ -96,4 +96,6 @@ def active_scheduler(broker: Broker) -> str | None:
     """
     with broker.errors("read the scheduler lock"):
         holder = broker.client.get(broker.key("scheduler"))
+    if isinstance(holder, str):  # only with decode_responses, which Broker does not set
+        return holder
     return holder.decode(errors="replace") if holder else None

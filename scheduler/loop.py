@@ -27,7 +27,7 @@ from scheduler.reconcile import (
 )
 from scheduler.records import JobPlan, PipelineInfo
 from scheduler.spec import PipelineSpec, parse_spec
-from scheduler.store import RecordStore
+from scheduler.store import PpsStore
 from scheduler.triggers import owed_jobs
 from storage import failpoints
 from storage.model import CommitRef
@@ -62,7 +62,7 @@ class Scheduler:
         batch_seconds: float = 1.0, resend_seconds: float = 20.0,
     ) -> None:
         self.pfs = pfs
-        self.records = RecordStore(pfs.objects)
+        self.records = PpsStore(pfs.objects)
         self.attempts = AttemptStore(pfs.objects)
         self.dispatcher = dispatcher
         self.parallelism = max(1, parallelism)

@@ -28,12 +28,12 @@ from scheduler.plan import input_branches
 from scheduler.queries import JobQueries
 from scheduler.records import PipelineInfo
 from scheduler.spec import PipelineSpec, parse_spec
-from scheduler.store import RecordStore, now
+from scheduler.store import PpsStore, now
 from storage import failpoints
-from storage.commits import repo_key
 from storage.errors import (
     AlreadyExists, Conflict, HerdError, InvalidSpec, NotFound, PipelineNotFound, RepoNotFound,
 )
+from storage.layout import REPOS_PREFIX, commits_prefix, open_prefix, repo_key
 from storage.model import BranchRef
 from storage.repos import Pfs
 
@@ -48,7 +48,7 @@ class Pipelines:
 
     def __init__(self, pfs: Pfs) -> None:
         self.pfs = pfs
-        self.records = RecordStore(pfs.objects)
+        self.records = PpsStore(pfs.objects)
 
     def create(self, raw: dict[str, Any], update: bool = False, reprocess: bool = False) -> PipelineInfo:
         """Create (or with `update`, replace) a pipeline from a spec as the user wrote it."""
@@ -102,7 +102,7 @@ class Pipelines:
 
     def _repo_names(self) -> set[str]:
         objects = self.pfs.objects  # a folder without repo.json is a repo being deleted: not one
-        return {c[:-1] for c in objects.list_children("repos/") if c.endswith("/") and objects.exists(repo_key(c[:-1]))}
+        return {c[:-1] for c in objects.list_children(REPOS_PREFIX) if c.endswith("/") and objects.exists(repo_key(c[:-1]))}
 
     def _repo_exists(self, name: str) -> bool:
         return self.pfs.objects.exists(repo_key(name))
@@ -116,7 +116,7 @@ class Pipelines:
         if repo.description != output_repo_description(name) or self.records.read_pipeline(name) is not None:
             return False
         objects = self.pfs.objects
-        return not (objects.list_children(f"repos/{name}/commits/") or objects.list_children(f"repos/{name}/open/")
+        return not (objects.list_children(commits_prefix(name)) or objects.list_children(open_prefix(name))
                     or any(b.head for b in self.pfs.list_branches(name)))
 
     # ---- writes ------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Container
 
 from scheduler.datums import Commits, Datum, datum_hash, expand
 from scheduler.records import DatumIndex, PlannedDatum, PlannedInput
@@ -30,7 +31,7 @@ def plan_datums(
             gc.enable()
 
 
-def _planned(datum: Datum, hash_: str, done: dict) -> PlannedDatum:
+def _planned(datum: Datum, hash_: str, done: Container[str]) -> PlannedDatum:
     inputs = tuple(
         PlannedInput(i.name, i.repo, i.branch, i.commit, i.glob_path, dict(i.files), i.empty_files)
         for i in datum.inputs

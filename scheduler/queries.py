@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from scheduler import dag
 from scheduler.history import Histories
@@ -12,7 +14,7 @@ from scheduler.job_records import DatumResult, JobInfo, JobStatus
 from scheduler.plan import input_branches
 from scheduler.records import PlannedDatum
 from scheduler.spec import parse_spec
-from scheduler.store import RecordStore
+from scheduler.store import PpsStore
 from scheduler.triggers import owed_jobs
 from storage.errors import CommitNotFound, DatumNotFound, HerdError, InvalidArgument, RepoNotFound
 from storage.model import Commit
@@ -25,7 +27,7 @@ class JobQueries:
 
     def __init__(self, pfs: Pfs, settle: Callable[[], None] | None = None) -> None:
         self.pfs = pfs
-        self.records = RecordStore(pfs.objects)
+        self.records = PpsStore(pfs.objects)
         self._settle = settle
 
     def list(self, pipeline: str | None = None) -> list[tuple[JobInfo, JobStatus]]:
@@ -45,7 +47,7 @@ class JobQueries:
         info = self.records.get_job(job)
         return info, self.records.read_status(info.id) or JobStatus()
 
-    def datums(self, job: str) -> tuple[str, list[tuple[PlannedDatum, DatumResult | None]]]:
+    def datums(self, job: str) -> tuple[str, builtins.list[tuple[PlannedDatum, DatumResult | None]]]:
         """A job's datums with their results, failed first (as pachctl lists them)."""
         info = self.records.get_job(job)
         plan = self.records.read_plan(info.id)
@@ -73,7 +75,7 @@ class JobQueries:
             )
         return matches[0]
 
-    def logs(self, pipeline: str | None, job: str | None, datum: str | None) -> Iterator[dict]:
+    def logs(self, pipeline: str | None, job: str | None, datum: str | None) -> Iterator[dict[str, Any]]:
         """Log entries (one per datum attempt), oldest job first."""
         if datum and not job:
             raise InvalidArgument("--datum needs --job: datum ids are per job")
@@ -103,14 +105,14 @@ class JobQueries:
     def flush_commit(
         self, repo: str, ref: str, timeout: float | None = None, poll: float = 0.2,
         on_wait: Callable[[str, int, int], None] | None = None,
-    ) -> list[Commit]:
+    ) -> builtins.list[Commit]:
         """The output commits of `flush_jobs` (the jobs that ended with one), upstream first."""
         return [row.output for row in self.flush_jobs(repo, ref, timeout, poll, on_wait) if row.output is not None]
 
     def flush_jobs(
         self, repo: str, ref: str, timeout: float | None = None, poll: float = 0.2,
         on_wait: Callable[[str, int, int], None] | None = None,
-    ) -> list[FlushedJob]:
+    ) -> builtins.list[FlushedJob]:
         """Wait until every job downstream of the commit has ended, however it ended; those jobs.
 
         Pipelines are taken in topological order, and a pipeline's job counts only when it was
@@ -130,10 +132,10 @@ class JobQueries:
             self._settle()
         histories = Histories(self.pfs)
         found: dict[str, str | None] = {commit.repo: commit.id}  # repo -> commit id; None: ended without one
-        out: list[FlushedJob] = []
+        out: builtins.list[FlushedJob] = []
         for done, name in enumerate(downstream):
-            required = frozenset((r, found[r]) for r in pipelines[name] if found.get(r))
-            rows: list[FlushedJob] = []
+            required = frozenset((r, commit_id) for r in pipelines[name] if (commit_id := found.get(r)))
+            rows: builtins.list[FlushedJob] = []
             while required:
                 ended = self._jobs_on(name, required, histories)
                 if ended is not None:
@@ -144,8 +146,8 @@ class JobQueries:
                 if on_wait is not None:
                     on_wait(name, done, len(downstream))
                 time.sleep(poll)
-            with_output = [row for row in rows if row.output is not None]
-            found[name] = with_output[-1].output.id if with_output else None
+            outputs = [row.output for row in rows if row.output is not None]
+            found[name] = outputs[-1].id if outputs else None
             out.extend(rows)
         return out
 
@@ -165,7 +167,7 @@ class JobQueries:
 
     def _jobs_on(
         self, pipeline: str, required: frozenset[tuple[str, str]], histories: Histories,
-    ) -> list[FlushedJob] | None:
+    ) -> builtins.list[FlushedJob] | None:
         """The pipeline's jobs whose inputs hold every `required` commit, oldest first, once
         every such job the current version owes has ended; None while one has not."""
         info = self.records.read_pipeline(pipeline)

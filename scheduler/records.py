@@ -6,17 +6,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
-from storage.model import CommitRef, FileEntry, Record, digest_fields
-
-
-class _Record(Record):
-    # Unknown fields are ignored, not refused: records written by a newer herd stay readable.
-    model_config = ConfigDict(frozen=True, extra="ignore")
+from storage.model import CommitRef, FileEntry, LenientRecord, digest_fields
 
 
-class PipelineInfo(_Record):
+class PipelineInfo(LenientRecord):
     """The mutable pipeline record (compare-and-set): current version, salt, stopped."""
 
     name: str
@@ -64,7 +59,7 @@ class PlannedDatum:
         return tuple(i.path for i in sorted(self.inputs, key=lambda i: i.name))
 
 
-class JobPlan(_Record):
+class JobPlan(LenientRecord):
     """Written create-only before any datum of the job is enqueued."""
 
     job_id: str
@@ -80,14 +75,14 @@ class JobPlan(_Record):
         return [i for i, d in enumerate(self.datums) if not d.skip]
 
 
-class IndexEntry(_Record):
+class IndexEntry(LenientRecord):
     """What one successful datum produced, kept so later jobs can skip it."""
 
     sort_key: tuple[str, ...]
     outputs: dict[str, FileEntry] = Field(default_factory=dict)
 
 
-class DatumIndex(_Record):
+class DatumIndex(LenientRecord):
     """After a job: datum hash → outputs, for every datum that succeeded or was reused."""
 
     job_id: str

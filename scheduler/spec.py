@@ -248,7 +248,8 @@ class Input(_Model):
 
 
 # The long tail of Pachyderm fields herd accepts and reports but never acts on, made in one go.
-_Accepted: type[_Model] = create_model("_Accepted", __base__=_Model, **{f: (Any, None) for f in IGNORED_TOP})
+_ACCEPTED_FIELDS: dict[str, Any] = {f: (Any, None) for f in IGNORED_TOP}
+_Accepted: type[_Model] = create_model("_Accepted", __base__=_Model, **_ACCEPTED_FIELDS)
 
 
 def _unsupported(kind: str) -> AfterValidator:
@@ -256,7 +257,7 @@ def _unsupported(kind: str) -> AfterValidator:
     return _refused(f"{kind} pipelines are not supported by herd", when=bool)
 
 
-class PipelineSpec(_Accepted):  # type: ignore[misc,valid-type]
+class PipelineSpec(_Accepted):
     pipeline: PipelineRef
     description: str = ""
     transform: Transform
@@ -331,7 +332,7 @@ def parse_quantity(value: Any) -> int:
     """A Kubernetes quantity ('64M', '1Gi', '512Mi', 1024) in bytes."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         number: float = value
-        unit = 1
+        unit: float = 1
     else:
         m = _QUANTITY.fullmatch(value) if isinstance(value, str) and len(value) <= 64 else None
         if m is None:
@@ -400,7 +401,8 @@ def _check_json_depth(text: str) -> None:
 def _json_documents(text: str) -> list[Any]:
     _check_json_depth(text)
     # Pachyderm reads JSON when the first character is '{', one object after another.
-    decoder, docs, pos = json.JSONDecoder(), [], 0
+    decoder, pos = json.JSONDecoder(), 0
+    docs: list[Any] = []
     while True:
         while pos < len(text) and text[pos].isspace():
             pos += 1
@@ -432,7 +434,8 @@ class _BoundedLoader(yaml.SafeLoader):
 
     def compose_document(self) -> Any:
         node = super().compose_document()
-        _check_expanded(node)
+        if node is not None:  # PyYAML always composes a node here; its stubs allow None
+            _check_expanded(node)
         return node
 
 

@@ -1,37 +1,32 @@
 """Pipeline and job records in the object store: the only durable state of the scheduler.
 
-Layout (see docs/design.md):
-    pipelines/<name>/info                     PipelineInfo, compare-and-set
-    pipelines/<name>/versions/<n>             the spec of each version, create-only
-    pipelines/<name>/jobs/<created-ns>_<job>  a marker per job, in creation order
-    pipelines/<name>/index/<job>              DatumIndex after the job
-    jobs/<job>/info                           JobInfo, create-only
-    jobs/<job>/plan                           JobPlan, create-only, before anything is enqueued
-    jobs/<job>/status                         JobStatus, compare-and-set
-    jobs/<job>/results/<datum id>             DatumResult, create-only: the first one wins
-    jobs/<job>/attempts/<datum id>/<n>[.mark] one record per attempt and its markers (scheduler/attempts.py)
-    jobs/<job>/logs/<datum id>/<n>            stdout/stderr of an attempt
+Every key is spelled in storage/layout.py, whose docstring is the layout table.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from typing import Any
+
+from pydantic import BaseModel
 
 from scheduler.attempts import Attempt, AttemptStore
 from scheduler.job_records import DatumResult, JobInfo, JobStatus
 from scheduler.records import DatumIndex, JobPlan, PipelineInfo
 from scheduler.spec import parse_spec, valid_pipeline_name
-from storage import refs
-from storage.commits import now  # the one clock of records, re-exported for the scheduler and worker
+from storage import layout
+from storage.cas import update_mutable
+from storage.commits import now as now  # the one clock of records, re-exported for the scheduler and worker
 from storage.errors import JobNotFound, PipelineNotFound
 from storage.objects import ObjectStore
 
 CAS_TRIES = 50
 
 
-class RecordStore:
-    """Typed access to scheduler records; immutable ones are cached in memory."""
+class PpsStore:
+    """The scheduler's (pps) pipeline, job and datum records, typed; immutable ones are cached
+    in memory."""
 
     def __init__(self, objects: ObjectStore) -> None:
         self.objects = objects
@@ -40,12 +35,12 @@ class RecordStore:
 
     # pipelines -------------------------------------------------------------------------
     def pipeline_names(self) -> list[str]:
-        return [name.rstrip("/") for name in self.objects.list_children("pipelines/") if name.endswith("/")]
+        return [name.rstrip("/") for name in self.objects.list_children(layout.PIPELINES_PREFIX) if name.endswith("/")]
 
     def read_pipeline(self, name: str) -> PipelineInfo | None:
         if not valid_pipeline_name(name):
             return None  # no such pipeline can exist, and the name must not become a key
-        found = self.objects.read_versioned(f"pipelines/{name}/info")
+        found = self.objects.read_versioned(layout.pipeline_info_key(name))
         return None if found is None else PipelineInfo.model_validate_json(found[0])
 
     def get_pipeline(self, name: str) -> PipelineInfo:
@@ -64,11 +59,11 @@ class RecordStore:
     def create_pipeline(self, info: PipelineInfo) -> bool:
         """Store a new pipeline's record, create-only: False when the name is taken (the commit
         point of create-pipeline, so exactly one of several concurrent creators wins)."""
-        return self.objects.put_if_absent(f"pipelines/{info.name}/info", info.canonical_bytes())
+        return self.objects.put_if_absent(layout.pipeline_info_key(info.name), info.canonical_bytes())
 
-    def write_version(self, name: str, version: int, spec: dict) -> None:
+    def write_version(self, name: str, version: int, spec: dict[str, Any]) -> None:
         """Keep the spec of a version (create-only; repeating it is harmless)."""
-        key = f"pipelines/{name}/versions/{version}"
+        key = layout.pipeline_version_key(name, version)
         if not self.objects.exists(key):
             self.objects.put_if_absent(key, _dump_json(spec))
 
@@ -83,33 +78,33 @@ class RecordStore:
             return None if new is None else new.model_copy(update={"generation": current.generation + 1 if current else 1})
 
         before = self.read_pipeline(name)
-        stored = refs.update_record(self.objects, f"pipelines/{name}/info", PipelineInfo, bump, CAS_TRIES)
+        stored = update_mutable(self.objects, layout.pipeline_info_key(name), PipelineInfo, bump, CAS_TRIES)
         if stored is not None and (before is None or before.version != stored.version):
-            self.objects.put_if_absent(f"pipelines/{name}/versions/{stored.version}", _dump_json(stored.spec))
+            self.objects.put_if_absent(layout.pipeline_version_key(name, stored.version), _dump_json(stored.spec))
         return stored
 
     def delete_pipeline(self, name: str) -> None:
-        for key in list(self.objects.list(f"pipelines/{name}/")):
+        for key in list(self.objects.list(layout.pipeline_prefix(name))):
             self.objects.delete(key)
 
     # jobs ------------------------------------------------------------------------------
     def job_markers(self, pipeline: str) -> list[str]:
         """Job ids of a pipeline, oldest first."""
-        names = self.objects.list_children(f"pipelines/{pipeline}/jobs/")
-        return [n.split("_", 1)[1] for n in names if "_" in n]
+        names = self.objects.list_children(layout.job_markers_prefix(pipeline))
+        return [job_id for name in names if (job_id := layout.job_of_marker(name)) is not None]
 
     def create_job(self, info: JobInfo) -> bool:
         """Create the job's info record and its marker; False when it already existed."""
-        created = self.objects.put_if_absent(f"jobs/{info.id}/info", _dump(info))
+        created = self.objects.put_if_absent(layout.job_info_key(info.id), _dump(info))
         if created:
-            stamp = f"{int(info.created.timestamp() * 1e9):020d}"
-            self.objects.put_if_absent(f"pipelines/{info.pipeline}/jobs/{stamp}_{info.id}", b"")
+            created_ns = int(info.created.timestamp() * 1e9)
+            self.objects.put_if_absent(layout.job_marker_key(info.pipeline, created_ns, info.id), b"")
         return created
 
     def read_job(self, job_id: str) -> JobInfo | None:
         if job_id in self._infos:
             return self._infos[job_id]
-        found = self.objects.read_versioned(f"jobs/{job_id}/info")
+        found = self.objects.read_versioned(layout.job_info_key(job_id))
         if found is None:
             return None
         info = JobInfo.model_validate_json(found[0])
@@ -127,17 +122,17 @@ class RecordStore:
     def _by_prefix(self, prefix: str) -> JobInfo | None:
         if len(prefix) < 6:
             return None
-        matches = [n.rstrip("/") for n in self.objects.list_children("jobs/") if n.startswith(prefix)]
+        matches = [n.rstrip("/") for n in self.objects.list_children(layout.JOBS_PREFIX) if n.startswith(prefix)]
         return self.read_job(matches[0]) if len(matches) == 1 else None
 
     def write_plan(self, plan: JobPlan) -> None:
-        self.objects.put_if_absent(f"jobs/{plan.job_id}/plan", _dump(plan))
+        self.objects.put_if_absent(layout.job_plan_key(plan.job_id), _dump(plan))
         self._plans[plan.job_id] = plan
 
     def read_plan(self, job_id: str) -> JobPlan | None:
         if job_id in self._plans:
             return self._plans[job_id]
-        found = self.objects.read_versioned(f"jobs/{job_id}/plan")
+        found = self.objects.read_versioned(layout.job_plan_key(job_id))
         if found is None:
             return None
         plan = JobPlan.model_validate_json(found[0])
@@ -145,51 +140,50 @@ class RecordStore:
         return plan
 
     def read_status(self, job_id: str) -> JobStatus | None:
-        found = self.objects.read_versioned(f"jobs/{job_id}/status")
+        found = self.objects.read_versioned(layout.job_status_key(job_id))
         return None if found is None else JobStatus.model_validate_json(found[0])
 
     def update_status(self, job_id: str, fn: Callable[[JobStatus], JobStatus | None]) -> JobStatus:
         """Read, apply `fn`, compare-and-set; retried on a lost race. Statuses only move forward,
         so a body never repeats an earlier one and a stale token cannot win."""
-        stored = refs.update_record(
-            self.objects, f"jobs/{job_id}/status", JobStatus, lambda current: fn(current or JobStatus()), CAS_TRIES
+        stored = update_mutable(
+            self.objects, layout.job_status_key(job_id), JobStatus, lambda current: fn(current or JobStatus()), CAS_TRIES
         )
         return stored or JobStatus()
 
     # datums ----------------------------------------------------------------------------
     def put_result(self, result: DatumResult) -> bool:
         """Store a datum's outcome; the first one stored wins (create-only)."""
-        return self.objects.put_if_absent(f"jobs/{result.job_id}/results/{result.datum_id}", _dump(result))
+        return self.objects.put_if_absent(layout.result_key(result.job_id, result.datum_id), _dump(result))
 
     def read_result(self, job_id: str, datum_id: str) -> DatumResult | None:
-        found = self.objects.read_versioned(f"jobs/{job_id}/results/{datum_id}")
+        found = self.objects.read_versioned(layout.result_key(job_id, datum_id))
         return None if found is None else DatumResult.model_validate_json(found[0])
 
     def result_ids(self, job_id: str) -> set[str]:
-        return set(self.objects.list_children(f"jobs/{job_id}/results/"))
+        return set(self.objects.list_children(layout.results_prefix(job_id)))
 
     def iter_results(self, job_id: str) -> Iterator[DatumResult]:
-        for key in self.objects.list(f"jobs/{job_id}/results/"):
+        for key in self.objects.list(layout.results_prefix(job_id)):
             yield DatumResult.model_validate_json(self.objects.get(key))
 
     def attempts(self, job_id: str, datum_id: str) -> list[Attempt]:
         """Every attempt of a datum with its record, oldest first (inspect-datum, tests)."""
         return AttemptStore(self.objects).history(job_id, datum_id)
 
-    def put_log(self, job_id: str, datum_id: str, attempt: int, log: dict) -> None:
-        self.objects.put(f"jobs/{job_id}/logs/{datum_id}/{attempt}", _dump_json(log))
+    def put_log(self, job_id: str, datum_id: str, attempt: int, log: dict[str, Any]) -> None:
+        self.objects.put(layout.log_key(job_id, datum_id, attempt), _dump_json(log))
 
-    def logs(self, job_id: str, datum_id: str | None = None) -> Iterator[dict]:
-        prefix = f"jobs/{job_id}/logs/" + (f"{datum_id}/" if datum_id else "")
-        for key in self.objects.list(prefix):
+    def logs(self, job_id: str, datum_id: str | None = None) -> Iterator[dict[str, Any]]:
+        for key in self.objects.list(layout.logs_prefix(job_id, datum_id)):
             yield json.loads(self.objects.get(key))
 
     # datum index -----------------------------------------------------------------------
     def write_index(self, pipeline: str, index: DatumIndex) -> None:
-        self.objects.put_if_absent(f"pipelines/{pipeline}/index/{index.job_id}", _dump(index))
+        self.objects.put_if_absent(layout.index_key(pipeline, index.job_id), _dump(index))
 
     def read_index(self, pipeline: str, job_id: str) -> DatumIndex | None:
-        found = self.objects.read_versioned(f"pipelines/{pipeline}/index/{job_id}")
+        found = self.objects.read_versioned(layout.index_key(pipeline, job_id))
         return None if found is None else DatumIndex.model_validate_json(found[0])
 
     def latest_index_before(self, pipeline: str, job_id: str) -> str | None:
@@ -198,20 +192,20 @@ class RecordStore:
         if job_id in ids:
             ids = ids[: ids.index(job_id)]
         for candidate in reversed(ids):
-            if self.objects.exists(f"pipelines/{pipeline}/index/{candidate}"):
+            if self.objects.exists(layout.index_key(pipeline, candidate)):
                 return candidate
         return None
 
     def delete_job(self, job_id: str) -> None:
-        for key in list(self.objects.list(f"jobs/{job_id}/")):
+        for key in list(self.objects.list(layout.job_prefix(job_id))):
             self.objects.delete(key)
         self._plans.pop(job_id, None)
         self._infos.pop(job_id, None)
 
 
-def _dump(record) -> bytes:
+def _dump(record: BaseModel) -> bytes:
     return record.model_dump_json().encode()
 
 
-def _dump_json(value) -> bytes:
+def _dump_json(value: object) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()

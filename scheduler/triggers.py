@@ -12,7 +12,7 @@ again never reruns inputs the old version already ran.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -34,7 +34,7 @@ class Finished:
 
 def job_tuples(
     inputs: Sequence[InputKey],
-    histories: dict[InputKey, Sequence[Finished]],
+    histories: Mapping[InputKey, Sequence[Finished]],
     since: datetime | None = None,
     baseline: bool = True,
 ) -> list[tuple[CommitRef, ...]]:
@@ -63,7 +63,7 @@ def job_tuples(
 
     pending_baseline = since is not None and baseline
     for finished, _, commit in events:
-        if pending_baseline and finished > since:
+        if pending_baseline and since is not None and finished > since:  # pending_baseline implies since
             emit()  # the job on the inputs as they were at the update
             pending_baseline = False
         latest[(commit.repo, commit.branch)] = commit
@@ -75,7 +75,7 @@ def job_tuples(
 
 
 def owed_jobs(
-    pipeline: PipelineInfo, inputs: Sequence[InputKey], histories: dict[InputKey, Sequence[Finished]],
+    pipeline: PipelineInfo, inputs: Sequence[InputKey], histories: Mapping[InputKey, Sequence[Finished]],
 ) -> list[tuple[str, tuple[CommitRef, ...]]]:
     """Every job the pipeline's current version owes, oldest first, as (job id, input commits)."""
     tuples = job_tuples(inputs, histories, pipeline.since, baseline=pipeline.baseline)

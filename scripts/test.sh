@@ -16,6 +16,10 @@ trap herd_docker_down EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# Types first: a wrong type fails in seconds, before the services start ([tool.mypy] in pyproject).
+printf '[test] mypy --strict over storage scheduler worker\n' >&2
+.venv/bin/mypy
+
 herd_install_packages
 herd_docker_up
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Make sure .venv exists and has this project installed (pip install -e '.[dev]').
+# Make sure .venv exists and has this project installed (pip install -e '.[dev]' with the exact
+# versions of constraints.txt).
 #
-# The install runs only when pyproject.toml changed since the last one: its sha256 is kept in
-# .venv/.herd-pyproject.sha256. Needs Python 3.11+ (PYTHON=python3.12 to choose another).
+# The install runs only when pyproject.toml or constraints.txt changed since the last one: a
+# sha256 of both is kept in .venv/.herd-pyproject.sha256. Needs Python 3.11+ (PYTHON=python3.12 to choose another).
 # On Debian/Ubuntu without python3-venv it installs that package when root, else prints the command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,13 +63,13 @@ if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c 'import pip' 2>/dev/
     create_venv
 fi
 
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
 have="$(cat "$STAMP" 2>/dev/null || true)"
 if [[ "$want" != "$have" ]]; then
-    say "pyproject.toml changed since the last install: pip install -e '.[dev]'"
+    say "pyproject.toml or constraints.txt changed since the last install: pip install -c constraints.txt -e '.[dev]'"
     rm -f "$STAMP"
-    "$VENV/bin/python" -m pip install -q --progress-bar off -e '.[dev]'
+    "$VENV/bin/python" -m pip install -q --progress-bar off -c constraints.txt -e '.[dev]'
     printf '%s\n' "$want" >"$STAMP"
 else
-    say "$VENV is up to date with pyproject.toml"
+    say "$VENV is up to date with pyproject.toml and constraints.txt"
 fi

@@ -22,31 +22,23 @@ import hashlib
 import io
 import os
 import queue
-import re
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from storage.errors import DataCorrupted, InvalidArgument, ObjectNotFound
+from storage.errors import DataCorrupted, ObjectNotFound
+from storage.layout import blob_key, temp_blob_key
 from storage.objects import ObjectStore
+from storage.streams import PassThrough
 
 CHUNK = 1024 * 1024
 # Below this a blob is read into memory: one buffer beats a thread and a temp file.
 SMALL = 4 * 1024 * 1024
 # Remote blobs up to this size are written create-only in one request instead of HEAD + PUT.
 CONDITIONAL_PUT_MAX = 64 * 1024
-BLOB_PREFIX = "blobs/"
-TMP_PREFIX = "tmp/blobs/"
-_HASH_RE = re.compile(r"[0-9a-f]{64}")  # only ever used with fullmatch
-
-
-def blob_key(digest: str) -> str:
-    """The object key of a blob id, after checking it is a SHA-256 hex digest."""
-    if not _HASH_RE.fullmatch(digest):
-        raise InvalidArgument(f"invalid blob id '{digest}': expected 64 lowercase hex digits")
-    return f"{BLOB_PREFIX}{digest[:2]}/{digest}"
 
 
 class _ThreadedHasher:
@@ -125,81 +117,6 @@ def corrupt_blob(digest: str, where: str, why: str) -> DataCorrupted:
     return error
 
 
-class _VerifiedReader(io.RawIOBase):
-    """A blob's bytes, verified while they stream: the last block is held back until the hash
-    over everything before it matches, so a consumer sees DataCorrupted instead of a clean EOF."""
-
-    def __init__(self, stream: BinaryIO, verifier: _Verifier) -> None:
-        self._stream, self._verifier = stream, verifier
-        self._ready = memoryview(b"")
-        self._held: bytes | None = None
-        self._done = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._ready:
-            if self._done:
-                return 0
-            self._advance()
-        n = min(len(buffer), len(self._ready))
-        buffer[:n] = self._ready[:n]
-        self._ready = self._ready[n:]
-        return n
-
-    def _advance(self) -> None:
-        chunk = self._stream.read(CHUNK)
-        if chunk:
-            chunk = bytes(chunk)  # the hasher thread keeps it: never a reused buffer
-            self._verifier.update(chunk)
-            held, self._held = self._held, chunk
-            if held:
-                self._ready = memoryview(held)
-            return
-        self._verifier.check()
-        self._done = True
-        if self._held:
-            self._ready, self._held = memoryview(self._held), None
-
-    def close(self) -> None:
-        if not self.closed:
-            self._verifier.abandon()
-            self._stream.close()
-        super().close()
-
-
-class _HashingReader(io.RawIOBase):
-    """Passes a stream through unchanged while hashing and counting what was read."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
-        self._hasher = _ThreadedHasher()
-        self.size = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            return self.readall()
-        chunk = self._stream.read(size)
-        if chunk:
-            # bytes() because a caller may reuse a memoryview/bytearray the hasher still holds.
-            chunk = bytes(chunk)
-            self._hasher.update(chunk)
-            self.size += len(chunk)
-        return chunk
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        chunk = self.read(len(buffer))
-        buffer[: len(chunk)] = chunk
-        return len(chunk)
-
-    def hexdigest(self) -> str:
-        return self._hasher.hexdigest()
-
-
 def new_temp_file(folder: Path, name: str, dir_fd: int | None = None) -> tuple[int, str]:
     """A new file beside `name` for temp + rename: O_EXCL|O_NOFOLLOW, mode 0666 & ~umask (what
     the final file would get; mkstemp's 0600 would change it). Returns (fd, path or name)."""
@@ -227,7 +144,7 @@ class BlobStore:
         self.objects = objects
 
     @property
-    def _rename(self):  # noqa: ANN202 - an optional capability, not part of the protocol
+    def _rename(self) -> Callable[[str, str], None] | None:  # an optional capability, not in the protocol
         return getattr(self.objects, "rename", None)
 
     def put_bytes(self, data: bytes) -> tuple[str, int]:
@@ -268,7 +185,7 @@ class BlobStore:
 
         hasher = threading.Thread(target=hash_in_thread, name="herd-blob-hash", daemon=True)
         hasher.start()
-        tmp_key = f"{TMP_PREFIX}{uuid.uuid4().hex}"
+        tmp_key = temp_blob_key(uuid.uuid4().hex)
         try:
             self.objects.put_file(tmp_key, path)
         finally:
@@ -282,41 +199,44 @@ class BlobStore:
     def _place(self, tmp_key: str, digest: str) -> None:
         """Rename a fully written temp key to its blob key, or drop it when the blob exists."""
         key = blob_key(digest)
+        rename = self._rename
+        assert rename is not None, "temp keys are written only on stores that rename"
         if self.objects.exists(key):
             self.objects.delete(tmp_key)
         else:
-            self._rename(tmp_key, key)
+            rename(tmp_key, key)
 
     def put_stream(self, stream: BinaryIO) -> tuple[str, int]:
         """Store a stream read to EOF unless that blob exists; returns (hash, size)."""
         head = _read_up_to(stream, SMALL + 1)
         if len(head) <= SMALL:
             return self.put_bytes(head)
-        rest = cast(BinaryIO, _Chain(head, stream))
+        # The bytes already read go first, then the rest of the stream, hashed as they pass
+        # (the caller's stream stays open: it is theirs).
+        hasher = _ThreadedHasher()
+        reader = PassThrough(stream, head=head, on_block=hasher.update, block=CHUNK, owns=False)
         if self._rename is not None:
-            return self._put_stream_via_temp_key(rest)
-        return self._put_via_spool(rest)
+            return self._put_stream_via_temp_key(reader, hasher)
+        return self._put_via_spool(reader, hasher)
 
-    def _put_stream_via_temp_key(self, stream: BinaryIO) -> tuple[str, int]:
+    def _put_stream_via_temp_key(self, reader: PassThrough, hasher: _ThreadedHasher) -> tuple[str, int]:
         """Write once into a temp key while hashing, then rename it into place."""
-        tmp_key = f"{TMP_PREFIX}{uuid.uuid4().hex}"
-        reader = _HashingReader(stream)
+        tmp_key = temp_blob_key(uuid.uuid4().hex)
         try:
-            self.objects.put_stream(tmp_key, reader)  # type: ignore[arg-type]
+            self.objects.put_stream(tmp_key, cast(BinaryIO, reader))
         finally:
-            digest = reader.hexdigest()
+            digest = hasher.hexdigest()
         self._place(tmp_key, digest)
         return digest, reader.size
 
-    def _put_via_spool(self, stream: BinaryIO) -> tuple[str, int]:
+    def _put_via_spool(self, reader: PassThrough, hasher: _ThreadedHasher) -> tuple[str, int]:
         """Spool to a local temp file while hashing, then upload only when missing."""
-        reader = _HashingReader(stream)
         with tempfile.TemporaryDirectory(prefix="herd-blob-") as folder:
             spool = Path(folder) / "spool"
             with open(spool, "wb") as out:
                 while chunk := reader.read(CHUNK):
                     out.write(chunk)
-            digest = reader.hexdigest()
+            digest = hasher.hexdigest()
             key = blob_key(digest)
             if not self.objects.exists(key):
                 self.objects.put_file(key, spool)
@@ -362,8 +282,12 @@ class BlobStore:
         Reading past the end of bad bytes raises DataCorrupted (see the module docstring).
         """
         source = self.objects.open(blob_key(digest))
-        raw = _VerifiedReader(source, _Verifier(digest, self.objects.url))
-        return io.BufferedReader(raw, CHUNK)  # type: ignore[return-value]
+        verifier = _Verifier(digest, self.objects.url)
+        # The last block is held back until the hash over everything matches, so a consumer
+        # meets DataCorrupted instead of a clean EOF after bad bytes.
+        raw = PassThrough(source, on_block=verifier.update, on_eof=verifier.check, hold_last=True,
+                          block=CHUNK, on_close=verifier.abandon)
+        return io.BufferedReader(raw, CHUNK)
 
     def verify(self, digest: str) -> int:
         """Read a whole blob and check its hash; returns its size (for fsck).
@@ -404,27 +328,3 @@ def _read_up_to(stream: BinaryIO, limit: int) -> bytes:
         parts.append(chunk)
         remaining -= len(chunk)
     return b"".join(parts)
-
-
-class _Chain(io.RawIOBase):
-    """Bytes already read, followed by the rest of their stream."""
-
-    def __init__(self, head: bytes, tail: BinaryIO) -> None:
-        self._head = memoryview(head)
-        self._tail = tail
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            return self.readall()
-        if self._head:
-            chunk, self._head = bytes(self._head[:size]), self._head[size:]
-            return chunk
-        return self._tail.read(size)
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        chunk = self.read(len(buffer))
-        buffer[: len(chunk)] = chunk
-        return len(chunk)

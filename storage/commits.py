@@ -1,9 +1,9 @@
-"""Commits: reading records, resolving refs, walking history, and the three ways to write.
+"""Commits: reading records, matching ids, walking history, and the three ways to write.
 
-Layout (all under `repos/<repo>/`): `repo.json`, `branches/<b>`, `commits/<id>` (finished,
-immutable), `open/<id>` (an OpenCommit, CAS-updated); manifests are shared at
-`manifests/<sha256>`. Writes go bottom-up: manifest, then commit record, then the branch CAS,
-so a branch head only ever points at a finished commit whose manifest exists.
+Records: a repo's `repo.json`, branch heads, finished commits (immutable) and open commits
+(OpenCommit, CAS-updated); manifests are shared, content-addressed (keys: storage/layout.py).
+Writes go bottom-up: manifest, then commit record, then the branch CAS, so a branch head only
+ever points at a finished commit whose manifest exists.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Literal
 
-from storage import failpoints, refs
-from storage.changes import HEX_RE, FileOp, OpenCommit, apply_ops, effective_ops, parse_ref
+from storage import failpoints
+from storage.branches import change_branch, read_branch, update_branch
+from storage.cas import update_mutable, writer_id
 from storage.errors import (
-    BranchNotFound,
     CommitFinished,
     CommitNotFound,
     Conflict,
@@ -26,12 +26,21 @@ from storage.errors import (
     ObjectNotFound,
     RepoNotFound,
 )
+from storage.layout import (
+    branches_prefix,
+    commit_key,
+    commits_prefix,
+    manifest_key,
+    open_key,
+    open_prefix,
+    repo_key,
+)
 from storage.model import Branch, Commit, CommitRef, Manifest, Repo
 from storage.objects import ObjectStore
+from storage.ops import FileOp, OpenCommit, apply_ops, effective_ops
 from storage.paths import is_valid_name, validate_name
+from storage.refnames import ID_LEN, resolve
 
-ID_LEN = 32
-MIN_PREFIX = 6
 _MANIFEST_CACHE = 256
 _CACHE_FILES = 200_000
 
@@ -53,30 +62,6 @@ def now() -> datetime:
 def new_id() -> str:
     """A fresh commit id: uuid4 hex, 32 characters."""
     return uuid.uuid4().hex
-
-
-def repo_key(repo: str) -> str:
-    return f"repos/{repo}/repo.json"
-
-
-def commit_key(repo: str, cid: str) -> str:
-    return f"repos/{repo}/commits/{cid}"
-
-
-def open_key(repo: str, cid: str) -> str:
-    return f"repos/{repo}/open/{cid}"
-
-
-def manifest_key(mid: str) -> str:
-    return f"manifests/{mid}"
-
-
-def no_commits(repo: str, branch: str) -> CommitNotFound:
-    """CommitNotFound for a branch that exists but has no head yet."""
-    error = CommitNotFound(repo, branch)
-    error.message = f"branch '{branch}' in repo '{repo}' has no commits"
-    error.args = (error.message,)
-    return error
 
 
 class Commits:
@@ -141,7 +126,7 @@ class Commits:
         return commit
 
     def _owner(self, pending: OpenCommit) -> Branch | None:
-        return refs.read_branch(self.objects, pending.commit.repo, pending.commit.branch or "master")
+        return read_branch(self.objects, pending.commit.repo, pending.commit.branch or "master")
 
     def open_view(self, pending: OpenCommit, branch: Branch | None) -> Commit:
         """The open commit as readers see it: its parent is the head it will be replayed on."""
@@ -156,7 +141,7 @@ class Commits:
         after sealing is landed by the next command, and a claim whose record is gone is
         released: no branch stays wedged and no commit stays open forever by accident.
         """
-        branch = refs.read_branch(self.objects, repo, name)
+        branch = read_branch(self.objects, repo, name)
         if branch is None or branch.open_commit is None:
             return branch, None
         cid = branch.open_commit
@@ -168,7 +153,7 @@ class Commits:
                 return branch, self.read_open(repo, cid)
         else:
             self._release(repo, name, cid)
-        branch = refs.read_branch(self.objects, repo, name)
+        branch = read_branch(self.objects, repo, name)
         if branch is None or branch.open_commit is None:
             return branch, None
         return branch, self.read_open(repo, branch.open_commit)
@@ -179,7 +164,7 @@ class Commits:
 
     def _release(self, repo: str, name: str, cid: str) -> None:
         """Drop a claim on `cid` whose open record no longer exists (CAS: only that claim)."""
-        refs.update_branch(
+        update_branch(
             self.objects, repo, name,
             lambda cur: cur.model_copy(update={"open_commit": None})
             if cur is not None and cur.open_commit == cid else None,
@@ -243,41 +228,14 @@ class Commits:
         self._manifests[mid] = manifest
         self._cached_files += len(manifest.files)
 
-    # ---- refs and history ----------------------------------------------------------------
-
-    def resolve(self, repo: str, ref: str) -> Commit:
-        """A ref (branch, id, unique id prefix; `^`, `^N`, `~N`, `.N`) to its Commit."""
-        parsed = parse_ref(ref)
-        self.require_repo(repo)
-        commit = self._resolve_base(repo, parsed.base)
-        if parsed.nth is not None:
-            chain = list(self.history(commit))
-            if parsed.nth > len(chain):
-                raise CommitNotFound(repo, ref)
-            return chain[-parsed.nth]
-        for _ in range(parsed.back):
-            if commit.parent is None:
-                raise CommitNotFound(repo, ref)
-            commit = self.finished_commit(repo, commit.parent)
-        return commit
-
-    def _resolve_base(self, repo: str, base: str) -> Commit:
-        if is_valid_name(base):
-            branch = self.settle_branch(repo, base)
-            if branch is not None:
-                if branch.head is None:
-                    raise no_commits(repo, base)
-                return self.finished_commit(repo, branch.head)  # a head is always finished
-        if HEX_RE.match(base) and len(base) >= MIN_PREFIX:
-            return self.get_commit(repo, self.match_id(repo, base))
-        raise BranchNotFound(repo, base)
+    # ---- ids and history -----------------------------------------------------------------
 
     def match_id(self, repo: str, prefix: str) -> str:
         """The one commit id (open or finished) starting with `prefix`; a full id is cheap."""
         if len(prefix) == ID_LEN:
             return prefix
-        ids = {key.rsplit("/", 1)[1] for kind in ("commits", "open")
-               for key in self.objects.list(f"repos/{repo}/{kind}/{prefix}")}
+        ids = {key.rsplit("/", 1)[1] for folder in (commits_prefix(repo), open_prefix(repo))
+               for key in self.objects.list(folder + prefix)}
         if not ids:
             raise CommitNotFound(repo, prefix)
         if len(ids) > 1:
@@ -299,7 +257,7 @@ class Commits:
         if branch is not None:
             names = [branch]
         else:
-            names = [name for name in self.objects.list_children(f"repos/{repo}/branches/")
+            names = [name for name in self.objects.list_children(branches_prefix(repo))
                      if not name.endswith("/") and is_valid_name(name)]
         found: list[Commit] = []
         for name in names:
@@ -366,7 +324,7 @@ class Commits:
             failpoints.hit("commit.after_commit_record")
             return (current or Branch(repo=repo, name=branch)).model_copy(update={"head": commit.id}), commit
 
-        return refs.change_branch(self.objects, repo, branch, advance)
+        return change_branch(self.objects, repo, branch, advance)
 
     # ---- writing: open commits -----------------------------------------------------------
     #
@@ -390,7 +348,7 @@ class Commits:
         validate_name(branch, "branch")
         for ref in provenance:
             validate_name(ref.repo, "repo")
-        base = self.resolve(repo, parent) if parent is not None else None
+        base = resolve(self, repo, parent) if parent is not None else None
         if base is not None and base.finished is None:
             raise InvalidArgument(f"parent commit '{base.id}' in repo '{repo}' is still open")
         current, pending = self.branch_state(repo, branch)
@@ -401,7 +359,7 @@ class Commits:
             parent=base.id if base else (current.head if current else None),
             started=now(), description=description, provenance=tuple(provenance),
         )
-        record = OpenCommit(commit=commit, fixed_parent=base is not None, writer=refs.writer_id())
+        record = OpenCommit(commit=commit, fixed_parent=base is not None, writer=writer_id())
         key = open_key(repo, commit.id)
         self.objects.put_if_absent(key, record.canonical_bytes())
         failpoints.hit("start-commit.after_open_record")
@@ -413,7 +371,7 @@ class Commits:
                 update={"open_commit": commit.id})
 
         try:
-            refs.update_branch(self.objects, repo, branch, claim)
+            update_branch(self.objects, repo, branch, claim)
         except Conflict:
             self.objects.delete(key)  # lost the race: our record was never reachable
             raise
@@ -441,7 +399,7 @@ class Commits:
         dropped; only the end state must be clash free, so a later op can repair an earlier one.
         """
         commit = pending.commit
-        branch = refs.read_branch(self.objects, commit.repo, commit.branch or "master")
+        branch = read_branch(self.objects, commit.repo, commit.branch or "master")
         if branch is None or branch.open_commit != commit.id:
             raise self._gone(commit.repo, commit.id)
         base = commit.parent if pending.fixed_parent else branch.head
@@ -462,11 +420,11 @@ class Commits:
                 return None  # only no-op deletes: nothing to record
             return current.model_copy(update={
                 "changes": current.changes + tuple(kept),
-                "generation": current.generation + 1, "writer": refs.writer_id(),
+                "generation": current.generation + 1, "writer": writer_id(),
             })
 
         try:
-            stored = refs.update_record(self.objects, open_key(repo, cid), OpenCommit, extend)
+            stored = update_mutable(self.objects, open_key(repo, cid), OpenCommit, extend)
         except CommitFinished:
             self.get_commit(repo, cid)  # a finish killed after sealing: land it now
             raise
@@ -519,10 +477,10 @@ class Commits:
             return current.model_copy(update={
                 "commit": current.commit.model_copy(update=updates), "sealed": True,
                 "finished": current.finished or now(),
-                "generation": current.generation + 1, "writer": refs.writer_id(),
+                "generation": current.generation + 1, "writer": writer_id(),
             })
 
-        stored = refs.update_record(self.objects, open_key(repo, cid), OpenCommit, seal)
+        stored = update_mutable(self.objects, open_key(repo, cid), OpenCommit, seal)
         assert stored is not None
         return stored
 
@@ -532,10 +490,10 @@ class Commits:
                 return None
             return current.model_copy(update={
                 "sealed": False, "finished": None,
-                "generation": current.generation + 1, "writer": refs.writer_id(),
+                "generation": current.generation + 1, "writer": writer_id(),
             })
 
-        refs.update_record(self.objects, open_key(repo, cid), OpenCommit, unseal)
+        update_mutable(self.objects, open_key(repo, cid), OpenCommit, unseal)
 
     def _land(self, pending: OpenCommit) -> Commit:
         """The branch CAS loop of finish; the commit id is fixed, so a lost try rewrites it.
@@ -554,7 +512,9 @@ class Commits:
             earlier = self.read_commit(repo, draft.id)
             if earlier is not None and self.is_ancestor(repo, draft.id, head, earlier.parent):
                 # An earlier try (or another finisher) already landed it.
-                return (current.model_copy(update={"open_commit": None}) if claimed else None), earlier
+                if claimed and current is not None:
+                    return current.model_copy(update={"open_commit": None}), earlier
+                return None, earlier
             base = draft.parent if pending.fixed_parent else head
             manifest = apply_ops(self.manifest_at(repo, base), pending.changes)
             commit = draft.model_copy(update={
@@ -572,7 +532,7 @@ class Commits:
                 "open_commit": None if claimed or current is None else current.open_commit,
             }), commit
 
-        return refs.change_branch(self.objects, repo, branch_name, advance)
+        return change_branch(self.objects, repo, branch_name, advance)
 
 
 def already_open(repo: str, branch: str, cid: str) -> Conflict:

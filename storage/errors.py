@@ -51,6 +51,12 @@ class HerdError(Exception):
         return self.message
 
 
+class MissingPackage(HerdError):
+    """A verb needs an optional package that is not installed (herd[cluster]: celery, redis, docker)."""
+
+    code = "missing_package"
+
+
 class NotFound(HerdError):
     exit_code = 2
 

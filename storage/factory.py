@@ -6,6 +6,8 @@ import io
 import os
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
@@ -13,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 from storage.errors import InvalidArgument, NotFound, StorageUnavailable
 from storage.objects import MemoryObjectStore, ObjectStore
 from storage.settings import StorageSettings
+from storage.streams import PassThrough
 
 # One store per memory:// URL in a process, so two opens in the same process see the same data.
 _memory_stores: dict[str, MemoryObjectStore] = {}
@@ -91,27 +94,14 @@ def _open_http(url: str) -> BinaryIO:
         response.close()
         raise StorageUnavailable(f"cannot fetch '{url}': HTTP {response.status_code} {response.reason}")
     response.raw.decode_content = True  # gzip transfer-encoding is not part of the file
-    return io.BufferedReader(_HttpReader(url, response), 1024 * 1024)  # type: ignore[return-value]
+    raw = PassThrough(response.raw, errors=lambda: _read_errors(url), on_close=response.close)
+    return io.BufferedReader(raw, 1024 * 1024)
 
 
-class _HttpReader(io.RawIOBase):
-    """An HTTP body as a raw stream whose mid-transfer failures name the URL."""
-
-    def __init__(self, url: str, response: object) -> None:
-        self._url, self._response = url, response
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        try:
-            chunk = self._response.raw.read(len(buffer))  # type: ignore[attr-defined]
-        except Exception as exc:  # urllib3/requests errors: lost connection, short body
-            raise StorageUnavailable(f"reading '{self._url}' failed: {exc}") from exc
-        buffer[: len(chunk)] = chunk
-        return len(chunk)
-
-    def close(self) -> None:
-        if not self.closed:
-            self._response.close()  # type: ignore[attr-defined]
-        super().close()
+@contextmanager
+def _read_errors(url: str) -> Iterator[None]:
+    """Mid-transfer failures (lost connection, short body) as herd errors naming the URL."""
+    try:
+        yield
+    except Exception as exc:  # urllib3/requests errors
+        raise StorageUnavailable(f"reading '{url}' failed: {exc}") from exc

@@ -16,21 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal, Union
+from typing import TYPE_CHECKING, BinaryIO, Literal, Union
 
-from storage import refs
-from storage.blobs import BlobStore, new_temp_file
-from storage.changes import (
-    HEX_RE,
-    PLACEHOLDER,
-    FileOp,
-    apply_ops,
-    diff_manifests,
-    list_nodes,
-    node_info,
-    parse_ref,
-)
-from storage.commits import ID_LEN, MIN_PREFIX, Commits
+from storage.blobs import CHUNK, BlobStore, new_temp_file
+from storage.branches import read_branch
+from storage.commits import Commits
 from storage.errors import (
     CommitFinished,
     CommitNotFound,
@@ -42,18 +32,17 @@ from storage.errors import (
     ObjectNotFound,
 )
 from storage.model import Commit, FileDiff, FileEntry, FileInfo, Manifest, printable
-from storage.paths import ROOT, dir_prefix, is_valid_name, normalize_dir, normalize_path
+from storage.ops import PLACEHOLDER, FileOp, apply_ops
+from storage.paths import ROOT, dir_prefix, normalize_dir, normalize_path
+from storage.refnames import Target, resolve, write_target
+from storage.streams import ChunkStream
+from storage.trees import diff_manifests, list_nodes, node_info
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite  # a stream destination only needs write(bytes)
 
 Source = Union[Path, bytes, bytearray, memoryview, BinaryIO]
 UPLOAD_THREADS = 8
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where a write lands: an open commit (by id) or a branch (a commit by itself)."""
-
-    kind: Literal["open", "branch"]
-    name: str
 
 
 def check_source(source: object) -> None:
@@ -106,39 +95,26 @@ def _reading(where: Where | None, digest: str) -> Iterator[None]:
         raise damaged(where, digest, exc) from None
 
 
-class _ChunkReader(io.RawIOBase):
-    """Reads a file's chunk blobs one after another, opening each only when reached.
+def _chunk_blocks(blobs: BlobStore, chunks: Sequence[str], where: Where | None) -> Iterator[bytes]:
+    """A file's bytes: its chunk blobs one after another, each opened only when reached.
 
     Every blob is verified as it streams (BlobStore.open): a damaged one raises DataCorrupted
     naming `where` before its last block is handed out.
     """
+    for digest in chunks:
+        with _reading(where, digest):
+            blob = blobs.open(digest)
+        with blob:
+            while True:
+                with _reading(where, digest):
+                    block = blob.read(CHUNK)
+                if not block:
+                    break
+                yield block
 
-    def __init__(self, blobs: BlobStore, chunks: Sequence[str], where: Where | None = None) -> None:
-        self._blobs, self._pending, self._current = blobs, list(chunks), None
-        self._where, self._digest = where, ""
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        while True:
-            with _reading(self._where, self._digest):
-                if self._current is None:
-                    if not self._pending:
-                        return 0
-                    self._digest = self._pending.pop(0)
-                    self._current = self._blobs.open(self._digest)
-                data = self._current.read(len(buffer))
-            if data:
-                buffer[: len(data)] = data
-                return len(data)
-            self._current.close()
-            self._current = None
-
-    def close(self) -> None:
-        if self._current is not None:
-            self._current.close()
-        super().close()
+def _chunk_reader(blobs: BlobStore, chunks: Sequence[str], where: Where | None = None) -> ChunkStream:
+    return ChunkStream(_chunk_blocks(blobs, chunks, where))
 
 
 def local_parts(name: str, relative: str, root: Path) -> list[str]:
@@ -173,38 +149,6 @@ class Files:
 
     # ---- writing -------------------------------------------------------------------------
 
-    def target(self, repo: str, ref: str) -> Target:
-        """Where a write to `ref` goes; CommitFinished for a finished commit."""
-        parsed = parse_ref(ref)
-        self.commits.require_repo(repo)
-        if ref != parsed.base:  # an ancestry suffix (even ^0) names a commit, not the branch
-            raise CommitFinished(repo, self.commits.resolve(repo, ref).id)
-        base = parsed.base
-        if len(base) == ID_LEN and HEX_RE.match(base):  # a full id: skip the branch lookup
-            found = self._commit_target(repo, base)
-            if found is not None:
-                return found
-        if is_valid_name(base) and refs.read_branch(self.commits.objects, repo, base) is not None:
-            opened = self.commits.open_commits(repo, base)
-            return Target("open", opened[0].id) if opened else Target("branch", base)
-        if len(base) == ID_LEN and HEX_RE.match(base):
-            raise CommitNotFound(repo, base)
-        if HEX_RE.match(base) and len(base) >= MIN_PREFIX:
-            found = self._commit_target(repo, base)
-            if found is not None:
-                return found
-        return Target("branch", base)  # a new branch, as pachctl put-file creates one
-
-    def _commit_target(self, repo: str, prefix: str) -> Target | None:
-        """The open commit an id (prefix) names; CommitFinished if finished, None if unknown."""
-        try:
-            commit = self.commits.get_commit(repo, self.commits.match_id(repo, prefix))
-        except CommitNotFound:
-            return None
-        if commit.finished is not None:
-            raise CommitFinished(repo, commit.id)
-        return Target("open", commit.id)
-
     def _check(self, repo: str, target: Target, ops: Sequence[FileOp]) -> None:
         """Dry-run ops on what the target holds now: clashes and missing deletes fail here."""
         if target.kind == "open":
@@ -213,7 +157,7 @@ class Files:
                 raise CommitFinished(repo, target.name)
             self.commits.check_ops(pending, ops)
             return
-        branch = refs.read_branch(self.commits.objects, repo, target.name)
+        branch = read_branch(self.commits.objects, repo, target.name)
         head = branch.head if branch else None
         apply_ops(self.commits.manifest_at(repo, head), ops, strict=(repo, head or target.name))
 
@@ -245,7 +189,7 @@ class Files:
             raise InvalidArgument(f"no files given to put into repo '{repo}'")
         for _, source in pairs:
             check_source(source)
-        target = self.target(repo, ref)
+        target = write_target(self.commits, repo, ref)
         kind: Literal["put", "append"] = "append" if append else "put"
         self._check(repo, target, [FileOp(op=kind, path=p, entry=PLACEHOLDER) for p, _ in pairs])
         entries = self._upload_all([source for _, source in pairs])
@@ -263,7 +207,7 @@ class Files:
         normal = normalize_dir(path)
         if normal == ROOT:
             raise InvalidArgument(f"refusing to delete the root directory of repo '{repo}'")
-        target = self.target(repo, ref)
+        target = write_target(self.commits, repo, ref)
         ops = [FileOp(op="delete", path=normal)]
         self._check(repo, target, ops)
         return self._apply(repo, target, ops)
@@ -272,7 +216,7 @@ class Files:
 
     def snapshot(self, repo: str, ref: str) -> tuple[Commit, Manifest]:
         """A finished commit and its manifest."""
-        commit = self.commits.resolve(repo, ref)
+        commit = resolve(self.commits, repo, ref)
         return commit, self.commits.read_manifest(commit)
 
     def entry(self, repo: str, ref: str, path: str) -> tuple[Commit, FileEntry]:
@@ -290,14 +234,14 @@ class Files:
         """A verified streaming reader over a file's bytes (DataCorrupted on damage)."""
         commit, found = self.entry(repo, ref, path)
         where = Where(repo, commit.id, normalize_path(path))
-        return io.BufferedReader(_ChunkReader(self.blobs, found.chunks, where))  # type: ignore[return-value]
+        return io.BufferedReader(_chunk_reader(self.blobs, found.chunks, where))
 
     def get_file(
         self,
         repo: str,
         ref: str,
         path: str,
-        dest: Path | BinaryIO,
+        dest: Path | SupportsWrite[bytes],
         recursive: bool = False,
         progress: Callable[[int], object] | None = None,
     ) -> None:
@@ -339,9 +283,9 @@ class Files:
         finally:
             os.close(root_fd)
 
-    def _write(self, found: FileEntry, dest: Path | BinaryIO, where: Where) -> None:
+    def _write(self, found: FileEntry, dest: Path | SupportsWrite[bytes], where: Where) -> None:
         if not isinstance(dest, Path):
-            with io.BufferedReader(_ChunkReader(self.blobs, found.chunks, where)) as reader:
+            with io.BufferedReader(_chunk_reader(self.blobs, found.chunks, where)) as reader:
                 while block := reader.read(1024 * 1024):
                     dest.write(block)
             return

@@ -19,13 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from storage.blobs import BlobStore
-from storage.changes import OpenCommit
-from storage.commits import commit_key, manifest_key, open_key, repo_key
 from storage.errors import DataCorrupted, InvalidArgument, ObjectNotFound, RepoNotFound
+from storage.layout import REPOS_PREFIX, branches_prefix, commit_key, manifest_key, open_key, repo_key, repo_prefix
 from storage.model import Branch, Commit, Manifest, Record, Repo, printable, record_kind
 from storage.objects import ObjectStore
+from storage.ops import OpenCommit
 from storage.paths import is_valid_name, validate_name
-from storage.refs import branch_key
 
 BLOB_THREADS = 4
 
@@ -78,11 +77,11 @@ def fsck(objects: ObjectStore, repo: str | None = None, threads: int = BLOB_THRE
     walk = _Walk(objects)
     if repo is not None:
         validate_name(repo, "repo")
-        if not objects.exists(repo_key(repo)) and not any(objects.list(f"repos/{repo}/")):
+        if not objects.exists(repo_key(repo)) and not any(objects.list(repo_prefix(repo))):
             raise RepoNotFound(repo)
         names = [repo]
     else:
-        names = [c[:-1] for c in objects.list_children("repos/") if c.endswith("/") and is_valid_name(c[:-1])]
+        names = [c[:-1] for c in objects.list_children(REPOS_PREFIX) if c.endswith("/") and is_valid_name(c[:-1])]
     for name in names:
         walk.repo(name)
     walk.check_blobs(threads)
@@ -123,7 +122,8 @@ class _Walk:
             return None
 
     def repo(self, name: str) -> None:
-        branches = [k for k in self.objects.list(f"repos/{name}/branches/") if "/" not in k.rsplit("branches/", 1)[1]]
+        folder = branches_prefix(name)
+        branches = [k for k in self.objects.list(folder) if "/" not in k[len(folder):]]
         repo_record = self._record(repo_key(name), Repo, [f"repo '{name}'"] if branches else [])
         if repo_record is None and not branches and not self.objects.exists(repo_key(name)):
             return  # a half-created or half-deleted repo folder: not a repo (as list-repo says)
@@ -202,12 +202,12 @@ class _Walk:
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             outcomes = list(pool.map(self._check_blob, digests))
         damaged: dict[str, str] = {}
-        for digest, (size, why) in zip(digests, outcomes, strict=True):
-            if why is None:
+        for digest, (size, problem) in zip(digests, outcomes, strict=True):
+            if problem is None:
                 self.report.blobs += 1
                 self.report.bytes += size
             else:
-                damaged[digest] = why
+                damaged[digest] = problem
         affects = self._blob_affects(set(damaged))
         for digest, why in damaged.items():
             self.report.damage.append(Damage(f"blob '{digest}'", why, tuple(dict.fromkeys(affects[digest]))))

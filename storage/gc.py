@@ -38,22 +38,32 @@ from datetime import datetime, timedelta, timezone
 
 from pydantic import ValidationError
 
-from storage import refs
-from storage.blobs import BLOB_PREFIX, TMP_PREFIX
-from storage.changes import OpenCommit
-from storage.commits import manifest_key
+from storage.branches import read_branch
 from storage.errors import DataCorrupted, InvalidArgument, ObjectNotFound, StorageUnavailable
+from storage.layout import (
+    BLOB_PREFIX,
+    GC_MARK_PREFIX,
+    MANIFEST_PREFIX,
+    REPOS_PREFIX,
+    TEMP_PREFIX,
+    blob_id_of,
+    commits_prefix,
+    gc_mark_key,
+    manifest_id_of,
+    manifest_key,
+    open_prefix,
+    repo_key,
+    repo_of,
+    repo_prefix,
+)
 from storage.model import Commit, FileEntry, Manifest
 from storage.objects import IncompleteUpload, ObjectInfo, ObjectStore
+from storage.ops import OpenCommit
 
-MARK_PREFIX = "_herd/gc/"
-MANIFEST_PREFIX = "manifests/"
-REPOS_PREFIX = "repos/"
 DEFAULT_GRACE = timedelta(hours=1)
 # Seconds between the mark and the second look: a writer whose upload finished just before the
 # mark and whose commit records it within this long keeps its blobs even with no grace.
 SETTLE_SECONDS = 2.0
-TEMP_KEY_PREFIX = TMP_PREFIX.split("/", 1)[0] + "/"  # "tmp/": BlobStore's temp keys
 
 
 @dataclass
@@ -135,14 +145,6 @@ def parse_grace(text: str) -> timedelta:
 
 
 
-def blob_id_of(key: str) -> str | None:
-    """`blobs/ab/abcd...` → `abcd...`; None for anything else under blobs/."""
-    parts = key.split("/")
-    if len(parts) == 3 and parts[0] + "/" == BLOB_PREFIX and parts[2][:2] == parts[1]:
-        return parts[2]
-    return None
-
-
 def find_garbage(
     infos: Iterable[ObjectInfo], roots: Roots, dead_repos: set[str], cutoff: datetime
 ) -> Iterator[Garbage]:
@@ -157,11 +159,11 @@ def find_garbage(
             if digest is not None and digest not in roots.blobs:
                 yield Garbage("blobs", key, info.size)
         elif key.startswith(MANIFEST_PREFIX):
-            if key[len(MANIFEST_PREFIX):] not in roots.manifests:
+            if manifest_id_of(key) not in roots.manifests:
                 yield Garbage("manifests", key, info.size)
-        elif key.startswith(TEMP_KEY_PREFIX):
+        elif key.startswith(TEMP_PREFIX):
             yield Garbage("temp objects", key, info.size)
-        elif key.startswith(REPOS_PREFIX) and key.split("/", 2)[1] in dead_repos:
+        elif key.startswith(REPOS_PREFIX) and repo_of(key) in dead_repos:
             yield Garbage("deleted-repo records", key, info.size)
 
 
@@ -184,17 +186,18 @@ def _parse(objects: ObjectStore, key: str, parse: Callable[[bytes], object]) -> 
 
 def repo_names(objects: ObjectStore) -> tuple[set[str], set[str]]:
     """(live repos, deleted repos): a folder under repos/ without repo.json is a deleted repo."""
-    live, dead = set(), set()
+    live: set[str] = set()
+    dead: set[str] = set()
     for child in objects.list_children(REPOS_PREFIX):
         if child.endswith("/"):
             name = child[:-1]
-            (live if objects.exists(f"{REPOS_PREFIX}{name}/repo.json") else dead).add(name)
+            (live if objects.exists(repo_key(name)) else dead).add(name)
     return live, dead
 
 
 def _claimed(objects: ObjectStore, pending: OpenCommit) -> bool:
     """Whether the open record's branch still claims it (only then is it an open commit)."""
-    branch = refs.read_branch(objects, pending.commit.repo, pending.commit.branch or "master")
+    branch = read_branch(objects, pending.commit.repo, pending.commit.branch or "master")
     return branch is not None and getattr(branch, "open_commit", pending.commit.id) == pending.commit.id
 
 
@@ -208,8 +211,8 @@ def scan_roots(
     With `since`, only records written at or after it (the second look)."""
     roots, orphans = Roots(), []
     for repo in sorted(repos):
-        for kind in ("commits", "open"):
-            for info in objects.list_with_times(f"{REPOS_PREFIX}{repo}/{kind}/"):
+        for kind, folder in (("commits", commits_prefix(repo)), ("open", open_prefix(repo))):
+            for info in objects.list_with_times(folder):
                 if since is not None and info.modified < since:
                     continue
                 if kind == "commits":
@@ -262,7 +265,7 @@ def expand_manifests(objects: ObjectStore, roots: Roots, done: set[str]) -> None
 
 def write_mark(objects: ObjectStore) -> tuple[str, datetime]:
     """Write this run's mark; its time on the store's clock is the run's start."""
-    key = f"{MARK_PREFIX}{uuid.uuid4().hex}"
+    key = gc_mark_key(uuid.uuid4().hex)
     objects.put(key, json.dumps({"started": datetime.now(timezone.utc).isoformat()}).encode())
     for info in objects.list_with_times(key):
         if info.key == key:
@@ -322,10 +325,10 @@ def collect_garbage(
 
 def _candidates(objects: ObjectStore, roots: Roots, dead: set[str], cutoff: datetime) -> list[Garbage]:
     infos: list[ObjectInfo] = []
-    for prefix in (BLOB_PREFIX, MANIFEST_PREFIX, TEMP_KEY_PREFIX):
+    for prefix in (BLOB_PREFIX, MANIFEST_PREFIX, TEMP_PREFIX):
         infos.extend(objects.list_with_times(prefix))
     for repo in sorted(dead):
-        infos.extend(objects.list_with_times(f"{REPOS_PREFIX}{repo}/"))
+        infos.extend(objects.list_with_times(repo_prefix(repo)))
     return list(find_garbage(infos, roots, dead, cutoff))
 
 
@@ -333,7 +336,7 @@ def _candidates_still_garbage(candidates: list[Garbage], roots: Roots, revived: 
     for item in candidates:
         if item.kind == "blobs" and blob_id_of(item.key) in roots.blobs:
             continue
-        if item.kind == "manifests" and item.key[len(MANIFEST_PREFIX):] in roots.manifests:
+        if item.kind == "manifests" and manifest_id_of(item.key) in roots.manifests:
             continue
         if item.kind == "deleted-repo records" and item.key.split("/", 2)[1] in revived:
             continue  # a repo of that name was created meanwhile: leave its folder alone
@@ -346,6 +349,6 @@ def _stale_uploads(objects: ObjectStore, cutoff: datetime) -> list[IncompleteUpl
 
 def _drop_old_marks(objects: ObjectStore, cutoff: datetime, keep: str, dry_run: bool) -> None:
     """Marks of runs that were killed before they removed their own."""
-    for info in list(objects.list_with_times(MARK_PREFIX)):
+    for info in list(objects.list_with_times(GC_MARK_PREFIX)):
         if info.key != keep and info.modified < cutoff and not dry_run:
             objects.delete(info.key)

@@ -16,6 +16,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from storage.errors import DataCorrupted
+from storage.layout import manifest_key
 
 
 def canonical_json(value: Any) -> bytes:
@@ -66,6 +67,13 @@ class Record(BaseModel):
             return super().model_validate_json(json_data, **kwargs)
         except (ValidationError, ValueError) as exc:
             raise corrupt_record(cls, None, exc) from None
+
+
+class LenientRecord(Record):
+    """A Record that ignores fields it does not know instead of refusing them, so records a newer
+    herd wrote stay readable (the scheduler's pipeline and job records: they gain fields)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 def printable(text: str) -> str:
@@ -120,7 +128,7 @@ class Manifest(Record):
         if expected_id is not None:
             actual = sha256_hex(data)
             if actual != expected_id:
-                key = key or f"manifests/{expected_id}"
+                key = key or manifest_key(expected_id)
                 error = DataCorrupted(
                     f"manifest record '{key}' is corrupt: its {len(data)} bytes hash to "
                     f"'{actual}'; run 'herd fsck'"
@@ -128,7 +136,7 @@ class Manifest(Record):
                 error.key = key  # type: ignore[attr-defined]
                 error.why = f"its {len(data)} bytes hash to '{actual}'"  # type: ignore[attr-defined]
                 raise error
-        return super().from_bytes(data, key or (f"manifests/{expected_id}" if expected_id else None))
+        return super().from_bytes(data, key or (manifest_key(expected_id) if expected_id else None))
 
     @property
     def size(self) -> int:
@@ -185,7 +193,7 @@ class Commit(Record):
 
 
 class RepoInfo(Record):
-    """A repo as listed: its record plus the bytes its branch heads hold (shared files once)."""
+    """A repo as listed: its record plus its size (pachctl's: master's head's logical size)."""
 
     name: str
     description: str = ""

@@ -29,10 +29,9 @@ from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
 from storage.errors import InvalidArgument, ObjectNotFound
+from storage.layout import RESERVED_PREFIX
 
 COPY_CHUNK = 1024 * 1024
-# The stores' own keys: hidden from listings that do not ask for them by prefix.
-RESERVED = "_herd/"
 
 
 @dataclass(frozen=True)
@@ -131,7 +130,7 @@ class ObjectStore(Protocol):
 
 def hidden(key: str, prefix: str) -> bool:
     """Whether a listing for `prefix` hides `key`: herd's own keys unless asked for."""
-    return key.startswith(RESERVED) and not prefix.startswith(RESERVED[:-1])
+    return key.startswith(RESERVED_PREFIX) and not prefix.startswith(RESERVED_PREFIX[:-1])
 
 
 def check_key(key: str) -> str:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from storage import failpoints, refs
-from storage.changes import HEX_RE
-from storage.commits import HEAD, ID_LEN, Commits, Parent, now, repo_key
+from storage import failpoints
+from storage.branches import update_branch
+from storage.commits import HEAD, Commits, Parent, now
 from storage.errors import (
     AlreadyExists,
     BranchNotFound,
@@ -23,6 +23,16 @@ from storage.errors import (
     RepoNotFound,
 )
 from storage.files import Files, Source
+from storage.layout import (
+    REPOS_PREFIX,
+    branch_key,
+    branches_prefix,
+    commits_prefix,
+    open_key,
+    open_prefix,
+    repo_key,
+    repo_prefix,
+)
 from storage.model import (
     Branch,
     BranchRef,
@@ -43,6 +53,10 @@ from storage.paths import (
     normalize_path,
     validate_name,
 )
+from storage.refnames import is_full_id, resolve, write_target
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite  # a stream destination only needs write(bytes)
 
 __all__ = ["HEAD", "Pfs"]
 
@@ -84,7 +98,7 @@ class Pfs:
     def list_repos(self) -> list[RepoInfo]:
         """Every repo, by name, with sizes."""
         infos = []
-        for child in self.objects.list_children("repos/"):
+        for child in self.objects.list_children(REPOS_PREFIX):
             if not child.endswith("/"):
                 continue
             try:
@@ -94,12 +108,10 @@ class Pfs:
         return infos
 
     def _size(self, repo: str, branches: Sequence[Branch]) -> int:
-        """Bytes held by the branch heads, each distinct file content counted once."""
-        seen: dict[str, int] = {}
-        for head in {b.head for b in branches if b.head}:
-            for entry in self.commits.manifest_at(repo, head).files.values():
-                seen[entry.hash] = entry.size
-        return sum(seen.values())
+        """pachctl's repo size: the logical size of master's head (the SIZE list-commit shows for
+        it), 0 when the repo has no master or master no commit. Other branches do not count."""
+        head = next((b.head for b in branches if b.name == "master" and b.head), None)
+        return 0 if head is None else self.commits.finished_commit(repo, head).size
 
     def delete_repo(self, name: str, force: bool = False) -> None:
         """Delete a repo's records (blobs stay: they are shared); commits need force."""
@@ -117,11 +129,12 @@ class Pfs:
 
     def _purge(self, name: str) -> None:
         """Delete every record under `repos/<name>/` but repo.json: heads first, then history."""
-        for kind in ("branches", "open", "commits"):
-            for key in list(self.objects.list(f"repos/{name}/{kind}/")):
+        for kind, folder in (("branches", branches_prefix(name)), ("open", open_prefix(name)),
+                             ("commits", commits_prefix(name))):
+            for key in list(self.objects.list(folder)):
                 self.objects.delete(key)
             failpoints.hit(f"delete-repo.after_{kind}")
-        for key in list(self.objects.list(f"repos/{name}/")):
+        for key in list(self.objects.list(repo_prefix(name))):
             if key != repo_key(name):
                 self.objects.delete(key)
 
@@ -139,7 +152,7 @@ class Pfs:
             validate_name(ref.name, "branch")
             if (ref.repo, ref.name) == (repo, name):
                 raise InvalidArgument(f"branch '{repo}/{name}' cannot be its own provenance")
-        target = self.commits.resolve(repo, head) if head is not None else None
+        target = resolve(self.commits, repo, head) if head is not None else None
         if target is not None and target.finished is None:
             raise InvalidArgument(f"commit '{target.id}' in repo '{repo}' is open: finish it first")
 
@@ -150,7 +163,7 @@ class Pfs:
                 fields["head"] = target.id
             return base.model_copy(update=fields)
 
-        stored = refs.update_branch(self.objects, repo, name, update)
+        stored = update_branch(self.objects, repo, name, update)
         assert stored is not None
         return stored
 
@@ -158,7 +171,7 @@ class Pfs:
         """The branches of a repo, by name (crashed finishes on them landed first)."""
         self.commits.require_repo(repo)
         found = []
-        for child in self.objects.list_children(f"repos/{repo}/branches/"):
+        for child in self.objects.list_children(branches_prefix(repo)):
             if child.endswith("/") or not is_valid_name(child):
                 continue  # not a branch any command could name
             branch = self.commits.settle_branch(repo, child)
@@ -184,10 +197,10 @@ class Pfs:
             )
         # The branch first: with it gone the open record is unclaimed, so invisible even if a
         # crash keeps it (get_commit treats an unclaimed record as not there).
-        self.objects.delete(refs.branch_key(repo, name))
+        self.objects.delete(branch_key(repo, name))
         failpoints.hit("delete-branch.after_branch")
         if branch.open_commit is not None:
-            self.objects.delete(f"repos/{repo}/open/{branch.open_commit}")
+            self.objects.delete(open_key(repo, branch.open_commit))
 
     # ---- commits -------------------------------------------------------------------------
 
@@ -214,7 +227,7 @@ class Pfs:
         return self.commits.finish(repo, self._open_id(repo, commit), description, failed_reason)
 
     def _open_id(self, repo: str, ref: str) -> str:
-        target = self.files.target(repo, ref)
+        target = write_target(self.commits, repo, ref)
         if target.kind == "open":
             return target.name
         self.inspect_branch(repo, target.name)
@@ -244,10 +257,10 @@ class Pfs:
             raise InvalidPath(f"invalid manifest: {clash_message(clash)}")
         for ref in provenance:
             validate_name(ref.repo, "repo")
-        if commit_id is not None and not (len(commit_id) == ID_LEN and HEX_RE.match(commit_id)):
+        if commit_id is not None and not is_full_id(commit_id):
             raise InvalidArgument(f"invalid commit id '{commit_id}': expected 32 lowercase hex digits")
         if parent is not HEAD and parent is not None:
-            parent = self.commits.resolve(repo, parent).id
+            parent = resolve(self.commits, repo, parent).id
         return self.commits.commit_on_branch(
             repo, branch, lambda _base: manifest, description=description,
             provenance=provenance, failed_reason=failed_reason, parent=parent, commit_id=commit_id,
@@ -256,7 +269,7 @@ class Pfs:
     def inspect_commit(self, repo: str, ref: str) -> Commit:
         """The commit a ref names: a branch, an id, a unique id prefix, with `^`, `^N`, `~N` or `.N`
         (open commits show finished=None)."""
-        return self.commits.resolve(repo, ref)
+        return resolve(self.commits, repo, ref)
 
     def read_manifest(self, commit: Commit) -> Manifest:
         """The manifest of a finished commit."""
@@ -309,7 +322,7 @@ class Pfs:
         return self.files.open_file(repo, ref, path)
 
     def get_file(
-        self, repo: str, ref: str, path: str, dest: Path | BinaryIO, recursive: bool = False,
+        self, repo: str, ref: str, path: str, dest: Path | SupportsWrite[bytes], recursive: bool = False,
         progress: Callable[[int], object] | None = None,
     ) -> None:
         """Copy a file (or, recursive, a directory) to a local path or stream, verified;

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypedDict, Unpack
 from urllib.parse import urlsplit
 
 import boto3
@@ -38,6 +38,7 @@ from s3transfer.manager import TransferManager
 
 from storage import failpoints
 from storage.errors import AlreadyExists, InvalidArgument, NotFound, ObjectNotFound, StorageUnavailable
+from storage.layout import CONDITIONAL_WRITES_KEY, probe_key
 from storage.objects import (
     COPY_CHUNK,
     IncompleteUpload,
@@ -47,24 +48,34 @@ from storage.objects import (
     folder_prefix,
     hidden,
 )
+from storage.streams import PassThrough
+
+if TYPE_CHECKING:  # boto3-stubs: for type checking only
+    from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_s3.type_defs import GetObjectOutputTypeDef, ListObjectsV2OutputTypeDef
 
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound", "NoSuchBucket", "NoSuchUpload"}
 _PRECONDITION = {"PreconditionFailed", "412"}
 _CONFLICT = {"ConditionalRequestConflict", "409", "OperationAborted"}
 _DENIED = {"AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 _CAS_TRIES = 5
-VERDICT_KEY = "_herd/conditional-writes"
-PROBE_PREFIX = "_herd/probe/"
 # An If-Match no object ever has: a quoted MD5-sized hex string of zeros.
 _WRONG_ETAG = '"' + "0" * 32 + '"'
 # 8 MiB parts, 4 in flight: a 300 MiB upload stays near 50 MB of buffers on a 2-core box.
 TRANSFER = TransferConfig(multipart_threshold=8 << 20, multipart_chunksize=8 << 20, max_concurrency=4)
 
+class _Condition(TypedDict, total=False):
+    """The precondition of a conditional PUT: create-only (`*`) or this ETag."""
+
+    IfNoneMatch: str
+    IfMatch: str
+
+
 _session_lock = threading.Lock()
 _session: boto3.session.Session | None = None
 
 
-def _client(endpoint_url: str | None, max_attempts: int, connect_timeout: float, read_timeout: float) -> Any:
+def _client(endpoint_url: str | None, max_attempts: int, connect_timeout: float, read_timeout: float) -> S3Client:
     """A client from one shared session: sessions load service models once, clients are cheap."""
     global _session
     # total_max_attempts counts the first try (botocore's `max_attempts` counts only retries:
@@ -216,8 +227,8 @@ class S3ObjectStore:
 
     def _verdict_stored(self) -> bool:
         try:
-            with self._map_client_errors(VERDICT_KEY):
-                body = self._client.get_object(Bucket=self.bucket, Key=self.prefix + VERDICT_KEY)["Body"].read()
+            with self._map_client_errors(CONDITIONAL_WRITES_KEY):
+                body = self._client.get_object(Bucket=self.bucket, Key=self.prefix + CONDITIONAL_WRITES_KEY)["Body"].read()
         except ObjectNotFound:
             return False
         try:
@@ -230,12 +241,12 @@ class S3ObjectStore:
             "honoured": True, "endpoint": self.endpoint,
             "checked": datetime.now(timezone.utc).isoformat(),
         }, sort_keys=True).encode()
-        with self._map_client_errors(VERDICT_KEY):
-            self._client.put_object(Bucket=self.bucket, Key=self.prefix + VERDICT_KEY, Body=body)
+        with self._map_client_errors(CONDITIONAL_WRITES_KEY):
+            self._client.put_object(Bucket=self.bucket, Key=self.prefix + CONDITIONAL_WRITES_KEY, Body=body)
 
     def _probe_conditional_writes(self) -> list[str]:
         """What the server did wrong with conditional PUTs on a fresh probe key (empty: nothing)."""
-        key = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+        key = probe_key(uuid.uuid4().hex)
         full = self.prefix + key
         problems: list[str] = []
         try:
@@ -253,7 +264,7 @@ class S3ObjectStore:
                 self._client.delete_object(Bucket=self.bucket, Key=full)
         return problems
 
-    def _conditional_status(self, key: str, body: bytes, **condition: str) -> int | str:
+    def _conditional_status(self, key: str, body: bytes, **condition: Unpack[_Condition]) -> int | str:
         """The HTTP status of one conditional PUT (200 when it wrote); access errors raise."""
         try:
             with self._map_client_errors(key):
@@ -285,7 +296,7 @@ class S3ObjectStore:
     def compare_and_set(self, key: str, token: str | None, data: bytes) -> bool:
         """Write iff the ETag is `token` (None = create-only); 409 conflicts are retried."""
         full = self._write_key(key)
-        condition = {"IfNoneMatch": "*"} if token is None else {"IfMatch": token}
+        condition: _Condition = {"IfNoneMatch": "*"} if token is None else {"IfMatch": token}
         for attempt in range(_CAS_TRIES):
             cas = _CasOutcome()
             try:
@@ -326,7 +337,7 @@ class S3ObjectStore:
             manager.upload(source, self.bucket, full).result()
 
     # -- reads --------------------------------------------------------------------------
-    def _get_object(self, key: str) -> dict[str, Any]:
+    def _get_object(self, key: str) -> GetObjectOutputTypeDef:
         full = self._key(key)
         with self._map_client_errors(key):
             return self._client.get_object(Bucket=self.bucket, Key=full)
@@ -356,7 +367,9 @@ class S3ObjectStore:
     def open(self, key: str) -> BinaryIO:
         """A buffered streaming reader over one GET of `key`."""
         response = self._get_object(key)
-        return io.BufferedReader(_S3Reader(self, key, response["Body"]), COPY_CHUNK)  # type: ignore[return-value]
+        # A read error of the body (a lost connection) becomes a herd error naming the key.
+        raw = PassThrough(response["Body"], errors=lambda: self._map_client_errors(key))
+        return io.BufferedReader(raw, COPY_CHUNK)
 
     def exists(self, key: str) -> bool:
         """Whether `key` exists (HEAD)."""
@@ -382,7 +395,7 @@ class S3ObjectStore:
         return None
 
     # -- listing and delete -------------------------------------------------------------
-    def _pages(self, prefix: str, **extra: Any) -> Iterator[dict[str, Any]]:
+    def _pages(self, prefix: str, **extra: Any) -> Iterator[ListObjectsV2OutputTypeDef]:
         self._ensure_bucket()
         paginator = self._client.get_paginator("list_objects_v2")
         with self._map_client_errors():
@@ -468,27 +481,6 @@ class S3ObjectStore:
 
 def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-class _S3Reader(io.RawIOBase):
-    """A GET body as a raw stream whose read errors are herd errors."""
-
-    def __init__(self, store: S3ObjectStore, key: str, body: Any) -> None:
-        self._store, self._key, self._body = store, key, body
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        with self._store._map_client_errors(self._key):
-            chunk = self._body.read(len(buffer))
-        buffer[: len(chunk)] = chunk
-        return len(chunk)
-
-    def close(self) -> None:
-        if not self.closed:
-            self._body.close()
-        super().close()
 
 
 def open_s3_url(url: str, endpoint_url: str | None = None) -> BinaryIO:

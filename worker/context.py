@@ -28,7 +28,6 @@ from storage.blobs import BlobStore
 from storage.errors import HerdError
 from storage.objects import ObjectStore
 from storage.setting_types import load_settings
-from worker.clock import BrokerClock
 from worker.process_io import RunCancelled
 from worker.runtime import RunRequest, Runtime, Session, UserCode
 from worker.runtimes import open_runtime
@@ -50,7 +49,12 @@ class WorkerContext:
         self.leases = Leases(self)
         # Leases are judged on the broker's clock when there is one (one clock for all hosts), and
         # name this context, not only the worker: two processes may share a HERD_WORKER_ID.
-        self.clock: Callable[[], float] = BrokerClock(settings.broker) if settings.broker else time.time
+        self.clock: Callable[[], float] = time.time
+        if settings.broker:
+            # Imported here: the embedded default (no broker) runs without herd[cluster]'s redis.
+            from worker.clock import BrokerClock
+
+            self.clock = BrokerClock(settings.broker)
         self.holder = f"{settings.worker_id}/{uuid.uuid4().hex[:12]}"
         self._runtime: Runtime | None = None
         self._local = threading.local()
@@ -81,7 +85,7 @@ class WorkerContext:
     def session(self, plan: JobPlan, spec: PipelineSpec) -> Session:
         """This thread's warm session for the pipeline version (opened on first use)."""
         self._check_open()
-        sessions: dict = self._local.__dict__.setdefault("sessions", {})
+        sessions: dict[tuple[str, int], Session] = self._local.__dict__.setdefault("sessions", {})
         key = (plan.pipeline, plan.pipeline_version)
         if key not in sessions:
             for old_key in [k for k in sessions if k[0] == plan.pipeline]:
@@ -99,7 +103,7 @@ class WorkerContext:
 
     def drop_session(self, plan: JobPlan) -> None:
         """Forget this thread's session of the pipeline version (closed under a running datum)."""
-        sessions: dict = self._local.__dict__.setdefault("sessions", {})
+        sessions: dict[tuple[str, int], Session] = self._local.__dict__.setdefault("sessions", {})
         session = sessions.pop((plan.pipeline, plan.pipeline_version), None)
         if session is not None:
             with self._lock:

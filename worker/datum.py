@@ -16,8 +16,9 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, TypedDict
 
 from scheduler.attempts import Attempt
 from scheduler.job_records import DatumResult, DatumState, JobStats
@@ -26,6 +27,7 @@ from scheduler.records import JobPlan, PlannedDatum
 from scheduler.spec import PipelineSpec
 from scheduler.store import now
 from storage.errors import HerdError, Unavailable
+from storage.model import FileEntry
 from storage.objects import ObjectStore
 from worker.context import WorkerContext, context_for
 from worker.outputs import collect_outputs
@@ -51,7 +53,7 @@ class Claimed:
 
 def process_batch(
     message: dict[str, Any], objects: ObjectStore, runtime: str | None = None, settings: WorkerSettings | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Task `herd.process_batch`: run the datums of a batch; returns a BatchOutcome as a dict.
 
     `settings` are the entry point's (the first batch of a store opens its context with them).
@@ -137,11 +139,23 @@ def _claim(ctx: WorkerContext, job_id: str, datum_id: str, tries: int) -> Claime
     return Claimed(attempt, attempts.tries_used + 1)
 
 
+class _Stats(TypedDict):
+    """One attempt's JobStats fields, filled in as it runs."""
+
+    download_time: float
+    process_time: float
+    upload_time: float
+    download_bytes: int
+    upload_bytes: int
+
+
 def _attempt(ctx: WorkerContext, plan: JobPlan, spec: PipelineSpec, datum: PlannedDatum, attempt: Attempt) -> DatumResult | None:
     """One run of user code; None when it was cancelled (restart-datum, stop-job): nothing is judged."""
     started = now()
     pfs_dir = ctx.pfs_dir()
-    stats = {"download_time": 0.0, "process_time": 0.0, "upload_time": 0.0, "download_bytes": 0, "upload_bytes": 0}
+    stats: _Stats = {
+        "download_time": 0.0, "process_time": 0.0, "upload_time": 0.0, "download_bytes": 0, "upload_bytes": 0,
+    }
     run: RunResult | None = None
     lease = ctx.leases.hold(attempt)
     try:
@@ -212,8 +226,9 @@ def _give_back(ctx: WorkerContext, plan: JobPlan, datum: PlannedDatum, attempt: 
 
 
 def _finish(
-    ctx: WorkerContext, plan: JobPlan, datum: PlannedDatum, attempt: Attempt, started, run: RunResult | None,
-    stats: dict, reason: str, outputs: dict | None = None, error: str | None = None,
+    ctx: WorkerContext, plan: JobPlan, datum: PlannedDatum, attempt: Attempt, started: datetime,
+    run: RunResult | None, stats: _Stats, reason: str, outputs: dict[str, FileEntry] | None = None,
+    error: str | None = None,
 ) -> DatumResult:
     state = DatumState.FAILED if error else DatumState.SUCCESS
     log = {

@@ -37,10 +37,11 @@ import tarfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from scheduler.spec import is_shell_name
 from storage.errors import InvalidArgument, InvalidPath
+from storage.streams import ChunkStream
 from worker.runtime import UserCode
 
 HERD_DIR = "/.herd"
@@ -315,7 +316,7 @@ def _walk(root: Path, rel: str) -> Iterator[tuple[str, str, int]]:
         raise InvalidPath(f"'{root / rel}' is not a regular file or directory; herd stages only those")
 
 
-def write_inputs_tar(pfs_dir: Path, out: BinaryIO, *, uid: int) -> None:
+def write_inputs_tar(pfs_dir: Path, out: IO[bytes], *, uid: int) -> None:
     """A tar of the inputs (all but out/): owned by `uid`, files 0444, dirs 0755."""
     now = int(time.time())
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
@@ -323,24 +324,7 @@ def write_inputs_tar(pfs_dir: Path, out: BinaryIO, *, uid: int) -> None:
             is_dir = kind == "dir"
             info = _info(rel, tarfile.DIRTYPE if is_dir else tarfile.REGTYPE, 0o755 if is_dir else 0o444, uid)
             info.mtime, info.size = now, size
-            tar.addfile(info, _ChunkReader(_file_chunks(Path(pfs_dir) / rel, size)) if kind == "file" else None)
-
-
-class _ChunkReader(io.RawIOBase):
-    """A readable stream over byte chunks (tarfile.addfile reads its file object)."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks, self._rest = chunks, b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        if not self._rest:
-            self._rest = next(self._chunks, b"")
-        size = min(len(buffer), len(self._rest))
-        buffer[:size], self._rest = self._rest[:size], self._rest[size:]
-        return size
+            tar.addfile(info, ChunkStream(_file_chunks(Path(pfs_dir) / rel, size)) if kind == "file" else None)
 
 
 def _info(name: str, kind: bytes, mode: int, uid: int) -> tarfile.TarInfo:

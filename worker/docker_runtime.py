@@ -31,7 +31,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import docker
 import docker.errors
@@ -319,7 +319,7 @@ class DockerSession:
             oom_killed=answer.oom_killed and answer.exit_code != 0,
         )
 
-    def _run_stream(self, pfs_dir: Path, request: RunRequest, outputs: BinaryIO) -> Answer:
+    def _run_stream(self, pfs_dir: Path, request: RunRequest, outputs: IO[bytes]) -> Answer:
         """The fast path, no engine call: inputs to the stager and the request to the runner go
         out together (the runner waits for the stager's word on a FIFO), then the answers."""
         assert self._runner is not None and self._stager is not None
@@ -375,7 +375,7 @@ class DockerSession:
         if status != 0:
             raise HerdError(f"cannot stage the inputs of pipeline '{self.pipeline}' in its container: {error}")
 
-    def _run_archive(self, pfs_dir: Path, request: RunRequest, outputs: BinaryIO) -> Answer:
+    def _run_archive(self, pfs_dir: Path, request: RunRequest, outputs: IO[bytes]) -> Answer:
         """The fallback: exec a clear, put_archive the inputs, exec the runner once."""
         api, rt, cid = self.runtime.client.api, self.runtime, self.container_id
         argv = [runner.BUSYBOX, "sh", runner.RUNNER, "once", _seconds(request.timeout), runner.env_line(request.env)]
@@ -400,7 +400,7 @@ class DockerSession:
         finally:
             channel.close()
 
-    def _collect(self, answer: Answer, outputs: BinaryIO, pfs_dir: Path) -> None:
+    def _collect(self, answer: Answer, outputs: IO[bytes], pfs_dir: Path) -> None:
         """Check the runner could archive /pfs/out, then unpack it into `<pfs_dir>/out`."""
         if answer.tar_status != 0:
             raise UserCodeError(f"cannot archive /pfs/out of pipeline '{self.pipeline}': {answer.tar_error.strip()}")

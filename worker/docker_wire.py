@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from storage.errors import OutputQuotaExceeded, UnsafeOutput
 from worker.runtime import LOG_TAIL_BYTES
@@ -85,7 +85,7 @@ class Channel:
         del self._out[:size]
         return data
 
-    def copy_to(self, size: int, out: BinaryIO | None, deadline: float | None, tail: bytearray | None = None) -> None:
+    def copy_to(self, size: int, out: IO[bytes] | None, deadline: float | None, tail: bytearray | None = None) -> None:
         """Move `size` bytes to `out` (or keep their last LOG_TAIL_BYTES in `tail`)."""
         while size > 0:
             if not self._out:
@@ -105,7 +105,10 @@ class Channel:
 
     def close(self) -> None:
         """Shut the connection down (other references to the socket must not keep it open)."""
-        for end in (lambda: self._sock.shutdown(socket.SHUT_RDWR), self._sock.close):
+        def shutdown() -> None:
+            self._sock.shutdown(socket.SHUT_RDWR)
+
+        for end in (shutdown, self._sock.close):
             try:
                 end()
             except OSError:
@@ -155,7 +158,7 @@ class Answer:
     tar_error: str = ""
 
 
-def read_answer(channel: Channel, deadline: float | None, outputs: BinaryIO, quota: int | None = None) -> Answer:
+def read_answer(channel: Channel, deadline: float | None, outputs: IO[bytes], quota: int | None = None) -> Answer:
     """`H ...`, then (if announced) the tar, split: logs kept as tails, the rest to `outputs`.
 
     Raises:
@@ -174,7 +177,7 @@ def read_answer(channel: Channel, deadline: float | None, outputs: BinaryIO, quo
 
 
 def split_tar(
-    channel: Channel, deadline: float | None, outputs: BinaryIO, quota: int | None = None
+    channel: Channel, deadline: float | None, outputs: IO[bytes], quota: int | None = None
 ) -> dict[str, bytearray]:
     """Walk a tar block by block off the stream (it ends at two zero blocks); the log members'
     data become tails, every other member is copied verbatim to `outputs` for tarsafe.
@@ -223,7 +226,7 @@ def _member_size(block: bytes) -> int:
         raise ChannelClosed(f"not a tar header (size field {field!r})") from None
 
 
-def unpack_outputs(outputs: BinaryIO, pfs_dir: Path, quota: int | None) -> None:
+def unpack_outputs(outputs: IO[bytes], pfs_dir: Path, quota: int | None) -> None:
     """Extract the outputs tar (`pfs/out/...` names) with tarsafe, then move them into `out/`.
 
     Extraction goes to a scratch folder (`<pfs_dir>/.herd-docker-out`, kept between datums):

@@ -43,7 +43,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from enum import Enum
 from pathlib import Path
@@ -241,7 +241,7 @@ _starter = _Starter()
 class _Runner:
     """A session's runner process (sandbox_init.py) and the socket it takes datums on."""
 
-    def __init__(self, argv: list[str], config: dict[str, object]) -> None:
+    def __init__(self, argv: list[str], config: Mapping[str, object]) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.proc = _starter.start(lambda: subprocess.Popen(
@@ -267,7 +267,7 @@ class _Runner:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def send(self, request: dict[str, object], fds: list[int]) -> None:
+    def send(self, request: Mapping[str, object], fds: list[int]) -> None:
         """One datum (or a kill): its frame, with `fds` attached to the first bytes."""
         body = json.dumps(request).encode()
         frame = len(body).to_bytes(4, "big") + body
@@ -400,7 +400,7 @@ class ProcessSession:
         return RunResult(exit_code=int(line), stdout=out, stderr=err, duration=time.monotonic() - started,
                          timed_out=timed_out)
 
-    def _send(self, runner: _Runner, request: dict[str, object], fds: list[int]) -> _Runner:
+    def _send(self, runner: _Runner, request: Mapping[str, object], fds: list[int]) -> _Runner:
         """Hand a datum to the runner; to a new one when it died since the last datum (its
         parent thread ended, or user code killed it)."""
         try:
@@ -504,7 +504,7 @@ class ProcessSession:
 def detached_mount(path: Path, read_only: bool) -> int:
     """An fd of a detached copy of the mount of `path` (open_tree), limited to `path`, for a
     runner to move into a datum's namespace: nosuid, nodev, and read-only when asked."""
-    fd = _libc.syscall(SYS_OPEN_TREE, -100, os.fsencode(path), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW)
+    fd: int = _libc.syscall(SYS_OPEN_TREE, -100, os.fsencode(path), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW)
     if fd < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"open_tree: {os.strerror(err)}", str(path))

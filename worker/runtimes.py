@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from storage.errors import HerdError, InvalidArgument
 from worker.runtime import Runtime
 from worker.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from worker.docker_runtime import DockerRuntime
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,7 @@ def open_runtime(settings: WorkerSettings, *, protect: Iterable[Path] = (), name
         raise InvalidArgument(
             f"unknown runtime '{chosen}' in HERD_RUNTIME; choose one of: {', '.join([AUTO, *sorted(RUNTIMES)])}"
         ) from None
-    factory = getattr(importlib.import_module(module), attr)
+    factory: Callable[..., Runtime] = getattr(importlib.import_module(module), attr)
     return factory(**runtime_options(chosen, settings, tuple(protect)))
 
 
@@ -53,7 +56,7 @@ def runtime_options(name: str, settings: WorkerSettings, protect: tuple[Path, ..
 def _auto(settings: WorkerSettings, protect: tuple[Path, ...]) -> Runtime:
     """The Docker runtime if its engine answers a ping now; the local one otherwise."""
     try:
-        docker_runtime: Any = open_runtime(settings, name="docker")
+        docker_runtime = cast("DockerRuntime", open_runtime(settings, name="docker"))  # RUNTIMES["docker"]
         with docker_runtime.engine_errors("ping"):
             docker_runtime.client.ping()
     except (HerdError, ImportError) as exc:

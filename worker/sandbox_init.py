@@ -45,6 +45,10 @@ import subprocess
 import sys
 import time
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: the runner does not import typing at start
+if TYPE_CHECKING:
+    from typing import Any
+
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
@@ -77,7 +81,9 @@ def _check(result: int, what: str) -> None:
 
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    enc = lambda s: None if s is None else os.fsencode(s)  # noqa: E731
+    def enc(s: str | None) -> bytes | None:
+        return None if s is None else os.fsencode(s)
+
     _check(_libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)), f"mount {source} on {target}")
 
 
@@ -152,7 +158,7 @@ def _drop_for_user_code() -> None:
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
 
 
-def _build_root(root: str, config: dict) -> None:
+def _build_root(root: str, config: dict[str, Any]) -> None:
     """The file system user code sees, assembled under `root` (a fresh tmpfs), all read-only
     but what each datum gets mounted over it (/pfs, /pfs/out, /tmp, /dev/shm); /proc is the
     PID namespace's, mounted by its init."""
@@ -205,7 +211,7 @@ def _pivot(root: str) -> None:
     os.chdir("/")
 
 
-def _set_up(config: dict) -> None:
+def _set_up(config: dict[str, Any]) -> None:
     """The session's sandbox, before the first datum (see the modes above)."""
     _prctl(PR_SET_CHILD_SUBREAPER, 1)  # whatever a datum leaves is reparented here, then killed
     if config["mode"] == "rewrite":
@@ -267,7 +273,7 @@ def _quiet() -> None:
     os.dup2(os.open(os.devnull, os.O_RDWR), 2)
 
 
-def _spawn_user(config: dict, request: dict, stdio: list[int]) -> subprocess.Popen | int:
+def _spawn_user(config: dict[str, Any], request: dict[str, Any], stdio: list[int]) -> subprocess.Popen[bytes] | int:
     """Start user code (vfork and exec, no Python in the child): its own session, its pipes
     as 0-2 and no other fd, default signal dispositions, transform.user when set. Returns the
     process, or the exit code when it could not start (the reason is on its stderr)."""
@@ -355,7 +361,7 @@ class _Frames:
     def ready(self) -> bool:
         return len(self.buffer) >= 4 and len(self.buffer) >= 4 + int.from_bytes(self.buffer[:4], "big")
 
-    def next(self) -> tuple[dict, list[int]] | None:
+    def next(self) -> tuple[dict[str, Any], list[int]] | None:
         """The next frame and the fds that came with it; None at EOF."""
         while not self.ready():
             data, fds, _, _ = socket.recv_fds(self.sock, 1 << 16, MAX_FDS)
@@ -372,12 +378,13 @@ class _Frames:
         return json.loads(body), fds
 
 
-def _supervise(frames: _Frames, user: subprocess.Popen) -> int | None:
+def _supervise(frames: _Frames, user: subprocess.Popen[bytes]) -> int | None:
     """Wait for a datum's first process; kill it when told. Its exit code, None at EOF."""
     pidfd = os.pidfd_open(user.pid)
     try:
         while True:
-            ready = [] if frames.ready() else select.select([frames.sock, pidfd], [], [])[0]
+            waitables: list[socket.socket | int] = [frames.sock, pidfd]
+            ready = [] if frames.ready() else select.select(waitables, [], [])[0]
             if pidfd in ready:
                 return _exit_code(user.wait())
             frame = frames.next()
@@ -389,7 +396,7 @@ def _supervise(frames: _Frames, user: subprocess.Popen) -> int | None:
         os.close(pidfd)
 
 
-def serve(config: dict, sock: socket.socket) -> int:
+def serve(config: dict[str, Any], sock: socket.socket) -> int:
     """Run datums as the worker sends them, until it closes the socket."""
     namespaced = config["mode"] != "rewrite"
     clean_up = _kill_namespace if namespaced else _kill_descendants
@@ -420,7 +427,7 @@ def serve(config: dict, sock: socket.socket) -> int:
             _renew(first=False)
 
 
-def _run_datum(config: dict, request: dict, fds: list[int], frames: _Frames) -> int | None:
+def _run_datum(config: dict[str, Any], request: dict[str, Any], fds: list[int], frames: _Frames) -> int | None:
     """Start user code for one datum and wait for it; its exit code (None: the worker left)."""
     try:
         if len(fds) == 5:

@@ -9,14 +9,14 @@ same archive, no devices or FIFOs, real parent inside the destination) before ta
 from __future__ import annotations
 
 import copy
-import io
 import os
 import tarfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, TypeGuard
 
 from storage.errors import OutputQuotaExceeded, UnsafeOutput
+from storage.streams import ChunkStream
 
 # tarfile's extraction filters arrived in Python 3.11.4 (Debian 12 ships 3.11.2). Without them
 # herd's own member checks above stand alone, and attributes (owners, modes, times) from the
@@ -25,8 +25,13 @@ _FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {"set_attrs
 _FILTER_ERROR: type[Exception] | tuple[()] = getattr(tarfile, "FilterError", ())
 
 
+def _is_file(source: IO[bytes] | Iterable[bytes]) -> TypeGuard[IO[bytes]]:
+    """A file to read, not chunks to join (a file is an iterable of lines, too)."""
+    return hasattr(source, "read")
+
+
 def extract_tar(
-    source: BinaryIO | Iterable[bytes],
+    source: IO[bytes] | Iterable[bytes],
     dest: Path,
     *,
     strip_prefix: str = "",
@@ -49,10 +54,10 @@ def extract_tar(
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     real_dest = os.path.realpath(dest)
-    stream = source if hasattr(source, "read") else _ChunkStream(source)  # type: ignore[arg-type]
+    stream = source if _is_file(source) else ChunkStream(source)
     extracted = _Extracted(quota_bytes)
     try:
-        with tarfile.open(fileobj=stream, mode="r|*") as tar:  # type: ignore[arg-type]
+        with tarfile.open(fileobj=stream, mode="r|*") as tar:
             for member in tar:
                 _extract_member(tar, member, real_dest, strip_prefix, extracted)
     except tarfile.ReadError as exc:
@@ -143,25 +148,3 @@ def _check_parent_inside(real_dest: str, name: str, raw: str) -> None:
     parent = os.path.realpath(os.path.join(real_dest, os.path.dirname(name)))
     if parent != real_dest and not parent.startswith(real_dest + os.sep):
         raise UnsafeOutput(raw, "archive member would be written outside the destination")
-
-
-class _ChunkStream(io.RawIOBase):
-    """A readable stream over an iterable of byte chunks."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = iter(chunks)
-        self._buffer = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._buffer:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._buffer = bytes(chunk)
-        size = min(len(buffer), len(self._buffer))
-        buffer[:size] = self._buffer[:size]
-        self._buffer = self._buffer[size:]
-        return size

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from celery import Celery, Task
 
@@ -23,14 +24,15 @@ MAX_BACKOFF = 30  # seconds between two deliveries of a batch given back during 
 
 def backoff(retries: int) -> int:
     """Seconds before a batch given back for the `retries`+1-th time comes again: 1, 2, 4 ... 30."""
-    return min(MAX_BACKOFF, 2 ** min(retries, 16))
+    delay: int = 2 ** min(retries, 16)  # typeshed: int ** int may be a float (negative powers)
+    return min(MAX_BACKOFF, delay)
 
 
 def register_tasks(app: Celery, context: Callable[[], WorkerContext]) -> None:
     """Register herd's tasks on `app`; `context` gives the calling pool process's worker context."""
 
     @app.task(name=PROCESS_BATCH, bind=True, max_retries=None)
-    def process_batch_task(task: Task, message: dict) -> dict:
+    def process_batch_task(task: Task[[dict[str, Any]], dict[str, Any]], message: dict[str, Any]) -> dict[str, Any]:
         """Run a batch of datums; the outcome is a hint for the scheduler (storage holds the truth).
 
         An outage (storage, broker, Docker engine) gives the batch back to the queue, with a

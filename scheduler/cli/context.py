@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
@@ -13,6 +13,7 @@ from scheduler import render
 if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
 
+    from scheduler.cli.wiring import Herd
     from scheduler.pipelines import Pipelines
     from scheduler.queries import JobQueries
     from scheduler.settings import SchedulerSettings
@@ -23,10 +24,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def check_settings() -> dict[str, BaseSettings]:
     """Every settings class loaded from the environment; InvalidArgument naming the first bad variable."""
-    from scheduler.cli.wiring import settings_classes
-    from storage.setting_types import load_settings
+    from scheduler.cli.wiring import load_all_settings
 
-    return {name: load_settings(cls) for name, cls in settings_classes().items()}
+    return load_all_settings()
 
 
 class CliContext:
@@ -37,7 +37,7 @@ class CliContext:
 
     def __init__(self) -> None:
         self._loaded: dict[str, BaseSettings] = {}
-        self._pfs: Pfs | None = None
+        self._herd: Herd | None = None
 
     def load_settings(self) -> None:
         """Load every settings class now, so a bad variable is refused before any work."""
@@ -51,11 +51,11 @@ class CliContext:
     @property
     def settings(self) -> StorageSettings:
         """Where storage is (HERD_STORAGE, HERD_S3_ENDPOINT_URL)."""
-        return self._loaded_settings("storage")
+        return cast("StorageSettings", self._loaded_settings("storage"))
 
     @property
     def scheduler_settings(self) -> SchedulerSettings:
-        return self._loaded_settings("scheduler")
+        return cast("SchedulerSettings", self._loaded_settings("scheduler"))
 
     @property
     def worker_settings(self) -> Any:
@@ -63,34 +63,32 @@ class CliContext:
         return self._loaded_settings("worker")
 
     @property
-    def pfs(self) -> Pfs:
-        if self._pfs is None:
-            # Imported here: the S3 backend pulls in boto3, which costs ~0.3 s at startup.
-            from storage.factory import open_object_store
-            from storage.repos import Pfs
+    def herd(self) -> Herd:
+        """The Python API (scheduler/cli/wiring.py) on the settings loaded for this command."""
+        if self._herd is None:
+            from scheduler.cli.wiring import open_herd
 
-            self._pfs = Pfs(open_object_store(self.settings))
-        return self._pfs
+            self._loaded_settings("storage")  # loads them all when not loaded yet
+            self._herd = open_herd(self._loaded)
+        return self._herd
+
+    @property
+    def pfs(self) -> Pfs:
+        return self.herd.pfs
 
     @property
     def pipelines(self) -> Pipelines:
         """Pipeline verbs over the same storage (for the pps command modules)."""
-        from scheduler.pipelines import Pipelines
-
-        return Pipelines(self.pfs)
+        return self.herd.pipelines
 
     @property
     def jobs(self) -> JobQueries:
         """Job/datum queries; flush-style waits drive the embedded scheduler via `settle`."""
-        from scheduler.queries import JobQueries
-
-        return JobQueries(self.pfs, settle=self.settle)
+        return self.herd.jobs
 
     def settle(self) -> None:
         """Run the jobs a change caused, in-process, unless a scheduler service owns them."""
-        from scheduler.cli.embedded import settle
-
-        settle(self.pfs, self.scheduler_settings, self.worker_settings)
+        self.herd.settle()
 
     def now(self) -> datetime:
         """The clock relative times are rendered against."""
@@ -138,15 +136,26 @@ def expand_target(words: Sequence[str]) -> list[str]:
     return head + list(words[1:])
 
 
-def parse_target(words: Sequence[str], metavar: str, required: int) -> list[str | None]:
-    """Expand `words` and check their count against `metavar`; missing optional words are None."""
+def parse_target(words: Sequence[str], metavar: str) -> list[str]:
+    """Expand `words` and check them against `metavar`, every word of which is required."""
+    return _checked_words(words, metavar, optional=0)
+
+
+def parse_target_optional(words: Sequence[str], metavar: str) -> tuple[list[str], str | None]:
+    """Like parse_target, but the last word of `metavar` (`REPO [BRANCH]`) may be left out: None."""
+    values = _checked_words(words, metavar, optional=1)
+    required = len(metavar.split()) - 1
+    return values[:required], (values[required] if len(values) > required else None)
+
+
+def _checked_words(words: Sequence[str], metavar: str, optional: int) -> list[str]:
     names = metavar.replace("[", "").replace("]", "").split()
     values = expand_target(words)
-    if not required <= len(values) <= len(names):
+    if not len(names) - optional <= len(values) <= len(names):
         raise click.UsageError(f"expected {metavar} (or repo@ref:/path), got {len(values)} words")
     if any(value == "" for value in values):
         raise click.UsageError(f"empty word in {' '.join(words)!r}; expected {metavar}")
-    return values + [None] * (len(names) - len(values))
+    return values
 
 
 def echo_raw(value: Any) -> None:

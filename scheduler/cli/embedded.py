@@ -6,14 +6,17 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
-from typing import Any
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any
 
 from scheduler.cli import progress
 from scheduler.cli.wiring import embedded_dispatcher
 from scheduler.loop import Progress, Scheduler
 from scheduler.settings import SchedulerSettings
 from storage.repos import Pfs
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 def settle(pfs: Pfs, settings: SchedulerSettings, worker_settings: Any = None) -> None:
@@ -56,12 +59,12 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _progress_bar(scheduler: Scheduler):
+def _progress_bar(scheduler: Scheduler) -> AbstractContextManager[object]:
     """A rich progress bar per job, only for a person at a terminal."""
     if not progress.on_terminal():
         return nullcontext()
     bar = progress.bar("items", transient=False)  # the jobs' outcome stays on screen
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
 
     def show(p: Progress) -> None:
         if p.job_id not in tasks:

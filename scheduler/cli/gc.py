@@ -16,31 +16,33 @@ import click
 from scheduler import render
 from scheduler.cli.context import CliContext, echo_raw, echo_table, pass_cli, raw_option
 from scheduler.cli.group import cli
+from storage import layout
 
 if TYPE_CHECKING:
-    from storage.gc import GcReport, Roots
+    from scheduler.store import PpsStore
+    from storage.gc import GcReport, Roots, RootSource
     from storage.objects import ObjectStore
 
 
 
 
-def scheduler_roots(objects: ObjectStore):  # noqa: ANN201 - a storage.gc.RootSource
+def scheduler_roots(objects: ObjectStore) -> RootSource:
     """Blob ids the scheduler's records hold; with `since`, only records written since then."""
-    from scheduler.store import RecordStore
+    from scheduler.store import PpsStore
     from storage.gc import Roots
 
     def roots(since: datetime | None) -> Roots:
-        records = RecordStore(objects)
+        records = PpsStore(objects)
         found = Roots()
         pipelines = set(records.pipeline_names())
-        for info in objects.list_with_times("pipelines/"):
-            parts = info.key.split("/")
-            if len(parts) == 4 and parts[2] == "index" and (since is None or info.modified >= since):
-                index = records.read_index(parts[1], parts[3])
+        for info in objects.list_with_times(layout.PIPELINES_PREFIX):
+            named = layout.index_of(info.key)
+            if named is not None and (since is None or info.modified >= since):
+                index = records.read_index(*named)
                 if index is not None:
                     for entry in index.entries.values():
                         found.add_entries(entry.outputs.values())
-        for child in objects.list_children("jobs/"):
+        for child in objects.list_children(layout.JOBS_PREFIX):
             if child.endswith("/"):
                 _job_roots(records, child[:-1], pipelines, since, found)
         return found
@@ -48,30 +50,30 @@ def scheduler_roots(objects: ObjectStore):  # noqa: ANN201 - a storage.gc.RootSo
     return roots
 
 
-def _job_roots(records, job_id: str, pipelines: set[str], since: datetime | None, found: Roots) -> None:
+def _job_roots(records: PpsStore, job_id: str, pipelines: set[str], since: datetime | None, found: Roots) -> None:
     objects = records.objects
     if since is not None:  # the second look: whatever was written since the mark
-        for info in objects.list_with_times(f"jobs/{job_id}/"):
+        for info in objects.list_with_times(layout.job_prefix(job_id)):
             if info.modified < since:
                 continue
-            if info.key.endswith("/plan"):
+            if info.key == layout.job_plan_key(job_id):
                 _plan_roots(records, job_id, found)
-            elif f"jobs/{job_id}/results/" in info.key:
+            elif info.key.startswith(layout.results_prefix(job_id)):
                 result = records.read_result(job_id, info.key.rsplit("/", 1)[1])
                 if result is not None:
                     found.add_entries(result.outputs.values())
         return
     status = records.read_status(job_id)
-    info = records.read_job(job_id)
+    job = records.read_job(job_id)
     running = status is None or not status.state.terminal
     if running:
         _plan_roots(records, job_id, found)
-    if running or (info is not None and info.pipeline in pipelines):
+    if running or (job is not None and job.pipeline in pipelines):
         for result in records.iter_results(job_id):
             found.add_entries(result.outputs.values())
 
 
-def _plan_roots(records, job_id: str, found: Roots) -> None:
+def _plan_roots(records: PpsStore, job_id: str, found: Roots) -> None:
     plan = records.read_plan(job_id)
     if plan is None:
         return
@@ -112,7 +114,7 @@ def _rows(report: GcReport) -> list[tuple[str, int, str, int]]:
     return [(kind, f.count, render.human_size(f.bytes), f.bytes) for kind, f in report.freed.items()]
 
 
-def _raw(report: GcReport) -> dict:
+def _raw(report: GcReport) -> dict[str, object]:
     return {
         "started": render.rfc3339(report.started),
         "cutoff": render.rfc3339(report.cutoff),

@@ -36,7 +36,7 @@ class HerdGroup(click.Group):
         try:
             result = super().invoke(ctx)
             if ctx.invoked_subcommand and runs_owed_jobs(self.get_command(ctx, ctx.invoked_subcommand)):
-                ctx.find_object(CliContext).settle()
+                ctx.ensure_object(CliContext).settle()
             return result
         except click.UsageError as exc:
             exc.exit_code = USAGE_EXIT  # never 2, which means "not found" here

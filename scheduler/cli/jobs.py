@@ -133,7 +133,7 @@ def flush_commit(cli: CliContext, target: tuple[str, ...], timeout: float | None
     Failed, killed and unrunnable jobs end the wait too and are printed with their state; the
     exit status is 0 whatever the jobs' states (as Pachyderm 1.9's flush returns failed jobs).
     """
-    repo, ref = parse_target(target, "REPO REF", 2)
+    repo, ref = parse_target(target, "REPO REF")
     with _wait_bar() as bar, _watchdog() as watch:
         rows = cli.jobs.flush_jobs(repo, ref, timeout=timeout, on_wait=chain(bar, watch))
     if raw:
@@ -153,10 +153,12 @@ def _watchdog() -> Iterator[Callable[..., None] | None]:
     if not settings.broker:
         yield None  # embedded: this process runs the jobs itself
         return
-    from scheduler.broker import Broker
+    from scheduler.cli.wiring import open_broker
+
+    # First: without herd[cluster], this names the missing package before scheduler.lock needs redis.
+    broker = open_broker(settings.broker, settings.queue)
     from scheduler.lock import active_scheduler
 
-    broker = Broker(settings.broker, settings.queue)
     try:
         yield scheduler_watch(lambda: active_scheduler(broker), lambda message: click.echo(message, err=True))
     finally:

@@ -14,6 +14,7 @@ from scheduler.cli.context import (
     echo_raw_lines,
     echo_table,
     parse_target,
+    parse_target_optional,
     pass_cli,
     raw_option,
     settles,
@@ -40,7 +41,7 @@ def create_repo(cli: CliContext, name: str, description: str) -> None:
 @raw_option
 @pass_cli
 def list_repo(cli: CliContext, raw: bool) -> None:
-    """List repos: NAME CREATED SIZE (bytes held by the branch heads)."""
+    """List repos: NAME CREATED SIZE (as pachctl: the size of master's head, as list-commit shows it)."""
     infos = cli.pfs.list_repos()
     if raw:
         echo_raw_lines(render.repo_raw(info) for info in infos)
@@ -86,7 +87,7 @@ def start_commit(cli: CliContext, target: tuple[str, ...], parent: str | None,
     A branch has one open commit at a time: while it has one, this fails naming it, and
     put-file, delete-file and finish-commit of BRANCH act on that open commit.
     """
-    repo, branch = parse_target(target, "REPO [BRANCH]", 1)
+    (repo,), branch = parse_target_optional(target, "REPO [BRANCH]")
     commit = cli.pfs.start_commit(repo, branch or "master", parent=parent,
                                   description=description)
     click.echo(commit.id)
@@ -99,7 +100,7 @@ def start_commit(cli: CliContext, target: tuple[str, ...], parent: str | None,
 @pass_cli
 def finish_commit(cli: CliContext, target: tuple[str, ...], description: str | None) -> None:
     """Finish an open commit (by id, or BRANCH for its open one), making it its branch's head."""
-    repo, commit = parse_target(target, "REPO COMMIT", 2)
+    repo, commit = parse_target(target, "REPO COMMIT")
     cli.pfs.finish_commit(repo, commit, description=description)
 
 
@@ -111,7 +112,7 @@ def finish_commit(cli: CliContext, target: tuple[str, ...], description: str | N
 @pass_cli
 def list_commit(cli: CliContext, target: tuple[str, ...], number: int, raw: bool) -> None:
     """List commits, newest first: REPO COMMIT PARENT STARTED DURATION SIZE."""
-    repo, branch = parse_target(target, "REPO [BRANCH]", 1)
+    (repo,), branch = parse_target_optional(target, "REPO [BRANCH]")
     commits = cli.pfs.list_commits(repo, branch, limit=number or None)
     if raw:
         echo_raw_lines(render.commit_raw(c) for c in commits)
@@ -126,7 +127,7 @@ def list_commit(cli: CliContext, target: tuple[str, ...], number: int, raw: bool
 @pass_cli
 def inspect_commit(cli: CliContext, target: tuple[str, ...], raw: bool) -> None:
     """Show a commit: branch, parent, times, size, provenance."""
-    repo, ref = parse_target(target, "REPO REF", 2)
+    repo, ref = parse_target(target, "REPO REF")
     commit = cli.pfs.inspect_commit(repo, ref)
     if raw:
         echo_raw(render.commit_raw(commit))
@@ -144,7 +145,7 @@ def inspect_commit(cli: CliContext, target: tuple[str, ...], raw: bool) -> None:
 @pass_cli
 def create_branch(cli: CliContext, target: tuple[str, ...], head: str | None) -> None:
     """Create a branch, or move an existing one to --head."""
-    repo, branch = parse_target(target, "REPO BRANCH", 2)
+    repo, branch = parse_target(target, "REPO BRANCH")
     cli.pfs.create_branch(repo, branch, head=head)
 
 
@@ -167,5 +168,5 @@ def list_branch(cli: CliContext, repo: str, raw: bool) -> None:
 @pass_cli
 def delete_branch(cli: CliContext, target: tuple[str, ...], force: bool) -> None:
     """Delete a branch; its commits stay reachable by id."""
-    repo, branch = parse_target(target, "REPO BRANCH", 2)
+    repo, branch = parse_target(target, "REPO BRANCH")
     cli.pfs.delete_branch(repo, branch, force=force)

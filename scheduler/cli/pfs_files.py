@@ -17,6 +17,7 @@ from scheduler.cli.context import (
     echo_table,
     expand_target,
     parse_target,
+    parse_target_optional,
     pass_cli,
     raw_option,
     settles,
@@ -56,7 +57,7 @@ def put_file(cli: CliContext, target: tuple[str, ...], sources: tuple[str, ...],
 
     Without PATH a file keeps the path it was given by (a URL its URL path), as in pachctl.
     """
-    repo, ref, path = parse_target(target, "REPO BRANCH-OR-COMMIT [PATH]", 2)
+    (repo, ref), path = parse_target_optional(target, "REPO BRANCH-OR-COMMIT [PATH]")
     if append and overwrite:
         raise InvalidArgument("put-file takes --append or --overwrite, not both")
     uploads = transfer.plan_uploads(sources, path, recursive, follow_symlinks,
@@ -85,7 +86,7 @@ def _open_source(cli: CliContext, url: str) -> BinaryIO:
 @pass_cli
 def delete_file(cli: CliContext, target: tuple[str, ...]) -> None:
     """Delete a file or a directory (in the open commit, or as a commit of its own)."""
-    repo, ref, path = parse_target(target, "REPO REF PATH", 3)
+    repo, ref, path = parse_target(target, "REPO REF PATH")
     cli.pfs.delete_file(repo, ref, path)
 
 
@@ -101,7 +102,7 @@ def delete_file(cli: CliContext, target: tuple[str, ...]) -> None:
 def get_file(cli: CliContext, target: tuple[str, ...], output: Path | None,
              recursive: bool) -> None:
     """Print a file's bytes to stdout (streamed), or write it to -o."""
-    repo, ref, path = parse_target(target, "REPO REF PATH", 3)
+    repo, ref, path = parse_target(target, "REPO REF PATH")
     if output is None:
         if recursive:
             raise InvalidArgument("get-file -r needs -o DIR: a directory cannot go to stdout")
@@ -138,7 +139,7 @@ def _get_with_progress(cli: CliContext, repo: str, ref: str, path: str, output: 
 @pass_cli
 def list_file(cli: CliContext, target: tuple[str, ...], raw: bool) -> None:
     """List the entries below PATH (default /): NAME TYPE SIZE."""
-    repo, ref, path = parse_target(target, "REPO REF [PATH]", 2)
+    (repo, ref), path = parse_target_optional(target, "REPO REF [PATH]")
     _echo_files(repo, cli.pfs.list_file(repo, ref, path or "/"), raw)
 
 
@@ -151,7 +152,7 @@ def glob_file(cli: CliContext, target: tuple[str, ...], raw: bool) -> None:
     from scheduler.glob import match_nodes
     from storage.model import FileInfo
 
-    repo, ref, pattern = parse_target(target, "REPO REF PATTERN", 3)
+    repo, ref, pattern = parse_target(target, "REPO REF PATTERN")
     commit = cli.pfs.inspect_commit(repo, ref)
     files = cli.pfs.read_manifest(commit).files
     infos = []
@@ -178,7 +179,7 @@ def _echo_files(repo: str, infos: list[FileInfo], raw: bool) -> None:
 @pass_cli
 def inspect_file(cli: CliContext, target: tuple[str, ...], raw: bool) -> None:
     """Show a file's or directory's path, type, size and hash."""
-    repo, ref, path = parse_target(target, "REPO REF PATH", 3)
+    repo, ref, path = parse_target(target, "REPO REF PATH")
     info = cli.pfs.inspect_file(repo, ref, path)
     if raw:
         echo_raw(render.file_raw(repo, info))
@@ -212,6 +213,6 @@ def _diff_target(words: tuple[str, ...]) -> tuple[str, str, str | None, str | No
             raise click.UsageError("expected repo@ref[:/path] [OLD-REF]")
         old_ref = expand_target(old)[1] if old and "@" in old[0] else (old[0] if old else None)
         return head[0], head[1], old_ref, head[2] if len(head) > 2 else None
-    repo, ref, old_ref = parse_target(words, "REPO REF [OLD-REF]", 2)
+    (repo, ref), old_ref = parse_target_optional(words, "REPO REF [OLD-REF]")
     assert repo is not None and ref is not None
     return repo, ref, old_ref, None

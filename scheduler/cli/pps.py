@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from scheduler import render, render_pps
@@ -13,7 +15,7 @@ from scheduler.cli.group import cli
 
 
 
-def _read_specs(cli: CliContext, source: str) -> list[dict]:
+def _read_specs(cli: CliContext, source: str) -> list[Any]:
     """Every spec document in a file, `-` (stdin) or an http(s) URL, as the user wrote it."""
     from scheduler.spec import MAX_SPEC_BYTES, load_documents
     from storage.factory import open_source

@@ -5,7 +5,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+
+from storage.streams import PassThrough
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 LARGE_TRANSFER = 4 * 1024 * 1024  # below this a bar only flickers
 
@@ -22,39 +27,9 @@ class Meter:
 
     def wrap(self, stream: BinaryIO) -> BinaryIO:
         """A reader that advances the bar as it is read; the stream itself when progress is off."""
-        return stream if self._progress is None else _MeteredReader(stream, self)  # type: ignore[return-value]
-
-
-class _MeteredReader:
-    """Delegates to a binary stream and reports every byte read."""
-
-    def __init__(self, inner: BinaryIO, meter: Meter) -> None:
-        self._inner, self._meter = inner, meter
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._inner.read(size)
-        self._meter.advance(len(data))
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        n = self._inner.readinto(buffer)  # type: ignore[attr-defined]
-        self._meter.advance(n or 0)
-        return n
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def __enter__(self) -> _MeteredReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+        if self._progress is None:
+            return stream
+        return PassThrough(stream, on_count=self.advance)  # type: ignore[return-value]
 
 
 def on_terminal() -> bool:
@@ -62,7 +37,7 @@ def on_terminal() -> bool:
     return sys.stderr.isatty()
 
 
-def bar(counting: Literal["bytes", "items"], *, transient: bool = True) -> Any:
+def bar(counting: Literal["bytes", "items"], *, transient: bool = True) -> Progress:
     """The one rich Progress set-up, on stderr: the description, a bar, then for `bytes` the
     size and speed, for `items` done/total and the time elapsed. A context manager; callers
     check `on_terminal()` (or `wanted`) first."""

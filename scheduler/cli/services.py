@@ -40,7 +40,7 @@ def scheduler(cli: CliContext, log_level: str) -> None:
     One scheduler is active at a time (a lock in Redis); a second one waits and takes over
     when the first stops. Stop it with SIGTERM or Ctrl-C.
     """
-    from scheduler.service import run_scheduler
+    from scheduler.cli.wiring import run_scheduler
 
     settings = cli.scheduler_settings
     _need_broker(settings)

@@ -8,7 +8,7 @@ Progress is threaded through a `Meter`.
 from __future__ import annotations
 
 import errno
-import io
+import functools
 import os
 import stat
 import sys
@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 from scheduler.cli.progress import Meter
 from storage.errors import InvalidArgument, InvalidPath, NotFound
 from storage.paths import MAX_PATH_BYTES, bad_character, normalize_path, printable
+from storage.streams import LazyStream
 
 URL_SCHEMES = ("http", "https", "s3")
 
@@ -217,37 +218,12 @@ def open_sources(
         if upload.url is not None:
             pairs.append((upload.path, meter.wrap(opener(upload.url))))
         elif metered:
-            pairs.append((upload.path, meter.wrap(LazyFile(upload.local))))  # type: ignore[arg-type]
+            # opened at its first read and closed at its end: a folder never holds N fds
+            lazy = LazyStream(functools.partial(open, upload.local, "rb"))  # type: ignore[arg-type]
+            pairs.append((upload.path, meter.wrap(lazy)))  # type: ignore[arg-type]
         else:
             pairs.append((upload.path, upload.local))  # a Path: the porcelain's fast path
     return pairs
-
-
-class LazyFile(io.RawIOBase):
-    """A local file opened at its first read and closed at EOF: a folder never holds N fds."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self._path, self._handle, self._done = path, None, False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self._done:
-            return 0
-        if self._handle is None:
-            self._handle = open(self._path, "rb")
-        n = self._handle.readinto(buffer)
-        if not n:
-            self._handle.close()
-            self._done = True
-        return n or 0
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-        super().close()
 
 
 @contextmanager

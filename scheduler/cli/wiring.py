@@ -7,13 +7,100 @@ code stay inside the functions, so `herd --help` does not load the runtimes or C
 
 from __future__ import annotations
 
-from functools import partial
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property, partial
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic_settings import BaseSettings
 
 from scheduler.dispatch_inprocess import InProcessDispatcher
+from storage.errors import MissingPackage
 from storage.objects import ObjectStore
+
+if TYPE_CHECKING:
+    from scheduler.broker import Broker
+    from scheduler.pipelines import Pipelines
+    from scheduler.queries import JobQueries
+    from scheduler.settings import SchedulerSettings
+    from storage.repos import Pfs
+    from storage.settings import StorageSettings
+
+# What `pip install 'herd[cluster]'` adds (pyproject.toml): the broker, the queue, the Docker runtime.
+CLUSTER_PACKAGES = ("celery", "kombu", "redis", "docker")
+CLUSTER_HINT = "pip install 'herd[cluster]'"
+
+
+@contextmanager
+def cluster_part(what: str) -> Iterator[None]:
+    """Around the imports of a part that needs herd[cluster]: a missing package of it becomes one
+    line naming the package and the extra (MissingPackage), not a traceback."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        package = (exc.name or "").partition(".")[0]
+        if package not in CLUSTER_PACKAGES:
+            raise
+        raise MissingPackage(f"{what} needs the Python package '{package}', which is not installed: "
+                             f"{CLUSTER_HINT}") from None
+
+
+class Herd:
+    """herd's Python API over one storage, wired as the CLI wires it (docs/python-api.md).
+
+    `pfs` (repos, commits, files), `pipelines` (pipeline verbs), `jobs` (jobs, datums, logs,
+    flush). Without HERD_BROKER, `settle()` runs the jobs owed now in this process (each CLI verb
+    that changes data does it before it returns); `jobs`' waits call it too."""
+
+    def __init__(self, settings: dict[str, BaseSettings]) -> None:
+        self.settings = settings
+
+    @property
+    def storage_settings(self) -> StorageSettings:
+        return cast("StorageSettings", self.settings["storage"])
+
+    @property
+    def scheduler_settings(self) -> SchedulerSettings:
+        return cast("SchedulerSettings", self.settings["scheduler"])
+
+    @cached_property
+    def pfs(self) -> Pfs:
+        # Imported here: the S3 backend pulls in boto3, which costs ~0.3 s at startup.
+        from storage.factory import open_object_store
+        from storage.repos import Pfs
+
+        return Pfs(open_object_store(self.storage_settings))
+
+    @property
+    def pipelines(self) -> Pipelines:
+        from scheduler.pipelines import Pipelines
+
+        return Pipelines(self.pfs)
+
+    @property
+    def jobs(self) -> JobQueries:
+        from scheduler.queries import JobQueries
+
+        return JobQueries(self.pfs, settle=self.settle)
+
+    def settle(self) -> None:
+        """Run the jobs owed now, in this process, unless a scheduler service owns them (HERD_BROKER)."""
+        from scheduler.cli.embedded import settle
+
+        settle(self.pfs, self.scheduler_settings, self.settings["worker"])
+
+
+def open_herd(settings: dict[str, BaseSettings] | None = None) -> Herd:
+    """The Python API, configured from HERD_* like the CLI (or from `settings`, as loaded by
+    `load_all_settings`). Nothing is opened until first used."""
+    return Herd(settings if settings is not None else load_all_settings())
+
+
+def load_all_settings() -> dict[str, BaseSettings]:
+    """Every settings class loaded from the environment; InvalidArgument naming the first bad variable."""
+    from storage.setting_types import load_settings
+
+    return {name: load_settings(cls) for name, cls in settings_classes().items()}
 
 
 def settings_classes() -> dict[str, type[BaseSettings]]:
@@ -36,6 +123,9 @@ def embedded_dispatcher(objects: ObjectStore, threads: int, worker_settings: Any
     from worker.context import release_context
     from worker.datum import process_batch
 
+    if worker_settings is not None and worker_settings.runtime == "docker":
+        with cluster_part("HERD_RUNTIME=docker"):
+            import worker.docker_runtime  # noqa: F401 - its docker SDK, checked before any job starts
     return InProcessDispatcher(
         objects, threads, run_batch=partial(process_batch, settings=worker_settings), release=release_context,
     )
@@ -43,6 +133,23 @@ def embedded_dispatcher(objects: ObjectStore, threads: int, worker_settings: Any
 
 def worker_app(worker_settings: Any, storage_settings: Any) -> Any:
     """The Celery app `herd worker` runs (worker/app.py), built from the settings loaded once."""
-    from worker.app import make_app
+    with cluster_part("herd worker"):
+        from worker.app import make_app
 
     return make_app(worker_settings, storage_settings)
+
+
+def run_scheduler(pfs: Pfs, settings: SchedulerSettings) -> None:
+    """`herd scheduler`: the reconcile loop sending batches to Celery workers (scheduler/service.py)."""
+    with cluster_part("herd scheduler"):
+        from scheduler.service import run_scheduler as run
+
+    run(pfs, settings)
+
+
+def open_broker(url: str, queue: str) -> Broker:
+    """The broker's Redis (HERD_BROKER, HERD_QUEUE), for the CLI's watch of the scheduler service."""
+    with cluster_part("HERD_BROKER"):
+        from scheduler.broker import Broker
+
+    return Broker(url, queue)

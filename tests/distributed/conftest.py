@@ -156,9 +156,9 @@ class Cluster:
     def idle(self) -> bool:
         """True when every job the pipelines owe has ended (what the embedded `settle` waits for)."""
         from scheduler.loop import Scheduler
-        from scheduler.store import RecordStore
+        from scheduler.store import PpsStore
 
-        records, owed = RecordStore(self.pfs.objects), Scheduler(self.pfs, dispatcher=None)  # type: ignore[arg-type]
+        records, owed = PpsStore(self.pfs.objects), Scheduler(self.pfs, dispatcher=None)  # type: ignore[arg-type]
         for pipeline in records.list_pipelines():
             for job_id, _ in owed.owed_jobs(pipeline):
                 status = records.read_status(job_id)
@@ -240,16 +240,16 @@ def running_cluster(
 
 
 def results_of(pfs: Pfs, job_id: str) -> list[Any]:
-    from scheduler.store import RecordStore
+    from scheduler.store import PpsStore
 
-    return list(RecordStore(pfs.objects).iter_results(job_id))
+    return list(PpsStore(pfs.objects).iter_results(job_id))
 
 
 def attempts_of(pfs: Pfs, job_id: str, datum_id: str) -> list[Any]:
     """Every attempt of a datum (scheduler.attempts.Attempt: `.number`, `.worker`, ...), oldest first."""
-    from scheduler.store import RecordStore
+    from scheduler.store import PpsStore
 
-    return RecordStore(pfs.objects).attempts(job_id, datum_id)
+    return PpsStore(pfs.objects).attempts(job_id, datum_id)
 
 
 def pool_children(service: Service) -> list[int]:
@@ -451,9 +451,9 @@ def start_byte_job(cluster: Cluster, job: ByteJob, sleep: float = 0.0) -> tuple[
 
 
 def result_count(cluster: Cluster, job_id: str) -> int:
-    from scheduler.store import RecordStore
+    from scheduler.store import PpsStore
 
-    return len(RecordStore(cluster.pfs.objects).result_ids(job_id))
+    return len(PpsStore(cluster.pfs.objects).result_ids(job_id))
 
 
 def attempts_by_datum(pfs: Pfs, job_id: str, datum_ids: Iterable[str]) -> dict[str, list[Any]]:
@@ -467,9 +467,9 @@ def attempts_by_datum(pfs: Pfs, job_id: str, datum_ids: Iterable[str]) -> dict[s
 
 def all_attempts(pfs: Pfs, job_id: str) -> dict[str, list[Any]]:
     """Every planned datum's attempts (read in parallel), by datum id."""
-    from scheduler.store import RecordStore
+    from scheduler.store import PpsStore
 
-    plan = RecordStore(pfs.objects).read_plan(job_id)
+    plan = PpsStore(pfs.objects).read_plan(job_id)
     assert plan is not None, f"job {job_id} has no plan"
     return attempts_by_datum(pfs, job_id, (d.id for d in plan.datums))
 

@@ -22,7 +22,7 @@ from scheduler.pipelines import Pipelines
 from scheduler.reconcile import Forget, Resend, Watch
 from scheduler.records import JobPlan
 from scheduler.settings import SchedulerSettings
-from scheduler.store import RecordStore, now
+from scheduler.store import PpsStore, now
 from storage.objects import MemoryObjectStore
 from storage.repos import Pfs
 from tests.distributed.conftest import fresh_database
@@ -38,7 +38,7 @@ RESEND = 0.3
 class Setup:
     settings: SchedulerSettings
     pfs: Pfs
-    records: RecordStore
+    records: PpsStore
     plan: JobPlan
 
     def dispatcher(self) -> CeleryDispatcher:
@@ -66,7 +66,7 @@ def setup(redis_server: RedisServer) -> Iterator[Setup]:
                            "input": {"pfs": {"repo": "in", "glob": "/*"}}})
     capture = LosingDispatcher()
     Scheduler(pfs, capture).tick()
-    records = RecordStore(objects)
+    records = PpsStore(objects)
     plan = records.read_plan(capture.batches[0].job_id)
     assert plan is not None and len(plan.datums) == 3
     settings = SchedulerSettings(

@@ -26,7 +26,7 @@ import pytest
 import redis
 
 from scheduler.job_records import JobState
-from scheduler.store import RecordStore
+from scheduler.store import PpsStore
 from storage import failpoints
 from tests.distributed.conftest import (
     FAST,
@@ -77,7 +77,7 @@ def output_commits(cluster: Cluster, repo: str) -> list[str]:
 
 def assert_each_job_committed_once(cluster: Cluster, pipeline: str, input_commits: set[str]) -> list[str]:
     """One job per input commit, job ids unique, one output commit per job (its id the job's)."""
-    records = RecordStore(cluster.pfs.objects)
+    records = PpsStore(cluster.pfs.objects)
     markers = records.job_markers(pipeline)
     assert len(markers) == len(set(markers)), f"a job id is listed twice: {markers}"
     inputs = [tuple(ref.id for ref in cluster.jobs.inspect(job_id)[0].inputs) for job_id in markers]
@@ -88,7 +88,7 @@ def assert_each_job_committed_once(cluster: Cluster, pipeline: str, input_commit
 
 
 def died_where_expected(cluster: Cluster, job_id: str, stage: str) -> None:
-    records = RecordStore(cluster.pfs.objects)
+    records = PpsStore(cluster.pfs.objects)
     plan = records.read_plan(job_id)
     assert plan is not None, "the scheduler died before the plan was stored"
     pipeline = plan.pipeline

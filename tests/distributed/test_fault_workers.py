@@ -19,7 +19,7 @@ import pytest
 
 from scheduler.job_records import JobState
 from scheduler.records import JobPlan
-from scheduler.store import RecordStore
+from scheduler.store import PpsStore
 from tests.distributed.conftest import (
     Cluster,
     FaultMatrix,
@@ -54,7 +54,7 @@ class Kill:
 
 
 def plan_of(cluster: Cluster, job_id: str) -> JobPlan:
-    plan = RecordStore(cluster.pfs.objects).read_plan(job_id)
+    plan = PpsStore(cluster.pfs.objects).read_plan(job_id)
     assert plan is not None
     return plan
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from scheduler.job_records import JobState
-from scheduler.store import RecordStore
+from scheduler.store import PpsStore
 from tests.distributed.conftest import Cluster, FaultMatrix, attempts_of, output_bytes
 
 pytestmark = [pytest.mark.redis, pytest.mark.s3, pytest.mark.docker, pytest.mark.slow]
@@ -39,7 +39,7 @@ def slow_pipeline(cluster: Cluster) -> tuple[str, str]:
 
 
 def results(cluster: Cluster, job_id: str) -> int:
-    return len(RecordStore(cluster.pfs.objects).result_ids(job_id))
+    return len(PpsStore(cluster.pfs.objects).result_ids(job_id))
 
 
 def expected_outputs() -> dict[str, bytes]:
@@ -87,7 +87,7 @@ def test_worker_killed_mid_job_loses_no_datum(cluster: Cluster, fault_matrix: Fa
     assert_every_output_once(cluster, job_id, fault_matrix, "worker SIGKILLed (1 of 2)")
 
     # And recovery was tested: w1 held a datum when it died, and w2 finished it in a second attempt
-    records = RecordStore(cluster.pfs.objects)
+    records = PpsStore(cluster.pfs.objects)
     plan = records.read_plan(job_id)
     assert plan is not None
     attempts = {d.id: attempts_of(cluster.pfs, job_id, d.id) for d in plan.datums}
@@ -116,7 +116,7 @@ def test_scheduler_killed_mid_job_standby_takes_over(cluster: Cluster, fault_mat
     assert "took the scheduler lock" in standby.output()
     assert_every_output_once(cluster, job_id, fault_matrix, "scheduler SIGKILLed, standby (24 datums)")
     # And nothing ran twice: every datum has a single attempt
-    records = RecordStore(cluster.pfs.objects)
+    records = PpsStore(cluster.pfs.objects)
     plan = records.read_plan(job_id)
     assert plan is not None
     assert {len(records.attempts(job_id, d.id)) for d in plan.datums} == {1}

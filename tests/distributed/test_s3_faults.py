@@ -17,8 +17,9 @@ import os
 import pytest
 
 from scheduler.job_records import JobState
-from storage.blobs import BlobStore, blob_key
+from storage.blobs import BlobStore
 from storage.errors import ObjectNotFound, StorageUnavailable
+from storage.layout import blob_key
 from storage.s3 import S3ObjectStore
 from tests.distributed.conftest import (
     Cluster,

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from scheduler.job_records import JobState
-from scheduler.store import RecordStore
+from scheduler.store import PpsStore
 from storage.blobs import BlobStore
 from tests.distributed.conftest import Cluster, FaultMatrix, all_attempts, output_bytes, results_of
 
@@ -149,7 +149,7 @@ def test_a_hang_without_datum_timeout_is_ended_by_stop_job(cluster: Cluster, doc
     status = cluster.jobs.inspect(job_id)[1]
     fault_matrix.add("user code hangs, no datum_timeout: stop-job", 1, 0, 0, status.state.value)
     assert status.state == JobState.JOB_KILLED, cluster.diagnose(status.reason)
-    result = RecordStore(cluster.pfs.objects).read_result(job_id, _only_datum(cluster, job_id))
+    result = PpsStore(cluster.pfs.objects).read_result(job_id, _only_datum(cluster, job_id))
     assert result is None or result.error == "job_stopped", result
     assert not BlobStore(cluster.pfs.objects).exists(hashlib.sha256(b"started forever\n").hexdigest())
     # And the same worker process takes the next job's datum

@@ -19,9 +19,9 @@ from scheduler.cli.embedded import settle
 from scheduler.job_records import JobState
 from scheduler.queries import JobQueries
 from scheduler.settings import SchedulerSettings
-from storage.blobs import BlobStore, blob_key
-from storage.commits import commit_key, manifest_key
+from storage.blobs import BlobStore
 from storage.errors import DataCorrupted
+from storage.layout import blob_key, commit_key, manifest_key
 from storage.model import FileEntry, Manifest
 from storage.objects import ObjectStore
 from storage.repos import Pfs

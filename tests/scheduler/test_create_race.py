@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from scheduler.spec import parse_spec
-from scheduler.store import RecordStore
+from scheduler.store import PpsStore
 from storage.errors import AlreadyExists
 from storage.failpoints import EXIT_STATUS
 from storage.objects import ObjectStore
@@ -132,7 +132,7 @@ def who(pfs: Pfs, pipeline: str) -> str:
 
 def assert_whole_or_absent(b: Backend, name: str) -> None:
     """The output repo and the pipeline record exist together, and a pipeline is complete."""
-    pfs, records = b.pfs, RecordStore(b.store)
+    pfs, records = b.pfs, PpsStore(b.store)
     info = records.read_pipeline(name)
     repo_names = {r.name for r in pfs.list_repos()}
     assert (info is not None) == (name in repo_names), (info, repo_names)
@@ -165,7 +165,7 @@ def test_concurrent_creates_have_exactly_one_winner(backend: Backend, round_: in
             assert code == AlreadyExists.exit_code, outcomes
             assert len(err.strip().splitlines()) == 1 and "'p'" in err and "Traceback" not in err, err
     # And the pipeline is at version 1 with the winner's spec, which is the code that ran
-    info = RecordStore(backend.store).get_pipeline("p")
+    info = PpsStore(backend.store).get_pipeline("p")
     assert info.version == 1
     assert parse_spec(info.spec).transform.cmd[-1] == f"echo racer{winners[0]} > /pfs/out/who"
     assert who(backend.pfs, "p") == f"racer{winners[0]}"
@@ -183,7 +183,7 @@ def test_a_crash_inside_create_pipeline_is_completed_by_the_next_one(backend: Ba
     # Given create-pipeline killed at the failpoint (as by SIGKILL: no cleanup ran)
     code, err = backend.herd("create-pipeline", "-f", first, failpoint=point)
     assert code == EXIT_STATUS, err
-    recorded = RecordStore(backend.store).read_pipeline("p") is not None
+    recorded = PpsStore(backend.store).read_pipeline("p") is not None
     assert recorded == (point != "create_pipeline.after_repo")  # the record is the commit point
     # When the user runs create-pipeline again
     code, err = backend.herd("create-pipeline", "-f", second)
@@ -199,7 +199,7 @@ def test_a_crash_inside_create_pipeline_is_completed_by_the_next_one(backend: Ba
         assert code == 0, err
         assert who(backend.pfs, "p") == "second"
         assert_whole_or_absent(backend, "p")
-    assert RecordStore(backend.store).get_pipeline("p").version == 1
+    assert PpsStore(backend.store).get_pipeline("p").version == 1
 
 
 def test_a_file_of_specs_is_all_or_nothing(backend: Backend) -> None:
@@ -212,10 +212,10 @@ def test_a_file_of_specs_is_all_or_nothing(backend: Backend) -> None:
         code, err = backend.herd("create-pipeline", "-f", write(backend.cwd / f"multi{n}.json", *specs))
         assert code != 0 and len(err.strip().splitlines()) == 1, err
         # Then the first, valid spec was not created either
-        assert RecordStore(backend.store).list_pipelines() == []
+        assert PpsStore(backend.store).list_pipelines() == []
         assert [r.name for r in backend.pfs.list_repos()] == ["in"]
     # And specs may read each other's output repos in any order within one file
     downstream, upstream = spec("down", "down", repo="up"), spec("up", "up")
     code, err = backend.herd("create-pipeline", "-f", write(backend.cwd / "chain.json", downstream, upstream))
     assert code == 0, err
-    assert sorted(p.name for p in RecordStore(backend.store).list_pipelines()) == ["down", "up"]
+    assert sorted(p.name for p in PpsStore(backend.store).list_pipelines()) == ["down", "up"]

@@ -14,7 +14,7 @@ from scheduler.loop import Scheduler
 from scheduler.attempts import Attempt, AttemptStore
 from scheduler.messages import BatchOutcome, DatumBatch
 from scheduler.pipelines import Pipelines
-from scheduler.store import RecordStore
+from scheduler.store import PpsStore
 from storage.errors import StorageUnavailable
 from storage.local import LocalObjectStore
 from storage.repos import Pfs
@@ -46,7 +46,7 @@ def run_to_end(pfs: Pfs) -> None:
 
 
 def only_job(pfs: Pfs):
-    records = RecordStore(pfs.objects)
+    records = PpsStore(pfs.objects)
     (job_id,) = records.job_markers("copy")
     return job_id, records
 
@@ -148,7 +148,7 @@ def test_an_outage_listing_an_input_branch_is_an_error_not_nothing_to_do(pfs: Pf
     with pytest.raises(StorageUnavailable, match="repos/in/branches/master"):
         Scheduler(broken, dispatcher).run_until_idle(timeout=60)
     dispatcher.close()
-    assert RecordStore(pfs.objects).job_markers("copy") == []
+    assert PpsStore(pfs.objects).job_markers("copy") == []
     # And once storage answers, the job runs
     run_to_end(pfs)
     job_id, records = only_job(pfs)

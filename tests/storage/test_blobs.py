@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from storage import blobs
-from storage.blobs import CHUNK, BlobStore, blob_key
+from storage.blobs import CHUNK, BlobStore
 from storage.errors import InvalidArgument, ObjectNotFound
+from storage.layout import blob_key
 from storage.objects import ObjectStore
 from tests.fakes import ShortReads
 from tests.storage.counting_store import CountingStore

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from storage.blobs import blob_key
-from storage.commits import commit_key, manifest_key, open_key, repo_key
 from storage.errors import InvalidName, RepoNotFound
 from storage.fsck import FsckReport, fsck
+from storage.layout import blob_key, branch_key, commit_key, manifest_key, open_key, repo_key
 from storage.model import FileEntry, Manifest
 from storage.objects import ObjectStore
-from storage.refs import branch_key
 from storage.repos import Pfs
 
 

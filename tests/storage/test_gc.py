@@ -21,8 +21,7 @@ from typing import Any
 
 import pytest
 
-from storage.blobs import SMALL, blob_key
-from storage.commits import manifest_key
+from storage.blobs import SMALL
 from storage.errors import DataCorrupted, InvalidArgument
 from storage.gc import (
     KINDS,
@@ -33,6 +32,7 @@ from storage.gc import (
     find_garbage,
     parse_grace,
 )
+from storage.layout import blob_key, manifest_key
 from storage.model import Commit, FileEntry, Manifest
 from storage.objects import ObjectInfo, ObjectStore
 from storage.repos import Pfs
@@ -218,7 +218,7 @@ def test_a_deleted_repos_leftover_records_are_garbage(store: ObjectStore) -> Non
 
 
 def test_an_open_record_no_branch_claims_is_garbage(store: ObjectStore) -> None:
-    from storage.changes import FileOp, OpenCommit
+    from storage.ops import FileOp, OpenCommit
 
     # Given a claimed open commit holding a file, and an open record nobody claims (what a
     # start-commit killed between writing its record and claiming its branch leaves)

@@ -19,13 +19,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storage.blobs import CHUNK, BlobStore, blob_key
-from storage.changes import OpenCommit
-from storage.commits import commit_key, manifest_key, open_key, repo_key
+from storage.blobs import CHUNK, BlobStore
 from storage.errors import DataCorrupted, HerdError, InvalidPath, ObjectNotFound
+from storage.layout import blob_key, branch_key, commit_key, manifest_key, open_key, repo_key
 from storage.model import Branch, Commit, FileEntry, Manifest, Repo
 from storage.objects import ObjectStore
-from storage.refs import branch_key
+from storage.ops import OpenCommit
 from storage.repos import Pfs
 
 BIG = 2 * CHUNK + 5  # more than one block: the threaded-hash path and the held-back last block

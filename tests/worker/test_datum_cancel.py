@@ -13,7 +13,7 @@ import pytest
 from scheduler.loop import Scheduler
 from scheduler.messages import BatchOutcome, DatumBatch
 from scheduler.pipelines import Pipelines
-from scheduler.store import RecordStore
+from scheduler.store import PpsStore
 from storage.local import LocalObjectStore
 from storage.repos import Pfs
 from tests.fakes import LosingDispatcher
@@ -38,7 +38,7 @@ class Running:
         Scheduler(self.pfs, sent).tick()
         (self.batch,) = sent.batches
         self.job_id = self.batch.job_id
-        self.records = RecordStore(self.pfs.objects)
+        self.records = PpsStore(self.pfs.objects)
         self.datum_id = self.records.read_plan(self.job_id).datums[0].id
         self.outcome: BatchOutcome | None = None
         self.error: BaseException | None = None

@@ -12,7 +12,7 @@ from scheduler.loop import Scheduler
 from scheduler.messages import BatchOutcome, DatumBatch
 from scheduler.pipelines import Pipelines
 from scheduler.records import JobPlan
-from scheduler.store import RecordStore
+from scheduler.store import PpsStore
 from storage.objects import MemoryObjectStore
 from storage.repos import Pfs
 from tests.fakes import LosingDispatcher
@@ -35,7 +35,7 @@ def job(monkeypatch: pytest.MonkeyPatch):
     capture = LosingDispatcher()
     Scheduler(pfs, capture, batch_size=1).tick()
     (batch,) = capture.batches
-    plan = RecordStore(objects).read_plan(batch.job_id)
+    plan = PpsStore(objects).read_plan(batch.job_id)
     assert isinstance(plan, JobPlan)
     yield objects, plan, batch.model_dump()
     release_context(objects)
@@ -51,7 +51,7 @@ def lease(plan: JobPlan, other: str, seconds: float) -> Attempt:
 def test_live_lease_of_another_worker_defers_without_a_new_attempt(job) -> None:
     # Given attempt 1 of the datum held by another worker's live lease
     objects, plan, message = job
-    records = RecordStore(objects)
+    records = PpsStore(objects)
     datum_id = plan.datums[0].id
     assert AttemptStore(objects).claim(lease(plan, "elsewhere", 60))
 
@@ -67,7 +67,7 @@ def test_live_lease_of_another_worker_defers_without_a_new_attempt(job) -> None:
 def test_expired_lease_is_taken_over_as_the_next_attempt(job) -> None:
     # Given attempt 1 by a worker that died (its lease ran out)
     objects, plan, message = job
-    records = RecordStore(objects)
+    records = PpsStore(objects)
     datum_id = plan.datums[0].id
     assert AttemptStore(objects).claim(lease(plan, "dead", -1))
 
@@ -83,7 +83,7 @@ def test_expired_lease_is_taken_over_as_the_next_attempt(job) -> None:
 def test_a_datum_with_a_result_is_not_run_again(job) -> None:
     # Given the datum already ran once
     objects, plan, message = job
-    records = RecordStore(objects)
+    records = PpsStore(objects)
     first = BatchOutcome.model_validate(process_batch(message, objects=objects, runtime="local"))
     assert first.done == (0,)
 

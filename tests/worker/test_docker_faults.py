@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,48 +18,17 @@ import docker
 import pytest
 
 from storage.errors import EngineUnavailable, OutputQuotaExceeded, UserCodeError
+from tests.fixtures.docker import herd_containers
 from tests.fixtures.services import missing_service, wait_until
 from worker.docker_runtime import DockerRuntime, DockerSession
 from worker.docker_wire import SCRATCH
 from worker.process_io import RunCancelled
-from worker.runtime import RunRequest, UserCode
+from worker.runtime import RunRequest
 
 pytestmark = pytest.mark.docker
 
 TRANSFERS = ("stream", "archive")
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def worker_id() -> str:
-    return f"test-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def open_session(
-    docker_client: Any, busybox_image: str, worker_id: str
-) -> Iterator[Callable[..., DockerSession]]:
-    """open_session(script, transfer=..., runtime_args=..., **transform fields); all closed after."""
-    sessions: list[DockerSession] = []
-
-    def make(script: str, *, transfer: str = "stream", runtime_args: dict | None = None, client: Any = None,
-             **fields: Any) -> DockerSession:
-        runtime = DockerRuntime(client or docker_client, transfer=transfer, worker_id=worker_id,
-                                **(runtime_args or {}))
-        fields.setdefault("image", busybox_image)
-        fields.setdefault("network", False)
-        session = runtime.open("pipe", UserCode(cmd=("sh", "-c", script), **fields))
-        sessions.append(session)
-        return session
-
-    yield make
-    for session in sessions:
-        session.close()
-    assert wait_until(lambda: not _containers(docker_client, worker_id), timeout=30), "a container was left behind"
-
-
-def _containers(client: Any, worker_id: str) -> list[Any]:
-    return client.containers.list(all=True, filters={"label": f"herd.worker={worker_id}"})
 
 
 @pytest.fixture
@@ -269,15 +236,15 @@ def test_writes_outside_pfs_out_fail_and_change_nothing(open_session, pfs: Path,
     assert b"WROTE" not in again.stdout and session.containers_started == 1
 
 
-def test_engine_errors_on_our_own_container_are_engine_unavailable(docker_client, worker_id: str) -> None:
-    runtime = DockerRuntime(docker_client, worker_id=worker_id)
+def test_engine_errors_on_our_own_container_are_engine_unavailable(docker_client, docker_worker_id: str) -> None:
+    runtime = DockerRuntime(docker_client, worker_id=docker_worker_id)
     with pytest.raises(EngineUnavailable, match="copy into herd's container"):
         with runtime.engine_errors("copy into herd's container"):
-            docker_client.api.put_archive("herd-no-such-container-" + worker_id, "/pfs", b"")
+            docker_client.api.put_archive("herd-no-such-container-" + docker_worker_id, "/pfs", b"")
     # with an image, the spec's own problem stays the user's
     with pytest.raises(UserCodeError, match="image 'img:1'"):
         with runtime.engine_errors("start the container", "img:1"):
-            docker_client.api.put_archive("herd-no-such-container-" + worker_id, "/pfs", b"")
+            docker_client.api.put_archive("herd-no-such-container-" + docker_worker_id, "/pfs", b"")
 
 
 class _SocketRelay:
@@ -351,7 +318,7 @@ def test_engine_gone_mid_datum_is_engine_unavailable(open_session, docker_client
     # And the container does not outlive the lost connection: its runner sees its input close and
     # ends, and the engine removes it (auto-remove); the test only helps if it lingers
     def gone() -> bool:
-        left = _containers(docker_client, session.runtime.worker_id)
+        left = herd_containers(docker_client, session.runtime.worker_id)
         for leftover in left:
             try:
                 docker_client.api.remove_container(leftover.id, force=True, v=True)

@@ -1,4 +1,6 @@
-"""DockerRuntime against a real engine: /pfs in and out, the warm container, limits, failures.
+"""DockerRuntime against a real engine: the warm container, limits, failures; what is particular
+to it. What every runtime does (/pfs in and out, stdin, env, exit codes, timeouts) is in
+test_runtime_contract.py, run over this runtime too.
 
 Images are built locally from the host's static busybox (tests/fixtures/docker.py). Every
 container a test starts is labelled with the test's own worker id and removed at teardown.
@@ -8,13 +10,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from storage.errors import EngineUnavailable, HerdError, ImageNotFound, InvalidArgument, UnsafeOutput, UserCodeError
+from tests.fixtures.docker import herd_containers
 from tests.fixtures.services import wait_until
 from worker.docker_runtime import DockerRuntime, DockerSession
 from worker.runtime import LOG_TAIL_BYTES, RunRequest, UserCode
@@ -22,37 +23,6 @@ from worker.runtime import LOG_TAIL_BYTES, RunRequest, UserCode
 pytestmark = pytest.mark.docker
 
 TRANSFERS = ("stream", "archive")
-
-
-@pytest.fixture
-def worker_id() -> str:
-    return f"test-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def open_session(
-    docker_client: Any, busybox_image: str, worker_id: str
-) -> Iterator[Callable[..., DockerSession]]:
-    """open_session(cmd, transfer=..., **transform fields) on the busybox image; all closed after."""
-    sessions: list[DockerSession] = []
-
-    def make(cmd: tuple[str, ...] = ("true",), *, transfer: str = "stream", runtime_args: dict | None = None,
-             **fields: Any) -> DockerSession:
-        runtime = DockerRuntime(docker_client, transfer=transfer, worker_id=worker_id, **(runtime_args or {}))
-        fields.setdefault("image", busybox_image)
-        fields.setdefault("network", False)
-        session = runtime.open("pipe", UserCode(cmd=cmd, **fields))
-        sessions.append(session)
-        return session
-
-    yield make
-    for session in sessions:
-        session.close()
-    assert not _containers(docker_client, worker_id), "a test left a container behind"
-
-
-def _containers(client: Any, worker_id: str) -> list[Any]:
-    return client.containers.list(all=True, filters={"label": f"herd.worker={worker_id}"})
 
 
 @pytest.fixture
@@ -74,19 +44,6 @@ def sh(script: str) -> tuple[str, ...]:
     return ("sh", "-c", script)
 
 
-@pytest.mark.parametrize("transfer", TRANSFERS)
-def test_datum_sees_its_inputs_and_its_outputs_come_back(open_session, pfs: Path, transfer: str) -> None:
-    script = (
-        'cat /pfs/in/a.txt > /pfs/out/copy.txt; mkdir -p /pfs/out/deep/er; cp "/pfs/in/sub dir/b.bin" /pfs/out/deep/er/'
-    )
-    result = open_session(sh(script + "; ls /pfs"), transfer=transfer).run(request(pfs))
-    assert result.exit_code == 0, result.stderr
-    assert result.stdout.split() == [b"in", b"out"]
-    assert (pfs / "out" / "copy.txt").read_text() == "alpha\n"
-    assert (pfs / "out" / "deep" / "er" / "b.bin").read_bytes() == bytes(range(256)) * 4
-    assert not result.timed_out and result.duration > 0
-
-
 def test_stdin_env_and_working_dir(open_session, pfs: Path) -> None:
     session = open_session(
         ("sh",), stdin=("echo \"$FOO|$PACH_DATUM_ID|$in\"", "pwd", "printf '%s' \"$TRICKY\" > /pfs/out/tricky"),
@@ -98,9 +55,8 @@ def test_stdin_env_and_working_dir(open_session, pfs: Path) -> None:
     assert (pfs / "out" / "tricky").read_text() == tricky
 
 
-def test_exit_codes_stderr_and_missing_command(open_session, pfs: Path) -> None:
-    failing = open_session(sh("echo oops >&2; exit 3")).run(request(pfs))
-    assert (failing.exit_code, failing.stderr) == (3, b"oops\n")
+def test_a_missing_command_is_127_as_a_shell_says(open_session, pfs: Path) -> None:
+    # (exit codes and stderr of every runtime: test_runtime_contract.py)
     missing = open_session(("no-such-program", "x")).run(request(pfs))
     assert missing.exit_code == 127 and b"no-such-program: command not found" in missing.stderr
 
@@ -114,21 +70,7 @@ def test_long_outputs_keep_a_tail_and_large_files_arrive(open_session, pfs: Path
     assert (pfs / "out" / "big").stat().st_size == 3_000_000
 
 
-@pytest.mark.parametrize("transfer", TRANSFERS)
-def test_timeout_kills_user_code_and_the_session_goes_on(open_session, pfs: Path, transfer: str) -> None:
-    script = '[ "$PACH_DATUM_ID" != slow ] || { echo started; sleep 30 & sleep 30; echo never; }; echo done'
-    session = open_session(sh(script), transfer=transfer)
-    container = session.container_id
-    # (bench/runtime_docker.py measures how soon after the timeout the kill lands)
-    result = session.run(request(pfs, timeout=1.0, PACH_DATUM_ID="slow"))
-    assert result.timed_out and result.exit_code == 137
-    assert result.stdout == b"started\n"
-    later = session.run(request(pfs, timeout=5))
-    assert (later.stdout, later.timed_out) == (b"done\n", False)
-    assert session.container_id == container
-
-
-def test_many_datums_share_one_warm_container(open_session, docker_client, worker_id: str, pfs: Path) -> None:
+def test_many_datums_share_one_warm_container(open_session, docker_client, docker_worker_id: str, pfs: Path) -> None:
     script = 'ls /pfs/in; ls -A /pfs/out | wc -l; cat /pfs/in/*.txt > "/pfs/out/$PACH_DATUM_ID"'
     session = open_session(sh(script))
     for i in range(12):
@@ -140,7 +82,7 @@ def test_many_datums_share_one_warm_container(open_session, docker_client, worke
         assert result.stdout == f"f{i}.txt\nsub dir\n0\n".encode(), result  # nothing left from before
         assert (pfs / "out" / f"d{i}").read_text() == f"datum {i}\n"
     assert session.containers_started == 1
-    assert len(_containers(docker_client, worker_id)) == 1
+    assert len(herd_containers(docker_client, docker_worker_id)) == 1
 
 
 @pytest.mark.parametrize("kind", ["symlink", "fifo"])
@@ -157,13 +99,13 @@ def test_links_and_special_files_in_out_are_unsafe(open_session, pfs: Path, kind
     assert (pfs / "out" / "ok").read_text() == "fine\n"
 
 
-def test_missing_image_is_image_not_found(docker_client, worker_id: str) -> None:
-    runtime = DockerRuntime(docker_client, worker_id=worker_id)
+def test_missing_image_is_image_not_found(docker_client, docker_worker_id: str) -> None:
+    runtime = DockerRuntime(docker_client, worker_id=docker_worker_id)
     image = f"herd-test-missing-{uuid.uuid4().hex[:6]}:latest"
     with pytest.raises(ImageNotFound) as caught:
         runtime.open("pipe", UserCode(image=image, cmd=("true",)))
     assert image in str(caught.value)
-    assert not _containers(docker_client, worker_id)
+    assert not herd_containers(docker_client, docker_worker_id)
 
 
 def test_least_privilege(open_session, docker_client, pfs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -230,7 +172,7 @@ def test_user_code_killing_the_runner_fails_the_datum_only(open_session, pfs: Pa
     assert result.exit_code == 0 and session.containers_started == 2
 
 
-def test_a_dead_worker_leaves_no_container(open_session, docker_client, worker_id: str) -> None:
+def test_a_dead_worker_leaves_no_container(open_session, docker_client, docker_worker_id: str) -> None:
     session = open_session()
     container_id = session.container_id
     for channel in (session._runner, session._stager):
@@ -295,12 +237,6 @@ def test_env_names_a_shell_cannot_export_reach_user_code(open_session, pfs: Path
     assert result.exit_code == 0, result.stderr
     assert b"my-input=/pfs/my-input/x\n" in result.stdout and b"my-input_COMMIT=c1\n" in result.stdout
     assert b"spec-var=s p\nec\n" in result.stdout and b"PLAIN=p\n" in result.stdout and b"PACH_JOB_ID=job1\n" in result.stdout
-
-
-@pytest.mark.parametrize("name", ["A=B", ""])
-def test_env_names_execve_cannot_take_are_refused(open_session, pfs: Path, name: str) -> None:
-    with pytest.raises(InvalidArgument, match="environment variable name"):
-        open_session().run(request(pfs, **{name: "x"}))
 
 
 class _StubApi:

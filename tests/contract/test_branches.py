@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from storage import refs
+from storage import branches
 from storage.errors import ConcurrentUpdateError, Conflict, InvalidArgument, InvalidName
+from storage.layout import branch_key
 from storage.model import Branch
 from storage.objects import ObjectStore
 from storage.repos import Pfs
@@ -26,76 +27,76 @@ WRITERS = 8
 
 
 def test_missing_branch_reads_as_none(object_store: ObjectStore) -> None:
-    assert refs.read_branch(object_store, "r", "master") is None
+    assert branches.read_branch(object_store, "r", "master") is None
 
 
 def test_update_branch_creates_then_advances_with_new_bodies(object_store: ObjectStore) -> None:
     # Given no branch, When created and then "updated" to the same head twice
-    created = refs.update_branch(object_store, "r", "b", lambda cur: Branch(repo="r", name="b"))
-    same1 = refs.update_branch(object_store, "r", "b", lambda cur: cur)
-    same2 = refs.update_branch(object_store, "r", "b", lambda cur: cur)
+    created = branches.update_branch(object_store, "r", "b", lambda cur: Branch(repo="r", name="b"))
+    same1 = branches.update_branch(object_store, "r", "b", lambda cur: cur)
+    same2 = branches.update_branch(object_store, "r", "b", lambda cur: cur)
     # Then generations count up and the writer differs: a body (and so an ETag) never repeats
     assert created and same1 and same2
     assert (created.generation, same1.generation, same2.generation) == (1, 2, 3)
     assert len({created.writer, same1.writer, same2.writer}) == 3
-    assert refs.read_branch(object_store, "r", "b") == same2
+    assert branches.read_branch(object_store, "r", "b") == same2
 
 
 def test_fn_returning_none_or_raising_writes_nothing(object_store: ObjectStore) -> None:
-    refs.update_branch(object_store, "r", "b", lambda cur: Branch(repo="r", name="b", head="h1"))
-    before = object_store.get(refs.branch_key("r", "b"))
-    unchanged = refs.update_branch(object_store, "r", "b", lambda cur: None)
+    branches.update_branch(object_store, "r", "b", lambda cur: Branch(repo="r", name="b", head="h1"))
+    before = object_store.get(branch_key("r", "b"))
+    unchanged = branches.update_branch(object_store, "r", "b", lambda cur: None)
     assert unchanged is not None and unchanged.head == "h1"
 
     def refuse(cur: Branch | None) -> Branch:
         raise InvalidArgument("no")
 
     with pytest.raises(InvalidArgument):
-        refs.update_branch(object_store, "r", "b", refuse)
-    assert object_store.get(refs.branch_key("r", "b")) == before
+        branches.update_branch(object_store, "r", "b", refuse)
+    assert object_store.get(branch_key("r", "b")) == before
 
 
 def test_a_lost_race_retries_on_the_fresh_branch(object_store: ObjectStore) -> None:
     # Given a branch, and a rival that moves it between the first read and its CAS
-    refs.update_branch(object_store, "r", "b", lambda cur: Branch(repo="r", name="b", head="h1"))
+    branches.update_branch(object_store, "r", "b", lambda cur: Branch(repo="r", name="b", head="h1"))
     seen: list[str | None] = []
 
     def mine(cur: Branch | None) -> Branch:
         assert cur is not None
         seen.append(cur.head)
         if len(seen) == 1:
-            refs.update_branch(object_store, "r", "b", lambda c: c and c.model_copy(update={"head": "rival"}))
+            branches.update_branch(object_store, "r", "b", lambda c: c and c.model_copy(update={"head": "rival"}))
         return cur.model_copy(update={"head": f"{cur.head}+mine"})
 
     # When updated, Then the CAS over the stale token loses and the retry builds on the rival's head
-    stored = refs.update_branch(object_store, "r", "b", mine)
+    stored = branches.update_branch(object_store, "r", "b", mine)
     assert seen == ["h1", "rival"]
     assert stored is not None and stored.head == "rival+mine" and stored.generation == 3
-    assert refs.read_branch(object_store, "r", "b") == stored
+    assert branches.read_branch(object_store, "r", "b") == stored
 
 
 def test_gives_up_after_max_tries(object_store: ObjectStore) -> None:
     # Given a rival that rewrites the branch between every read and CAS
-    refs.update_branch(object_store, "r", "b", lambda cur: Branch(repo="r", name="b"))
+    branches.update_branch(object_store, "r", "b", lambda cur: Branch(repo="r", name="b"))
     calls = 0
 
     def always_raced(cur: Branch | None) -> Branch:
         nonlocal calls
         calls += 1
-        refs.update_branch(object_store, "r", "b", lambda c: c)  # the rival wins
+        branches.update_branch(object_store, "r", "b", lambda c: c)  # the rival wins
         assert cur is not None
         return cur.model_copy(update={"head": "mine"})
 
     # Then update_branch gives up with ConcurrentUpdateError naming the key
     with pytest.raises(ConcurrentUpdateError, match="repos/r/branches/b"):
-        refs.update_branch(object_store, "r", "b", always_raced, max_tries=3)
+        branches.update_branch(object_store, "r", "b", always_raced, max_tries=3)
     assert calls == 3
-    branch = refs.read_branch(object_store, "r", "b")
+    branch = branches.read_branch(object_store, "r", "b")
     assert branch is not None and branch.head is None
 
 
 def test_threads_racing_on_one_branch_lose_nothing(object_store: ObjectStore) -> None:
-    refs.update_branch(object_store, "r", "b", lambda cur: Branch(repo="r", name="b", head="0"))
+    branches.update_branch(object_store, "r", "b", lambda cur: Branch(repo="r", name="b", head="0"))
     rounds = 3
 
     def bump(cur: Branch | None) -> Branch:
@@ -104,14 +105,14 @@ def test_threads_racing_on_one_branch_lose_nothing(object_store: ObjectStore) ->
 
     def writer() -> None:
         for _ in range(rounds):
-            refs.update_branch(object_store, "r", "b", bump)
+            branches.update_branch(object_store, "r", "b", bump)
 
     threads = [threading.Thread(target=writer) for _ in range(WRITERS)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    final = refs.read_branch(object_store, "r", "b")
+    final = branches.read_branch(object_store, "r", "b")
     assert final is not None and final.head == str(WRITERS * rounds)
     assert final.generation == WRITERS * rounds + 1
 
@@ -236,7 +237,7 @@ def test_eight_processes_start_a_commit_on_one_branch_one_wins(
     assert len(won) == 1
     assert all(won[0] in r for r in results)
     assert [key.rsplit("/", 1)[1] for key in store.list("repos/data/open/")] == won
-    branch = refs.read_branch(store, "data", "master")
+    branch = branches.read_branch(store, "data", "master")
     assert branch is not None and branch.open_commit == won[0]
 
 
@@ -244,9 +245,9 @@ def test_eight_processes_start_a_commit_on_one_branch_one_wins(
 def test_branch_keys_refuse_names_reads_refuse(object_store: ObjectStore, name: str) -> None:
     # Every branch read and write goes through branch_key: a name reads refuse is never written
     with pytest.raises(InvalidName):
-        refs.update_branch(object_store, "r", name, lambda cur: Branch(repo="r", name=name))
+        branches.update_branch(object_store, "r", name, lambda cur: Branch(repo="r", name=name))
     with pytest.raises(InvalidName):
-        refs.read_branch(object_store, "r", name)
+        branches.read_branch(object_store, "r", name)
     with pytest.raises(InvalidName):
-        refs.update_branch(object_store, name, "b", lambda cur: Branch(repo=name, name="b"))
+        branches.update_branch(object_store, name, "b", lambda cur: Branch(repo=name, name="b"))
     assert list(object_store.list("")) == []

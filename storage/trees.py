@@ -1,0 +1,69 @@
+"""Tree views of a manifest and diffs between two: what `list_file`, `inspect_file` and
+`diff_file` show, implicit directories included. Pure: tested without an object store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from storage.model import FileDiff, FileEntry, FileInfo, Manifest, digest_fields
+from storage.paths import ROOT, dir_prefix, node_type
+
+
+def dir_hash(entries: Iterable[tuple[str, FileEntry]]) -> str:
+    """Hash of a directory: its files' relative paths and hashes, length-prefixed, sorted."""
+    return digest_fields(field for rel, entry in sorted(entries) for field in (rel, entry.hash))
+
+
+def node_info(manifest: Manifest, path: str, commit: str) -> FileInfo | None:
+    """FileInfo of one normalised path (file or implicit dir), or None when it is absent."""
+    kind = node_type(manifest.files, path)
+    if kind == "file":
+        entry = manifest.files[path]
+        return FileInfo(path=path, type="file", size=entry.size, hash=entry.hash, commit=commit)
+    if kind is None:
+        return None
+    prefix = dir_prefix(path)
+    below = [(name[len(prefix):], e) for name, e in manifest.files.items() if name.startswith(prefix)]
+    size = sum(entry.size for _, entry in below)
+    return FileInfo(path=path, type="dir", size=size, hash=dir_hash(below), commit=commit)
+
+
+def list_nodes(manifest: Manifest, directory: str, commit: str) -> list[FileInfo]:
+    """FileInfo of every entry directly below `directory`, sorted by path (one pass)."""
+    prefix = dir_prefix(directory)
+    files: dict[str, FileEntry] = {}
+    dirs: dict[str, list[tuple[str, FileEntry]]] = {}
+    for name, entry in manifest.files.items():
+        if not name.startswith(prefix):
+            continue
+        head, slash, rest = name[len(prefix):].partition("/")
+        if slash:
+            dirs.setdefault(prefix + head, []).append((rest, entry))
+        else:
+            files[prefix + head] = entry
+    infos = [
+        FileInfo(path=p, type="file", size=e.size, hash=e.hash, commit=commit)
+        for p, e in files.items()
+    ]
+    infos += [
+        FileInfo(path=p, type="dir", size=sum(e.size for _, e in below), hash=dir_hash(below),
+                 commit=commit)
+        for p, below in dirs.items()
+    ]
+    return sorted(infos, key=lambda info: info.path)
+
+
+def diff_manifests(old: Manifest, new: Manifest, path: str = ROOT) -> FileDiff:
+    """Files added, modified (different content) and deleted under `path`, each sorted."""
+    prefix = dir_prefix(path)
+
+    def under(name: str) -> bool:
+        return name == path or name.startswith(prefix)
+
+    added = sorted(n for n in new.files if under(n) and n not in old.files)
+    deleted = sorted(n for n in old.files if under(n) and n not in new.files)
+    modified = sorted(
+        n for n, e in new.files.items() if under(n) and n in old.files and old.files[n] != e
+    )
+    return FileDiff(added=tuple(added), modified=tuple(modified), deleted=tuple(deleted))
