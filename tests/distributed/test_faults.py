@@ -68,6 +68,17 @@ def job_in_the_middle(cluster: Cluster) -> tuple[str, str]:
     return job_id, commit_id
 
 
+def held_by(cluster: Cluster, job_id: str, worker: str) -> list[str]:
+    """The datums `worker` has an attempt on and no result yet: what it holds right now."""
+    records = PpsStore(cluster.pfs.objects)
+    plan = records.read_plan(job_id)
+    done = set(records.result_ids(job_id))
+    return [
+        d.id for d in (plan.datums if plan else ())
+        if d.id not in done and any(a.worker == worker for a in attempts_of(cluster.pfs, job_id, d.id))
+    ]
+
+
 def start(cluster: Cluster) -> None:
     cluster.scheduler()
     cluster.wait_ready(cluster.worker("w1"), cluster.worker("w2"))
@@ -77,6 +88,8 @@ def test_worker_killed_mid_job_loses_no_datum(cluster: Cluster, fault_matrix: Fa
     # Given a job running on two workers
     start(cluster)
     job_id, commit_id = job_in_the_middle(cluster)
+    # (on a loaded machine w1 may be between datums: kill it while it holds one, or nothing is recovered)
+    cluster.wait_for(lambda: bool(held_by(cluster, job_id, "w1")), "w1 to hold a datum")
 
     # When one worker is SIGKILLed with its pool process (and its datum's container)
     w1 = next(s for s in cluster.services if s.name == "w1")
