@@ -13,7 +13,7 @@ import pytest
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from scheduler.cli.context import check_settings
+from scheduler.cli.wiring import load_all_settings
 from scheduler.cli.wiring import settings_classes
 from scheduler.settings import BrokerSettings, SchedulerSettings
 from storage.errors import InvalidArgument
@@ -112,7 +112,7 @@ def test_bad_values_are_one_line_naming_the_variable(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv(env, value)
     # When the settings are checked as the CLI checks them
     with pytest.raises(InvalidArgument) as info:
-        check_settings()
+        load_all_settings()
     # Then one line starts with the variable's name and shows the value, escaped
     message = str(info.value)
     shown = repr(value) if len(repr(value)) <= 200 else repr(value)[:200] + "..."  # long ones cut
@@ -125,14 +125,14 @@ def test_bad_values_are_one_line_naming_the_variable(monkeypatch: pytest.MonkeyP
 def test_a_password_in_a_bad_url_is_not_shown(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HERD_BROKER", "redis://user:s3cret@host:port/0")
     with pytest.raises(InvalidArgument) as info:
-        check_settings()
+        load_all_settings()
     assert "s3cret" not in str(info.value) and "user:***@host" in str(info.value)
 
 
 @pytest.mark.parametrize(("env", "value", "field", "expected"), GOOD)
 def test_good_values_load(monkeypatch: pytest.MonkeyPatch, env: str, value: str, field: str, expected: object) -> None:
     monkeypatch.setenv(env, value)
-    check_settings()
+    load_all_settings()
     loaded = [getattr(load_settings(cls), field) for cls in CLASSES if field in cls.model_fields]
     assert loaded and all(got == expected for got in loaded)
 
@@ -152,7 +152,7 @@ def test_settings_built_in_code_are_checked_too() -> None:
 
 def test_loading_returns_each_class_once_by_name() -> None:
     # Given no HERD_* variable; When the CLI loads its settings
-    loaded = check_settings()
+    loaded = load_all_settings()
     # Then each class is there once, by its name, ready to be passed down
     assert set(loaded) == set(settings_classes())
     assert {type(s) for s in loaded.values()} == set(CLASSES)

@@ -22,12 +22,6 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-def check_settings() -> dict[str, BaseSettings]:
-    """Every settings class loaded from the environment; InvalidArgument naming the first bad variable."""
-    from scheduler.cli.wiring import load_all_settings
-
-    return load_all_settings()
-
 
 class CliContext:
     """Builds the storage handle on first use, so `--help` and usage errors touch no backend.
@@ -41,11 +35,13 @@ class CliContext:
 
     def load_settings(self) -> None:
         """Load every settings class now, so a bad variable is refused before any work."""
-        self._loaded = check_settings()
+        from scheduler.cli.wiring import load_all_settings
+
+        self._loaded = load_all_settings()
 
     def _loaded_settings(self, name: str) -> Any:
         if not self._loaded:  # a command run without load_settings (shell completion)
-            self._loaded = check_settings()
+            self.load_settings()
         return self._loaded[name]
 
     @property
