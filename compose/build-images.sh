@@ -2,6 +2,7 @@
 # Build the images of herd's compose stack with no registry, cached on the Docker engine.
 #
 #   bash compose/build-images.sh [IMAGE...]     IMAGE: base redis moto herd busybox (default: all)
+#                                               and prometheus (only when named)
 #
 #   base     $HERD_BASE_IMAGE (herd-base:local): Debian (bookworm) minbase + python3, python3-venv,
 #            ca-certificates, busybox-static, made by debootstrap on this host and `docker import`ed
@@ -10,6 +11,9 @@
 #            for MinIO, see compose/ci.yml), single-threaded so conditional writes are atomic
 #   herd     $HERD_IMAGE (herd:local): compose/Dockerfile with BASE_IMAGE=base and every wheel in
 #            the context (installed with pip --no-index)
+#   prometheus  $PROMETHEUS_IMAGE (herd-prometheus:local): FROM base, Debian's prometheus (apt
+#            inside the build), for docker-compose.yml's `--profile monitoring`; not in the default
+#            set (the cluster runs without it)
 #   busybox  $BUSYBOX_IMAGE (herd-busybox:local): FROM scratch + this host's static busybox, the
 #            user-code image of the examples; also tagged busybox:latest when the engine has no
 #            busybox:latest of its own (the examples' specs say "image": "busybox")
@@ -36,6 +40,7 @@ REDIS_IMAGE="${REDIS_IMAGE:-herd-redis:local}"
 MOTO_IMAGE="${MOTO_IMAGE:-herd-moto:local}"
 HERD_IMAGE="${HERD_IMAGE:-herd:local}"
 BUSYBOX_IMAGE="${BUSYBOX_IMAGE:-herd-busybox:local}"
+PROMETHEUS_IMAGE="${PROMETHEUS_IMAGE:-herd-prometheus:local}"
 HERD_IMAGES_CACHE="${HERD_IMAGES_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/herd-images}"
 SUITE="${HERD_BASE_SUITE:-bookworm}"
 BASE_PACKAGES=python3,python3-venv,ca-certificates,busybox-static
@@ -225,6 +230,30 @@ CMD ["redis-server", "--dir", "/data", "--protected-mode", "no", "--appendonly",
         --label "$LABEL=$hash" -t "$REDIS_IMAGE" - <"$TMP/redis.Dockerfile"
 }
 
+build_prometheus() {
+    local base_id hash dockerfile
+    base_id="$(image_id "$HERD_BASE_IMAGE")"
+    # shellcheck disable=SC2016 # ${BASE_IMAGE} is the Dockerfile's
+    dockerfile='ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+RUN apt-get -o Acquire::Retries=3 update -q \
+ && DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Retries=3 install -y -q --no-install-recommends prometheus \
+ && rm -rf /var/lib/apt/lists/* \
+ && mkdir -p /prometheus && chown prometheus:prometheus /prometheus
+USER prometheus
+WORKDIR /prometheus
+EXPOSE 9090
+ENTRYPOINT ["prometheus"]
+CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]
+'
+    hash="$(printf '%s\n%s\n%s\n' "$RECIPE" "$base_id" "$dockerfile" | sha)"
+    cached "$PROMETHEUS_IMAGE" "$hash" && return 0
+    say "docker build $PROMETHEUS_IMAGE (apt-get install prometheus)"
+    printf '%s' "$dockerfile" >"$TMP/prometheus.Dockerfile"
+    logged "build-prometheus" docker build --force-rm --network host --build-arg BASE_IMAGE="$HERD_BASE_IMAGE" \
+        --label "$LABEL=$hash" -t "$PROMETHEUS_IMAGE" - <"$TMP/prometheus.Dockerfile"
+}
+
 build_moto() {
     local base_id hash ctx="$TMP/moto" requirement
     base_id="$(image_id "$HERD_BASE_IMAGE")"
@@ -319,11 +348,11 @@ targets=("$@")
 base_checked=0
 for target in "${targets[@]}"; do
     case "$target" in
-        base | redis | moto | herd)
+        base | redis | moto | herd | prometheus)
             if ((base_checked == 0)); then build_base; base_checked=1; fi
             [[ "$target" == base ]] || "build_$target" ;;
         busybox) build_busybox ;;
-        *) die "unknown image '$target' (choose from: base redis moto herd busybox)" ;;
+        *) die "unknown image '$target' (choose from: base redis moto herd busybox prometheus)" ;;
     esac
 done
 say "done: ${targets[*]}"

@@ -117,6 +117,8 @@ class DatumLedger(Protocol):
 
     def put_log(self, job_id: str, datum_id: str, attempt: int, log: dict[str, Any]) -> None: ...
 
+    def put_log_segment(self, job_id: str, datum_id: str, attempt: int, seq: int, data: bytes) -> bool: ...
+
 
 def _key(attempt: Attempt, marker: str | None = None) -> str:
     return attempt_key(attempt.job_id, attempt.datum_id, attempt.number, marker)

@@ -88,5 +88,58 @@ class Broker:
             with self.errors(f"forget sent batches of job '{job_id}'"):
                 self.client.hdel(self.key("sent", job_id), *ids)
 
+    # ---- heartbeats (scheduler/heartbeat.py writes them, `herd status` reads them) -----------
+
+    def beat(self, kind: str, name: str, record: dict[str, object], keep: float) -> None:
+        """Store `record` as the latest heartbeat of process `name` (`kind`: scheduler, worker).
+
+        The key outlives the beat by `keep` seconds, so a process that died is shown as gone
+        for a while (its last heartbeat too old) before its record leaves Redis."""
+        body = json.dumps(record, separators=(",", ":"), sort_keys=True)
+        with self.errors(f"write the heartbeat of {kind} '{name}'"):
+            self.client.set(self.key("heartbeat", kind, name), body, ex=max(1, int(keep)))
+
+    def leave(self, kind: str, name: str) -> None:
+        """Remove the heartbeat (and counter) of a process that stops cleanly: it is not gone, it left."""
+        with self.errors(f"remove the heartbeat of {kind} '{name}'"):
+            self.client.delete(self.key("heartbeat", kind, name), self.key("done", name))
+
+    def heartbeats(self, kind: str) -> list[dict[str, object]]:
+        """The latest heartbeat of every process of `kind` with a record, by name; a worker's
+        record gains `datums_done` from its pool processes' counter."""
+        prefix = self.key("heartbeat", kind, "")
+        with self.errors(f"read the heartbeats of {kind}s"):
+            keys = sorted(text(k) for k in self.client.scan_iter(match=f"{prefix}*", count=500))
+            bodies = self.client.mget(keys) if keys else []
+            names = [k[len(prefix):] for k in keys]
+            counts = self.client.mget([self.key("done", n) for n in names]) if names else []
+        out: list[dict[str, object]] = []
+        for name, body, count in zip(names, bodies, counts):
+            if body is None:  # expired between SCAN and MGET
+                continue
+            try:
+                record = json.loads(body)
+            except ValueError:
+                continue  # not ours to judge; a heartbeat is a hint
+            if isinstance(record, dict):
+                record["name"] = name
+                record["datums_done"] = int(count) if count is not None else 0
+                out.append(record)
+        return out
+
+    def count_done(self, name: str, datums: int, keep: float) -> None:
+        """Add `datums` to the datums-done counter of worker `name` (its pool processes call it)."""
+        key = self.key("done", name)
+        with self.errors(f"count the datums of worker '{name}'"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.incrby(key, datums)
+            pipe.expire(key, max(1, int(keep)))
+            pipe.execute()
+
+    def queue_depth(self) -> int:
+        """Batches waiting in the queue (Celery's Redis list of that name; taken ones are not)."""
+        with self.errors(f"read the length of queue '{self.queue}'"):
+            return int(self.client.llen(self.queue))
+
     def close(self) -> None:
         self.client.close()

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
@@ -52,12 +52,18 @@ class CeleryDispatcher:
         self._results_app = _client_app(broker.url, settings.queue, results=True)
         # backend=<the broker's redis:// URL>: Celery builds a RedisBackend, a key-value backend.
         self.results = cast("RedisBackend", self._results_app.backend)
+        # The pipeline of a job id, for the task's label in Flower and worker logs (the service
+        # sets it from the reconcile loop; unknown: the label names the job only).
+        self.pipeline_of: Callable[[str], str | None] = lambda job_id: None
 
     # Dispatcher protocol -------------------------------------------------------------------
     def submit(self, batch: DatumBatch) -> None:
         task_id = uuid.uuid4().hex
         with self._errors(f"send a batch of job '{batch.job_id}'"):
-            self.app.send_task(PROCESS_BATCH, args=[batch.model_dump(mode="json")], task_id=task_id, queue=self.queue)
+            self.app.send_task(
+                PROCESS_BATCH, args=[batch.model_dump(mode="json")], task_id=task_id, queue=self.queue,
+                argsrepr=batch_label(self.pipeline_of(batch.job_id), batch), kwargsrepr="{}",
+            )
         # Marked after the publish: a crash in between costs a duplicate, never a lost batch.
         self.broker.mark_sent(batch.job_id, task_id, Sent(at=self.broker.now(), datums=batch.datums))
         self._tasks[task_id] = (batch.job_id, time.monotonic())
@@ -160,6 +166,14 @@ class CeleryDispatcher:
             yield
         except (KombuError, redis.RedisError, OSError) as exc:
             raise BrokerUnavailable(f"the broker at {self.broker.where} is unreachable ({action}): {exc}") from None
+
+
+def batch_label(pipeline: str | None, batch: DatumBatch) -> str:
+    """What Flower and the worker's log show as a batch task's arguments (Celery's argsrepr),
+    in place of the message: `pipeline=edges job=0f3c9a1b2d4e datums=12`."""
+    words = [] if pipeline is None else [f"pipeline={pipeline}"]
+    words += [f"job={batch.job_id[:12]}", f"datums={len(batch.datums)}"]
+    return " ".join(words)
 
 
 def _client_app(url: str, queue: str, results: bool = False) -> Celery:

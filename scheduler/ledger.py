@@ -53,3 +53,6 @@ class Ledger:
 
     def put_log(self, job_id: str, datum_id: str, attempt: int, log: dict[str, Any]) -> None:
         self._records.put_log(job_id, datum_id, attempt, log)
+
+    def put_log_segment(self, job_id: str, datum_id: str, attempt: int, seq: int, data: bytes) -> bool:
+        return self._records.put_log_segment(job_id, datum_id, attempt, seq, data)

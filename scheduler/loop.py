@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from scheduler import lifecycle
+from scheduler import lifecycle, metrics
 from scheduler.attempts import AttemptStore
 from scheduler.batching import Durations
 from scheduler.dispatch import Dispatcher
@@ -71,6 +71,7 @@ class Scheduler:
         self.resend_seconds = resend_seconds
         self._durations = Durations()
         self._finished: set[str] = set()
+        self._states: dict[str, tuple[str, str]] = {}  # job id -> (pipeline, state) as last read: metrics only
         self._histories = Histories(pfs)
         self._hints: dict[str, _Hints] = {}
         self._specs: dict[tuple[str, int], PipelineSpec] = {}
@@ -82,6 +83,7 @@ class Scheduler:
         for pipeline in self.records.list_pipelines():
             if not pipeline.stopped and self._reconcile(pipeline):
                 busy = True
+        metrics.jobs(self._states.values())
         return busy
 
     def run_until_idle(self, timeout: float | None = None, poll: float = 0.05) -> None:
@@ -105,6 +107,11 @@ class Scheduler:
             for seconds in outcome.seconds:
                 self._durations.add(plan.pipeline, seconds)
 
+    def pipeline_of(self, job_id: str) -> str | None:
+        """The pipeline of a job this scheduler has looked at (labels only: Flower, metrics)."""
+        seen = self._states.get(job_id)
+        return None if seen is None else seen[0]
+
     def owed_jobs(self, pipeline: PipelineInfo) -> list[tuple[str, tuple[CommitRef, ...]]]:
         """Every job this pipeline version owes, oldest first, as (job id, input commits)."""
         spec = self._spec(pipeline)
@@ -117,6 +124,7 @@ class Scheduler:
             if job_id in self._finished:
                 continue
             status = self.records.read_status(job_id)
+            self._states[job_id] = (pipeline.name, (status.state if status else JobState.JOB_STARTING).value)
             if status is not None and status.state.terminal:
                 self._finished.add(job_id)
                 self._hints.pop(job_id, None)
@@ -196,6 +204,7 @@ class Scheduler:
             if isinstance(action, FinishJob):
                 lifecycle.finish_job(self.pfs, self.records, plan, spec)
                 self._hints.pop(job_id, None)
+                metrics.datums_skipped(plan.pipeline, sum(1 for d in plan.datums if d.skip))
             elif isinstance(action, KillJob):
                 lifecycle.kill_job(self.records, job_id, action.reason)
             elif isinstance(action, Forget):
@@ -206,6 +215,7 @@ class Scheduler:
             elif isinstance(action, FailDatum):
                 if lifecycle.fail_datum(self.records, plan, action.datum, action.reason):
                     hints.seen.add(plan.datums[action.datum].id)
+                    metrics.datum_failed(plan.pipeline)
                 hints.returned.discard(action.datum)
             elif isinstance(action, (Send, Resend)):
                 self.dispatcher.submit(DatumBatch(job_id=job_id, datums=action.datums))

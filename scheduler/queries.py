@@ -3,22 +3,58 @@
 from __future__ import annotations
 
 import builtins
+import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from scheduler import dag
 from scheduler.history import Histories
 from scheduler.job_records import DatumResult, JobInfo, JobStatus
+from scheduler.logs import HERD_STREAM, SUMMARY_SEQ, LogLine, decode_segment, input_matches, ordered, summary_lines
 from scheduler.plan import input_branches
 from scheduler.records import PlannedDatum
 from scheduler.spec import parse_spec
 from scheduler.store import PpsStore
 from scheduler.triggers import owed_jobs
+from storage import layout
 from storage.errors import CommitNotFound, DatumNotFound, HerdError, InvalidArgument, RepoNotFound
 from storage.model import Commit
 from storage.repos import Pfs
+
+
+@dataclass(frozen=True)
+class LogScope:
+    """get-logs' selection, its names resolved: a job id (and datum id), or a pipeline, or all."""
+
+    pipeline: str | None
+    job: str | None
+    datum: str | None
+    inputs: tuple[str, ...] = ()
+
+
+@dataclass
+class LogCursor:
+    """How far a reader (get-logs -f) has read: keys read, jobs known, jobs read after they ended."""
+
+    seen: set[str] = field(default_factory=set)
+    jobs: dict[str, tuple[str, str]] = field(default_factory=dict)  # job id -> (created, pipeline)
+    finished: set[str] = field(default_factory=set)
+
+
+def _log_lines(data: bytes, job_id: str, pipeline: str, datum: str, attempt: int, seq: int | None) -> list[LogLine]:
+    """A segment's lines, or a summary's (a record an earlier herd wrote with stdout/stderr)."""
+    if seq is not None:
+        return decode_segment(data, job_id, datum, attempt, seq, pipeline)
+    try:
+        record = json.loads(data)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        return [LogLine(job_id, datum, attempt, "", HERD_STREAM, f"unreadable summary of attempt {attempt}", "",
+                        pipeline, SUMMARY_SEQ)]
+    return [replace(line, pipeline=line.pipeline or pipeline) for line in summary_lines(record, job_id, datum, attempt)]
 
 
 class JobQueries:
@@ -86,6 +122,78 @@ class JobQueries:
             return
         for info, _ in reversed(self.list(pipeline)):
             yield from self.records.logs(info.id)
+
+    def log_scope(
+        self, pipeline: str | None, job: str | None, datum: str | None, inputs: builtins.list[str] | None = None,
+    ) -> LogScope:
+        """What get-logs reads: a job (and a datum of it), a pipeline's jobs or every job; only
+        datums whose input files match `inputs` when given. Unknown names fail here, once."""
+        if datum and not job:
+            raise InvalidArgument("--datum needs --job: datum ids are per job")
+        if job:
+            info = self.records.get_job(job)
+            datum_id = self._find_datum(info.id, datum).id if datum else None
+            return LogScope(pipeline, info.id, datum_id, tuple(inputs or ()))
+        if pipeline:
+            self.records.get_pipeline(pipeline)
+        return LogScope(pipeline, None, None, tuple(inputs or ()))
+
+    def new_log_lines(self, scope: LogScope, cursor: LogCursor | None = None) -> builtins.list[LogLine]:
+        """Lines of the scope's segments and summaries the cursor has not seen yet, in order. A
+        follower calls it again and again with one cursor: segments are create-only, so a key
+        read once never changes, and a job read after it ended is not read again."""
+        cursor = cursor if cursor is not None else LogCursor()
+        lines: builtins.list[LogLine] = []
+        for job_id, pipeline in self._log_jobs(scope, cursor):
+            if job_id in cursor.finished:
+                continue
+            status = self.records.read_status(job_id)
+            ended = status is not None and status.state.terminal  # read before the keys: none is missed
+            wanted = self._datums_matching(job_id, scope.inputs) if scope.inputs else None
+            for key in self.records.log_keys(job_id, scope.datum):
+                if key in cursor.seen:
+                    continue
+                cursor.seen.add(key)
+                parsed = layout.parse_log_key(key)
+                if parsed is None or (wanted is not None and parsed[0] not in wanted):
+                    continue
+                data = self.records.read_log_object(key)
+                if data is not None:
+                    lines += _log_lines(data, job_id, pipeline, *parsed)
+            if ended:
+                cursor.finished.add(job_id)
+        return ordered(lines)
+
+    def _log_jobs(self, scope: LogScope, cursor: LogCursor) -> builtins.list[tuple[str, str]]:
+        """(job id, pipeline) of the scope, oldest first; a pipeline's new jobs join as they come
+        (only their markers are listed again, each job's record is read once)."""
+        if scope.job is not None:
+            names: builtins.list[str] = []
+            if scope.job not in cursor.jobs:
+                job = self.records.get_job(scope.job)
+                cursor.jobs[job.id] = (job.created.isoformat(), job.pipeline)
+        else:
+            names = [scope.pipeline] if scope.pipeline else self.records.pipeline_names()
+        for name in names:
+            for job_id in self.records.job_markers(name):
+                if job_id not in cursor.jobs:
+                    info = self.records.read_job(job_id)
+                    if info is not None:
+                        cursor.jobs[job_id] = (info.created.isoformat(), info.pipeline)
+        return [(job_id, pipeline) for job_id, (_, pipeline) in sorted(cursor.jobs.items(), key=lambda kv: kv[1][0])]
+
+    def log_scope_ended(self, scope: LogScope) -> bool:
+        """Whether a followed job has ended (a pipeline's logs never end)."""
+        if scope.job is None:
+            return False
+        status = self.records.read_status(scope.job)
+        return status is not None and status.state.terminal
+
+    def _datums_matching(self, job_id: str, inputs: tuple[str, ...]) -> set[str]:
+        plan = self.records.read_plan(job_id)
+        if plan is None:
+            return set()
+        return {d.id for d in plan.datums if input_matches(((i.name, i.path) for i in d.inputs), inputs)}
 
     def wait_job(
         self, job: str, poll: float = 0.2, on_wait: Callable[[str, int, int], None] | None = None,

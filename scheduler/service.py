@@ -11,12 +11,17 @@ SIGTERM/SIGINT end the current pass, free the lock, and exit.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
 import time
 
+from scheduler import metrics
 from scheduler.broker import Broker
+from scheduler.cluster import herd_version
 from scheduler.dispatch_celery import CeleryDispatcher
+from scheduler.heartbeat import Heartbeat
 from scheduler.lock import SchedulerLock
 from scheduler.loop import Progress, Scheduler
 from scheduler.settings import SchedulerSettings
@@ -42,7 +47,11 @@ class SchedulerService:
             resend_seconds=settings.resend_seconds,
         )
         self.scheduler.on_progress = _ProgressLog()
+        self.dispatcher.pipeline_of = self.scheduler.pipeline_of  # names the pipeline of each task in Flower
         self.lock = SchedulerLock(self.broker, settings.lock_seconds)
+        self.heartbeat = Heartbeat(self.broker, "scheduler", self.lock.token, self._heartbeat_record,
+                                   settings.heartbeat_seconds)
+        self._since = time.time()
         self.stopping = threading.Event()
         self._last_error: tuple[str, float] = ("", 0.0)
 
@@ -50,6 +59,7 @@ class SchedulerService:
         """Loop until `stop()`: tick while active, stand by otherwise."""
         log.info("scheduler started: broker %s, queue '%s'", self.broker.where, self.settings.queue)
         self.lock.start()
+        self.heartbeat.start()
         try:
             while not self.stopping.is_set():
                 if not self.lock.active.is_set():
@@ -58,10 +68,18 @@ class SchedulerService:
                 self._tick()
                 self._wait(self.settings.reconcile_interval)
         finally:
+            self.heartbeat.stop()
             self.lock.release()
             self.dispatcher.close()
             self.broker.close()
             log.info("scheduler stopped")
+
+    def _heartbeat_record(self) -> dict[str, object]:
+        """What `herd status` shows of this scheduler (scheduler/heartbeat.py adds the beat's time)."""
+        return {
+            "host": socket.gethostname(), "pid": os.getpid(), "since": self._since, "version": herd_version(),
+            "role": "active" if self.lock.active.is_set() else "standby",
+        }
 
     def stop(self, *_: object) -> None:
         """Finish the current pass and exit (the SIGTERM/SIGINT handler)."""
@@ -76,6 +94,7 @@ class SchedulerService:
             self.scheduler.parallelism = self.dispatcher.capacity()
             t0 = time.monotonic()
             self.scheduler.tick()
+            metrics.reconcile_pass(time.monotonic() - t0)
             log.debug("reconcile pass took %.3fs", time.monotonic() - t0)
         except HerdError as exc:  # storage or broker away: the next pass tries again
             self._log_error(exc)
@@ -108,11 +127,15 @@ class _ProgressLog:
     def __call__(self, progress: Progress) -> None:
         if self._last.get(progress.job_id) != progress.done:
             self._last[progress.job_id] = progress.done
-            log.info("pipeline %s job %s: %d/%d datums", progress.pipeline, progress.job_id[:12], progress.done, progress.total)
+            log.info("pipeline %s job %s: %d/%d datums", progress.pipeline, progress.job_id[:12], progress.done,
+                     progress.total, extra={"pipeline": progress.pipeline, "job": progress.job_id})
 
 
 def run_scheduler(pfs: Pfs, settings: SchedulerSettings) -> None:
     """Run the scheduler service in this process until SIGTERM/SIGINT."""
     service = SchedulerService(pfs, settings)
+    if settings.metrics_port is not None:  # HERD_METRICS_PORT; the queue depth is read at each scrape
+        metrics.serve(settings.metrics_port, queue_depth=service.dispatcher.queue_size)
+        log.info("metrics on http://0.0.0.0:%d/metrics", settings.metrics_port)
     service.install_signal_handlers()
     service.run()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from storage.setting_types import MAX_WORKERS, OptionalRedisUrl, Seconds, Word, WorkerCount
+from storage.setting_types import MAX_WORKERS, OptionalRedisUrl, Seconds, Word, WorkerCount, one_of
 
 
 def _default_parallelism() -> int:
@@ -29,9 +31,53 @@ class BrokerSettings(BaseSettings):
         ),
     )
     queue: Word = Field("herd", description="Name of the broker queue datum batches go through (scheduler and workers).")
+    heartbeat_seconds: Seconds = Field(
+        2.0,
+        description=(
+            "Seconds between two heartbeats of each `herd scheduler` and `herd worker` in the broker's Redis; "
+            "`herd status` names one gone after three missed beats."
+        ),
+    )
 
 
-class SchedulerSettings(BrokerSettings):
+def _optional_port(value: Any) -> int | None:
+    if value is None or value == "":
+        return None  # empty = unset: no metrics endpoint
+    expected = "expected a TCP port number (1 to 65535; empty or unset: no metrics)"
+    text = str(value).strip()
+    if isinstance(value, bool) or not re.fullmatch(r"[0-9]{1,5}", text) or not 1 <= int(text) <= 65535:
+        raise ValueError(expected)
+    return int(text)
+
+
+OptionalPort = Annotated[int | None, BeforeValidator(_optional_port)]
+LogFormat = Annotated[str, BeforeValidator(one_of("human", "json"))]
+
+
+class ServiceSettings(BrokerSettings):
+    """What `herd scheduler` and `herd worker` share besides the broker: where each exposes its
+    Prometheus metrics, and how it logs. Declared once; each service reads them from its own
+    environment (a scheduler and a worker on one host set different ports)."""
+
+    model_config = SettingsConfigDict(env_prefix="HERD_", extra="ignore")
+
+    metrics_port: OptionalPort = Field(
+        None,
+        description=(
+            "TCP port on which `herd scheduler` or `herd worker` serves Prometheus metrics at `/metrics` "
+            "(all interfaces). Unset or empty: no metrics endpoint."
+        ),
+    )
+    log_format: LogFormat = Field(
+        "human",
+        description=(
+            "How `herd scheduler` and `herd worker` log on stderr: `human` (one readable line per record) or "
+            "`json` (one JSON object per line: time, level, component, pipeline, job, datum, message)."
+        ),
+    )
+
+
+class SchedulerSettings(ServiceSettings):
     """Every field is checked when loaded (storage.setting_types): the CLI loads it before any work."""
 
     model_config = SettingsConfigDict(env_prefix="HERD_", extra="ignore")

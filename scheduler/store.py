@@ -18,7 +18,7 @@ from scheduler.spec import parse_spec, valid_pipeline_name
 from storage import layout
 from storage.cas import update_mutable
 from storage.commits import now as now  # the one clock of records, re-exported for the scheduler and worker
-from storage.errors import JobNotFound, PipelineNotFound
+from storage.errors import JobNotFound, ObjectNotFound, PipelineNotFound
 from storage.objects import ObjectStore
 
 CAS_TRIES = 50
@@ -174,9 +174,27 @@ class PpsStore:
     def put_log(self, job_id: str, datum_id: str, attempt: int, log: dict[str, Any]) -> None:
         self.objects.put(layout.log_key(job_id, datum_id, attempt), _dump_json(log))
 
+    def put_log_segment(self, job_id: str, datum_id: str, attempt: int, seq: int, data: bytes) -> bool:
+        """Create segment `seq` of an attempt's lines; False when it exists (never overwritten)."""
+        return self.objects.put_if_absent(layout.log_segment_key(job_id, datum_id, attempt, seq), data)
+
+    def log_keys(self, job_id: str, datum_id: str | None = None) -> list[str]:
+        """Every summary and segment key of a job's (or a datum's) logs, sorted."""
+        return list(self.objects.list(layout.logs_prefix(job_id, datum_id)))
+
+    def read_log_object(self, key: str) -> bytes | None:
+        """A summary's or segment's bytes; None when it is gone (the job was deleted meanwhile)."""
+        try:
+            return self.objects.get(key)
+        except ObjectNotFound:
+            return None
+
     def logs(self, job_id: str, datum_id: str | None = None) -> Iterator[dict[str, Any]]:
+        """The attempts' summaries (reason, exit code; stdout/stderr tails before live logs)."""
         for key in self.objects.list(layout.logs_prefix(job_id, datum_id)):
-            yield json.loads(self.objects.get(key))
+            parsed = layout.parse_log_key(key)
+            if parsed is not None and parsed[2] is None:
+                yield json.loads(self.objects.get(key))
 
     # datum index -----------------------------------------------------------------------
     def write_index(self, pipeline: str, index: DatumIndex) -> None:

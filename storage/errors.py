@@ -25,6 +25,7 @@
     │   ├── BrokerUnavailable
     │   └── EngineUnavailable      (the Docker engine does not answer)
     ├── DataCorrupted              exit code 8 (stored bytes or records fail their hash or parse)
+    ├── FormatTooNew               exit code 9 (the store was written by a newer herd: upgrade)
     └── UserCodeError              exit code 7
         ├── ImageNotFound
         ├── UnsafeOutput
@@ -171,6 +172,13 @@ class DataCorrupted(HerdError):
 
     exit_code = 8
     code = "input_corrupt"
+
+
+class FormatTooNew(HerdError):
+    """The store's format marker (`_herd/format`) names a newer format than this herd reads."""
+
+    exit_code = 9
+    code = "format_too_new"
 
 
 class BrokerUnavailable(Unavailable):

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
-from storage.errors import InvalidArgument, NotFound, StorageUnavailable
+from storage.errors import DataCorrupted, FormatTooNew, InvalidArgument, NotFound, StorageUnavailable, Unavailable
+from storage.layout import FORMAT_KEY, STORAGE_FORMAT
 from storage.objects import MemoryObjectStore, ObjectStore
 from storage.settings import StorageSettings
 from storage.streams import PassThrough
@@ -23,10 +24,65 @@ _memory_lock = threading.Lock()
 _HTTP_TIMEOUT = (10.0, 60.0)
 
 
-def open_object_store(settings: StorageSettings) -> ObjectStore:
-    """The object store named by `settings.storage` (file://, s3:// or memory://).
+def open_object_store(settings: StorageSettings, *, check: bool = True) -> ObjectStore:
+    """The object store named by `settings.storage` (file://, s3:// or memory://), its format
+    checked (`check_format`): FormatTooNew when a newer herd wrote it. `check=False` only for
+    commands that report on the store without using it (`herd status`, `herd version`).
 
     `settings` are the entry point's, loaded once (the CLI's, `herd worker`'s): never read here."""
+    store = _open_store(settings)
+    if check:
+        check_format(store)
+    return store
+
+
+def read_format(objects: ObjectStore) -> int | None:
+    """The store's format marker, read only (None: no marker yet); StorageUnavailable when the
+    store does not answer, DataCorrupted when the marker is no number."""
+    try:
+        raw = objects.get(FORMAT_KEY)
+    except NotFound:
+        return None
+    return _parse_format(objects, raw)
+
+
+def _parse_format(objects: ObjectStore, raw: bytes) -> int:
+    text = raw.decode("utf-8", errors="replace").strip()
+    if not (text.isascii() and text.isdigit()):
+        where = getattr(objects, "url", "the store")
+        raise DataCorrupted(f"storage format marker '{FORMAT_KEY}' in {where} is not a version number: {text[:40]!r}")
+    return int(text)
+
+
+def check_format(objects: ObjectStore) -> int:
+    """The store's format version; a store without a marker gets this herd's (create-only).
+
+    FormatTooNew when the marker names a newer format than STORAGE_FORMAT: an older herd
+    refuses a store it might misread. A store that does not answer is not checked here (the
+    command's first real read reports the outage; services check again when they next open)."""
+    try:
+        return _read_or_mark_format(objects)
+    except Unavailable:
+        return STORAGE_FORMAT
+
+
+def _read_or_mark_format(objects: ObjectStore) -> int:
+    try:
+        raw = objects.get(FORMAT_KEY)
+    except NotFound:
+        if objects.put_if_absent(FORMAT_KEY, f"{STORAGE_FORMAT}\n".encode()):
+            return STORAGE_FORMAT
+        raw = objects.get(FORMAT_KEY)  # another process marked it first
+    found = _parse_format(objects, raw)
+    if found > STORAGE_FORMAT:
+        where = getattr(objects, "url", "the store")
+        raise FormatTooNew(
+            f"storage {where} has format {found}, newer than this herd reads (format {STORAGE_FORMAT}): upgrade herd"
+        )
+    return found
+
+
+def _open_store(settings: StorageSettings) -> ObjectStore:
     url = settings.storage
     parts = urlsplit(url)
     if parts.scheme == "file":

@@ -18,10 +18,12 @@
     jobs/<job>/attempts/<datum>/<n>             attempt n's claim, then its holder's lease renewals
     jobs/<job>/attempts/<datum>/<n>.given_back  create-only: attempt n met an outage (no try used)
     jobs/<job>/attempts/<datum>/<n>.restarted   create-only: restart-datum ended attempt n
-    jobs/<job>/logs/<datum>/<n>                 stdout/stderr of attempt n
+    jobs/<job>/logs/<datum>/<n>                 attempt n's summary (and, before live logs, its stdout/stderr)
+    jobs/<job>/logs/<datum>/<n>.<seq>           create-only: a segment of attempt n's lines (JSON lines)
     _herd/conditional-writes                    S3: the server passed the conditional-write probe
     _herd/probe/<uuid>                          S3: a probe key (deleted after the probe)
     _herd/gc/<uuid>                             a garbage-collection run's mark
+    _herd/format                                the storage format version, create-only, at first open
 
 Stored data outlives the code: a key's spelling never changes. Pure functions and constants
 only; the scheduler's keys (pipelines/, jobs/) live here too, as storage is the lowest
@@ -39,6 +41,10 @@ RESERVED_PREFIX = "_herd/"
 CONDITIONAL_WRITES_KEY = f"{RESERVED_PREFIX}conditional-writes"
 PROBE_PREFIX = f"{RESERVED_PREFIX}probe/"
 GC_MARK_PREFIX = f"{RESERVED_PREFIX}gc/"
+FORMAT_KEY = f"{RESERVED_PREFIX}format"
+# The layout version this code writes and reads. Raise it when a change would make an older herd
+# misread the store: an older herd then refuses the store instead of corrupting it.
+STORAGE_FORMAT = 1
 
 REPOS_PREFIX = "repos/"
 MANIFEST_PREFIX = "manifests/"
@@ -239,3 +245,25 @@ def logs_prefix(job_id: str, datum_id: str | None = None) -> str:
 
 def log_key(job_id: str, datum_id: str, attempt: int) -> str:
     return f"{logs_prefix(job_id, datum_id)}{attempt}"
+
+
+LOG_SEQ_DIGITS = 8  # segments of one attempt list in order
+
+
+def log_segment_key(job_id: str, datum_id: str, attempt: int, seq: int) -> str:
+    """Segment `seq` of attempt n's lines: beside the summary `<n>` (a folder store cannot hold
+    a file `<n>` and a folder `<n>/`), numbered so a listing gives them in order."""
+    return f"{log_key(job_id, datum_id, attempt)}.{seq:0{LOG_SEQ_DIGITS}d}"
+
+
+def parse_log_key(key: str) -> tuple[str, int, int | None] | None:
+    """(datum, attempt, seq) of a key under a job's logs, seq None for a summary; None when the
+    key is neither (a stranger in the folder is skipped, not trusted)."""
+    parts = key.rsplit("/", 2)
+    if len(parts) != 3 or not parts[0].endswith("/logs"):
+        return None
+    datum, name = parts[1], parts[2]
+    number, dot, seq = name.partition(".")
+    if not number.isdigit() or (dot and not (seq.isdigit() and len(seq) >= LOG_SEQ_DIGITS)):
+        return None
+    return datum, int(number), int(seq) if dot else None

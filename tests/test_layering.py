@@ -28,7 +28,7 @@ WORKER_MAY_IMPORT_FROM_SCHEDULER = frozenset(
     {
         "scheduler.spec", "scheduler.glob", "scheduler.datums", "scheduler.messages", "scheduler.merge",
         "scheduler.records", "scheduler.job_records", "scheduler.store", "scheduler.attempts", "scheduler.ledger",
-        "scheduler.settings", "scheduler.clock",
+        "scheduler.settings", "scheduler.clock", "scheduler.logging_setup", "scheduler.logs",
     }
 )
 # The one module that wires the three packages together (the CLI's composition root).
@@ -40,6 +40,7 @@ PINNED_THIRD_PARTY = {
     "docker": {"worker/docker_runtime.py"},
     "celery": {"worker/app.py", "worker/tasks.py", "scheduler/dispatch_celery.py"},
     "kombu": {"worker/app.py", "worker/tasks.py", "scheduler/dispatch_celery.py"},
+    "prometheus_client": {"scheduler/metrics.py", "worker/metrics.py"},
 }
 ENVIRONMENT_READERS = frozenset({"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"})
 

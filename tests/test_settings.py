@@ -36,6 +36,7 @@ BAD: dict[str, list[str]] = {
     "HERD_BATCH_SECONDS": ["0", "nan", "-inf", "x"],
     "HERD_RESEND_SECONDS": ["0", "-5", "inf", ""],
     "HERD_LOCK_SECONDS": ["0", "-1", "NaN", "ten"],
+    "HERD_HEARTBEAT_SECONDS": ["0", "-2", "inf", "soon"],
     "HERD_RUNTIME": ["", "dockr", "Docker", "local "],
     "HERD_CONCURRENCY": ["0", "-1", "two", "", "100000"],
     "HERD_VISIBILITY_TIMEOUT": ["0", "abc", "inf"],
@@ -46,6 +47,11 @@ BAD: dict[str, list[str]] = {
     "HERD_OUTPUT_QUOTA": ["0", "-5", "1.5", "lots", "1KB"],
     "HERD_LOCAL_ISOLATION": ["", "docker", "BWRAP", "none"],
     "HERD_OUTAGE_SECONDS": ["0", "-1", "nan", "inf", "", "five", "1e9"],
+    "HERD_METRICS_PORT": ["0", "-1", "65536", "80a", "9.5", "true", "\u0661"],
+    "HERD_LOG_FORMAT": ["", "JSON", "text", "json "],
+    "HERD_LOG_FLUSH_SECONDS": ["0", "-1", "nan", "inf", "", "soon"],
+    "HERD_LOG_HEAD_BYTES": ["-1", "1.5", "1MB", "", "lots"],
+    "HERD_LOG_TAIL_BYTES": ["-1", "1.5", "1MB", "", "lots"],
 }
 # Values that must load, with what they load as.
 GOOD: list[tuple[str, str, str, object]] = [
@@ -58,6 +64,7 @@ GOOD: list[tuple[str, str, str, object]] = [
     ("HERD_OUTPUT_QUOTA", "1048576", "output_quota", 1048576),
     ("HERD_PARALLELISM", " 8 ", "parallelism", 8),
     ("HERD_LOCK_SECONDS", "2.5", "lock_seconds", 2.5),
+    ("HERD_HEARTBEAT_SECONDS", "0.5", "heartbeat_seconds", 0.5),
     ("HERD_USER_NETWORK", "False", "user_network", False),
     ("HERD_USER_NETWORK", "1", "user_network", True),
     ("HERD_STORAGE", "file:///data/my herd", "storage", "file:///data/my herd"),
@@ -67,6 +74,12 @@ GOOD: list[tuple[str, str, str, object]] = [
     ("HERD_SCRATCH", "/var/lib/herd/scratch", "scratch", "/var/lib/herd/scratch"),
     ("HERD_OUTAGE_SECONDS", "5", "outage_seconds", 5.0),
     ("HERD_QUEUE", "herd-b", "queue", "herd-b"),
+    ("HERD_METRICS_PORT", "", "metrics_port", None),  # empty = unset: no metrics
+    ("HERD_METRICS_PORT", " 9101 ", "metrics_port", 9101),
+    ("HERD_LOG_FORMAT", "json", "log_format", "json"),
+    ("HERD_LOG_FLUSH_SECONDS", "0.2", "log_flush_seconds", 0.2),
+    ("HERD_LOG_HEAD_BYTES", "0", "log_head_bytes", 0),  # nothing live: only the tail, when the attempt ends
+    ("HERD_LOG_TAIL_BYTES", " 4096 ", "log_tail_bytes", 4096),
 ]
 
 

@@ -29,7 +29,9 @@ from scheduler.store import now
 from storage.errors import HerdError, Unavailable
 from storage.model import FileEntry
 from storage.objects import ObjectStore
+from worker import metrics
 from worker.context import WorkerContext, context_for
+from worker.log_shipper import LogLimits, LogShipper
 from worker.outputs import collect_outputs
 from worker.process_io import RunCancelled
 from worker.runtime import RunResult, Session
@@ -102,12 +104,12 @@ def run_datum(ctx: WorkerContext, plan: JobPlan, spec: PipelineSpec, index: int)
         try:
             result = _attempt(ctx, plan, spec, datum, claim.attempt)
             if result is not None and (result.state == DatumState.SUCCESS or claim.try_number >= spec.datum_tries):
-                return _store(ctx, result)
+                return _store(ctx, result, plan.pipeline)
         except Unavailable as exc:
             failed = _give_back(ctx, plan, datum, claim.attempt, exc)
             if failed is None:
                 raise
-            return _store(ctx, failed)
+            return _store(ctx, failed, plan.pipeline)
         if result is None and ctx.ledger.job_ended(plan.job_id):
             return Claim.ENDED
         # Else restart-datum ended the attempt (a new one uses no try of the old), or a try is left.
@@ -157,6 +159,7 @@ def _attempt(ctx: WorkerContext, plan: JobPlan, spec: PipelineSpec, datum: Plann
         "download_time": 0.0, "process_time": 0.0, "upload_time": 0.0, "download_bytes": 0, "upload_bytes": 0,
     }
     run: RunResult | None = None
+    shipper = _shipper(ctx, plan, datum, attempt)
     lease = ctx.leases.hold(attempt)
     try:
         t0 = time.monotonic()
@@ -164,7 +167,10 @@ def _attempt(ctx: WorkerContext, plan: JobPlan, spec: PipelineSpec, datum: Plann
         t1 = time.monotonic()
         session: Session = ctx.session(plan, spec)
         lease.on_cancel(session.close)
-        run = session.run(ctx.request(plan, spec, datum, pfs_dir))
+        run = session.run(dataclasses.replace(ctx.request(plan, spec, datum, pfs_dir), sink=shipper))
+        shipper.catch_up("stdout", run.stdout)  # what the runtime added or had not read yet
+        shipper.catch_up("stderr", run.stderr)
+        shipper.close()  # every line is stored before the result: get-logs -f ends with them
         if lease.cancelled:
             ctx.drop_session(plan)
             return None
@@ -191,8 +197,20 @@ def _attempt(ctx: WorkerContext, plan: JobPlan, spec: PipelineSpec, datum: Plann
             return None
         return _finish(ctx, plan, datum, attempt, started, run, stats, str(exc), error=exc.code)
     finally:
+        shipper.close()
         ctx.leases.release(lease)
         ctx.discard(pfs_dir)
+
+
+def _shipper(ctx: WorkerContext, plan: JobPlan, datum: PlannedDatum, attempt: Attempt) -> LogShipper:
+    """The live logs of one attempt: segments of its own, so a retry never rewrites them."""
+    ledger, number, settings = ctx.ledger, attempt.number, ctx.settings
+
+    def store(seq: int, data: bytes) -> bool:
+        return ledger.put_log_segment(plan.job_id, datum.id, number, seq, data)
+
+    limits = LogLimits(settings.log_flush_seconds, settings.log_head_bytes, settings.log_tail_bytes)
+    return LogShipper(store, settings.worker_id, number, limits)
 
 
 def _user_code_failure(spec: PipelineSpec, run: RunResult) -> tuple[str, str] | None:
@@ -231,17 +249,16 @@ def _finish(
     error: str | None = None,
 ) -> DatumResult:
     state = DatumState.FAILED if error else DatumState.SUCCESS
+    metrics.transferred(plan.pipeline, stats["download_bytes"], stats["upload_bytes"])
     log = {
         "job_id": plan.job_id, "pipeline": plan.pipeline, "datum_id": datum.id, "attempt": attempt.number,
         "worker": ctx.settings.worker_id, "state": state.value, "reason": reason, "error": error,
         "exit_code": None if run is None else run.exit_code,
-        "stdout": "" if run is None else run.stdout.decode(errors="replace"),
-        "stderr": "" if run is None else run.stderr.decode(errors="replace"),
         "data": [{"path": f"{i.name}:{i.path}", "commit": i.commit} for i in datum.inputs],
         "ts": now().isoformat(),
-    }
-    if state != DatumState.SUCCESS or log["stdout"] or log["stderr"]:
-        ctx.ledger.put_log(plan.job_id, datum.id, attempt.number, log)  # a silent success has nothing to show
+    }  # what user code printed is in the attempt's live log segments (worker/log_shipper.py)
+    if state != DatumState.SUCCESS:
+        ctx.ledger.put_log(plan.job_id, datum.id, attempt.number, log)  # why it failed: get-logs shows it
     return DatumResult(
         job_id=plan.job_id, datum_id=datum.id, datum_hash=datum.hash, state=state, attempt=attempt.number,
         exit_code=None if run is None else run.exit_code, reason=reason, error=error, worker=ctx.settings.worker_id,
@@ -249,9 +266,10 @@ def _finish(
     )
 
 
-def _store(ctx: WorkerContext, result: DatumResult) -> DatumState:
+def _store(ctx: WorkerContext, result: DatumResult, pipeline: str) -> DatumState:
     """Store the result; if another delivery stored one first, that one stands."""
     if ctx.ledger.put_result(result):
+        metrics.stored(pipeline, result)  # counted once: only the delivery whose result stands
         return result.state
     winner = ctx.ledger.read_result(result.job_id, result.datum_id)
     return winner.state if winner is not None else result.state

@@ -50,11 +50,12 @@ from storage.errors import (
 from worker import docker_runner as runner
 from worker.docker_wire import Answer, Channel, ChannelClosed, ChannelTimeout, read_answer, unpack_outputs
 from worker.process_io import RunCancelled
-from worker.runtime import RunRequest, RunResult, UserCode
+from worker.runtime import LogSink, RunRequest, RunResult, UserCode
 
 log = logging.getLogger(__name__)
 
 SPOOL_BYTES = 8 * 1024 * 1024  # tars below this stay in memory
+LOG_POLL_SECONDS = 0.5  # live logs: how often a running datum's output files are read
 LABEL = "herd.session"
 
 
@@ -295,10 +296,11 @@ class DockerSession:
         with tempfile.SpooledTemporaryFile(SPOOL_BYTES) as outputs:
             started = time.monotonic()
             try:
-                if self.runtime.transfer == "stream":
-                    answer = self._run_stream(pfs_dir, request, outputs)
-                else:
-                    answer = self._run_archive(pfs_dir, request, outputs)
+                with self._live_output(request.sink):
+                    if self.runtime.transfer == "stream":
+                        answer = self._run_stream(pfs_dir, request, outputs)
+                    else:
+                        answer = self._run_archive(pfs_dir, request, outputs)
             except OutputQuotaExceeded:
                 self.close()  # the runner is mid-tar: stop reading, drop the filled volume
                 raise
@@ -318,6 +320,43 @@ class DockerSession:
             # a child killed for memory that user code survived (exit 0) is its own business
             oom_killed=answer.oom_killed and answer.exit_code != 0,
         )
+
+    @contextlib.contextmanager
+    def _live_output(self, sink: LogSink | None) -> Iterator[None]:
+        """While a datum runs, hand what user code printed so far to `sink`: every
+        LOG_POLL_SECONDS an exec (as the stage uid, which the runner's `kill -1` spares) reads
+        the runner's output files past what was read. The rest arrives with the answer's tails
+        (the sink's `catch_up`). A datum shorter than one poll costs no engine call."""
+        if sink is None or self.container_id is None:
+            yield
+            return
+        stop = threading.Event()
+        poller = threading.Thread(target=self._poll_output, args=(sink, stop), name="herd-docker-logs", daemon=True)
+        poller.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            poller.join()
+
+    def _poll_output(self, sink: LogSink, stop: threading.Event) -> None:
+        api, cid = self.runtime.client.api, self.container_id
+        read = {"stdout": 0, "stderr": 0}
+        script = f'{runner.BUSYBOX} tail -c "+$1" {runner.HERD_DIR}/w/o; {runner.BUSYBOX} tail -c "+$2" {runner.HERD_DIR}/w/e >&2'
+        while not stop.wait(LOG_POLL_SECONDS):
+            argv = [runner.BUSYBOX, "sh", "-c", script, "sh", str(read["stdout"] + 1), str(read["stderr"] + 1)]
+            try:
+                exec_id = api.exec_create(cid, argv, user=self.runtime.stage_user)["Id"]
+                out, err = api.exec_start(exec_id, demux=True)
+            except (requests.exceptions.RequestException, docker.errors.DockerException, OSError) as exc:
+                log.debug("cannot read the live output of pipeline '%s': %s", self.pipeline, exc)
+                continue  # the container ended, or the engine is busy: the answer's tails follow
+            if stop.is_set():
+                return  # the datum ended meanwhile: its files may be the next datum's already
+            for stream, chunk in (("stdout", out), ("stderr", err)):
+                if chunk:
+                    read[stream] += len(chunk)
+                    sink.write(stream, chunk)
 
     def _run_stream(self, pfs_dir: Path, request: RunRequest, outputs: IO[bytes]) -> Answer:
         """The fast path, no engine call: inputs to the stager and the request to the runner go

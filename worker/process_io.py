@@ -16,7 +16,7 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from worker.runtime import LOG_TAIL_BYTES
+from worker.runtime import LOG_TAIL_BYTES, LogSink
 
 READ_CHUNK = 64 * 1024
 # After a kill, how long to keep reading: a child that escaped the group may hold the pipes.
@@ -33,13 +33,16 @@ class RunCancelled(Exception):
 
 
 class _Tail:
-    """The last `limit` bytes written to it."""
+    """The last `limit` bytes written to it; each chunk is also handed to the live-log sink."""
 
-    def __init__(self, limit: int = LOG_TAIL_BYTES) -> None:
+    def __init__(self, limit: int = LOG_TAIL_BYTES, stream: str = "stdout", sink: LogSink | None = None) -> None:
         self.limit = limit
         self.data = bytearray()
+        self.stream, self.sink = stream, sink
 
     def add(self, chunk: bytes) -> None:
+        if self.sink is not None:
+            self.sink.write(self.stream, chunk)
         self.data += chunk
         if len(self.data) > 2 * self.limit:  # trim rarely: amortised O(1) per byte
             del self.data[: len(self.data) - self.limit]
@@ -65,12 +68,17 @@ def _leader_exited(pid: int) -> bool:
 
 
 def communicate(
-    proc: subprocess.Popen[bytes], stdin: bytes, deadline: float | None, stop: Callable[[int], None] = kill_group
+    proc: subprocess.Popen[bytes], stdin: bytes, deadline: float | None, stop: Callable[[int], None] = kill_group,
+    sink: LogSink | None = None,
 ) -> tuple[bytes, bytes, bool]:
     """Run `proc` (a new session) to its end or `deadline`; returns (stdout, stderr, timed_out).
 
-    At the deadline `stop(proc.pid)` ends it: by default SIGKILL to its process group."""
-    tails = {proc.stdout.fileno(): _Tail(), proc.stderr.fileno(): _Tail()}  # type: ignore[union-attr]
+    At the deadline `stop(proc.pid)` ends it: by default SIGKILL to its process group. What it
+    prints goes to `sink` as it is read."""
+    tails = {
+        proc.stdout.fileno(): _Tail(stream="stdout", sink=sink),  # type: ignore[union-attr]
+        proc.stderr.fileno(): _Tail(stream="stderr", sink=sink),  # type: ignore[union-attr]
+    }
     selector = selectors.DefaultSelector()
     for fd in tails:
         selector.register(fd, selectors.EVENT_READ)
@@ -157,7 +165,7 @@ def _reap(proc: subprocess.Popen[bytes], deadline: float | None) -> bool:
 
 def pump(
     stdout: int, stderr: int, stdin: int | None, data: bytes, control: socket.socket, deadline: float | None,
-    on_deadline: Callable[[], None],
+    on_deadline: Callable[[], None], sink: LogSink | None = None,
 ) -> tuple[bytes, bytes, bytes | None, bool]:
     """Serve one datum started by a session runner: feed `data` to `stdin`, keep the tails of
     `stdout` and `stderr`, call `on_deadline` once past `deadline` (the runner then kills it),
@@ -166,7 +174,7 @@ def pump(
     Returns (stdout, stderr, result line or None when the runner went away, timed_out). The
     runner answers only once every process of the datum is gone, so the outputs end then too;
     they are still read for KILL_GRACE at most, in case a process escaped."""
-    tails = {stdout: _Tail(), stderr: _Tail()}
+    tails = {stdout: _Tail(stream="stdout", sink=sink), stderr: _Tail(stream="stderr", sink=sink)}
     selector = selectors.DefaultSelector()
     for fd in tails:
         selector.register(fd, selectors.EVENT_READ)

@@ -50,7 +50,7 @@ from pathlib import Path
 
 from storage.errors import InvalidArgument, UserCodeError
 from worker.process_io import RunCancelled, communicate, exit_code, kill_group, pump
-from worker.runtime import RunRequest, RunResult, UserCode
+from worker.runtime import LogSink, RunRequest, RunResult, UserCode
 from worker.staging import detach_hard_links
 
 log = logging.getLogger(__name__)
@@ -334,8 +334,8 @@ class ProcessSession:
         started = time.monotonic()
         deadline = None if request.timeout is None else started + request.timeout
         if self._warm:
-            return self._run_warm(pfs_dir, argv, env, stdin, cwd, started, deadline)
-        return self._run_cold(pfs_dir, argv, env, stdin, cwd, started, deadline)
+            return self._run_warm(pfs_dir, argv, env, stdin, cwd, started, deadline, request.sink)
+        return self._run_cold(pfs_dir, argv, env, stdin, cwd, started, deadline, request.sink)
 
     def _prepare(self, pfs_dir: Path, request: RunRequest) -> tuple[list[str], dict[str, str], bytes, str]:
         """User code's argv, env, stdin bytes and working dir for one datum."""
@@ -353,7 +353,7 @@ class ProcessSession:
         return list(t.cmd), env, stdin, working_dir
 
     def _run_warm(self, pfs_dir: Path, argv: list[str], env: dict[str, str], stdin: bytes, cwd: str,
-                  started: float, deadline: float | None) -> RunResult:
+                  started: float, deadline: float | None, sink: LogSink | None = None) -> RunResult:
         """One datum through the session's runner."""
         request = {"argv": argv, "env": env, "cwd": cwd, "ids": self._ids}
         try:
@@ -386,7 +386,7 @@ class ProcessSession:
             sent_to = runner
             out, err, line, timed_out = pump(
                 out_read, err_read, None if in_write < 0 else in_write, stdin, runner.sock, deadline,
-                lambda: sent_to.send({"kill": 1}, []),
+                lambda: sent_to.send({"kill": 1}, []), sink,
             )
         finally:
             self._idle(runner)
@@ -451,7 +451,7 @@ class ProcessSession:
             runner.release()
 
     def _run_cold(self, pfs_dir: Path, argv: list[str], env: dict[str, str], stdin: bytes, cwd: str,
-                  started: float, deadline: float | None) -> RunResult:
+                  started: float, deadline: float | None, sink: LogSink | None = None) -> RunResult:
         """One datum in a bwrap of its own."""
         hide, reveal = masks(self._protect)
         argv = bwrap_argv(pfs_dir, hide, reveal, cwd, self.transform.network) + ["--cap-drop", "ALL", "--", *argv]
@@ -463,7 +463,7 @@ class ProcessSession:
             message = f"herd: cannot run '{argv[0]}' (in '{cwd}'): {exc.strerror}: {exc.filename}\n".encode()
             return RunResult(exit_code=code, stdout=b"", stderr=message, duration=time.monotonic() - started)
         try:
-            out, err, timed_out = communicate(proc, stdin, deadline)
+            out, err, timed_out = communicate(proc, stdin, deadline, sink=sink)
         finally:
             with self._lock:
                 self._running.discard(proc)

@@ -28,6 +28,13 @@ class UserCode:
     network: bool = True
 
 
+class LogSink(Protocol):
+    """Where a runtime hands user code's output as it reads it, in arbitrary chunks per stream
+    ("stdout" or "stderr"). It must return at once: it is called on the runtime's read loop."""
+
+    def write(self, stream: str, chunk: bytes) -> None: ...
+
+
 @dataclass(frozen=True)
 class RunRequest:
     """One datum. `pfs_dir` is a host folder laid out as the user must see `/pfs`:
@@ -38,6 +45,7 @@ class RunRequest:
     pfs_dir: Path
     env: dict[str, str]  # PACH_JOB_ID, PACH_DATUM_ID, <input>=/pfs/<input>/<path>, ...
     timeout: float | None = None  # seconds; the process is killed past it
+    sink: LogSink | None = None  # given what user code prints while it runs (live logs)
 
 
 @dataclass(frozen=True)

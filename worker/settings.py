@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import BeforeValidator, Field
 from pydantic_settings import SettingsConfigDict
 
-from scheduler.settings import BrokerSettings
+from scheduler.settings import ServiceSettings
 from storage.setting_types import (
     Flag,
     Folder,
@@ -26,14 +26,35 @@ from storage.setting_types import (
 RuntimeName = Annotated[str, BeforeValidator(one_of("auto", "docker", "local"))]
 
 
+def _byte_count(value: object) -> int:
+    """A number of bytes, 0 or more, as digits (no unit, no sign)."""
+    expected = "expected a number of bytes (digits, 0 or more)"
+    if isinstance(value, bool):
+        raise ValueError(expected)
+    if isinstance(value, int):
+        number = value
+    else:
+        text = str(value).strip()
+        if not text.isascii() or not text.isdigit() or len(text) > 19:
+            raise ValueError(expected)
+        number = int(text)
+    if number < 0:
+        raise ValueError(expected)
+    return number
+
+
+ByteCount = Annotated[int, BeforeValidator(_byte_count)]
+
+
 def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class WorkerSettings(BrokerSettings):
+class WorkerSettings(ServiceSettings):
     """Every field is checked when loaded (storage.setting_types): the CLI loads it before any work.
 
-    HERD_BROKER and HERD_QUEUE come from BrokerSettings (declared once, shared with the scheduler)."""
+    HERD_BROKER, HERD_QUEUE, HERD_METRICS_PORT and HERD_LOG_FORMAT come from ServiceSettings (declared
+    once, shared with the scheduler)."""
 
     model_config = SettingsConfigDict(env_prefix="HERD_", extra="ignore")
 
@@ -88,9 +109,36 @@ class WorkerSettings(BrokerSettings):
         ),
     )
 
+    log_flush_seconds: Seconds = Field(
+        0.5,
+        description=(
+            "How often a worker stores what running user code printed (live logs: `herd get-logs -f` sees a line "
+            "about this long after it is printed)."
+        ),
+    )
+    log_head_bytes: ByteCount = Field(
+        1024 * 1024,
+        description="Live logs: the first bytes of a datum attempt's output that are stored as they are printed.",
+    )
+    log_tail_bytes: ByteCount = Field(
+        1024 * 1024,
+        description=(
+            "Live logs: past the head, the last bytes of a datum attempt's output that are kept, stored when the "
+            "attempt ends; what lies between is cut, and a `… N bytes cut …` line says so."
+        ),
+    )
+
     def for_this_process(self) -> WorkerSettings:
         """These settings in one worker process: loaded once in `herd worker`, whose pool processes
         are forked from it, so an unset HERD_WORKER_ID names each process rather than their parent."""
         if "worker_id" in self.model_fields_set:
             return self
         return self.model_copy(update={"worker_id": _default_worker_id()})
+
+
+def use_metrics_folder(path: str) -> None:
+    """Point prometheus_client's multiprocess mode at `path`, for this process and the pool
+    processes it forks: the library reads PROMETHEUS_MULTIPROC_DIR from the environment (when
+    it is first imported, and as each process writes its values), so it is set here, the one
+    kind of module that touches the environment (worker/metrics.py calls it)."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path

@@ -14,6 +14,7 @@ from celery import Celery, Task
 
 from scheduler.messages import PROCESS_BATCH, BatchOutcome, DatumBatch
 from storage.errors import Unavailable
+from worker import metrics
 from worker.context import WorkerContext
 from worker.datum import process_batch
 
@@ -39,10 +40,12 @@ def register_tasks(app: Celery, context: Callable[[], WorkerContext]) -> None:
         growing delay and no cap: it never burns a datum try (HERD_OUTAGE_SECONDS bounds it)."""
         batch = DatumBatch.model_validate(message)
         try:
-            ctx = context()
-            raw = process_batch(batch.model_dump(), objects=ctx.objects, settings=ctx.settings)
+            with metrics.busy():  # this pool process is a busy slot while the batch runs
+                ctx = context()
+                raw = process_batch(batch.model_dump(), objects=ctx.objects, settings=ctx.settings)
         except Unavailable as exc:
             retries = task.request.retries or 0
-            log.warning("job %s: batch given back (outage, delivery %d): %s", batch.job_id, retries + 1, exc.message)
+            log.warning("job %s: batch given back (outage, delivery %d): %s", batch.job_id, retries + 1, exc.message,
+                        extra={"job": batch.job_id})
             raise task.retry(exc=exc, countdown=backoff(retries)) from None
         return BatchOutcome.model_validate(raw).model_dump(mode="json")

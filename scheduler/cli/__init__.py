@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from scheduler.cli import fsck, gc, jobs, pfs, pfs_files, pps, services  # noqa: F401 - their verbs join `cli`
+from scheduler.cli import fsck, gc, jobs, pfs, pfs_files, pps, services, status  # noqa: F401 - their verbs join `cli`
 from scheduler.cli.group import INTERRUPTED_EXIT, USAGE_EXIT, cli, fail
 
 __all__ = ["cli", "main"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -14,18 +15,37 @@ from scheduler.cli.waiting import chain, scheduler_watch
 from scheduler.cli.context import (
     CliContext, echo_raw, echo_raw_lines, echo_table, parse_target, pass_cli, raw_option, settles, target_argument,
 )
-from scheduler.cli.group import cli
+from scheduler.cli.group import INTERRUPTED_EXIT, cli
+from scheduler.logs import HERD_STREAM, LogLine
 
 
+
+
+def parse_job_state(value: str | None) -> str | None:
+    """`--state`: a job state as pachctl writes it (JOB_FAILURE) or short (failure), any case;
+    InvalidArgument naming the allowed states otherwise."""
+    from scheduler.job_records import JobState
+    from storage.errors import InvalidArgument
+
+    if value is None:
+        return None
+    wanted = value.strip().upper()
+    for state in JobState:
+        if wanted in (state.value, state.value.removeprefix("JOB_")):
+            return state.value
+    allowed = ", ".join(s.value.removeprefix("JOB_").lower() for s in JobState)
+    raise InvalidArgument(f"invalid --state '{value}': expected one of {allowed} (or JOB_<STATE>)")
 
 
 @cli.command("list-job")
 @click.option("-p", "--pipeline", default=None, help="Only this pipeline's jobs.")
+@click.option("--state", default=None, help="Only jobs in this state: starting, running, success, failure, killed, unrunnable.")
 @raw_option
 @pass_cli
-def list_job(cli: CliContext, pipeline: str | None, raw: bool) -> None:
+def list_job(cli: CliContext, pipeline: str | None, state: str | None, raw: bool) -> None:
     """List jobs, newest first: ID PIPELINE STARTED DURATION RESTART PROGRESS DL UL STATE."""
-    jobs = cli.jobs.list(pipeline)
+    wanted = parse_job_state(state)  # before any read: a bad value is refused at once
+    jobs = [(info, status) for info, status in cli.jobs.list(pipeline) if wanted in (None, status.state.value)]
     if raw:
         echo_raw_lines(render_pps.job_raw(info, status) for info, status in jobs)
         return
@@ -102,24 +122,60 @@ def restart_datum(cli: CliContext, job: str, datums: tuple[str, ...]) -> None:
 @cli.command("get-logs")
 @click.option("-p", "--pipeline", default=None, help="Logs of this pipeline's jobs.")
 @click.option("--job", default=None, help="Logs of this job.")
-@click.option("--datum", default=None, help="Logs of this datum (needs --job).")
+@click.option("--datum", default=None, help="Logs of this datum (an id prefix or an input path; needs --job).")
+@click.option("--inputs", default=None, metavar="PATH[,PATH]", help="Only datums whose input files match these.")
+@click.option("--tail", "tail", type=click.IntRange(min=0), default=None, metavar="N", help="Only the last N lines.")
+@click.option("-f", "--follow", is_flag=True,
+              help="Keep printing new lines: until the job ends with --job, else until Ctrl-C.")
 @raw_option
 @pass_cli
-def get_logs(cli: CliContext, pipeline: str | None, job: str | None, datum: str | None, raw: bool) -> None:
-    """Print what user code wrote to stdout and stderr, a line per message."""
-    for entry in cli.jobs.logs(pipeline, job, datum):
-        for stream in ("stdout", "stderr"):
-            for line in entry.get(stream, "").splitlines():
-                if raw:
-                    click.echo(json.dumps({
-                        "pipelineName": entry["pipeline"], "jobId": entry["job_id"], "workerId": entry["worker"],
-                        "datumId": entry["datum_id"], "data": entry.get("data", []), "user": True,
-                        "ts": entry.get("ts"), "message": line, "stream": stream,
-                    }))
-                else:
-                    click.echo(line)
-        if entry.get("reason") and not raw:
-            click.echo(f"[herd] datum {entry['datum_id'][:12]} attempt {entry['attempt']}: {entry['reason']}", err=True)
+def get_logs(
+    cli: CliContext, pipeline: str | None, job: str | None, datum: str | None, inputs: str | None,
+    tail: int | None, follow: bool, raw: bool,
+) -> None:
+    """Print what user code wrote to stdout and stderr, a line per message, as it runs.
+
+    A retried datum's lines are marked as a new attempt; herd's own notes (why an attempt
+    failed, what was cut) go to stderr, or are lines of stream "herd" with --raw."""
+    from scheduler.logs import last, parse_inputs
+    from scheduler.queries import LogCursor
+
+    scope = cli.jobs.log_scope(pipeline, job, datum, parse_inputs(inputs))
+    cursor = LogCursor()
+    attempts: dict[tuple[str, str], int] = {}
+    try:
+        for line in last(cli.jobs.new_log_lines(scope, cursor), tail):
+            _echo_log(line, raw, attempts)
+        while follow:
+            ended = cli.jobs.log_scope_ended(scope)  # before the read: it then sees every last line
+            if not ended:
+                time.sleep(FOLLOW_POLL_SECONDS)
+            for line in cli.jobs.new_log_lines(scope, cursor):
+                _echo_log(line, raw, attempts)
+            if ended:
+                break
+    except KeyboardInterrupt:
+        raise click.exceptions.Exit(INTERRUPTED_EXIT) from None
+
+
+FOLLOW_POLL_SECONDS = 0.5
+
+
+def _echo_log(line: LogLine, raw: bool, attempts: dict[tuple[str, str], int]) -> None:
+    """One line: its message (herd's notes on stderr), or its JSON with --raw. A datum's lines
+    of a later attempt than the last shown are headed by a note naming the attempt."""
+    if raw:
+        click.echo(json.dumps(line.raw(), ensure_ascii=False), nl=True)
+        return
+    key = (line.job, line.datum)
+    shown = attempts.get(key)
+    attempts[key] = line.attempt
+    if line.attempt > (shown if shown is not None else 1):
+        click.echo(f"[herd] datum {line.datum[:12]}: attempt {line.attempt}", err=True)
+    if line.stream == HERD_STREAM:
+        click.echo(f"[herd] {line.message}", err=True)
+    else:
+        click.echo(line.message)
 
 
 @cli.command("flush-commit")
@@ -157,10 +213,10 @@ def _watchdog() -> Iterator[Callable[..., None] | None]:
 
     # First: without herd[cluster], this names the missing package before scheduler.lock needs redis.
     broker = open_broker(settings.broker, settings.queue)
-    from scheduler.lock import active_scheduler
+    from scheduler.cli.waiting import scheduler_probe
 
     try:
-        yield scheduler_watch(lambda: active_scheduler(broker), lambda message: click.echo(message, err=True))
+        yield scheduler_watch(lambda: scheduler_probe(broker), lambda message: click.echo(message, err=True))
     finally:
         broker.close()
 

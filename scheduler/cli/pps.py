@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
 
 from scheduler import render, render_pps
 from scheduler.cli.context import (
-    CliContext, echo_raw, echo_raw_lines, echo_table, pass_cli, raw_option, settles,
+    CliContext, echo_raw, echo_raw_lines, pass_cli, raw_option, settles,
 )
 from scheduler.cli.group import cli
+from storage.paths import printable
 
 
 
@@ -34,6 +36,22 @@ def _apply(cli: CliContext, source: str, update: bool, reprocess: bool) -> None:
                 + ", ".join(info.ignored_fields),
                 err=True,
             )
+    _warn_without_scheduler(cli)
+
+
+def _warn_without_scheduler(cli: CliContext) -> None:
+    """In distributed mode, say when no scheduler runs: the pipeline's jobs would wait in silence."""
+    settings = cli.scheduler_settings
+    if not settings.broker:
+        return  # embedded: this process runs the jobs itself
+    from scheduler.cli.waiting import scheduler_probe, warn_without_scheduler
+    from scheduler.cli.wiring import open_broker
+
+    broker = open_broker(settings.broker, settings.queue)
+    try:
+        warn_without_scheduler(lambda: scheduler_probe(broker), lambda message: click.echo(message, err=True))
+    finally:
+        broker.close()
 
 
 @settles
@@ -55,17 +73,70 @@ def update_pipeline(cli: CliContext, source: str, reprocess: bool) -> None:
     _apply(cli, source, update=True, reprocess=reprocess)
 
 
+# list-pipeline: pachctl's columns, then the newest job's progress and state (pachctl's "LAST JOB").
+LIST_PIPELINE_HEADERS = (*render_pps.PIPELINE_HEADERS, "JOB PROGRESS", "LAST JOB")
+FAILED_JOB_STATES = frozenset({"JOB_FAILURE", "JOB_KILLED", "JOB_UNRUNNABLE"})
+
+
 @cli.command("list-pipeline")
 @raw_option
 @pass_cli
 def list_pipeline(cli: CliContext, raw: bool) -> None:
-    """List pipelines: NAME VERSION INPUT CREATED STATE."""
+    """List pipelines: NAME VERSION INPUT CREATED STATE JOB PROGRESS LAST JOB (failures in red on a terminal)."""
+    from scheduler.store import PpsStore
+
     infos = cli.pipelines.list()
+    records = PpsStore(cli.pfs.objects)
+    last = {i.name: _last_job(records, i.name) for i in infos}
     if raw:
-        echo_raw_lines(render_pps.pipeline_raw(i) for i in infos)
+        echo_raw_lines({**render_pps.pipeline_raw(i), "last_job": _last_job_raw(*last[i.name])} for i in infos)
         return
     now = cli.now()
-    echo_table(render_pps.PIPELINE_HEADERS, (render_pps.pipeline_row(i, now) for i in infos))
+    rows = []
+    for info in infos:
+        job_id, status = last[info.name]
+        state = render_pps.job_state(status) if status is not None else render.NONE
+        progress = render_pps.progress(status) if status is not None else render.NONE
+        failed = state if status is not None and status.state.value in FAILED_JOB_STATES else None
+        rows.append(((*render_pps.pipeline_row(info, now), progress, state), failed))
+    text = render.table(LIST_PIPELINE_HEADERS, [row for row, _ in rows])
+    click.echo(colour_failures(text, [failed for _, failed in rows], sys.stdout.isatty()))
+
+
+def _last_job(records: Any, pipeline: str) -> tuple[str | None, Any]:
+    """The newest job of a pipeline and its status (None, None before its first job)."""
+    from scheduler.job_records import JobStatus
+
+    markers = records.job_markers(pipeline)
+    if not markers:
+        return None, None
+    return markers[-1], records.read_status(markers[-1]) or JobStatus()
+
+
+def _last_job_raw(job_id: str | None, status: Any) -> dict[str, Any] | None:
+    if job_id is None or status is None:
+        return None
+    return {
+        "job": {"id": job_id}, "state": status.state.value, "reason": status.reason,
+        "data_processed": status.data_processed, "data_skipped": status.data_skipped,
+        "data_failed": status.data_failed, "data_recovered": status.data_recovered, "data_total": status.data_total,
+    }
+
+
+def colour_failures(table: str, failed: list[str | None], terminal: bool) -> str:
+    """The table with each failed row's last cell (`failed[i]`: that cell, None when the row
+    did not fail) in red, only for a terminal (pure).
+
+    Styled after layout: escape codes inside cells would break the widths, and render.table
+    escapes control characters in cells anyway. Pipes get the plain text."""
+    if not terminal or not any(failed):
+        return table
+    lines = table.split("\n")
+    for index, cell in enumerate(failed, start=1):
+        shown = printable(cell).rstrip() if cell else ""
+        if shown and index < len(lines) and lines[index].endswith(shown):
+            lines[index] = lines[index][: -len(shown)] + click.style(shown, fg="red", bold=True)
+    return "\n".join(lines)
 
 
 @cli.command("inspect-pipeline")

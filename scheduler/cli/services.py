@@ -8,7 +8,6 @@ composition root (scheduler/cli/wiring.py) hands over.
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
@@ -41,10 +40,11 @@ def scheduler(cli: CliContext, log_level: str) -> None:
     when the first stops. Stop it with SIGTERM or Ctrl-C.
     """
     from scheduler.cli.wiring import run_scheduler
+    from scheduler.logging_setup import configure_logging
 
     settings = cli.scheduler_settings
     _need_broker(settings)
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging("scheduler", settings.log_format, log_level)  # HERD_LOG_FORMAT: human or json
     run_scheduler(cli.pfs, settings)
 
 

@@ -73,6 +73,35 @@ def scheduler_watch(
     return on_wait
 
 
+def scheduler_probe(broker: Any) -> str | None:
+    """Who runs jobs now: the lock's holder, else a scheduler whose heartbeat is younger than
+    its window (a standby about to take over); None when neither. `broker`: scheduler.broker.Broker.
+
+    BrokerUnavailable when Redis does not answer: that is not "none"."""
+    from scheduler.cluster import alive
+    from scheduler.lock import active_scheduler
+
+    holder = active_scheduler(broker)
+    if holder is not None:
+        return holder
+    now = broker.now()
+    live = [r for r in broker.heartbeats("scheduler") if alive(r, now)]
+    return str(live[0].get("name", "?")) if live else None
+
+
+def warn_without_scheduler(probe: Callable[[], str | None], say: Callable[[str], None]) -> None:
+    """Say NO_SCHEDULER once now when no scheduler runs (create-pipeline: its jobs would wait forever)."""
+    from storage.errors import BrokerUnavailable
+
+    try:
+        holder = probe()
+    except BrokerUnavailable as exc:
+        say(f"warning: {exc}")
+        return
+    if holder is None:
+        say(NO_SCHEDULER)
+
+
 def chain(*callbacks: Callable[..., None] | None) -> Callable[..., None] | None:
     """One callback calling each given one in turn (None when none is given)."""
     present = [c for c in callbacks if c is not None]

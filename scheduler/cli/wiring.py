@@ -26,8 +26,9 @@ if TYPE_CHECKING:
     from storage.repos import Pfs
     from storage.settings import StorageSettings
 
-# What `pip install 'herd[cluster]'` adds (pyproject.toml): the broker, the queue, the Docker runtime.
-CLUSTER_PACKAGES = ("celery", "kombu", "redis", "docker")
+# What `pip install 'herd[cluster]'` adds (pyproject.toml): the broker, the queue, the Docker runtime,
+# the services' Prometheus metrics.
+CLUSTER_PACKAGES = ("celery", "kombu", "redis", "docker", "prometheus_client")
 CLUSTER_HINT = "pip install 'herd[cluster]'"
 
 

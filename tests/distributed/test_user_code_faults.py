@@ -100,8 +100,8 @@ def test_each_user_code_fault_fails_its_datum_only(cluster: Cluster, fault_matri
         assert result is not None and result.state.value == "FAILED", (name, result)
         assert result.error == error, (name, result.error, result.reason)
         assert in_reason in result.reason, (name, result.reason)
-        logs = list(cluster.jobs.logs(None, job_id, planned.id))
-        text = " ".join(f"{entry.get('reason', '')} {entry.get('stderr', '')}" for entry in logs)
+        logs = cluster.jobs.new_log_lines(cluster.jobs.log_scope(None, job_id, planned.id))
+        text = " ".join(line.message for line in logs)  # stderr lines, and herd's note of each attempt's reason
         assert in_logs in text, (name, logs)
         assert _counted(attempts[planned.id]) == TRIES, (name, attempts[planned.id])
     # Not one byte of a failed datum's output reached storage

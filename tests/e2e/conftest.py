@@ -136,7 +136,8 @@ def _base_env(tmp: Path) -> dict[str, str]:
     env.pop("COMPOSE_FILE", None)
     env.pop("COMPOSE_PROJECT_NAME", None)
     # The images compose/ci.yml names; build-images.sh builds the same defaults.
-    for name in ("HERD_IMAGE", "HERD_BASE_IMAGE", "REDIS_IMAGE", "MOTO_IMAGE", "BUSYBOX_IMAGE", "HERD_IMAGES_CACHE",
+    for name in ("HERD_IMAGE", "HERD_BASE_IMAGE", "REDIS_IMAGE", "MOTO_IMAGE", "BUSYBOX_IMAGE", "PROMETHEUS_IMAGE",
+                 "HERD_IMAGES_CACHE",
                  "HERD_IMAGES_REBUILD", "HERD_BASE_SUITE", "HERD_DEBIAN_MIRROR", "HERD_PIP"):
         if name in os.environ:
             env[name] = os.environ[name]
@@ -184,6 +185,10 @@ def compose_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         "REDIS_PORT": f"127.0.0.1:{redis_port}",
         "MINIO_PORT": f"127.0.0.1:{s3_port}",
         "MINIO_CONSOLE_PORT": f"127.0.0.1:{console_port}",
+        # Metrics and the optional monitoring services (test_compose.py's last tests).
+        "SCHEDULER_METRICS_PORT": f"127.0.0.1:{free_port()}",
+        "PROMETHEUS_PORT": f"127.0.0.1:{free_port()}",
+        "FLOWER_PORT": f"127.0.0.1:{free_port()}",
         # User code needs no network here, and an engine's default bridge may be missing.
         "HERD_USER_NETWORK": "false",
     })

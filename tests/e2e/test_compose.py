@@ -172,3 +172,100 @@ def results(stack: Stack, job_id: str) -> list[dict]:
             patch.delenv(name, raising=False)
         objects = open_object_store(settings)
         return [json.loads(objects.get(key)) for key in objects.list(f"jobs/{job_id}/results/")]
+
+
+# ---- metrics, Prometheus and Flower (issue 11) ------------------------------------------------
+
+MONITORED = {"pipeline": {"name": "mon"},
+             "transform": {"image": "busybox", "cmd": ["sh", "-c", "cp /pfs/src/* /pfs/out/"]},
+             "input": {"pfs": {"repo": "src", "glob": "/*"}}}
+
+
+def get(url: str, auth: tuple[str, str] | None = None) -> bytes:
+    import base64
+    import urllib.request
+
+    request = urllib.request.Request(url)
+    if auth is not None:
+        request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+        return response.read()
+
+
+def published(stack: Stack, variable: str) -> str:
+    """http://127.0.0.1:<port> of a port the stack publishes (`127.0.0.1:<port>` in its env)."""
+    return f"http://{stack.env[variable]}"
+
+
+def run_monitored_job(stack: Stack, tmp_path: Path, repo: str, pipeline: str, datums: int) -> None:
+    spec = {**MONITORED, "pipeline": {"name": pipeline},
+            "transform": {**MONITORED["transform"], "cmd": ["sh", "-c", f"cp /pfs/{repo}/* /pfs/out/"]},
+            "input": {"pfs": {"repo": repo, "glob": "/*"}}}
+    put_folder(stack, tmp_path, repo, {f"f{i}.txt": f"{i}\n" for i in range(datums)})
+    spec_file = tmp_path / f"{pipeline}.json"
+    spec_file.write_text(json.dumps(spec))
+    stack.herd("create-pipeline", "-f", str(spec_file))
+    stack.herd("flush-commit", repo, "master", "--timeout", str(FLUSH_TIMEOUT), timeout=FLUSH_TIMEOUT + 30)
+
+
+def test_prometheus_profile_scrapes_the_scheduler_and_every_worker(compose_stack: Stack, tmp_path: Path) -> None:
+    # Given the scheduler's metrics on its published port
+    scheduler = published(compose_stack, "SCHEDULER_METRICS_PORT")
+    wait_for(lambda: b"herd_reconcile_pass_seconds_count" in get(f"{scheduler}/metrics"), 60, "the scheduler's metrics")
+    # And a Prometheus image: built offline on the herd base, or skipped saying why
+    build = run(["bash", "compose/build-images.sh", "prometheus"], env=compose_stack.env, timeout=900, check=False)
+    if build.returncode != 0:
+        pytest.skip(f"no Prometheus image (compose/build-images.sh prometheus: {build.stderr.strip()[-300:]})")
+    # When the monitoring profile starts, and a job of 5 datums runs
+    compose_stack.compose("--profile", "monitoring", "up", "-d", "--no-deps", "prometheus", timeout=180)
+    try:
+        prometheus = published(compose_stack, "PROMETHEUS_PORT")
+
+        def targets_up() -> Counter[str]:
+            active = json.loads(get(f"{prometheus}/api/v1/targets"))["data"]["activeTargets"]
+            return Counter(t["labels"]["job"] for t in active if t["health"] == "up")
+
+        wait_for(lambda: targets_up() == {"herd-scheduler": 1, "herd-worker": WORKERS}, 120,
+                 "Prometheus to scrape the scheduler and every worker")
+        run_monitored_job(compose_stack, tmp_path, "src", "mon", 5)
+
+        # Then Prometheus holds the workers' total for the job's pipeline: inspect-job's count
+        def processed() -> float:
+            query = 'sum(herd_datums_processed_total{pipeline="mon"})'
+            result = json.loads(get(f"{prometheus}/api/v1/query?query={query.replace(' ', '%20')}"))["data"]["result"]
+            return float(result[0]["value"][1]) if result else -1.0
+
+        wait_for(lambda: processed() == 5.0, 90, "Prometheus to see 5 datums processed")
+        assert job_of(compose_stack, "mon")["data_processed"] == 5
+    finally:
+        compose_stack.compose("--profile", "monitoring", "rm", "-sf", "prometheus", timeout=120, check=False)
+
+
+def test_flower_profile_shows_batches_by_name_with_pipeline_job_and_datums(
+    compose_stack: Stack, tmp_path: Path,
+) -> None:
+    # Given Flower (the flower profile, herd's image) with a login, so that its HTTP API answers
+    auth = ("herd", "flower-test")
+    env = {**compose_stack.env, "FLOWER_BASIC_AUTH": ":".join(auth)}
+    up = [*compose_stack.compose_cmd, "-p", compose_stack.project, "-f", "docker-compose.yml", "-f", "compose/ci.yml",
+          "--profile", "flower", "up", "-d", "--no-deps", "flower"]
+    run(up, env=env, timeout=180)
+    try:
+        flower = published(compose_stack, "FLOWER_PORT")
+        wait_for(lambda: get(f"{flower}/healthcheck") == b"OK", 120, "Flower to answer")
+        wait_for(lambda: len(json.loads(get(f"{flower}/api/workers?refresh=1", auth))) >= WORKERS, 120,
+                 "Flower to see every worker")
+        # When a job runs (Flower turned the workers' task events on)
+        run_monitored_job(compose_stack, tmp_path, "fsrc", "fmon", 3)
+        job_id = job_of(compose_stack, "fmon")["job"]["id"]
+
+        # Then its batches show as herd.process_batch, their arguments naming pipeline, job and datums
+        def batches() -> list[dict]:
+            tasks = json.loads(get(f"{flower}/api/tasks", auth)).values()
+            return [t for t in tasks if t.get("name") == "herd.process_batch" and "pipeline=fmon" in str(t.get("args"))]
+
+        found = wait_for(batches, 60, "Flower to list the job's batches")
+        assert all(re.fullmatch(r"pipeline=fmon job=\w{12} datums=\d+", str(t["args"])) for t in found), found
+        assert all(job_id.startswith(str(t["args"]).split("job=")[1].split()[0]) for t in found)
+    finally:
+        compose_stack.compose("--profile", "flower", "rm", "-sf", "flower", timeout=120, check=False)

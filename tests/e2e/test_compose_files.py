@@ -27,14 +27,17 @@ ROOT = Path(__file__).resolve().parents[2]
 MAIN = ROOT / "docker-compose.yml"
 CI = ROOT / "compose" / "ci.yml"
 ENV_EXAMPLE = ROOT / "compose" / "herd.env.example"
+PROMETHEUS = ROOT / "compose" / "prometheus.yml"
 OURS = [MAIN, CI, ENV_EXAMPLE, ROOT / "compose/Dockerfile", ROOT / "compose/build-images.sh",
-        ROOT / "compose/bucket_init.py", ROOT / "compose/README.md"]
+        ROOT / "compose/bucket_init.py", ROOT / "compose/README.md", PROMETHEUS]
 VARIABLE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::?-[^}]*)?\}")
 # A host name followed by a path (`host.tld/...`, `host.tld:5000/...`): how an image reference or
 # an index URL names a registry. Written as a shape so that this file names no host either.
 HOST_AND_PATH = re.compile(r"(?<![\w.-])((?:[a-z0-9-]+\.)+[a-z]{2,})(?::\d+)?/[\w.-]", re.I)
 # Set by the stack itself, never passed through (docker-compose.yml's x-herd-env says why).
 FIXED_SETTINGS = {"HERD_STORAGE", "HERD_S3_ENDPOINT_URL", "HERD_BROKER", "HERD_RUNTIME", "HERD_WORKER_ID", "HERD_SCRATCH",
+                  # Each service's own metrics port (9101 scheduler, 9102 workers), what Prometheus scrapes.
+                  "HERD_METRICS_PORT",
                   # Crash points for tests (storage/failpoints.py): a deployment never sets them.
                   "HERD_FAILPOINTS"}
 
@@ -119,6 +122,35 @@ def test_env_example_lists_every_variable_and_every_herd_setting() -> None:
     used = {name for path in (MAIN, CI) for name in VARIABLE.findall(uncommented(path))}
     assert used - listed == set(), "add these compose variables to compose/herd.env.example"
     assert herd_settings() - FIXED_SETTINGS - listed == set(), "add these settings to compose/herd.env.example"
+
+
+def test_metrics_ports_and_the_monitoring_profile() -> None:
+    services = load(MAIN)["services"]
+    # Given the scheduler and the workers: each serves metrics on its own port
+    assert services["scheduler"]["environment"]["HERD_METRICS_PORT"] == "9101"
+    assert services["worker"]["environment"]["HERD_METRICS_PORT"] == "9102"
+    assert "${SCHEDULER_METRICS_PORT:-127.0.0.1:9101}:9101" in services["scheduler"]["ports"]
+    assert services["worker"]["expose"] == ["9102"]  # inside the network only: workers scale
+    # And Prometheus only with `--profile monitoring`, reading compose/prometheus.yml
+    prometheus = services["prometheus"]
+    assert prometheus["profiles"] == ["monitoring"]
+    assert "./compose/prometheus.yml:/etc/herd/prometheus.yml:ro" in prometheus["volumes"]
+    assert "--config.file=/etc/herd/prometheus.yml" in prometheus["entrypoint"]
+    assert load(CI)["services"]["prometheus"]["image"] == "${PROMETHEUS_IMAGE:-herd-prometheus:local}"
+    # And Flower only with `--profile flower`: the herd image, Celery's app found as worker.app
+    flower = services["flower"]
+    assert flower["profiles"] == ["flower"] and flower["image"] == services["worker"]["image"]
+    assert [flower["entrypoint"][0], *flower["command"][:3]] == ["celery", "-A", "worker.app", "flower"]
+    assert "${FLOWER_PORT:-127.0.0.1:5555}:5555" in flower["ports"]
+    # And no other service is behind a profile (a plain `up` starts the whole cluster)
+    assert sorted(name for name, s in services.items() if "profiles" in s) == ["flower", "prometheus"]
+
+
+def test_prometheus_scrapes_the_scheduler_and_every_worker_replica() -> None:
+    jobs = {job["job_name"]: job for job in load(PROMETHEUS)["scrape_configs"]}
+    assert jobs["herd-scheduler"]["static_configs"] == [{"targets": ["scheduler:9101"]}]
+    (workers,) = jobs["herd-worker"]["dns_sd_configs"]
+    assert (workers["names"], workers["type"], workers["port"]) == (["worker"], "A", 9102)
 
 
 def test_no_registry_host_is_written() -> None:

@@ -161,7 +161,9 @@ def test_failing_datum_is_retried_then_fails_the_job_and_keeps_logs(herd: Herd) 
     assert herd.pfs.read_manifest(out).files == {}  # no partial outputs
     logs = list(herd.jobs.logs(None, info.id, status.failed_datums[0]))
     assert [entry["attempt"] for entry in logs] == [1, 2]
-    assert "trying /pfs/in/bad" in logs[0]["stdout"]
+    scope = herd.jobs.log_scope(None, info.id, status.failed_datums[0])
+    printed = [(line.attempt, line.message) for line in herd.jobs.new_log_lines(scope) if line.stream == "stdout"]
+    assert printed == [(1, "trying /pfs/in/bad"), (2, "trying /pfs/in/bad")]  # live log segments, per attempt
     assert "exited with code 3" in logs[-1]["reason"]
     # The pipeline keeps serving later commits
     herd.pfs.delete_file("in", "master", "/bad")
