@@ -8,26 +8,14 @@ and the problems that make `herd status` exit non-zero. A heartbeat older than i
 
 from __future__ import annotations
 
-import importlib.metadata
 import math
-import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 STATUS_HEADERS = ("KIND", "NAME", "STATE", "DETAIL")
 DEFAULT_WINDOW = 6.0  # a record without its window (never written by herd): judged by this
-
-
-def herd_version() -> str:
-    """The installed distribution's version; pyproject.toml's when run from a source tree."""
-    try:
-        return importlib.metadata.version("herd")
-    except importlib.metadata.PackageNotFoundError:
-        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
-        return str(tomllib.loads(pyproject.read_text("utf-8"))["project"]["version"])
 
 
 def redact_url(url: str) -> str:

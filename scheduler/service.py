@@ -19,7 +19,7 @@ import time
 
 from scheduler import metrics
 from scheduler.broker import Broker
-from scheduler.cluster import herd_version
+from scheduler.version import herd_version
 from scheduler.dispatch_celery import CeleryDispatcher
 from scheduler.heartbeat import Heartbeat
 from scheduler.lock import SchedulerLock

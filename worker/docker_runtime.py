@@ -55,7 +55,6 @@ from worker.runtime import LogSink, RunRequest, RunResult, UserCode
 log = logging.getLogger(__name__)
 
 SPOOL_BYTES = 8 * 1024 * 1024  # tars below this stay in memory
-LOG_POLL_SECONDS = 0.5  # live logs: how often a running datum's output files are read
 LABEL = "herd.session"
 
 
@@ -79,6 +78,7 @@ class DockerRuntime:
         start_timeout: float = 60.0,
         stage_timeout: float = 600.0,
         kill_grace: float = 30.0,
+        log_poll_seconds: float = 0.5,
     ) -> None:
         if transfer not in ("stream", "archive"):
             raise InvalidArgument(f"unknown docker transfer '{transfer}'; choose 'stream' or 'archive'")
@@ -90,6 +90,7 @@ class DockerRuntime:
         self.stage_uid = stage_uid
         self.pids_limit = pids_limit
         self.tmp_size = tmp_size
+        self.log_poll_seconds = log_poll_seconds  # live logs: how often a running datum's output is read
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"  # the herd.worker label
         self.output_quota = output_quota
         self.start_timeout = start_timeout
@@ -324,7 +325,7 @@ class DockerSession:
     @contextlib.contextmanager
     def _live_output(self, sink: LogSink | None) -> Iterator[None]:
         """While a datum runs, hand what user code printed so far to `sink`: every
-        LOG_POLL_SECONDS an exec (as the stage uid, which the runner's `kill -1` spares) reads
+        `log_poll_seconds` (HERD_LOG_FLUSH_SECONDS) an exec (as the stage uid, which the runner's `kill -1` spares) reads
         the runner's output files past what was read. The rest arrives with the answer's tails
         (the sink's `catch_up`). A datum shorter than one poll costs no engine call."""
         if sink is None or self.container_id is None:
@@ -343,7 +344,7 @@ class DockerSession:
         api, cid = self.runtime.client.api, self.container_id
         read = {"stdout": 0, "stderr": 0}
         script = f'{runner.BUSYBOX} tail -c "+$1" {runner.HERD_DIR}/w/o; {runner.BUSYBOX} tail -c "+$2" {runner.HERD_DIR}/w/e >&2'
-        while not stop.wait(LOG_POLL_SECONDS):
+        while not stop.wait(self.runtime.log_poll_seconds):
             argv = [runner.BUSYBOX, "sh", "-c", script, "sh", str(read["stdout"] + 1), str(read["stderr"] + 1)]
             try:
                 exec_id = api.exec_create(cid, argv, user=self.runtime.stage_user)["Id"]

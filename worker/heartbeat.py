@@ -13,7 +13,6 @@ import those modules (docs/design.md), so it speaks to Redis itself, as worker/c
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from typing import Any
 
 import redis
 
+from scheduler.version import herd_version
 from scheduler.clock import redact
 from worker.clock import BrokerClock
 from worker.settings import WorkerSettings
@@ -38,13 +38,6 @@ TIMEOUT_SECONDS = 2.0
 def worker_name(settings: WorkerSettings) -> str:
     """The node's name in `herd status`: HERD_WORKER_ID when set, else `<host>-<pid>` of the main process."""
     return settings.worker_id if "worker_id" in settings.model_fields_set else f"{socket.gethostname()}-{os.getpid()}"
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("herd")
-    except importlib.metadata.PackageNotFoundError:  # a source tree: `herd version` shows the client's
-        return "unknown"
 
 
 class NodeHeartbeat:
@@ -81,7 +74,7 @@ class NodeHeartbeat:
         concurrency = getattr(controller, "concurrency", None) or self.settings.concurrency
         self._record = {
             "host": socket.gethostname(), "pid": os.getpid(), "node": str(getattr(sender, "hostname", "") or ""),
-            "concurrency": int(concurrency), "runtime": self.settings.runtime, "version": _version(),
+            "concurrency": int(concurrency), "runtime": self.settings.runtime, "version": herd_version(),
             "since": time.time(),
         }
         if self._thread is not None and self._thread.is_alive():

@@ -50,7 +50,7 @@ def runtime_options(name: str, settings: WorkerSettings, protect: tuple[Path, ..
     """The constructor arguments of runtime `name` taken from `settings` (pure)."""
     if name == "local":
         return {"isolation": settings.local_isolation, "protect": protect}
-    return {"output_quota": settings.output_quota}
+    return {"output_quota": settings.output_quota, "log_poll_seconds": settings.log_flush_seconds}
 
 
 def _auto(settings: WorkerSettings, protect: tuple[Path, ...]) -> Runtime:

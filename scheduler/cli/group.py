@@ -8,13 +8,11 @@ imports them. They keep storage imports inside command bodies (via `CliContext.p
 
 from __future__ import annotations
 
-import importlib.metadata
-import tomllib
-from pathlib import Path
 from typing import Any
 
 import click
 
+from scheduler.version import herd_version
 from scheduler.cli.context import CliContext, runs_owed_jobs
 from storage.errors import HerdError
 
@@ -51,15 +49,6 @@ class HerdGroup(click.Group):
             if exc.filename is None or exc.strerror is None:
                 raise
             raise fail(f"{exc.strerror}: '{exc.filename}'", 1) from None
-
-
-def herd_version() -> str:
-    """The installed distribution's version; pyproject.toml's when run from a source tree."""
-    try:
-        return importlib.metadata.version("herd")
-    except importlib.metadata.PackageNotFoundError:
-        pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
-        return str(tomllib.loads(pyproject.read_text("utf-8"))["project"]["version"])
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

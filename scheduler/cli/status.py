@@ -17,8 +17,9 @@ from scheduler import render
 from scheduler.cli.context import CliContext, echo_raw, echo_table, pass_cli, raw_option
 from scheduler.cli.group import cli
 from scheduler.cluster import (
-    STATUS_HEADERS, Probe, RunningJob, Snapshot, herd_version, redact_url, status_report, version_report,
+    STATUS_HEADERS, Probe, RunningJob, Snapshot, redact_url, status_report, version_report,
 )
+from scheduler.version import herd_version
 
 if TYPE_CHECKING:
     from storage.objects import ObjectStore

@@ -54,14 +54,15 @@ def test_no_quota_means_none_for_docker() -> None:
 
 def test_the_local_runtime_takes_isolation_and_protected_folders(tmp_path: Path) -> None:
     # Given settings naming the local runtime and a sandbox
-    settings = WorkerSettings(runtime="local", local_isolation="rewrite", output_quota=10)
+    settings = WorkerSettings(runtime="local", local_isolation="rewrite", output_quota=10, log_flush_seconds=0.25)
     # When built with the folders user code must not see
     runtime = open_runtime(settings, protect=[tmp_path])
     # Then the local runtime uses exactly that sandbox
     assert isinstance(runtime, ProcessRuntime)
     assert runtime.isolation is Isolation.REWRITE
     assert runtime_options("local", settings, (tmp_path,)) == {"isolation": "rewrite", "protect": (tmp_path,)}
-    assert runtime_options("docker", settings) == {"output_quota": 10}
+    # (and Docker's: the quota it unpacks /pfs/out under, how often it reads a running datum's output)
+    assert runtime_options("docker", settings) == {"output_quota": 10, "log_poll_seconds": 0.25}
 
 
 def test_a_name_overrides_the_settings_runtime() -> None:
