@@ -90,7 +90,7 @@ def disable() -> None:
 
 def serve(port: int, queue_depth: Callable[[], int] | None = None) -> None:
     """Count, and serve the metrics on http://0.0.0.0:`port`/metrics from a daemon thread."""
-    prometheus = _import_prometheus()
+    prometheus = import_prometheus()
     enable(prometheus.REGISTRY, queue_depth)
     try:
         prometheus.start_http_server(port)
@@ -99,7 +99,8 @@ def serve(port: int, queue_depth: Callable[[], int] | None = None) -> None:
         raise InvalidArgument(f"HERD_METRICS_PORT={port}: the scheduler cannot serve metrics there: {exc}") from None
 
 
-def _import_prometheus() -> Any:
+def import_prometheus() -> Any:
+    """prometheus_client, imported only when metrics are served (both sides use this)."""
     try:
         import prometheus_client
     except ModuleNotFoundError:

@@ -79,8 +79,8 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _positive_int(limit: int, expected: str = "") -> Callable[[Any], int]:
-    expected = expected or f"expected a positive integer (1 to {limit})"
+def _integer(lowest: int, limit: int, expected: str) -> Callable[[Any], int]:
+    """An integer from `lowest` to `limit`, given as an int or as plain digits (no sign, no unit)."""
 
     def check(value: Any) -> int:
         if isinstance(value, bool):
@@ -92,11 +92,15 @@ def _positive_int(limit: int, expected: str = "") -> Callable[[Any], int]:
             if not re.fullmatch(r"[0-9]{1,20}", text):
                 raise ValueError(expected)
             number = int(text)
-        if not 1 <= number <= limit:
+        if not lowest <= number <= limit:
             raise ValueError(expected)
         return number
 
     return check
+
+
+def _positive_int(limit: int, expected: str = "") -> Callable[[Any], int]:
+    return _integer(1, limit, expected or f"expected a positive integer (1 to {limit})")
 
 
 def _optional_positive_int(value: Any) -> int | None:
@@ -209,6 +213,7 @@ def one_of(*allowed: str) -> Callable[[Any], str]:
 
 WorkerCount = Annotated[int, BeforeValidator(_positive_int(MAX_WORKERS))]
 OptionalPositiveInt = Annotated[int | None, BeforeValidator(_optional_positive_int)]
+ByteCount = Annotated[int, BeforeValidator(_integer(0, 2**63 - 1, "expected a number of bytes (digits, 0 or more)"))]
 Seconds = Annotated[float, BeforeValidator(_seconds)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
 Word = Annotated[str, BeforeValidator(_word)]

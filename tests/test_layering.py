@@ -28,7 +28,7 @@ WORKER_MAY_IMPORT_FROM_SCHEDULER = frozenset(
     {
         "scheduler.spec", "scheduler.glob", "scheduler.datums", "scheduler.messages", "scheduler.merge",
         "scheduler.records", "scheduler.job_records", "scheduler.store", "scheduler.attempts", "scheduler.ledger",
-        "scheduler.settings", "scheduler.clock", "scheduler.logging_setup", "scheduler.logs", "scheduler.version",
+        "scheduler.settings", "scheduler.clock", "scheduler.logging_setup", "scheduler.logs", "scheduler.version", "scheduler.metrics",
     }
 )
 # The one module that wires the three packages together (the CLI's composition root).

@@ -24,7 +24,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from scheduler.job_records import DatumResult, DatumState
-from storage.errors import InvalidArgument, MissingPackage
+from scheduler.metrics import import_prometheus
+from storage.errors import InvalidArgument
 from worker.settings import use_metrics_folder
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ _folder: str | None = None
 def enable(registry: CollectorRegistry | None = None) -> WorkerMetrics:
     """Count from now on (tests: into their own registry; `serve`: into the shared folder)."""
     global _metrics
-    _import_prometheus()
+    import_prometheus()
     _metrics = WorkerMetrics(registry)
     return _metrics
 
@@ -93,7 +94,7 @@ def serve(port: int) -> str:
     _folder = tempfile.mkdtemp(prefix=f"herd-metrics-{os.getpid()}-")
     use_metrics_folder(_folder)
     atexit.register(_remove_folder, os.getpid(), _folder)
-    prometheus = _import_prometheus()
+    prometheus = import_prometheus()
     from prometheus_client import multiprocess, values
 
     # The value class is chosen when prometheus_client is first imported: if anything imported
@@ -114,15 +115,6 @@ def _remove_folder(owner: int, folder: str) -> None:
     """At exit of the process that made the folder (pool processes inherit the hook, not the folder)."""
     if os.getpid() == owner:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _import_prometheus() -> Any:
-    try:
-        import prometheus_client
-    except ModuleNotFoundError:
-        raise MissingPackage("HERD_METRICS_PORT needs the Python package 'prometheus_client', which is not "
-                             "installed: pip install 'herd[cluster]'") from None
-    return prometheus_client
 
 
 # The hooks: one line each where the worker does the thing counted. -------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
-
 from typing import Annotated
 
 from pydantic import BeforeValidator, Field
@@ -13,6 +12,7 @@ from pydantic_settings import SettingsConfigDict
 
 from scheduler.settings import ServiceSettings
 from storage.setting_types import (
+    ByteCount,
     Flag,
     Folder,
     OptionalPositiveInt,
@@ -24,26 +24,6 @@ from storage.setting_types import (
 
 # The names worker/runtimes.py knows; checked here so a typo fails before any work, not mid-job.
 RuntimeName = Annotated[str, BeforeValidator(one_of("auto", "docker", "local"))]
-
-
-def _byte_count(value: object) -> int:
-    """A number of bytes, 0 or more, as digits (no unit, no sign)."""
-    expected = "expected a number of bytes (digits, 0 or more)"
-    if isinstance(value, bool):
-        raise ValueError(expected)
-    if isinstance(value, int):
-        number = value
-    else:
-        text = str(value).strip()
-        if not text.isascii() or not text.isdigit() or len(text) > 19:
-            raise ValueError(expected)
-        number = int(text)
-    if number < 0:
-        raise ValueError(expected)
-    return number
-
-
-ByteCount = Annotated[int, BeforeValidator(_byte_count)]
 
 
 def _default_worker_id() -> str:
