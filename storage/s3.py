@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypedDict, Unpack
 from urllib.parse import urlsplit
 
 import boto3
+import urllib3.exceptions
 from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
@@ -159,7 +160,8 @@ class S3ObjectStore:
                 raise StorageUnavailable(f"S3 error {code or status} on {where}: {message}") from exc
         except NoCredentialsError as exc:
             raise StorageUnavailable(f"no AWS credentials found for {where}") from exc
-        except (BotoCoreError, S3UploadFailedError) as exc:
+        except (BotoCoreError, S3UploadFailedError, urllib3.exceptions.HTTPError) as exc:
+            # urllib3's: a response body cut short (IncompleteRead) that botocore read eagerly
             raise StorageUnavailable(
                 f"S3 endpoint {self.endpoint} unavailable for bucket '{self.bucket}': {exc}"
             ) from exc
