@@ -240,6 +240,8 @@ def version_report(client: str, snapshot: Snapshot, reads: int) -> tuple[list[tu
             rows.append(("scheduler", s["name"], str(s["version"] or "?")))
         for w in sorted(live_workers, key=lambda w: w["name"]):
             rows.append(("worker", w["name"], str(w["version"] or "?")))
-        raw["schedulers"] = [{"name": s["name"], "version": s["version"], "state": s["state"]} for s in live_schedulers]
-        raw["workers"] = [{"name": w["name"], "version": w["version"]} for w in live_workers]
+        raw["schedulers"] = [{"name": s["name"], "version": s["version"], "state": s["state"], "host": s["host"],
+                              "pid": s["pid"]} for s in live_schedulers]
+        raw["workers"] = [{"name": w["name"], "version": w["version"], "host": w["host"], "pid": w["pid"]}
+                          for w in live_workers]
     return rows, raw

@@ -255,6 +255,17 @@ def test_flower_profile_shows_batches_by_name_with_pipeline_job_and_datums(
         wait_for(lambda: get(f"{flower}/healthcheck") == b"OK", 120, "Flower to answer")
         wait_for(lambda: len(json.loads(get(f"{flower}/api/workers?refresh=1", auth))) >= WORKERS, 120,
                  "Flower to see every worker")
+        # Flower hears events (every worker's heartbeat reached it) and has turned task events on
+        # in every worker (it does every 5 s): a job that ran before either would go unseen.
+        wait_for(lambda: len(json.loads(get(f"{flower}/workers?json=1", auth))["data"]) >= WORKERS, 120,
+                 "Flower to hear every worker's events")
+
+        def task_events_on() -> bool:
+            proc = compose_stack.compose("exec", "-T", "flower", "celery", "--no-color", "-A", "worker.app", "control",
+                                         "enable_events", "--timeout", "5", check=False)
+            return proc.stdout.count("already enabled") >= WORKERS
+
+        wait_for(task_events_on, 120, "task events to be on in every worker")
         # When a job runs (Flower turned the workers' task events on)
         run_monitored_job(compose_stack, tmp_path, "fsrc", "fmon", 3)
         job_id = job_of(compose_stack, "fmon")["job"]["id"]
