@@ -22,15 +22,15 @@ N = 24
 NAMES = [f"d{i:02d}" for i in range(N)]
 
 
-def slow_pipeline(cluster: Cluster) -> tuple[str, str]:
-    """A job of N datums of ~0.4 s each, started on the cluster; returns (job id, input commit id)."""
+def slow_pipeline(cluster: Cluster, seconds: float = 0.4) -> tuple[str, str]:
+    """A job of N datums of ~`seconds` each, started on the cluster; returns (job id, input commit id)."""
     cluster.pfs.create_repo("slow_in")
     commit = cluster.put("slow_in", {f"/{name}": f"{name}\n".encode() for name in NAMES})
     cluster.pipelines.create({
         "pipeline": {"name": "slow"},
         "transform": {
             "image": cluster.image,
-            "cmd": ["sh", "-c", "sleep 0.4; cat $slow_in >> /pfs/out/all; cp $slow_in /pfs/out/"],
+            "cmd": ["sh", "-c", f"sleep {seconds}; cat $slow_in >> /pfs/out/all; cp $slow_in /pfs/out/"],
         },
         "input": {"pfs": {"repo": "slow_in", "glob": "/*"}},
     })
@@ -60,23 +60,22 @@ def assert_every_output_once(cluster: Cluster, job_id: str, fault_matrix: FaultM
     assert cluster.pfs.inspect_commit("slow", "master").id == job_id
 
 
-def job_in_the_middle(cluster: Cluster) -> tuple[str, str]:
+def job_in_the_middle(cluster: Cluster, seconds: float = 0.4) -> tuple[str, str]:
     """Start the slow job and wait until some, but not all, of its datums have results."""
-    job_id, commit_id = slow_pipeline(cluster)
+    job_id, commit_id = slow_pipeline(cluster, seconds)
     cluster.wait_for(lambda: results(cluster, job_id) >= 4, "a few results")
     assert results(cluster, job_id) < N, "the job ended before the fault: make datums slower"
     return job_id, commit_id
 
 
-def held_by(cluster: Cluster, job_id: str, worker: str) -> list[str]:
-    """The datums `worker` has an attempt on and no result yet: what it holds right now."""
+def held_by(cluster: Cluster, job_id: str, worker: str) -> str | None:
+    """A datum `worker` has an attempt on and no result yet (what it holds right now), or None.
+    It stops at the first one: the quicker the look, the likelier the datum is still held."""
     records = PpsStore(cluster.pfs.objects)
     plan = records.read_plan(job_id)
     done = set(records.result_ids(job_id))
-    return [
-        d.id for d in (plan.datums if plan else ())
-        if d.id not in done and any(a.worker == worker for a in attempts_of(cluster.pfs, job_id, d.id))
-    ]
+    pending = (d.id for d in (plan.datums if plan else ()) if d.id not in done)
+    return next((d for d in pending if any(a.worker == worker for a in attempts_of(cluster.pfs, job_id, d))), None)
 
 
 def start(cluster: Cluster) -> None:
@@ -87,13 +86,15 @@ def start(cluster: Cluster) -> None:
 def test_worker_killed_mid_job_loses_no_datum(cluster: Cluster, fault_matrix: FaultMatrix) -> None:
     # Given a job running on two workers
     start(cluster)
-    job_id, commit_id = job_in_the_middle(cluster)
-    # (on a loaded machine w1 may be between datums: kill it while it holds one, or nothing is recovered)
-    cluster.wait_for(lambda: bool(held_by(cluster, job_id, "w1")), "w1 to hold a datum")
+    # (datums of 2 s: the look below takes a while on a loaded machine, and w1 must still hold
+    # the datum it was seen holding when the kill lands, or nothing is recovered to check)
+    job_id, commit_id = job_in_the_middle(cluster, seconds=2.0)
+    cluster.wait_for(lambda: held_by(cluster, job_id, "w1") is not None, "w1 to hold a datum")
 
     # When one worker is SIGKILLed with its pool process (and its datum's container)
     w1 = next(s for s in cluster.services if s.name == "w1")
     w1.kill()
+    held_at_death = held_by(cluster, job_id, "w1")  # w1 is dead: what it holds now, it held when it died
 
     # Then the other worker finishes the job, and every datum's output is there once
     cluster.flush("slow_in", cluster.pfs.inspect_commit("slow_in", commit_id), timeout=120)
@@ -109,7 +110,8 @@ def test_worker_killed_mid_job_loses_no_datum(cluster: Cluster, fault_matrix: Fa
         if any(a.worker == "w1" for a in tried) and (r := records.read_result(job_id, d)) is not None
         and r.worker == "w2" and r.attempt > 1
     ]
-    assert taken_over, f"w1 held no datum when it died: {attempts}"
+    assert held_at_death is not None, f"w1 ended its datum before the kill landed: {attempts}"
+    assert held_at_death in taken_over, f"w1's datum {held_at_death} was not taken over: {attempts}"
     assert any(sum(1 for a in attempts[d] if a.counts) > 1 for d in taken_over)
 
 
