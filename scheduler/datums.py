@@ -6,7 +6,12 @@
   commit is 1 datum with no files (the root always exists in Pachyderm 1.x);
 - cross: every combination of the children's datums (children sorted by name, the first
   varying fastest); 0 when any child has none;
-- union: the children's datums one after another, each holding one child's data.
+- union: the children's datums one after another, each holding one child's data;
+- join (Pachyderm 2.x): each child is a pfs input whose `join_on` builds a key from its glob's
+  capture groups; for each key every child has, the cross of that key's datums; a key some
+  child lacks yields the cross of the `outer_join` children that have it (nothing when none has
+  `outer_join`), so an outer child's unmatched datum runs alone;
+- group (2.x): one datum per distinct `group_by` key, holding every matching node of every child.
 
 Order: the returned list is sorted by `Datum.sort_key` (the tuple of the inputs' matched
 paths in input-name order, Pachyderm's order), ties broken by `Datum.id`. `sort=False` returns
@@ -21,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import product
 
-from scheduler.glob import compile_glob, match_nodes, subtree
+from scheduler.glob import Glob, captures, compile_glob, expand_captures, match_nodes, subtree
 from scheduler.spec import Input, PfsInput
 from storage.errors import CommitNotFound
 from storage.model import FileEntry, Manifest, digest_fields
@@ -44,6 +49,10 @@ class DatumInput:
     files: Mapping[str, FileEntry] = field(compare=False, hash=False, repr=False)  # full path -> entry
     empty_files: bool = False  # stage files with size 0 (Pachyderm's empty_files)
     lazy: bool = False
+    # The key this node gave in a join or a group (PACH_DATUM_<name>_JOIN_ON / _GROUP_BY); it
+    # follows from the path and the spec, so it is in neither the id nor the hash.
+    join_on: str = field(default="", compare=False)
+    group_by: str = field(default="", compare=False)
     _content_hash: str | None = field(default=None, init=False, compare=False, hash=False, repr=False)
 
     @property
@@ -148,18 +157,70 @@ def _pfs(pfs: PfsInput, listings: _Listings) -> list[tuple[DatumInput, ...]]:
 
 def _cross(children: list[Input], listings: _Listings) -> list[tuple[DatumInput, ...]]:
     ordered = sorted(children, key=lambda c: c.sort_name)  # stable, as Pachyderm's SortInput
-    lists = [_walk(child, listings) for child in ordered]
+    return _product([_walk(child, listings) for child in ordered])
+
+
+def _product(lists: list[list[tuple[DatumInput, ...]]]) -> list[tuple[DatumInput, ...]]:
     if any(not datums for datums in lists):
         return []
     # product() varies its last argument fastest; reversing makes the first child vary fastest.
     return [tuple(x for part in reversed(combo) for x in part) for combo in product(*reversed(lists))]
 
 
+def _keyed(pfs: PfsInput, listings: _Listings, *, join: bool) -> dict[str, list[DatumInput]]:
+    """A join's or group's child: its datum inputs by key, keys in first-seen (path) order."""
+    listing = listings.get(pfs.repo, pfs.branch)
+    glob: Glob = compile_glob(pfs.glob)
+    template = pfs.join_on if join else pfs.group_by
+    by_key: dict[str, list[DatumInput]] = {}
+    for node in match_nodes(glob, listing.files):
+        key = expand_captures(template, node, captures(glob, node) or ())
+        by_key.setdefault(key, []).append(DatumInput(
+            pfs.name, pfs.repo, pfs.branch, listing.commit, node, listing.files_at(node), pfs.empty_files,
+            pfs.lazy, join_on=key if join else "", group_by="" if join else key,
+        ))
+    return by_key
+
+
+def _leaves_of(children: list[Input]) -> list[PfsInput]:
+    return [child.pfs for child in children if child.pfs is not None]  # spec.py allows only pfs here
+
+
+def _join(children: list[Input], listings: _Listings) -> list[tuple[DatumInput, ...]]:
+    ordered = sorted(_leaves_of(children), key=lambda c: c.name)
+    keyed = [_keyed(pfs, listings, join=True) for pfs in ordered]
+    out: list[tuple[DatumInput, ...]] = []
+    for key in sorted({k for by_key in keyed for k in by_key}):
+        # 2.x's MergeTask_JOIN: a full match crosses every child; otherwise only the outer
+        # children that have the key (its cross filtered to them, duplicates dropped).
+        full = all(key in by_key for by_key in keyed)
+        lists: list[list[tuple[DatumInput, ...]]] = [
+            [(d,) for d in by_key[key]] for pfs, by_key in zip(ordered, keyed) if key in by_key and (full or pfs.outer_join)
+        ]
+        if lists:
+            out += _product(lists)
+    return out
+
+
+def _group(children: list[Input], listings: _Listings) -> list[tuple[DatumInput, ...]]:
+    grouped: dict[str, list[DatumInput]] = {}
+    for pfs in sorted(_leaves_of(children), key=lambda c: c.name):
+        for key, inputs in _keyed(pfs, listings, join=False).items():
+            grouped.setdefault(key, []).extend(inputs)
+    return [tuple(grouped[key]) for key in sorted(grouped)]
+
+
 def _walk(inp: Input, listings: _Listings) -> list[tuple[DatumInput, ...]]:
     if inp.pfs is not None:
         return _pfs(inp.pfs, listings)
+    if inp.cron is not None:  # its repo read as glob /*: one datum per tick file
+        return _pfs(inp.cron.as_pfs(), listings)
     if inp.cross is not None:
         return _cross(inp.cross, listings)
+    if inp.join is not None:
+        return _join(inp.join, listings)
+    if inp.group is not None:
+        return _group(inp.group, listings)
     return [datum for child in inp.children for datum in _walk(child, listings)]
 
 

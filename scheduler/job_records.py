@@ -17,6 +17,7 @@ class JobState(str, Enum):
     JOB_SUCCESS = "JOB_SUCCESS"
     JOB_FAILURE = "JOB_FAILURE"
     JOB_KILLED = "JOB_KILLED"
+    JOB_EGRESSING = "JOB_EGRESSING"  # the output commit is finished; its files are being copied to egress.URL
     JOB_UNRUNNABLE = "JOB_UNRUNNABLE"
 
     @property
@@ -28,7 +29,8 @@ TERMINAL = frozenset({JobState.JOB_SUCCESS, JobState.JOB_FAILURE, JobState.JOB_K
 
 _ALLOWED = {
     JobState.JOB_STARTING: {JobState.JOB_RUNNING, JobState.JOB_KILLED, JobState.JOB_UNRUNNABLE, JobState.JOB_FAILURE},
-    JobState.JOB_RUNNING: {JobState.JOB_SUCCESS, JobState.JOB_FAILURE, JobState.JOB_KILLED},
+    JobState.JOB_RUNNING: {JobState.JOB_SUCCESS, JobState.JOB_FAILURE, JobState.JOB_KILLED, JobState.JOB_EGRESSING},
+    JobState.JOB_EGRESSING: {JobState.JOB_SUCCESS, JobState.JOB_FAILURE, JobState.JOB_KILLED},
 }
 
 

@@ -15,7 +15,8 @@ from scheduler.records import DatumIndex, IndexEntry, JobPlan, PipelineInfo
 from scheduler.spec import PipelineSpec
 from scheduler.store import PpsStore, now
 from storage import failpoints
-from storage.errors import HerdError
+from storage.egress import egress_commit
+from storage.errors import DataCorrupted, EgressFailed, HerdError
 from storage.model import Commit, CommitRef, Manifest
 from storage.repos import Pfs
 
@@ -71,12 +72,19 @@ def finish_job(pfs: Pfs, records: PpsStore, plan: JobPlan, spec: PipelineSpec) -
     previous = records.read_index(plan.pipeline, plan.previous_index) if plan.previous_index else None
     entries: dict[str, IndexEntry] = {}
     failed: list[str] = []
+    recovered = 0
     stats = JobStats()
     for datum in plan.datums:
         if datum.skip and previous is not None and datum.hash in previous.entries:
             entries[datum.hash] = previous.entries[datum.hash]
             continue
         result = results.get(datum.id)
+        if result is not None and result.state == DatumState.RECOVERED:
+            # err_cmd recovered it: the job may succeed, but its output is not committed and it
+            # stays out of the index, so the next job runs it again (Pachyderm never skips one).
+            recovered += 1
+            stats = stats.plus(result.stats)
+            continue
         if result is None or result.state != DatumState.SUCCESS:
             failed.append(datum.id)
             continue
@@ -87,7 +95,8 @@ def finish_job(pfs: Pfs, records: PpsStore, plan: JobPlan, spec: PipelineSpec) -
     skipped = sum(1 for d in plan.datums if d.skip)
     counters: dict[str, object] = {
         "data_total": len(plan.datums), "data_skipped": skipped, "data_failed": len(failed),
-        "data_processed": len(plan.datums) - skipped - len(failed), "stats": stats,
+        "data_recovered": recovered, "data_processed": len(plan.datums) - skipped - len(failed) - recovered,
+        "stats": stats,
         "failed_datums": tuple(failed), "restart": restarts,
     }
     if failed:
@@ -101,7 +110,25 @@ def finish_job(pfs: Pfs, records: PpsStore, plan: JobPlan, spec: PipelineSpec) -
         return _set_state(records, plan.job_id, JobState.JOB_FAILURE, reason=str(exc), output=True, counters=counters)
     write_output(pfs, info, manifest)
     failpoints.hit("scheduler.after_output_commit")
-    return _set_state(records, plan.job_id, JobState.JOB_SUCCESS, output=True, counters=counters)
+    # With an egress URL the job is done only once its files are there too (egress_job).
+    done = JobState.JOB_EGRESSING if spec.egress is not None and spec.egress.url else JobState.JOB_SUCCESS
+    return _set_state(records, plan.job_id, done, output=True, counters=counters)
+
+
+def egress_job(pfs: Pfs, records: PpsStore, job_id: str, spec: PipelineSpec, s3_endpoint_url: str | None) -> JobStatus:
+    """Copy a JOB_EGRESSING job's output commit to egress.URL, then end it JOB_SUCCESS; a target
+    that refuses (or damaged bytes) ends it JOB_FAILURE naming the URL. Copying overwrites by key,
+    so a pass after a crash mid-copy copies again and ends the same; an outage (Unavailable)
+    leaves the job EGRESSING for the next pass."""
+    info = records.get_job(job_id)
+    url = spec.egress.url if spec.egress is not None else ""
+    if url:
+        try:
+            egress_commit(pfs, info.output_repo, job_id, url, s3_endpoint_url)
+        except (EgressFailed, DataCorrupted) as exc:
+            reason = str(exc) if isinstance(exc, EgressFailed) else f"egress to '{url}' failed: {exc}"
+            return _set_state(records, job_id, JobState.JOB_FAILURE, reason=reason)
+    return _set_state(records, job_id, JobState.JOB_SUCCESS)
 
 
 def _failure_reason(failed: list[str], results: dict[str, DatumResult]) -> str:

@@ -23,7 +23,8 @@ from scheduler.job_records import JobState, JobStatus
 from scheduler.messages import BatchOutcome, DatumBatch
 from scheduler.plan import input_branches
 from scheduler.reconcile import (
-    Action, CreateJob, FailDatum, FinishJob, Forget, JobView, KillJob, Refresh, Resend, Send, Watch, decide, to_check,
+    Action, CreateJob, EgressOutput, FailDatum, FinishJob, Forget, JobView, KillJob, Refresh, Resend, Send, Watch, decide,
+    to_check,
 )
 from scheduler.records import JobPlan, PipelineInfo
 from scheduler.spec import PipelineSpec, parse_spec
@@ -32,6 +33,11 @@ from scheduler.triggers import owed_jobs
 from storage import failpoints
 from storage.model import CommitRef
 from storage.repos import Pfs
+from storage.settings import StorageSettings
+
+
+# States whose next step needs no datum bookkeeping: creating the job, copying its output out.
+_UNPLANNED = (JobState.JOB_STARTING, JobState.JOB_EGRESSING)
 
 
 @dataclass
@@ -59,7 +65,7 @@ class Scheduler:
 
     def __init__(
         self, pfs: Pfs, dispatcher: Dispatcher, parallelism: int = 1, batch_size: int | None = None,
-        batch_seconds: float = 1.0, resend_seconds: float = 20.0,
+        batch_seconds: float = 1.0, resend_seconds: float = 20.0, storage_settings: StorageSettings | None = None,
     ) -> None:
         self.pfs = pfs
         self.records = PpsStore(pfs.objects)
@@ -69,6 +75,7 @@ class Scheduler:
         self.batch_size = batch_size
         self.batch_seconds = batch_seconds  # messages carry about this much measured work each
         self.resend_seconds = resend_seconds
+        self.storage_settings = storage_settings  # egress opens s3:// URLs with the same S3 settings
         self._durations = Durations()
         self._finished: set[str] = set()
         self._states: dict[str, tuple[str, str]] = {}  # job id -> (pipeline, state) as last read: metrics only
@@ -162,7 +169,7 @@ class Scheduler:
         plan = self.records.read_plan(job_id)
         if status is None:  # not read by the caller this pass
             status = self.records.read_status(job_id)
-        if plan is None or status is None or status.state == JobState.JOB_STARTING or status.state.terminal:
+        if plan is None or status is None or status.state in _UNPLANNED or status.state.terminal:
             state = None if status is None else status.state
             return JobView(job_id=job_id, state=state, planned=plan is not None, now=time.time()), plan
         hints = self._hints.setdefault(job_id, _Hints(to_run=plan.to_run()))
@@ -200,6 +207,10 @@ class Scheduler:
             if isinstance(action, CreateJob):
                 lifecycle.create_job(self.pfs, self.records, pipeline, spec, job_id, inputs)
                 return  # observed afresh next pass
+            if isinstance(action, EgressOutput):
+                lifecycle.egress_job(self.pfs, self.records, job_id, spec, self._egress_endpoint())
+                self._hints.pop(job_id, None)
+                return
             assert plan is not None and hints is not None  # every other action follows an observed plan
             if isinstance(action, FinishJob):
                 lifecycle.finish_job(self.pfs, self.records, plan, spec)
@@ -221,6 +232,13 @@ class Scheduler:
                 self.dispatcher.submit(DatumBatch(job_id=job_id, datums=action.datums))
                 hints.returned.difference_update(action.datums)
                 failpoints.hit("scheduler.after_send")
+
+    def _egress_endpoint(self) -> str | None:
+        """The S3 endpoint for s3:// egress URLs: HERD_S3_ENDPOINT_URL, else the store's own (if on S3)."""
+        if self.storage_settings is not None and self.storage_settings.s3_endpoint_url:
+            return str(self.storage_settings.s3_endpoint_url)
+        endpoint = getattr(self.pfs.objects, "endpoint", None)
+        return endpoint if isinstance(endpoint, str) else None
 
     def _workers(self, spec: PipelineSpec) -> int:
         par = spec.parallelism_spec

@@ -24,6 +24,7 @@ import uuid
 
 from scheduler import dag, lifecycle
 from scheduler.attempts import AttemptStore
+from scheduler.cron import cron_inputs, cron_repo_description
 from scheduler.plan import input_branches
 from scheduler.queries import JobQueries
 from scheduler.records import PipelineInfo
@@ -96,6 +97,11 @@ class Pipelines:
         # The graph as it will be once every spec of the file is in: specs may read each other.
         after = {**graph, **{s.name: s.input_repos() for s in specs}}
         repos = self._repo_names() | set(names)
+        for spec in specs:
+            cron_repos = {c.repo for c in cron_inputs(spec.input)}
+            for repo in sorted(cron_repos & set(after)):  # ticks would land in a pipeline's output
+                raise InvalidSpec(f"pipeline '{spec.name}': cron repo '{repo}' is the output repo of pipeline '{repo}'")
+            repos |= cron_repos  # made with the pipeline
         for spec in specs:
             others = {p: inputs for p, inputs in after.items() if p != spec.name}
             dag.check_new_pipeline(spec.name, spec.input_repos(), others, repos - {spec.name})
@@ -198,6 +204,11 @@ class Pipelines:
         except AlreadyExists:
             pass  # the usual case: made before the record
         spec = parse_spec(info.spec)
+        for cron in cron_inputs(spec.input):
+            try:
+                self.pfs.create_repo(cron.repo, description=cron_repo_description(info.name, cron.name))
+            except AlreadyExists:
+                pass  # made by an earlier create, or a repo of the user's that the ticks go to
         provenance = tuple(BranchRef(repo=repo, name=branch) for repo, branch in sorted(input_branches(spec)))
         current = next((b for b in self.pfs.list_branches(info.name) if b.name == spec.output_branch), None)
         if current is None or tuple(current.provenance) != provenance:

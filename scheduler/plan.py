@@ -33,7 +33,9 @@ def plan_datums(
 
 def _planned(datum: Datum, hash_: str, done: Container[str]) -> PlannedDatum:
     inputs = tuple(
-        PlannedInput(i.name, i.repo, i.branch, i.commit, i.glob_path, dict(i.files), i.empty_files)
+        PlannedInput(
+            i.name, i.repo, i.branch, i.commit, i.glob_path, dict(i.files), i.empty_files, i.join_on, i.group_by,
+        )
         for i in datum.inputs
     )
     return PlannedDatum(datum.id, hash_, inputs, hash_ in done)

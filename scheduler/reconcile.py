@@ -117,7 +117,12 @@ class KillJob:
     reason: str
 
 
-Action = CreateJob | Refresh | Send | Resend | Forget | Watch | FailDatum | FinishJob | KillJob
+@dataclass(frozen=True)
+class EgressOutput:
+    """The output commit is finished: copy its files to egress.URL (again, after a crash), end the job."""
+
+
+Action = CreateJob | Refresh | Send | Resend | Forget | Watch | FailDatum | FinishJob | KillJob | EgressOutput
 
 
 # Sent batches ----------------------------------------------------------------------------------
@@ -181,6 +186,8 @@ def decide(view: JobView) -> list[Action]:
         return [CreateJob()]
     if view.state.terminal or view.stopped:
         return []
+    if view.state == JobState.JOB_EGRESSING:
+        return [EgressOutput()]
     if view.job_timeout and view.started is not None and view.now - view.started > view.job_timeout:
         return [KillJob(f"job_timeout ({view.job_timeout:g}s) passed")]
     pending = [i for i in view.to_run if i not in view.results]

@@ -45,6 +45,8 @@ class PlannedInput:
     path: str  # the glob match: a file, a directory, or "/" for the whole commit
     files: dict[str, FileEntry] = field(default_factory=dict)
     empty_files: bool = False
+    join_on: str = ""  # the key of a join's (group's) input: PACH_DATUM_<name>_JOIN_ON (_GROUP_BY)
+    group_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)

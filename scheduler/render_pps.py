@@ -22,16 +22,26 @@ FLUSH_HEADERS = ("REPO", "COMMIT", "PARENT", "STARTED", "DURATION", "SIZE", "JOB
 def input_summary(spec: dict[str, Any]) -> str:
     """`repo:/glob` per pfs input, joined the way pachctl shows cross (⨯) and union (∪)."""
     node = spec.get("input") or {}
+    if not node and isinstance(spec.get("inputs"), list):  # the 1.4 form: the cross of its entries
+        node = {"cross": [{"pfs": _old_entry(entry)} for entry in spec["inputs"]]}
     return _input_text(node)
+
+
+def _old_entry(entry: Any) -> dict[str, Any]:
+    entry = entry if isinstance(entry, dict) else {}
+    repo = entry.get("repo")
+    return {"repo": repo.get("name") if isinstance(repo, dict) else repo, "glob": entry.get("glob")}
 
 
 def _input_text(node: dict[str, Any]) -> str:
     for key in ("pfs", "atom"):
         if key in node:
             return f"{node[key].get('repo')}:{node[key].get('glob')}"
-    for key, sep in (("cross", " ⨯ "), ("union", " ∪ ")):
+    for key, sep in (("cross", " ⨯ "), ("union", " ∪ "), ("join", " ⋈ ")):
         if key in node:
             return "(" + sep.join(_input_text(child) for child in node[key]) + ")"
+    if "group" in node:  # as Pachyderm 2.x's ShorthandInput
+        return "(Group: " + ", ".join(_input_text(child) for child in node["group"]) + ")"
     return NONE
 
 
@@ -81,8 +91,9 @@ def job_row(info: JobInfo, status: JobStatus, now: datetime) -> tuple[str, ...]:
     )
 
 
-def job_raw(info: JobInfo, status: JobStatus) -> dict[str, Any]:
-    return {
+def job_raw(info: JobInfo, status: JobStatus, image_digest: str | None = None) -> dict[str, Any]:
+    """`image_digest`: the image id the job's datums ran (inspect-job); left out when not given."""
+    raw = {
         "job": {"id": info.id},
         "pipeline": {"name": info.pipeline},
         "pipeline_version": info.pipeline_version,
@@ -101,6 +112,9 @@ def job_raw(info: JobInfo, status: JobStatus) -> dict[str, Any]:
         "output_commit": commit_ref(info.output_repo, status.output_commit) if status.output_commit else None,
         "failed_datums": list(status.failed_datums),
     }
+    if image_digest is not None:
+        raw["image_digest"] = image_digest
+    return raw
 
 
 def flush_row(info: JobInfo, status: JobStatus, output: Commit | None, now: datetime) -> tuple[str, ...]:
@@ -138,20 +152,22 @@ def _time_fields(stats: JobStats) -> list[tuple[str, Any]]:
     ]
 
 
-def job_fields(info: JobInfo, status: JobStatus, now: datetime) -> list[tuple[str, Any]]:
+def job_fields(info: JobInfo, status: JobStatus, now: datetime, image_digest: str | None = None) -> list[tuple[str, Any]]:
+    """`image_digest`: the image id the job's datums ran (none before the first datum started)."""
     return [
         ("ID", info.id), ("Pipeline", f"{info.pipeline} (version {info.pipeline_version})"),
         ("Started", ago(status.started, now) if status.started else NONE),
         ("Duration", duration(status.started, status.finished or now) if status.started else NONE),
         ("State", status.state.value), ("Reason", status.reason or NONE),
         ("Processed", status.data_processed), ("Failed", status.data_failed),
-        ("Skipped", status.data_skipped), ("Total", status.data_total),
+        ("Skipped", status.data_skipped), ("Recovered", status.data_recovered), ("Total", status.data_total),
         *_bytes_fields(status.stats),
         *_time_fields(status.stats),
         ("Restarts", status.restart),
         ("Input", ", ".join(f"{c.repo}@{c.id}" for c in info.inputs)),
         ("Output Commit", f"{info.output_repo}@{status.output_commit}" if status.output_commit else NONE),
         ("Failed Datums", ", ".join(status.failed_datums) or NONE),
+        ("Image Digest", image_digest or NONE),
     ]
 
 

@@ -19,14 +19,17 @@ import time
 
 from scheduler import metrics
 from scheduler.broker import Broker
+from scheduler.cron_ticks import CronTicker
 from scheduler.version import herd_version
 from scheduler.dispatch_celery import CeleryDispatcher
 from scheduler.heartbeat import Heartbeat
 from scheduler.lock import SchedulerLock
 from scheduler.loop import Progress, Scheduler
 from scheduler.settings import SchedulerSettings
+from storage.commits import now as utc_now
 from storage.errors import BrokerUnavailable, HerdError, InvalidArgument
 from storage.repos import Pfs
+from storage.settings import StorageSettings
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ ERROR_LOG_EVERY = 30.0  # seconds between two logs of the same outage
 class SchedulerService:
     """Runs the reconcile loop while this process holds the scheduler lock."""
 
-    def __init__(self, pfs: Pfs, settings: SchedulerSettings) -> None:
+    def __init__(self, pfs: Pfs, settings: SchedulerSettings, storage_settings: StorageSettings | None = None) -> None:
         if not settings.broker:
             raise InvalidArgument("HERD_BROKER is not set: herd scheduler needs the broker's Redis URL")
         self.settings = settings
@@ -44,9 +47,10 @@ class SchedulerService:
         self.dispatcher = CeleryDispatcher(self.broker, settings)
         self.scheduler = Scheduler(
             pfs, self.dispatcher, parallelism=settings.parallelism, batch_seconds=settings.batch_seconds,
-            resend_seconds=settings.resend_seconds,
+            resend_seconds=settings.resend_seconds, storage_settings=storage_settings,
         )
         self.scheduler.on_progress = _ProgressLog()
+        self.crons = CronTicker(pfs)  # ticked while active only: the lock makes one ticker at a time
         self.dispatcher.pipeline_of = self.scheduler.pipeline_of  # names the pipeline of each task in Flower
         self.lock = SchedulerLock(self.broker, settings.lock_seconds)
         self.heartbeat = Heartbeat(self.broker, "scheduler", self.lock.token, self._heartbeat_record,
@@ -66,7 +70,7 @@ class SchedulerService:
                     self.stopping.wait(min(1.0, self.settings.reconcile_interval))
                     continue
                 self._tick()
-                self._wait(self.settings.reconcile_interval)
+                self._wait(self._until_next_pass())
         finally:
             self.heartbeat.stop()
             self.lock.release()
@@ -93,6 +97,8 @@ class SchedulerService:
         try:
             self.scheduler.parallelism = self.dispatcher.capacity()
             t0 = time.monotonic()
+            for failed in self.crons.tick()[1]:  # before the pass, so it sees the new ticks
+                self._log_error(failed.error)
             self.scheduler.tick()
             metrics.reconcile_pass(time.monotonic() - t0)
             log.debug("reconcile pass took %.3fs", time.monotonic() - t0)
@@ -100,6 +106,13 @@ class SchedulerService:
             self._log_error(exc)
         except Exception:  # noqa: BLE001 - a bad pass must not end the service; passes are idempotent
             log.exception("reconcile pass failed")
+
+    def _until_next_pass(self) -> float:
+        """The reconcile interval, or less when a cron tick falls due sooner (so none is late)."""
+        due = self.crons.next_due
+        if due is None:
+            return self.settings.reconcile_interval
+        return min(self.settings.reconcile_interval, max(0.0, (due - utc_now()).total_seconds()))
 
     def _wait(self, timeout: float) -> None:
         """Sleep until a batch reports back (then pass again at once), `timeout`, or stop."""
@@ -131,9 +144,9 @@ class _ProgressLog:
                      progress.total, extra={"pipeline": progress.pipeline, "job": progress.job_id})
 
 
-def run_scheduler(pfs: Pfs, settings: SchedulerSettings) -> None:
+def run_scheduler(pfs: Pfs, settings: SchedulerSettings, storage_settings: StorageSettings | None = None) -> None:
     """Run the scheduler service in this process until SIGTERM/SIGINT."""
-    service = SchedulerService(pfs, settings)
+    service = SchedulerService(pfs, settings, storage_settings)
     if settings.metrics_port is not None:  # HERD_METRICS_PORT; the queue depth is read at each scrape
         metrics.serve(settings.metrics_port, queue_depth=service.dispatcher.queue_size)
         log.info("metrics on http://0.0.0.0:%d/metrics", settings.metrics_port)

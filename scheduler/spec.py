@@ -3,7 +3,8 @@
 Keys are snake_case or lowerCamel (as Pachyderm's jsonpb reads them); unknown keys are
 rejected by name. Fields Pachyderm has but herd does not act on are accepted and listed in
 `PipelineSpec.ignored_fields`; fields herd cannot honour (`incremental`, `service`, `spout`,
-`git`/`cron`/`join`/`group` inputs) are rejected with a message naming them.
+`git` inputs) are rejected with a message naming them. The 1.4 `inputs` array is read as
+the cross of its entries (`spec_notes` says so once, when a spec is created or updated).
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 import yaml
 from pydantic import AfterValidator, AliasChoices, AliasGenerator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic import PlainSerializer
-from pydantic import ValidationError, create_model, field_validator, model_validator
+from pydantic import ValidationError, ValidationInfo, create_model, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from scheduler.glob import compile_glob
+from scheduler.glob import compile_glob, reads_captures
 from storage.errors import HerdError, InvalidSpec
 from storage.model import canonical_json
 from storage.paths import NAME_RULE, is_valid_name
@@ -49,10 +51,10 @@ MAX_GPUS = 1_024
 MAX_BYTES_QUANTITY = 2**60  # 1 EiB
 
 # Pachyderm fields herd accepts but does not act on (Kubernetes, tuning, later features).
-IGNORED_TOP = ("egress", "scale_down_threshold", "standby", "cache_size", "max_queue_size", "chunk_spec",
+IGNORED_TOP = ("scale_down_threshold", "standby", "cache_size", "max_queue_size", "chunk_spec",
                "hashtree_spec", "scheduling_spec", "pod_spec", "pod_patch", "spec_commit", "resource_spec",
                "reprocess_spec", "metadata", "autoscaling", "sidecar_resource_limits", "batch", "tf_job", "update")
-IGNORED_TRANSFORM = ("secrets", "image_pull_secrets", "debug", "dockerfile", "err_cmd", "err_stdin")
+IGNORED_TRANSFORM = ("image_pull_secrets", "debug", "dockerfile")
 
 
 def _fail(message: str) -> PydanticCustomError:
@@ -122,8 +124,82 @@ class _Model(BaseModel):
     )
 
 
+class Egress(_Model):
+    """Where the output commit's files go once it is finished (Pachyderm's `egress.URL`;
+    "" means none, as proto3 reads it)."""
+
+    url: Annotated[str, AfterValidator(lambda v: _valid_egress_url(v))] = Field(
+        validation_alias=AliasChoices("URL", "url"))
+
+
+def _valid_egress_url(value: str) -> str:
+    from storage.egress import check_egress_url
+
+    if not value:
+        return value
+    try:
+        return check_egress_url(value)
+    except HerdError as exc:
+        raise _fail(exc.message) from None
+
+
 class PipelineRef(_Model):
     name: PipelineName
+
+
+_SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")  # Kubernetes: a DNS subdomain
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
+# Where a secret may not be mounted: herd's own folders in a container and the kernel's.
+_RESERVED_MOUNTS = ("/pfs", "/.herd", "/proc", "/dev", "/sys")
+
+
+def _valid_mount_path(value: str | None) -> str | None:
+    if not value:
+        return None
+    if not value.startswith("/") or "\x00" in value or any(p in (".", "..") for p in value.split("/")):
+        raise _fail(f"mount_path {value!r} must be an absolute path without '.' or '..'")
+    path = "/" + "/".join(p for p in value.split("/") if p)
+    if path == "/" or any(path == r or path.startswith(r + "/") for r in _RESERVED_MOUNTS):
+        raise _fail(f"mount_path {value!r} is reserved: use a folder outside / itself, {', '.join(_RESERVED_MOUNTS)}")
+    return path
+
+
+class Secret(_Model):
+    """Pachyderm's Kubernetes secret reference; herd reads `<HERD_SECRETS_DIR>/<name>/<key>` on the worker.
+
+    `env_var` + `key`: the key's value becomes that variable of user code. `mount_path`: every key
+    of the secret is a read-only file in that folder (the docker runtime)."""
+
+    name: Annotated[str, AfterValidator(lambda v: _checked(v, _SECRET_NAME, "secret name", "lowercase a-z, 0-9, "
+                                                                          "'-' and '.', starting and ending with a letter or digit"))]
+    mount_path: Annotated[Unset, AfterValidator(_valid_mount_path)] = None
+    env_var: Unset = None
+    key: Unset = None
+
+    @model_validator(mode="after")
+    def _one_use(self) -> Secret:
+        if (self.mount_path is None) == (self.env_var is None):
+            raise _fail(f"secret {self.name!r}: set exactly one of 'mount_path' and 'env_var'")
+        if self.env_var is not None:
+            if not is_shell_name(self.env_var):
+                raise _fail(f"secret {self.name!r}: invalid env_var {self.env_var!r}")
+            if self.key is None:
+                raise _fail(f"secret {self.name!r}: env_var needs the 'key' whose value it holds")
+        if self.key is not None:
+            _checked(self.key, _SECRET_KEY, f"key of secret {self.name!r}", "a-z, A-Z, 0-9, '-', '_' and '.'")
+            if self.key in (".", ".."):
+                raise _fail(f"secret {self.name!r}: invalid key {self.key!r}")
+        return self
+
+
+def _checked(value: str, rule: re.Pattern[str], what: str, allowed: str) -> str:
+    if not rule.fullmatch(value):
+        raise _fail(f"invalid {what} {value!r}: use {allowed}")
+    return value
+
+
+def _optional_cmd(value: list[str] | None) -> list[str] | None:
+    return value or None  # proto3: an empty list means unset
 
 
 class Transform(_Model):
@@ -134,12 +210,21 @@ class Transform(_Model):
     working_dir: Unset = None  # None: the image's WORKDIR
     accept_return_code: list[Annotated[int, Field(ge=-255, le=255)]] = []
     user: Unset = None  # None: the image's USER
-    secrets: list[dict[str, Any]] | None = None
+    secrets: list[Secret] = []
     image_pull_secrets: list[str] | None = None
     debug: bool | None = None
     dockerfile: str | None = None
-    err_cmd: list[str] | None = None
-    err_stdin: list[str] | None = None
+    # Run after the last failed try, over the same inputs; exit 0 marks the datum RECOVERED.
+    err_cmd: Annotated[list[str] | None, AfterValidator(_optional_cmd)] = None
+    err_stdin: list[str] = []
+
+    @model_validator(mode="after")
+    def _unique_secret_uses(self) -> Transform:
+        for field in ("env_var", "mount_path"):
+            values = [getattr(s, field) for s in self.secrets if getattr(s, field) is not None]
+            for value in sorted({v for v in values if values.count(v) > 1}):
+                raise _fail(f"secrets: {field} {value!r} is used more than once")
+        return self
 
 
 class ParallelismSpec(_Model):
@@ -179,6 +264,10 @@ class PfsInput(_Model):
     lazy: bool = False  # herd downloads eagerly; the flag only changes how Pachyderm fetches
     commit: str | None = None
     from_commit: str | None = None
+    # Keys built from the glob's capture groups ("$1", "$1-$2"), for a join's or a group's children.
+    join_on: str = ""
+    outer_join: bool = False  # in a join: keep this input's datums whose key some other input lacks
+    group_by: str = ""
 
     @model_validator(mode="before")
     @classmethod
@@ -188,8 +277,37 @@ class PfsInput(_Model):
         return data
 
 
-def _not_yet(kind: str) -> AfterValidator:
-    return _refused(f"{kind} inputs are not supported yet")
+def _valid_cron_spec(value: str) -> str:
+    from scheduler.cron import parse_schedule  # scheduler.cron reads durations from this module
+
+    try:
+        parse_schedule(value)
+    except HerdError as exc:
+        raise _fail(exc.message) from None
+    return value
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # A time without an offset is UTC (tick names and every herd record are).
+    return None if value is None else value.replace(tzinfo=value.tzinfo or timezone.utc).astimezone(timezone.utc)
+
+
+class CronInput(_Model):
+    """A repo that gets an empty file named by the tick time (RFC 3339) at every tick of
+    `spec` (scheduler/cron.py), read as a pfs input with glob `/*` on its master branch."""
+
+    name: Annotated[str, AfterValidator(_valid_input_name)]
+    spec: Annotated[str, AfterValidator(_valid_cron_spec)]
+    # "" = `<pipeline>_<name>`, filled in by PipelineSpec (an input does not know its pipeline).
+    repo: Annotated[str, _matching(lambda v: v == "" or is_valid_name(v), _NAME_RULE)] = ""
+    start: Annotated[datetime | None, AfterValidator(_utc)] = None  # None: when the cron repo was created
+    overwrite: bool = False  # each tick deletes the earlier tick files
+
+    def as_pfs(self) -> PfsInput:
+        """How jobs read it: a pfs input on the cron repo's master, one datum per tick file."""
+        # Built, not validated: the fields are checked here, and `repo` is "" until PipelineSpec
+        # fills it in (cross checks the names of its children before that).
+        return PfsInput.model_construct(name=self.name, repo=self.repo, branch="master", glob="/*")
 
 
 class Input(_Model):
@@ -199,11 +317,11 @@ class Input(_Model):
     union: Annotated[list[Input], Field(min_length=1)] | None = None
     git: Annotated[Any, _refused("git inputs are not supported (removed in Pachyderm 2.x); "
                                  "commit the data to a repo instead")] = None
-    cron: Annotated[Any, _not_yet("cron")] = None
-    join: Annotated[Any, _not_yet("join")] = None
-    group: Annotated[Any, _not_yet("group")] = None
+    cron: CronInput | None = None
+    join: Annotated[list[Input], Field(min_length=1)] | None = None
+    group: Annotated[list[Input], Field(min_length=1)] | None = None
 
-    @field_validator("cross")
+    @field_validator("cross", "join", "group")
     @classmethod
     def _unique_names(cls, children: list[Input] | None) -> list[Input] | None:
         seen: set[str] = set()
@@ -213,27 +331,46 @@ class Input(_Model):
             seen |= child.names()
         return children
 
+    @field_validator("join", "group")
+    @classmethod
+    def _keyed_children(cls, children: list[Input] | None, info: ValidationInfo) -> list[Input] | None:
+        # A key comes from one pfs input's glob; herd refuses the nested forms Pachyderm
+        # accepts but keys input by input, and a missing key, which would join everything.
+        key = "join_on" if info.field_name == "join" else "group_by"
+        for child in children or []:
+            if child.pfs is None:
+                raise _fail(f"the inputs of a {info.field_name} must be pfs inputs, got a {child.kind}")
+            if not getattr(child.pfs, key):
+                raise _fail(f"input '{child.pfs.name}' of a {info.field_name} needs '{key}' (such as \"$1\")")
+            if not reads_captures(child.pfs.glob):
+                raise _fail(f"input '{child.pfs.name}': a {info.field_name} cannot key on a glob with a '!(' group")
+        return children
+
     @model_validator(mode="after")
     def _shape(self) -> Input:
-        kinds = [k for k in ("pfs", "atom", "cross", "union") if getattr(self, k) is not None]
+        kinds = [k for k in ("pfs", "atom", "cross", "union", "join", "group", "cron") if getattr(self, k) is not None]
         if len(kinds) != 1:
-            raise _fail("set exactly one of pfs (or atom), cross, union" + (f"; got {', '.join(kinds)}" if kinds else ""))
+            raise _fail("set exactly one of pfs (or atom), cross, union, join, group, cron"
+                        + (f"; got {', '.join(kinds)}" if kinds else ""))
         return self.model_copy(update={"pfs": self.atom, "atom": None}) if self.atom is not None else self
 
     @property
     def kind(self) -> str:
-        """'pfs', 'cross' or 'union'."""
-        return "pfs" if self.pfs is not None else "cross" if self.cross is not None else "union"
+        """'pfs', 'cross', 'union', 'join', 'group' or 'cron'."""
+        return next(k for k in ("pfs", "cross", "union", "join", "group", "cron") if getattr(self, k) is not None)
 
     @property
     def children(self) -> list[Input]:
-        """The inputs of a cross or union (empty for pfs)."""
-        return self.cross or self.union or []
+        """The inputs of a cross, union, join or group (empty for pfs)."""
+        return self.cross or self.union or self.join or self.group or []
 
     def leaves(self) -> Iterator[PfsInput]:
-        """Every pfs input below this one, depth first in spec order."""
+        """Every pfs input below this one, depth first in spec order (a cron input as the pfs
+        input it is read as)."""
         if self.pfs is not None:
             yield self.pfs
+        if self.cron is not None:
+            yield self.cron.as_pfs()
         for child in self.children:
             yield from child.leaves()
 
@@ -244,6 +381,8 @@ class Input(_Model):
     @property
     def sort_name(self) -> str:
         """Pachyderm's InputName: a pfs input's name, else its first child's."""
+        if self.cron is not None:
+            return self.cron.name
         return self.pfs.name if self.pfs is not None else self.children[0].sort_name
 
 
@@ -264,6 +403,7 @@ class PipelineSpec(_Accepted):
     parallelism_spec: ParallelismSpec | None = None
     input: Input
     output_branch: RefName = "master"
+    egress: Egress | None = None
     datum_tries: Annotated[int, Field(ge=0, le=MAX_DATUM_TRIES), AfterValidator(lambda v: v or 3)] = 3  # 0 = unset
     datum_timeout: Duration | None = None
     job_timeout: Duration | None = None
@@ -275,6 +415,22 @@ class PipelineSpec(_Accepted):
     incremental: Annotated[Any, _unsupported("incremental")] = None
     service: Annotated[Any, _unsupported("service")] = None
     spout: Annotated[Any, _unsupported("spout")] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_inputs(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "inputs" in data:
+            if data.get("input") is not None:
+                raise _fail("set only one of 'input' and 'inputs' (the Pachyderm 1.4 form)")
+            rest = {k: v for k, v in data.items() if k != "inputs"}
+            return {**rest, "input": old_inputs_as_input(data["inputs"])}
+        return data
+
+    @model_validator(mode="after")
+    def _cron_repos(self) -> PipelineSpec:
+        # Pachyderm's default cron repo is `<pipeline>_<name>`: only here is the pipeline known.
+        filled = _with_cron_repos(self.input, self.pipeline.name)
+        return self if filled is self.input else self.model_copy(update={"input": filled})
 
     @property
     def name(self) -> str:
@@ -300,6 +456,67 @@ class PipelineSpec(_Accepted):
 
 
 Input.model_rebuild()
+
+
+def _with_cron_repos(inp: Input, pipeline: str) -> Input:
+    """`inp` with every cron input's repo filled in (`<pipeline>_<name>`); `inp` itself when
+    nothing changes."""
+    if inp.cron is not None:
+        if inp.cron.repo:
+            return inp
+        repo = f"{pipeline}_{inp.cron.name}"
+        if not is_valid_name(repo):
+            raise _fail(f"input.cron: the cron repo name {repo!r} is invalid ({_NAME_RULE}): set 'repo'")
+        return inp.model_copy(update={"cron": inp.cron.model_copy(update={"repo": repo})})
+    updates: dict[str, list[Input]] = {}
+    for field in type(inp).model_fields:  # every kind of child list (cross, union, join, group)
+        children = getattr(inp, field)
+        if isinstance(children, list) and children and isinstance(children[0], Input):
+            filled = [_with_cron_repos(child, pipeline) for child in children]
+            if any(new is not old for new, old in zip(filled, children)):
+                updates[field] = filled
+    return inp.model_copy(update=updates) if updates else inp
+
+
+OLD_INPUTS_NOTE = "'inputs' is the Pachyderm 1.4 form of 'input': herd reads it as the cross of its entries"
+_OLD_INPUT_KEYS = ("name", "repo", "branch", "glob", "lazy", "from")  # 1.4's PipelineInput
+
+
+def spec_notes(raw: Any) -> list[str]:
+    """What to tell the user once about a spec as written: create/update-pipeline print these
+    on stderr (the stored spec is parsed again by every job; only the CLI says them)."""
+    return [OLD_INPUTS_NOTE] if isinstance(raw, dict) and "inputs" in raw else []
+
+
+def old_inputs_as_input(entries: Any) -> dict[str, Any]:
+    """The 1.4 `inputs` array as the `input` it means: the cross of one pfs input per entry,
+    as Pachyderm 1.4's translatePipelineInputs made it (a cross of one for a single entry)."""
+    if not isinstance(entries, list) or not entries:
+        raise _fail("inputs: expected a non-empty list of inputs")
+    return {"cross": [{"pfs": _old_entry(i, entry)} for i, entry in enumerate(entries)]}
+
+
+def _old_entry(index: int, entry: Any) -> dict[str, Any]:
+    where = f"inputs[{index}]"
+    if not isinstance(entry, dict):
+        raise _fail(f"{where}: expected an object")
+    for key in entry:
+        if key not in _OLD_INPUT_KEYS:
+            raise _fail(f"unknown field '{where}.{key}'")
+    repo = entry.get("repo")
+    repo = repo.get("name") if isinstance(repo, dict) else repo  # 1.4: "repo": {"name": "data"}
+    if not repo:
+        raise _fail(f"'{where}.repo' is required")
+    if not entry.get("glob"):
+        raise _fail(f"'{where}.glob' is required")
+    pfs = {"repo": repo, "glob": entry["glob"], "branch": entry.get("branch") or "master",
+           "lazy": entry.get("lazy") or False}
+    if entry.get("name"):
+        pfs["name"] = entry["name"]
+    start = entry.get("from")  # a commit: {"repo": {...}, "id": "..."}
+    if start:
+        pfs["from_commit"] = start.get("id") if isinstance(start, dict) else start
+    return pfs
 
 
 def is_shell_name(name: str) -> bool:

@@ -151,6 +151,20 @@ class PpsStore:
         )
         return stored or JobStatus()
 
+    def record_image(self, job_id: str, image_id: str) -> str:
+        """Record the image id the job's datums run, create-only; returns the one recorded first
+        (another worker may have won), which every datum of the job must run."""
+        key = layout.job_image_key(job_id)
+        if self.objects.put_if_absent(key, image_id.encode()):
+            return image_id
+        return self.read_image(job_id) or image_id
+
+    def read_image(self, job_id: str) -> str | None:
+        """The image id recorded for the job (`sha256:...`, or what a runtime without images
+        records); None before its first datum started."""
+        found = self.objects.read_versioned(layout.job_image_key(job_id))
+        return None if found is None else found[0].decode("utf-8", errors="replace")
+
     # datums ----------------------------------------------------------------------------
     def put_result(self, result: DatumResult) -> bool:
         """Store a datum's outcome; the first one stored wins (create-only)."""

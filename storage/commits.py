@@ -27,6 +27,7 @@ from storage.errors import (
     RepoNotFound,
 )
 from storage.layout import (
+    REPOS_PREFIX,
     branches_prefix,
     commit_key,
     commits_prefix,
@@ -35,7 +36,7 @@ from storage.layout import (
     open_prefix,
     repo_key,
 )
-from storage.model import Branch, Commit, CommitRef, Manifest, Repo
+from storage.model import Branch, BranchRef, Commit, CommitRef, Manifest, Repo
 from storage.objects import ObjectStore
 from storage.ops import FileOp, OpenCommit, apply_ops, effective_ops
 from storage.paths import is_valid_name, validate_name
@@ -163,12 +164,18 @@ class Commits:
         return self.branch_state(repo, name)[0]
 
     def _release(self, repo: str, name: str, cid: str) -> None:
-        """Drop a claim on `cid` whose open record no longer exists (CAS: only that claim)."""
-        update_branch(
-            self.objects, repo, name,
-            lambda cur: cur.model_copy(update={"open_commit": None})
-            if cur is not None and cur.open_commit == cid else None,
-        )
+        """Drop a claim on `cid` whose open record no longer exists (CAS: only that claim).
+
+        When `cid` landed meanwhile (a branch set to another branch's open commit, whose finish
+        was killed before it moved this one), the branch follows it, as finish would have."""
+        landed = self.read_commit(repo, cid) is not None
+
+        def release(cur: Branch | None) -> Branch | None:
+            if cur is None or cur.open_commit != cid:
+                return None
+            return cur.model_copy(update={"open_commit": None, "head": cid if landed else cur.head})
+
+        update_branch(self.objects, repo, name, release)
 
     def read_manifest(self, commit: Commit) -> Manifest:
         """The manifest of a finished commit (empty for a commit without one)."""
@@ -178,6 +185,19 @@ class Commits:
                 "finish it before reading its files"
             )
         return self.manifest(commit.manifest)
+
+    def view_manifest(self, commit: Commit) -> Manifest:
+        """What a commit holds: a finished one's manifest, or an open one's tree as it would be
+        if finished now (its ops replayed on the head it builds on; Pachyderm 1.9 reads open
+        commits). A commit finished meanwhile is read as finished."""
+        if commit.finished is not None:
+            return self.manifest(commit.manifest)
+        pending = self.read_open(commit.repo, commit.id)
+        if pending is None or pending.sealed:
+            return self.read_manifest(self.get_commit(commit.repo, commit.id))
+        branch = self._owner(pending)
+        base = pending.commit.parent if pending.fixed_parent or branch is None else branch.head
+        return apply_ops(self.manifest_at(commit.repo, base), pending.changes, check=False)
 
     def manifest(self, mid: str | None) -> Manifest:
         """A manifest by id, cached: it is content-addressed, hence immutable."""
@@ -259,12 +279,13 @@ class Commits:
         else:
             names = [name for name in self.objects.list_children(branches_prefix(repo))
                      if not name.endswith("/") and is_valid_name(name)]
-        found: list[Commit] = []
+        found: dict[str, Commit] = {}
         for name in names:
             current, pending = self.branch_state(repo, name)
-            if pending is not None:
-                found.append(self.open_view(pending, current))
-        return sorted(found, key=lambda c: c.started, reverse=True)
+            if pending is not None and pending.commit.id not in found:  # followers share one
+                owner = current if pending.commit.branch == name else self._owner(pending)
+                found[pending.commit.id] = self.open_view(pending, owner)
+        return sorted(found.values(), key=lambda c: c.started, reverse=True)
 
     def is_ancestor(self, repo: str, cid: str, head: str | None, stop: str | None) -> bool:
         """Whether `cid` is `head` or above `stop` in head's history (a short walk)."""
@@ -458,8 +479,61 @@ class Commits:
                 return None
             raise Conflict(f"cannot finish commit '{cid}' in repo '{repo}': {exc}") from None
         failpoints.hit("finish-commit.after_branch")
+        for name in pending.followers:  # before the record goes: a crash here is redone
+            self.follow_landed(repo, name, cid)
         self.objects.delete(open_key(repo, cid))
         return commit
+
+    def follow_landed(self, repo: str, name: str, cid: str) -> None:
+        """Move a branch still set to open commit `cid` onto it, now that it has landed."""
+        update_branch(
+            self.objects, repo, name,
+            lambda cur: cur.model_copy(update={"head": cid, "open_commit": None})
+            if cur is not None and cur.open_commit == cid else None,
+        )
+
+    def set_to_open(self, repo: str, name: str, cid: str, provenance: Sequence[BranchRef]) -> Branch:
+        """Set branch `name` to open commit `cid` (1.4's SetBranch allowed open commits).
+
+        The branch claims the commit as its open one, so put-file, delete-file and finish-commit
+        of the branch act on it, and reads of the branch see the head the commit builds on, as
+        for its own branch. The follower is recorded in the open record first, then claimed:
+        finishing moves every follower still claiming it, and a follower whose claim outlived
+        the record moves by itself (`_release`). CommitFinished when the commit is finishing.
+        """
+        own = self.branch_state(repo, name)[1]
+        if own is not None and own.commit.id != cid:  # refused before the first write
+            raise already_open(repo, name, own.commit.id)
+
+        def add(current: OpenCommit | None) -> OpenCommit | None:
+            if current is None:
+                raise self._gone(repo, cid)
+            if current.sealed:
+                raise CommitFinished(repo, cid)
+            if name == current.commit.branch or name in current.followers:
+                return None
+            return current.model_copy(update={
+                "followers": current.followers + (name,),
+                "generation": current.generation + 1, "writer": writer_id(),
+            })
+
+        update_mutable(self.objects, open_key(repo, cid), OpenCommit, add)
+        pending = self.read_open(repo, cid)
+        if pending is None:
+            raise self._gone(repo, cid)
+        base = self.open_view(pending, self._owner(pending)).parent
+
+        def claim(cur: Branch | None) -> Branch:
+            if cur is not None and cur.open_commit not in (None, cid):
+                raise already_open(repo, name, cur.open_commit or "")
+            fields: dict[str, object] = {"open_commit": cid, "provenance": tuple(provenance)}
+            if name != pending.commit.branch:
+                fields["head"] = base
+            return (cur or Branch(repo=repo, name=name)).model_copy(update=fields)
+
+        stored = update_branch(self.objects, repo, name, claim)
+        assert stored is not None
+        return stored
 
     def _seal(
         self, repo: str, cid: str, description: str | None, failed_reason: str | None
@@ -533,6 +607,109 @@ class Commits:
             }), commit
 
         return change_branch(self.objects, repo, branch_name, advance)
+
+
+class _Deleting:
+    """delete-commit's checks and steps, kept apart from the write paths above."""
+
+    def __init__(self, commits: Commits) -> None:
+        self.commits = commits
+        self.objects = commits.objects
+
+    def records(self, repo: str) -> Iterator[Commit]:
+        """Every finished commit record of a repo (a scan: delete-commit is rare)."""
+        for key in list(self.objects.list(commits_prefix(repo))):
+            found = self.objects.read_versioned(key)
+            if found is not None:
+                yield Commit.from_bytes(found[0], key)
+
+    def branches(self, repo: str) -> list[Branch]:
+        names = [name for name in self.objects.list_children(branches_prefix(repo))
+                 if not name.endswith("/") and is_valid_name(name)]
+        return [b for b in (self.commits.settle_branch(repo, n) for n in names) if b is not None]
+
+    def refuse_dependants(self, commit: Commit) -> None:
+        """Conflict naming the first child or provenance dependant of a finished commit.
+
+        Herd's commit records are immutable, so a child cannot be re-parented and a downstream
+        commit cannot lose a provenance entry: those are deleted first (docs/pachyderm-differences.md).
+        """
+        self.refuse_children(commit)
+        repo, cid = commit.repo, commit.id
+        for child in self.objects.list_children(REPOS_PREFIX):
+            other_repo = child[:-1]
+            if not child.endswith("/") or not is_valid_name(other_repo):
+                continue
+            for other in self.records(other_repo):
+                if any(ref.repo == repo and ref.id == cid for ref in other.provenance):
+                    raise Conflict(
+                        f"commit '{cid}' in repo '{repo}' is in the provenance of commit "
+                        f"'{other.id}' in repo '{other_repo}': delete that commit first"
+                    )
+
+    def refuse_children(self, commit: Commit) -> None:
+        """Conflict naming the first commit (finished or open) whose parent it is."""
+        repo, cid = commit.repo, commit.id
+        for other in self.records(repo):
+            if other.parent == cid:
+                raise Conflict(
+                    f"commit '{cid}' in repo '{repo}' has child commit '{other.id}': "
+                    "delete the newer commits first"
+                )
+        for opened in self.commits.open_commits(repo):
+            if opened.parent == cid:
+                raise Conflict(
+                    f"commit '{cid}' in repo '{repo}' is the parent of open commit '{opened.id}': "
+                    "finish or delete that commit first"
+                )
+
+    def discard_open(self, commit: Commit) -> None:
+        """Drop an open commit: every claim on it (its branch's, followers'), then its record."""
+        repo, cid = commit.repo, commit.id
+        for branch in self.branches(repo):
+            if branch.open_commit == cid:
+                self.commits._release(repo, branch.name, cid)
+        failpoints.hit("delete-commit.after_branches")
+        self.objects.delete(open_key(repo, cid))
+
+    def delete_finished(self, commit: Commit) -> None:
+        """Move every branch whose head it is to its parent (CAS), then delete its record."""
+        repo, cid = commit.repo, commit.id
+        self.refuse_dependants(commit)
+        for branch in self.branches(repo):
+            if branch.head == cid:
+                update_branch(
+                    self.objects, repo, branch.name,
+                    lambda cur: cur.model_copy(update={"head": commit.parent})
+                    if cur is not None and cur.head == cid else None,
+                )
+        failpoints.hit("delete-commit.after_branches")
+        # A commit that landed on it before a branch moved off it (so that branch stayed): the
+        # record stays, or that child's parent would dangle. No branch points at it any more,
+        # so only an explicit parent can still build on it from here.
+        self.refuse_children(commit)
+        self.objects.delete(commit_key(repo, cid))
+        self.commits.forget()
+
+
+def delete_commit(commits: Commits, repo: str, ref: str) -> Commit:
+    """Delete a commit (id, prefix, or a branch for its head); returns what was deleted.
+
+    An open commit is discarded (1.4-1.7's delete-commit). A finished one must have no child
+    and no downstream commit naming it in its provenance (Conflict naming it); branches whose
+    head it is move to its parent. Its manifest and blobs are left to garbage-collect.
+    """
+    commit = resolve(commits, repo, ref)
+    deleting = _Deleting(commits)
+    if commit.finished is None:
+        pending = commits.read_open(repo, commit.id)
+        if pending is not None and pending.sealed:  # finishing: land it, then delete it finished
+            commit = commits.get_commit(repo, commit.id)
+        if commit.finished is None:
+            deleting.discard_open(commit)
+            return commit
+    deleting.delete_finished(commit)
+    return commit
 
 
 def already_open(repo: str, branch: str, cid: str) -> Conflict:

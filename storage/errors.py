@@ -26,6 +26,7 @@
     │   └── EngineUnavailable      (the Docker engine does not answer)
     ├── DataCorrupted              exit code 8 (stored bytes or records fail their hash or parse)
     ├── FormatTooNew               exit code 9 (the store was written by a newer herd: upgrade)
+    ├── EgressFailed               exit code 1 (the egress URL refused a job's output: the job fails)
     └── UserCodeError              exit code 7
         ├── ImageNotFound
         ├── UnsafeOutput
@@ -191,6 +192,13 @@ class EngineUnavailable(Unavailable):
     code = "engine_unavailable"
 
 
+class EgressFailed(HerdError):
+    """Copying a job's output to its `egress.URL` failed for a reason a retry does not fix
+    (no bucket, not writable): the message names the URL."""
+
+    code = "egress"
+
+
 class UserCodeError(HerdError):
     exit_code = 7
     code = "user_code"
@@ -203,6 +211,13 @@ class ImageNotFound(UserCodeError):
         extra = f": {detail}" if detail else ""
         super().__init__(f"image '{image}' not found{extra}")
         self.image = image
+
+
+class SecretNotFound(UserCodeError):
+    """A `transform.secrets` entry the worker does not hold (or cannot hand to user code); the
+    message names the secret and key, never a value."""
+
+    code = "secret"
 
 
 class UnsafeOutput(UserCodeError):

@@ -32,7 +32,7 @@ from storage.errors import (
     ObjectNotFound,
 )
 from storage.model import Commit, FileDiff, FileEntry, FileInfo, Manifest, printable
-from storage.ops import PLACEHOLDER, FileOp, apply_ops
+from storage.ops import PLACEHOLDER, FileOp, apply_ops, effective_ops
 from storage.paths import ROOT, dir_prefix, normalize_dir, normalize_path
 from storage.refnames import Target, resolve, write_target
 from storage.streams import ChunkStream
@@ -202,6 +202,41 @@ class Files:
         with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
             return list(pool.map(self.upload, sources))
 
+    def copy_file(
+        self, src_repo: str, src_ref: str, src_path: str,
+        dst_repo: str, dst_ref: str, dst_path: str, overwrite: bool = False,
+    ) -> Commit:
+        """Copy a file, or a directory's files, to `dst_path` in a branch or open commit.
+
+        As pachctl 1.x's copy-file: any repo to any repo; the source may be an open commit;
+        without `overwrite` each copied file is appended to what is there (put-file's default),
+        with it the destination path is deleted first. Entries are copied, not bytes: the
+        blobs are shared. FileNotFound naming the source path when nothing is there.
+        """
+        src_repo_commit, manifest = self.snapshot(src_repo, src_ref)
+        source = self._info(src_repo, src_repo_commit, manifest, src_path)
+        dest = normalize_dir(dst_path)
+        if source.type == "file":
+            pairs = [(dest, manifest.files[source.path])]
+        else:
+            prefix = dir_prefix(source.path)
+            pairs = [(dest.rstrip("/") + "/" + name[len(prefix):], entry)
+                     for name, entry in sorted(manifest.files.items()) if name.startswith(prefix)]
+        if not pairs:  # an empty root: nothing to copy
+            raise FileNotFound(src_repo, src_repo_commit.id, source.path)
+        ops = [FileOp(op="delete", path=dest)] if overwrite and dest != ROOT else []
+        ops += [FileOp(op="put" if overwrite else "append", path=normalize_path(path), entry=entry)
+                for path, entry in pairs]
+        target = write_target(self.commits, dst_repo, dst_ref)
+        if target.kind == "branch":
+            ops = effective_ops(self.commits.manifest_at(dst_repo, self._head(dst_repo, target)), ops)
+        self._check(dst_repo, target, ops)
+        return self._apply(dst_repo, target, ops)
+
+    def _head(self, repo: str, target: Target) -> str | None:
+        branch = read_branch(self.commits.objects, repo, target.name)
+        return branch.head if branch else None
+
     def delete_file(self, repo: str, ref: str, path: str) -> Commit:
         """Delete a file or a whole directory; FileNotFound when nothing is there."""
         normal = normalize_dir(path)
@@ -215,9 +250,9 @@ class Files:
     # ---- reading -------------------------------------------------------------------------
 
     def snapshot(self, repo: str, ref: str) -> tuple[Commit, Manifest]:
-        """A finished commit and its manifest."""
+        """A commit and its tree: an open one's as it would be if finished now (1.9 reads them)."""
         commit = resolve(self.commits, repo, ref)
-        return commit, self.commits.read_manifest(commit)
+        return commit, self.commits.view_manifest(commit)
 
     def entry(self, repo: str, ref: str, path: str) -> tuple[Commit, FileEntry]:
         """The FileEntry of a file; FileNotFound (or InvalidArgument for a directory)."""

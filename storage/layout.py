@@ -14,6 +14,7 @@
     jobs/<job>/info                             JobInfo, create-only
     jobs/<job>/plan                             JobPlan, create-only, before anything is enqueued
     jobs/<job>/status                           JobStatus, compare-and-set
+    jobs/<job>/image                            the image id every datum of the job runs, create-only
     jobs/<job>/results/<datum>                  DatumResult, create-only: the first one wins
     jobs/<job>/attempts/<datum>/<n>             attempt n's claim, then its holder's lease renewals
     jobs/<job>/attempts/<datum>/<n>.given_back  create-only: attempt n met an outage (no try used)
@@ -213,6 +214,10 @@ def job_plan_key(job_id: str) -> str:
 
 def job_status_key(job_id: str) -> str:
     return f"{job_prefix(job_id)}status"
+
+
+def job_image_key(job_id: str) -> str:
+    return f"{job_prefix(job_id)}image"
 
 
 def results_prefix(job_id: str) -> str:

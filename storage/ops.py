@@ -32,6 +32,9 @@ class OpenCommit(Record):
     fixed_parent: bool = False  # started with an explicit parent: replay on it, not on the head
     sealed: bool = False  # finish has begun: no more changes are accepted
     finished: datetime | None = None  # fixed at seal, so every finisher writes the same record
+    # Branches set to this open commit besides its own (set-branch, create-branch --head, as
+    # 1.4's SetBranch): finishing moves each one still claiming it to the landed commit.
+    followers: tuple[str, ...] = ()
     generation: int = 0
     writer: str = ""
 

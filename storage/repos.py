@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from storage import failpoints
 from storage.branches import update_branch
-from storage.commits import HEAD, Commits, Parent, now
+from storage.commits import HEAD, Commits, Parent, delete_commit, now
 from storage.errors import (
     AlreadyExists,
     BranchNotFound,
+    CommitFinished,
     Conflict,
     InvalidArgument,
     InvalidPath,
@@ -143,7 +144,10 @@ class Pfs:
     def create_branch(
         self, repo: str, name: str, head: str | None = None, provenance: Sequence[BranchRef] = ()
     ) -> Branch:
-        """Create a branch, or move an existing one to `head` / set its provenance."""
+        """Create a branch, or move an existing one to `head` / set its provenance.
+
+        `head` may be an open commit (1.4's SetBranch): the branch then shares it as its open
+        commit and moves onto it when it is finished (Commits.set_to_open)."""
         self.commits.require_repo(repo)
         validate_name(name, "branch")
         self.commits.settle_branch(repo, name)
@@ -154,7 +158,10 @@ class Pfs:
                 raise InvalidArgument(f"branch '{repo}/{name}' cannot be its own provenance")
         target = resolve(self.commits, repo, head) if head is not None else None
         if target is not None and target.finished is None:
-            raise InvalidArgument(f"commit '{target.id}' in repo '{repo}' is open: finish it first")
+            try:
+                return self.commits.set_to_open(repo, name, target.id, provenance)
+            except CommitFinished:  # finishing meanwhile: land it and point at it finished
+                target = self.commits.get_commit(repo, target.id)
 
         def update(current: Branch | None) -> Branch:
             base = current or Branch(repo=repo, name=name)
@@ -166,6 +173,10 @@ class Pfs:
         stored = update_branch(self.objects, repo, name, update)
         assert stored is not None
         return stored
+
+    def set_branch(self, repo: str, commit: str, name: str) -> Branch:
+        """pachctl 1.4's `set-branch R COMMIT BRANCH`: create-branch with --head, open allowed."""
+        return self.create_branch(repo, name, head=commit)
 
     def list_branches(self, repo: str) -> list[Branch]:
         """The branches of a repo, by name (crashed finishes on them landed first)."""
@@ -200,7 +211,10 @@ class Pfs:
         self.objects.delete(branch_key(repo, name))
         failpoints.hit("delete-branch.after_branch")
         if branch.open_commit is not None:
-            self.objects.delete(open_key(repo, branch.open_commit))
+            pending = self.commits.read_open(repo, branch.open_commit)
+            if pending is not None and (pending.commit.branch or "master") == name:
+                # Its own open commit; one it was only set to stays its owner's.
+                self.objects.delete(open_key(repo, branch.open_commit))
 
     # ---- commits -------------------------------------------------------------------------
 
@@ -266,6 +280,11 @@ class Pfs:
             provenance=provenance, failed_reason=failed_reason, parent=parent, commit_id=commit_id,
         )
 
+    def delete_commit(self, repo: str, ref: str) -> Commit:
+        """Delete a commit: an open one is discarded; a finished one needs no child and no
+        downstream commit, and branches whose head it is move to its parent."""
+        return delete_commit(self.commits, repo, ref)
+
     def inspect_commit(self, repo: str, ref: str) -> Commit:
         """The commit a ref names: a branch, an id, a unique id prefix, with `^`, `^N`, `~N` or `.N`
         (open commits show finished=None)."""
@@ -275,10 +294,18 @@ class Pfs:
         """The manifest of a finished commit."""
         return self.commits.read_manifest(commit)
 
+    def read_tree(self, commit: Commit) -> Manifest:
+        """A commit's files: a finished one's manifest, an open one's as if finished now."""
+        return self.commits.view_manifest(commit)
+
     def list_commits(
-        self, repo: str, branch: str | None = None, limit: int | None = None
+        self, repo: str, branch: str | None = None, limit: int | None = None,
+        since: str | None = None,
     ) -> list[Commit]:
-        """Newest first: open commits, then history by parent pointers from the head(s)."""
+        """Newest first: open commits, then history by parent pointers from the head(s).
+
+        `since` (pachctl's `--from`): only the commits after that one, which is not listed."""
+        stop = resolve(self.commits, repo, since).id if since is not None else None
         if branch is None:
             heads = [b.head for b in self.list_branches(repo) if b.head]
         else:
@@ -289,15 +316,35 @@ class Pfs:
         walked: dict[str, Commit] = {}
         for head in heads:
             for commit in self.commits.history(self.commits.finished_commit(repo, head)):
-                if commit.id in walked or (cap is not None and len(walked) >= cap):
+                if commit.id in walked or commit.id == stop or (cap is not None and len(walked) >= cap):
                     break
                 walked[commit.id] = commit
         history = list(walked.values())
         if branch is None:
             history.sort(key=lambda c: (c.finished or c.started, c.started), reverse=True)
-        opened = [c for c in self.commits.open_commits(repo, branch) if c.id not in walked]
+        opened = [c for c in self.commits.open_commits(repo, branch)
+                  if c.id not in walked and c.id != stop]
         result = opened + history
         return result if limit is None else result[:limit]
+
+    def commits_after(self, repo: str, branch: str, seen: str | None) -> tuple[str | None, list[Commit]]:
+        """The branch's head and its finished commits after `seen`, oldest first (subscribe-commit).
+
+        `seen=None` means from the first commit. When `seen` is no longer in the branch's
+        history (the branch was moved back or elsewhere) only the new head is new: the commits
+        it shares with what was printed before cannot be told apart cheaply, so none are repeated.
+        """
+        self.commits.require_repo(repo)
+        current = self.commits.settle_branch(repo, validate_name(branch, "branch"))
+        head = current.head if current else None
+        if head is None or head == seen:
+            return head, []
+        walked: list[Commit] = []
+        for commit in self.commits.history(self.commits.finished_commit(repo, head)):
+            if commit.id == seen:
+                return head, walked[::-1]
+            walked.append(commit)
+        return head, walked[::-1] if seen is None else walked[:1]
 
     # ---- files ---------------------------------------------------------------------------
 
@@ -312,6 +359,13 @@ class Pfs:
     ) -> Commit:
         """Put many files in one commit (`put-file -r`): parallel uploads, one manifest."""
         return self.files.put_files(repo, ref, items, append)
+
+    def copy_file(
+        self, src_repo: str, src_ref: str, src_path: str,
+        dst_repo: str, dst_ref: str, dst_path: str, overwrite: bool = False,
+    ) -> Commit:
+        """Copy a file or directory (no bytes move: entries share blobs), as pachctl copy-file."""
+        return self.files.copy_file(src_repo, src_ref, src_path, dst_repo, dst_ref, dst_path, overwrite)
 
     def delete_file(self, repo: str, ref: str, path: str) -> Commit:
         """Delete a file or directory, in the open commit or as a commit by itself."""

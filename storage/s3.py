@@ -113,6 +113,7 @@ class S3ObjectStore:
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
         create_bucket: bool = True,
+        check_conditional_writes: bool = True,
     ) -> None:
         if not bucket:
             raise InvalidArgument("S3 bucket name is empty")
@@ -127,7 +128,8 @@ class S3ObjectStore:
             "after-call.s3.UploadPart", lambda **_: failpoints.hit("s3.after_upload_part"))
         self._bucket_ready = not create_bucket
         self._bucket_lock = threading.Lock()
-        self._conditional_ok = False
+        # Off for a bucket herd only copies plain files into (egress): no probe keys land there.
+        self._conditional_ok = not check_conditional_writes
         self._conditional_refusal: str | None = None
         self._conditional_lock = threading.Lock()
 

@@ -41,6 +41,7 @@ BAD: dict[str, list[str]] = {
     "HERD_CONCURRENCY": ["0", "-1", "two", "", "100000"],
     "HERD_VISIBILITY_TIMEOUT": ["0", "abc", "inf"],
     "HERD_SCRATCH": ["", "relative/dir", "/tmp/a\nb"],
+    "HERD_SECRETS_DIR": ["relative/dir", "/tmp/a\nb"],  # empty = unset: no secrets held
     "HERD_WORKER_ID": ["", "a b", "w\x1b[31m", "x" * 300],
     "HERD_LEASE_SECONDS": ["0", "-1", "nan"],
     "HERD_USER_NETWORK": ["", "maybe", "2"],
@@ -72,6 +73,8 @@ GOOD: list[tuple[str, str, str, object]] = [
     ("HERD_STORAGE", "memory://", "storage", "memory://"),
     ("HERD_RUNTIME", "docker", "runtime", "docker"),
     ("HERD_SCRATCH", "/var/lib/herd/scratch", "scratch", "/var/lib/herd/scratch"),
+    ("HERD_SECRETS_DIR", "", "secrets_dir", None),
+    ("HERD_SECRETS_DIR", "/run/secrets/herd", "secrets_dir", "/run/secrets/herd"),
     ("HERD_OUTAGE_SECONDS", "5", "outage_seconds", 5.0),
     ("HERD_QUEUE", "herd-b", "queue", "herd-b"),
     ("HERD_METRICS_PORT", "", "metrics_port", None),  # empty = unset: no metrics

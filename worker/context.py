@@ -24,13 +24,16 @@ from scheduler.attempts import Attempt, DatumLedger
 from scheduler.ledger import Ledger
 from scheduler.records import JobPlan, PlannedDatum
 from scheduler.spec import PipelineSpec, parse_spec
+from scheduler.store import PpsStore
 from storage.blobs import BlobStore
 from storage.errors import HerdError
 from storage.objects import ObjectStore
 from storage.setting_types import load_settings
 from worker.process_io import RunCancelled
 from worker.runtime import RunRequest, Runtime, Session, UserCode
+from worker.image_digest import job_image, runs_image_id
 from worker.runtimes import open_runtime
+from worker.secrets import secret_mounts
 from worker.settings import WorkerSettings
 from worker.staging import clear_pfs
 
@@ -61,6 +64,7 @@ class WorkerContext:
         self._lock = threading.Lock()
         self._specs: dict[tuple[str, int], PipelineSpec] = {}
         self._sessions: list[Session] = []
+        self._job_images: dict[str, str] = {}  # job id -> the image id its datums run
         self._scratch_root = Path(settings.scratch).absolute()
         self._scratch = self._scratch_root / uuid.uuid4().hex[:12]
         self._scratch_lock: int | None = None
@@ -82,15 +86,25 @@ class WorkerContext:
             self._specs[key] = parse_spec(plan.spec)
         return self._specs[key]
 
-    def session(self, plan: JobPlan, spec: PipelineSpec) -> Session:
-        """This thread's warm session for the pipeline version (opened on first use)."""
+    def session(self, plan: JobPlan, spec: PipelineSpec, err_cmd: bool = False) -> Session:
+        """This thread's warm session for the pipeline version (opened on first use); err_cmd:
+        the one running transform.err_cmd (opened when a datum first needs it)."""
         self._check_open()
-        sessions: dict[tuple[str, int], Session] = self._local.__dict__.setdefault("sessions", {})
-        key = (plan.pipeline, plan.pipeline_version)
+        sessions: dict[tuple[str, int, bool], Session] = self._local.__dict__.setdefault("sessions", {})
+        key = (plan.pipeline, plan.pipeline_version, err_cmd)
+        image = self.job_image(plan, spec)
+        images: dict[tuple[str, int, bool], str] = self._local.__dict__.setdefault("images", {})
+        if key in sessions and images.get(key) != image:
+            self.drop_session(plan, err_cmd)  # this job runs another image than the session's (a tag moved)
         if key not in sessions:
-            for old_key in [k for k in sessions if k[0] == plan.pipeline]:
+            for old_key in [k for k in sessions if k[0] == plan.pipeline and k[1] != plan.pipeline_version]:
                 sessions.pop(old_key).close()  # an older version of the pipeline: its container goes
-            transform = dataclasses.replace(transform_of(spec), network=self.settings.user_network)
+            transform = dataclasses.replace(
+                err_transform_of(spec) if err_cmd else transform_of(spec), network=self.settings.user_network,
+                secret_mounts=secret_mounts(spec.transform.secrets, self.settings.secrets_dir),
+            )
+            if runs_image_id(image):  # the job's recorded image id, never the tag: tags move
+                transform = dataclasses.replace(transform, image=image)
             session = self.runtime.open(plan.pipeline, transform)
             with self._lock:
                 if not self._closed:  # cancel() may have run since the check above
@@ -99,12 +113,26 @@ class WorkerContext:
                 session.close()
                 self._check_open()
             sessions[key] = session
+            images[key] = image
         return sessions[key]
 
-    def drop_session(self, plan: JobPlan) -> None:
+    def job_image(self, plan: JobPlan, spec: PipelineSpec) -> str:
+        """The image id every datum of the job runs (worker/image_digest.py): read or recorded
+        once per job in this process."""
+        with self._lock:
+            found = self._job_images.get(plan.job_id)
+        if found is None:
+            found = job_image(PpsStore(self.objects), self.runtime, plan.job_id, spec.transform.image)
+            with self._lock:
+                if len(self._job_images) >= 1024:  # old jobs' ids: a worker runs for months
+                    self._job_images.clear()
+                self._job_images[plan.job_id] = found
+        return found
+
+    def drop_session(self, plan: JobPlan, err_cmd: bool = False) -> None:
         """Forget this thread's session of the pipeline version (closed under a running datum)."""
-        sessions: dict[tuple[str, int], Session] = self._local.__dict__.setdefault("sessions", {})
-        session = sessions.pop((plan.pipeline, plan.pipeline_version), None)
+        sessions: dict[tuple[str, int, bool], Session] = self._local.__dict__.setdefault("sessions", {})
+        session = sessions.pop((plan.pipeline, plan.pipeline_version, err_cmd), None)
         if session is not None:
             with self._lock:
                 if session in self._sessions:
@@ -331,6 +359,10 @@ def datum_env(plan: JobPlan, datum: PlannedDatum) -> dict[str, str]:
     for item in datum.inputs:
         env[item.name] = f"/pfs/{item.name}" + ("" if item.path == "/" else item.path)
         env[f"{item.name}_COMMIT"] = item.commit
+        if item.join_on:  # a join's or a group's input (Pachyderm 2.x)
+            env[f"PACH_DATUM_{item.name}_JOIN_ON"] = item.join_on
+        if item.group_by:
+            env[f"PACH_DATUM_{item.name}_GROUP_BY"] = item.group_by
     return env
 
 
@@ -348,6 +380,13 @@ def transform_of(spec: PipelineSpec) -> UserCode:
         cpu=getattr(limits, "cpu", None) if limits else None,
         memory=getattr(limits, "memory", None) if limits else None,
     )
+
+
+def err_transform_of(spec: PipelineSpec) -> UserCode:
+    """The transform with err_cmd and err_stdin in place of cmd and stdin (Pachyderm runs it
+    like the cmd: same image, env, user, working dir and limits)."""
+    t = spec.transform
+    return dataclasses.replace(transform_of(spec), cmd=tuple(t.err_cmd or ()), stdin=tuple(t.err_stdin))
 
 
 _contexts: dict[tuple[int, str | None], WorkerContext] = {}

@@ -9,6 +9,10 @@ leases, markers, what counts as a try) is scheduler/attempts.py.
 Only user code failing (non-zero exit, timeout, out of memory, unsafe output) uses a try. An
 outage (storage, broker, Docker engine) gives the attempt back and raises, so the batch goes
 back to the broker; a datum that keeps meeting one for HERD_OUTAGE_SECONDS fails naming it.
+
+The worker decides which try is the last (its claim counts the tries used): when user code
+fails it, transform.err_cmd runs right there, over the same staged inputs (see `_recover`).
+A datum whose tries were used up by dying workers is failed by the scheduler without err_cmd.
 """
 
 from __future__ import annotations
@@ -30,13 +34,14 @@ from storage.errors import HerdError, Unavailable
 from storage.model import FileEntry
 from storage.objects import ObjectStore
 from worker import metrics
-from worker.context import WorkerContext, context_for
+from worker.context import Lease, WorkerContext, context_for
 from worker.log_shipper import LogLimits, LogShipper
 from worker.outputs import collect_outputs
 from worker.process_io import RunCancelled
-from worker.runtime import RunResult, Session
+from worker.runtime import RunRequest, RunResult, Session
+from worker.secrets import secret_env
 from worker.settings import WorkerSettings
-from worker.staging import stage_datum
+from worker.staging import clear_pfs, stage_datum
 
 
 class Claim(Enum):
@@ -74,9 +79,10 @@ def process_batch(
         state = run_datum(ctx, plan, spec, index)
         if state is Claim.ENDED:
             break
-        if state in (DatumState.SUCCESS, DatumState.FAILED):
+        if state in (DatumState.SUCCESS, DatumState.FAILED, DatumState.RECOVERED):
             seconds.append(time.monotonic() - started)
-        key = {DatumState.SUCCESS: "done", DatumState.FAILED: "failed", Claim.USED_UP: "used_up"}.get(state, "deferred")
+        key = {DatumState.SUCCESS: "done", DatumState.RECOVERED: "done", DatumState.FAILED: "failed",
+               Claim.USED_UP: "used_up"}.get(state, "deferred")
         sorted_[key].append(index)
     return BatchOutcome(
         job_id=batch.job_id, seconds=tuple(seconds), **{k: tuple(v) for k, v in sorted_.items()}
@@ -101,9 +107,10 @@ def run_datum(ctx: WorkerContext, plan: JobPlan, spec: PipelineSpec, index: int)
             return claim.state  # another delivery already finished it
         if isinstance(claim, Claim):
             return claim  # held elsewhere (no try is burnt here), or no try left (the scheduler fails it)
+        last = claim.try_number >= spec.datum_tries  # who decides "the last try": err_cmd runs after it
         try:
-            result = _attempt(ctx, plan, spec, datum, claim.attempt)
-            if result is not None and (result.state == DatumState.SUCCESS or claim.try_number >= spec.datum_tries):
+            result = _attempt(ctx, plan, spec, datum, claim.attempt, last)
+            if result is not None and (result.state != DatumState.FAILED or last):
                 return _store(ctx, result, plan.pipeline)
         except Unavailable as exc:
             failed = _give_back(ctx, plan, datum, claim.attempt, exc)
@@ -151,8 +158,11 @@ class _Stats(TypedDict):
     upload_bytes: int
 
 
-def _attempt(ctx: WorkerContext, plan: JobPlan, spec: PipelineSpec, datum: PlannedDatum, attempt: Attempt) -> DatumResult | None:
-    """One run of user code; None when it was cancelled (restart-datum, stop-job): nothing is judged."""
+def _attempt(
+    ctx: WorkerContext, plan: JobPlan, spec: PipelineSpec, datum: PlannedDatum, attempt: Attempt, last: bool = False,
+) -> DatumResult | None:
+    """One run of user code; None when it was cancelled (restart-datum, stop-job): nothing is judged.
+    `last`: no try is left after this one, so a failure runs transform.err_cmd (if set)."""
     started = now()
     pfs_dir = ctx.pfs_dir()
     stats: _Stats = {
@@ -165,9 +175,11 @@ def _attempt(ctx: WorkerContext, plan: JobPlan, spec: PipelineSpec, datum: Plann
         t0 = time.monotonic()
         stats["download_bytes"] = stage_datum(ctx.blobs, datum.inputs, pfs_dir)
         t1 = time.monotonic()
+        request = ctx.request(plan, spec, datum, pfs_dir)
+        request = dataclasses.replace(request, env={**request.env, **_secrets(ctx, spec)})
         session: Session = ctx.session(plan, spec)
         lease.on_cancel(session.close)
-        run = session.run(dataclasses.replace(ctx.request(plan, spec, datum, pfs_dir), sink=shipper))
+        run = session.run(dataclasses.replace(request, sink=shipper))
         shipper.catch_up("stdout", run.stdout)  # what the runtime added or had not read yet
         shipper.catch_up("stderr", run.stderr)
         shipper.close()  # every line is stored before the result: get-logs -f ends with them
@@ -179,6 +191,9 @@ def _attempt(ctx: WorkerContext, plan: JobPlan, spec: PipelineSpec, datum: Plann
         failure = _user_code_failure(spec, run)
         if failure is not None:
             code, reason = failure
+            if last and spec.transform.err_cmd:
+                return _recover(ctx, plan, spec, datum, attempt, (started, run, stats), request, lease, failure,
+                                shipper.segments_used)
             return _finish(ctx, plan, datum, attempt, started, run, stats, reason, error=code)
         manifest = collect_outputs(ctx.blobs, pfs_dir / "out", ctx.settings.output_quota)
         stats["upload_time"] = time.monotonic() - t2
@@ -202,15 +217,76 @@ def _attempt(ctx: WorkerContext, plan: JobPlan, spec: PipelineSpec, datum: Plann
         ctx.discard(pfs_dir)
 
 
-def _shipper(ctx: WorkerContext, plan: JobPlan, datum: PlannedDatum, attempt: Attempt) -> LogShipper:
-    """The live logs of one attempt: segments of its own, so a retry never rewrites them."""
+class _Shipper(LogShipper):
+    """A LogShipper that knows the segment numbers it used, so err_cmd's logs follow them."""
+
+    segments_used = 0
+
+
+def _shipper(ctx: WorkerContext, plan: JobPlan, datum: PlannedDatum, attempt: Attempt, first: int = 0) -> _Shipper:
+    """The live logs of one attempt: segments of its own, so a retry never rewrites them.
+    `first`: the first segment number (err_cmd's logs come after the user code's, same attempt)."""
     ledger, number, settings = ctx.ledger, attempt.number, ctx.settings
 
     def store(seq: int, data: bytes) -> bool:
-        return ledger.put_log_segment(plan.job_id, datum.id, number, seq, data)
+        shipper.segments_used = max(shipper.segments_used, first + seq + 1)
+        return ledger.put_log_segment(plan.job_id, datum.id, number, first + seq, data)
 
     limits = LogLimits(settings.log_flush_seconds, settings.log_head_bytes, settings.log_tail_bytes)
-    return LogShipper(store, settings.worker_id, number, limits)
+    shipper = _Shipper(store, settings.worker_id, number, limits)
+    shipper.segments_used = first
+    return shipper
+
+
+def _secrets(ctx: WorkerContext, spec: PipelineSpec) -> dict[str, str]:
+    """The env_var secrets of the transform (SecretNotFound names one the worker lacks)."""
+    return secret_env(spec.transform.secrets, ctx.settings.secrets_dir) if spec.transform.secrets else {}
+
+
+def _recover(
+    ctx: WorkerContext, plan: JobPlan, spec: PipelineSpec, datum: PlannedDatum, attempt: Attempt,
+    so_far: tuple[datetime, RunResult, _Stats], request: RunRequest, lease: Lease, failure: tuple[str, str],
+    first_segment: int,
+) -> DatumResult | None:
+    """Pachyderm's err_cmd: run after the last failed try, in the same runtime over the same
+    /pfs inputs, with a fresh empty /pfs/out whose contents are discarded. Exit 0 (or an
+    accept_return_code) makes the datum RECOVERED: the job can succeed, the datum adds no output
+    and is not skipped by later jobs. None when the attempt was cancelled meanwhile."""
+    started, run, stats = so_far
+    code, reason = failure
+    out = request.pfs_dir / "out"
+    clear_pfs(out)  # what the failed cmd wrote is not err_cmd's to see
+    out.mkdir()
+    shipper = _shipper(ctx, plan, datum, attempt, first=first_segment)
+    try:
+        session = ctx.session(plan, spec, err_cmd=True)
+        lease.on_cancel(session.close)
+        err_run = session.run(dataclasses.replace(request, sink=shipper))
+        shipper.catch_up("stdout", err_run.stdout)
+        shipper.catch_up("stderr", err_run.stderr)
+    except RunCancelled:
+        if lease.cancelled:
+            ctx.drop_session(plan, err_cmd=True)
+            return None
+        raise
+    except Unavailable:
+        raise
+    except HerdError as exc:
+        if lease.cancelled:
+            ctx.drop_session(plan, err_cmd=True)
+            return None
+        return _finish(ctx, plan, datum, attempt, started, run, stats, f"{reason}; err_cmd failed: {exc}", error=code)
+    finally:
+        shipper.close()
+    if lease.cancelled:
+        ctx.drop_session(plan, err_cmd=True)
+        return None
+    err_failure = _user_code_failure(spec, err_run)
+    if err_failure is not None:
+        why = err_failure[1].replace("user code", "err_cmd", 1)
+        return _finish(ctx, plan, datum, attempt, started, run, stats, f"{reason}; {why}", error=code)
+    return _finish(ctx, plan, datum, attempt, started, run, stats, f"{reason}; recovered by err_cmd",
+                   error=code, recovered=True)
 
 
 def _user_code_failure(spec: PipelineSpec, run: RunResult) -> tuple[str, str] | None:
@@ -246,9 +322,10 @@ def _give_back(ctx: WorkerContext, plan: JobPlan, datum: PlannedDatum, attempt: 
 def _finish(
     ctx: WorkerContext, plan: JobPlan, datum: PlannedDatum, attempt: Attempt, started: datetime,
     run: RunResult | None, stats: _Stats, reason: str, outputs: dict[str, FileEntry] | None = None,
-    error: str | None = None,
+    error: str | None = None, recovered: bool = False,
 ) -> DatumResult:
-    state = DatumState.FAILED if error else DatumState.SUCCESS
+    """The attempt's result; a RECOVERED one keeps the failure's code and no output."""
+    state = DatumState.RECOVERED if recovered else DatumState.FAILED if error else DatumState.SUCCESS
     metrics.transferred(plan.pipeline, stats["download_bytes"], stats["upload_bytes"])
     log = {
         "job_id": plan.job_id, "pipeline": plan.pipeline, "datum_id": datum.id, "attempt": attempt.number,
@@ -259,6 +336,8 @@ def _finish(
     }  # what user code printed is in the attempt's live log segments (worker/log_shipper.py)
     if state != DatumState.SUCCESS:
         ctx.ledger.put_log(plan.job_id, datum.id, attempt.number, log)  # why it failed: get-logs shows it
+    if recovered:
+        outputs = None  # Pachyderm: a recovered datum's output is not committed
     return DatumResult(
         job_id=plan.job_id, datum_id=datum.id, datum_hash=datum.hash, state=state, attempt=attempt.number,
         exit_code=None if run is None else run.exit_code, reason=reason, error=error, worker=ctx.settings.worker_id,

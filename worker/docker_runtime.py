@@ -51,6 +51,7 @@ from worker import docker_runner as runner
 from worker.docker_wire import Answer, Channel, ChannelClosed, ChannelTimeout, read_answer, unpack_outputs
 from worker.process_io import RunCancelled
 from worker.runtime import LogSink, RunRequest, RunResult, UserCode
+from worker.secrets import secret_tar
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,22 @@ class DockerRuntime:
                 except docker.errors.ImageNotFound:
                     self._pull(image)
             self._images.add(image)
+
+    def image_id(self, image: str) -> str:
+        """The id (`sha256:...`) of what `image` names on this engine now, pulled when missing: a job
+        records it once (worker/image_digest.py) and every datum of the job runs that id."""
+        self.ensure_image(image)
+        with self.engine_errors("inspect image", image):
+            return str(self.client.images.get(image).id)
+
+    def has_image(self, image_id: str) -> bool:
+        """Whether this engine holds the image with this id (a moved tag keeps the old id's image)."""
+        with self.engine_errors("inspect image"):
+            try:
+                self.client.api.inspect_image(image_id)
+            except docker.errors.ImageNotFound:
+                return False
+        return True
 
     def _pull(self, image: str) -> None:
         """Pull `image` (its tag, or latest); any refusal means the image cannot be had."""
@@ -217,7 +234,8 @@ class DockerSession:
             cap_drop=["ALL"], security_opt=["no-new-privileges"], pids_limit=rt.pids_limit, privileged=False,
             read_only=True, tmpfs={"/tmp": f"rw,nosuid,nodev,size={rt.tmp_size}"}, init=True, ipc_mode="private",
             network_mode=None if t.network else "none", auto_remove=True, log_config=LogConfig(type="none"),
-            mounts=[Mount(runner.HERD_DIR, None, type="volume"), Mount("/pfs", None, type="volume")],
+            mounts=[Mount(runner.HERD_DIR, None, type="volume"), Mount("/pfs", None, type="volume"),
+                    *(Mount(m.path, None, type="volume") for m in t.secret_mounts)],  # transform.secrets
             nano_cpus=int(t.cpu * 1e9) if t.cpu else None, mem_limit=t.memory or None,
         )
         # stdin_open + attached (detach=False) sets StdinOnce: when the worker dies the runner
@@ -238,6 +256,8 @@ class DockerSession:
         with rt.engine_errors("fill herd's container"):
             api.put_archive(cid, runner.HERD_DIR, tools)
             api.put_archive(cid, "/pfs", runner.pfs_tar(rt.stage_uid))
+            for mount in self.transform.secret_mounts:
+                api.put_archive(cid, mount.path, secret_tar(mount, rt.stage_uid))
             attach = {"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
             self._runner = Channel(_raw(api.attach_socket(cid, params=attach)), "runner")
         with rt.engine_errors("start the container", self.transform.image):

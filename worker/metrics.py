@@ -47,7 +47,7 @@ class WorkerMetrics:
                               by_pipeline, registry=registry)
         self.recovered = Counter(
             "herd_datums_recovered",
-            "Datums that succeeded here after an earlier attempt failed or was lost (also in processed).",
+            "Datums this worker failed whose err_cmd recovered them (inspect-job's recovered).",
             by_pipeline, registry=registry,
         )
         self.seconds = Histogram("herd_datum_seconds", "Run time of a datum's stored attempt (download, user code, "
@@ -60,14 +60,11 @@ class WorkerMetrics:
                           multiprocess_mode="livesum")
 
 
-def outcome(result: DatumResult) -> tuple[str | None, bool]:
-    """Which counter a stored result goes to ('processed', 'failed' or None), and whether it is a
-    recovery (a success whose attempt is not the first)."""
-    if result.state == DatumState.SUCCESS:
-        return "processed", result.attempt > 1
-    if result.state == DatumState.FAILED:
-        return "failed", False
-    return None, False
+def outcome(result: DatumResult) -> str | None:
+    """Which counter a stored result goes to ('processed', 'failed', 'recovered' or None), as
+    inspect-job counts it (a retry that succeeded is processed; only err_cmd recovers)."""
+    return {DatumState.SUCCESS: "processed", DatumState.FAILED: "failed",
+            DatumState.RECOVERED: "recovered"}.get(result.state)
 
 
 _metrics: WorkerMetrics | None = None
@@ -124,12 +121,12 @@ def stored(pipeline: str, result: DatumResult) -> None:
     """A datum result this worker stored (the create-only write it won)."""
     if _metrics is None:
         return
-    kind, recovered = outcome(result)
+    kind = outcome(result)
     if kind == "processed":
         _metrics.processed.labels(pipeline).inc()
     elif kind == "failed":
         _metrics.failed.labels(pipeline).inc()
-    if recovered:
+    elif kind == "recovered":
         _metrics.recovered.labels(pipeline).inc()
     if result.started is not None and result.finished is not None:
         _metrics.seconds.labels(pipeline).observe(max(0.0, (result.finished - result.started).total_seconds()))

@@ -342,6 +342,11 @@ class ProcessSession:
         t = self.transform
         if not t.cmd:
             raise UserCodeError(f"pipeline '{self.pipeline}' has an empty transform.cmd")
+        for mount in t.secret_mounts:
+            raise UserCodeError(
+                f"secret '{mount.name}' of pipeline '{self.pipeline}': the local runtime cannot mount secrets "
+                f"(mount_path '{mount.path}'); use env_var, or the docker runtime"
+            )
         env = _merge_env(self._base_env, t.env, request.env)
         stdin = ("\n".join(t.stdin) + "\n").encode() if t.stdin else b""
         working_dir = t.working_dir or "/"

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from worker.secrets import SecretMount
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class UserCode:
     cpu: float | None = None  # cores
     memory: int | None = None  # bytes
     network: bool = True
+    secret_mounts: tuple[SecretMount, ...] = ()  # transform.secrets with a mount_path (values hidden in repr)
 
 
 class LogSink(Protocol):

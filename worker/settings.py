@@ -26,6 +26,15 @@ from storage.setting_types import (
 RuntimeName = Annotated[str, BeforeValidator(one_of("auto", "docker", "local"))]
 
 
+def _optional_folder(value: object) -> str | None:
+    """An absolute folder path, or None when unset or empty."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not os.path.isabs(value) or any(ord(c) < 32 for c in value):
+        raise ValueError("expected an absolute folder path")
+    return value
+
+
 def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -86,6 +95,13 @@ class WorkerSettings(ServiceSettings):
         description=(
             "How long a datum may keep meeting a storage or Docker engine outage, given back to the queue each "
             "time, before it fails naming the outage."
+        ),
+    )
+    secrets_dir: Annotated[str | None, BeforeValidator(_optional_folder)] = Field(
+        None,
+        description=(
+            "Folder of the secrets this worker holds for `transform.secrets`: `<folder>/<secret name>/<key>`, one "
+            "file per key (the layout of a mounted Kubernetes secret). Unset: a pipeline naming a secret fails."
         ),
     )
 

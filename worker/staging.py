@@ -51,22 +51,24 @@ def stage_datum(blobs: BlobStore, datum_inputs: Iterable[DatumInputFiles], pfs_d
     pfs_dir = Path(pfs_dir)
     (pfs_dir / OUT).mkdir(parents=True, exist_ok=True)
     staged = 0
-    seen: set[str] = set()
+    done: set[Path] = set()
     for item in datum_inputs:
-        root = _input_root(pfs_dir, item.name, seen)
+        # A group's datum holds several matches of one input, all under /pfs/<name>; matches
+        # may overlap (`/**`), and a file they share is staged once.
+        root = _input_root(pfs_dir, item.name)
         for path, entry in sorted(item.files.items()):
             target = safe_join(root, path)
-            staged += _stage_file(blobs, entry, target, empty=item.empty_files)
+            if target not in done:
+                done.add(target)
+                staged += _stage_file(blobs, entry, target, empty=item.empty_files)
     return staged
 
 
-def _input_root(pfs_dir: Path, name: str, seen: set[str]) -> Path:
+def _input_root(pfs_dir: Path, name: str) -> Path:
     """The folder of one input, after checking its name cannot escape or shadow `out`."""
     validate_name(name, "input")
-    if name == OUT or name in seen:
-        why = "is reserved for /pfs/out" if name == OUT else "is used by two inputs of the datum"
-        raise InvalidPath(f"input name '{name}' {why}")
-    seen.add(name)
+    if name == OUT:
+        raise InvalidPath(f"input name '{name}' is reserved for /pfs/out")
     root = pfs_dir / name
     root.mkdir(exist_ok=True)
     return root

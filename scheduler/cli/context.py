@@ -122,14 +122,31 @@ def target_argument(metavar: str) -> Callable[[F], F]:
 
 
 def expand_target(words: Sequence[str]) -> list[str]:
-    """Split a leading `repo@ref[:/path]` (1.9+ syntax) into words; `repo@branch=commit` → commit."""
-    if not words or "@" not in words[0]:
+    """Split a leading `repo@ref[:/path]` (1.9+) or `repo/ref` (pachctl up to 1.8) into words.
+
+    A repo name holds neither `/` nor `@`, so whichever comes first in the first word ends the
+    repo: `@` starts the 1.9 form (`repo@branch=commit` names the commit; the path after `:`
+    may hold `/`); `/` starts the 1.8 form, whose ref is one word (a path follows as its own
+    word), so `repo/ref/x` is refused rather than guessed at.
+    """
+    if not words:
+        return []
+    first = words[0]
+    at, slash = first.find("@"), first.find("/")
+    if at < 0 and slash < 0:
         return list(words)
-    repo, _, rest = words[0].partition("@")
-    ref, colon, path = rest.partition(":")
-    ref = ref.rpartition("=")[2]  # repo@branch=commit names the commit
-    head = [repo, ref] + ([path] if colon else [])
-    return head + list(words[1:])
+    if at >= 0 and (slash < 0 or at < slash):
+        repo, _, rest = first.partition("@")
+        ref, colon, path = rest.partition(":")
+        ref = ref.rpartition("=")[2]  # repo@branch=commit names the commit
+        return [repo, ref] + ([path] if colon else []) + list(words[1:])
+    repo, _, ref = first.partition("/")
+    if any(char in ref for char in "/@:"):
+        raise click.UsageError(
+            f"'{first}': expected repo/commit with the path as its own word "
+            "(repo/commit PATH), or repo@commit:/path"
+        )
+    return [repo, ref] + list(words[1:])
 
 
 def parse_target(words: Sequence[str], metavar: str) -> list[str]:
@@ -148,7 +165,8 @@ def _checked_words(words: Sequence[str], metavar: str, optional: int) -> list[st
     names = metavar.replace("[", "").replace("]", "").split()
     values = expand_target(words)
     if not len(names) - optional <= len(values) <= len(names):
-        raise click.UsageError(f"expected {metavar} (or repo@ref:/path), got {len(values)} words")
+        raise click.UsageError(
+            f"expected {metavar} (or repo@ref:/path, repo/ref), got {len(values)} words")
     if any(value == "" for value in values):
         raise click.UsageError(f"empty word in {' '.join(words)!r}; expected {metavar}")
     return values

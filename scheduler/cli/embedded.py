@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from scheduler.cli import progress
 from scheduler.cli.wiring import embedded_dispatcher
+from scheduler.cron_ticks import CronTicker
 from scheduler.loop import Progress, Scheduler
 from scheduler.settings import SchedulerSettings
 from storage.repos import Pfs
@@ -19,21 +20,29 @@ if TYPE_CHECKING:
     from rich.progress import TaskID
 
 
-def settle(pfs: Pfs, settings: SchedulerSettings, worker_settings: Any = None) -> None:
+def settle(
+    pfs: Pfs, settings: SchedulerSettings, worker_settings: Any = None, storage_settings: Any = None,
+    crons: bool = True,
+) -> None:
     """Run every job owed until none is left (no-op when a scheduler service owns the work).
 
     `settings` and `worker_settings` (a worker.settings.WorkerSettings) are the caller's, loaded
-    once; without worker settings the worker loads its own from the environment."""
+    once; without worker settings the worker loads its own from the environment. `crons=False`:
+    the caller (`herd run-cron`) makes and reports the cron ticks itself."""
     if settings.broker:
         return
+    # The crons due now first (a tick missed while nothing ran is made once, here): their jobs
+    # run below. A cron that cannot tick is reported by `herd run-cron`, not by every command.
+    if crons:
+        CronTicker(pfs).tick()
     dispatcher = embedded_dispatcher(pfs.objects, settings.parallelism, worker_settings)
     scheduler = Scheduler(
         pfs, dispatcher, parallelism=settings.parallelism, batch_seconds=settings.batch_seconds,
-        resend_seconds=settings.resend_seconds,
+        resend_seconds=settings.resend_seconds, storage_settings=storage_settings,
     )
     aborted = True
     try:
-        with _progress_bar(scheduler), _sigterm_interrupts():
+        with _progress_bar(scheduler), sigterm_interrupts():
             scheduler.run_until_idle()
         aborted = False
     finally:
@@ -43,7 +52,7 @@ def settle(pfs: Pfs, settings: SchedulerSettings, worker_settings: Any = None) -
 
 
 @contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
+def sigterm_interrupts() -> Iterator[None]:
     """While jobs run here, SIGTERM acts as Ctrl-C does: stop user code, clean up, exit."""
     if threading.current_thread() is not threading.main_thread():
         yield

@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import click
 
@@ -39,18 +40,29 @@ def parse_job_state(value: str | None) -> str | None:
 
 @cli.command("list-job")
 @click.option("-p", "--pipeline", default=None, help="Only this pipeline's jobs.")
-@click.option("--state", default=None, help="Only jobs in this state: starting, running, success, failure, killed, unrunnable.")
+@click.option("--state", default=None, help="Only jobs in this state: starting, running, success, failure, killed, egressing, unrunnable.")
 @raw_option
 @pass_cli
 def list_job(cli: CliContext, pipeline: str | None, state: str | None, raw: bool) -> None:
     """List jobs, newest first: ID PIPELINE STARTED DURATION RESTART PROGRESS DL UL STATE."""
     wanted = parse_job_state(state)  # before any read: a bad value is refused at once
-    jobs = [(info, status) for info, status in cli.jobs.list(pipeline) if wanted in (None, status.state.value)]
+    jobs = [(info, status) for info, status in _jobs_of(cli, pipeline) if wanted in (None, status.state.value)]
     if raw:
         echo_raw_lines(render_pps.job_raw(info, status) for info, status in jobs)
         return
     now = cli.now()
     echo_table(render_pps.JOB_HEADERS, (render_pps.job_row(info, status, now) for info, status in jobs))
+
+
+def _jobs_of(cli: CliContext, pipeline: str | None) -> list[tuple[Any, Any]]:
+    """Every job, or one pipeline's: none for a pipeline that does not exist (or was deleted,
+    with its jobs), as pachctl 1.4 prints an empty list rather than an error."""
+    from storage.errors import PipelineNotFound
+
+    try:
+        return cli.jobs.list(pipeline)
+    except PipelineNotFound:
+        return []
 
 
 @cli.command("inspect-job")
@@ -65,10 +77,11 @@ def inspect_job(cli: CliContext, job: str, block: bool, raw: bool) -> None:
             info, status = cli.jobs.wait_job(job, on_wait=watch)
     else:
         info, status = cli.jobs.inspect(job)
+    digest = cli.jobs.records.read_image(info.id)  # the image id its datums ran (worker/image_digest.py)
     if raw:
-        echo_raw(render_pps.job_raw(info, status))
+        echo_raw(render_pps.job_raw(info, status, image_digest=digest or ""))
         return
-    click.echo(render.fields(render_pps.job_fields(info, status, cli.now())))
+    click.echo(render.fields(render_pps.job_fields(info, status, cli.now(), image_digest=digest)))
 
 
 @settles
@@ -179,24 +192,55 @@ def _echo_log(line: LogLine, raw: bool, attempts: dict[tuple[str, str], int]) ->
 
 
 @cli.command("flush-commit")
-@target_argument("REPO REF")
+@target_argument("REPO@COMMIT... | REPO COMMIT")
+@click.option("-r", "--repos", "repos", multiple=True, metavar="REPO",
+              help="Only show the output commits of these repos (repeatable).")
 @click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
 @raw_option
 @pass_cli
-def flush_commit(cli: CliContext, target: tuple[str, ...], timeout: float | None, raw: bool) -> None:
-    """Wait until every job downstream of a commit has ended; print each with its output commit and state.
+def flush_commit(cli: CliContext, target: tuple[str, ...], repos: tuple[str, ...], timeout: float | None,
+                 raw: bool) -> None:
+    """Wait until every job downstream of the commits has ended; print each with its output commit and state.
 
+    Commits are `repo@commit` (or `repo/commit`) words, any number, or one `REPO COMMIT` pair.
     Failed, killed and unrunnable jobs end the wait too and are printed with their state; the
     exit status is 0 whatever the jobs' states (as Pachyderm 1.9's flush returns failed jobs).
     """
-    repo, ref = parse_target(target, "REPO REF")
+    commits = flush_targets(target)
+    for repo in repos:
+        cli.pfs.inspect_repo(repo)  # RepoNotFound for a typo, before any wait
+    deadline = None if timeout is None else time.monotonic() + timeout
+    rows: list[Any] = []
+    seen: set[str] = set()
     with _wait_bar() as bar, _watchdog() as watch:
-        rows = cli.jobs.flush_jobs(repo, ref, timeout=timeout, on_wait=chain(bar, watch))
+        for repo, ref in commits:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            for row in cli.jobs.flush_jobs(repo, ref, timeout=left, on_wait=chain(bar, watch)):
+                if row.job.id not in seen and (not repos or row.job.output_repo in repos):
+                    seen.add(row.job.id)
+                    rows.append(row)
     if raw:
         echo_raw_lines(render_pps.flush_raw(r.job, r.status, r.output) for r in rows)
         return
     now = cli.now()
     echo_table(render_pps.FLUSH_HEADERS, (render_pps.flush_row(r.job, r.status, r.output, now) for r in rows))
+
+
+def flush_targets(words: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(repo, ref) of each commit flush-commit waits for: `repo@ref`/`repo/ref` words, any
+    number (pachctl 1.x), or herd's two-word `REPO REF`."""
+    if not words:
+        raise click.UsageError("expected one or more repo@commit (or REPO COMMIT)")
+    if len(words) == 2 and not any(c in words[0] for c in "@/"):
+        repo, ref = parse_target(words, "REPO REF")
+        return [(repo, ref)]
+    out = []
+    for word in words:
+        if not any(c in word for c in "@/"):
+            raise click.UsageError(f"'{word}': expected repo@commit (several commits: one such word each)")
+        repo, ref = parse_target((word,), "REPO REF")
+        out.append((repo, ref))
+    return out
 
 
 @contextmanager

@@ -5,6 +5,10 @@ Each command parses its words, calls one `Pfs` method and renders; rules live in
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
 import click
 
 from scheduler import render
@@ -22,7 +26,26 @@ from scheduler.cli.context import (
 )
 from scheduler.cli.group import cli
 
+if TYPE_CHECKING:
+    from storage.model import Branch
 
+
+
+
+def newest_first(branches: Sequence[Branch], changed: Mapping[str, datetime | None]) -> list[Branch]:
+    """Branches by their last change, newest first; those without commits last, by name."""
+    dated = sorted((b for b in branches if changed.get(b.name)),
+                   key=lambda b: (changed[b.name], b.name), reverse=True)
+    return dated + sorted((b for b in branches if not changed.get(b.name)), key=lambda b: b.name)
+
+
+def _last_change(cli: CliContext, branch: Branch) -> datetime | None:
+    """When the branch last changed: its open commit's start, else its head's finish."""
+    ref = branch.open_commit or branch.head
+    if ref is None:
+        return None
+    commit = cli.pfs.inspect_commit(branch.repo, ref)
+    return commit.finished or commit.started
 
 
 # --- repos ----------------------------------------------------------------------------------
@@ -106,14 +129,17 @@ def finish_commit(cli: CliContext, target: tuple[str, ...], description: str | N
 
 @cli.command("list-commit")
 @target_argument("REPO [BRANCH]")
+@click.option("-f", "--from", "since", default=None, metavar="COMMIT",
+              help="Only the commits after this one (it is not listed).")
 @click.option("-n", "--number", type=click.IntRange(min=0), default=0,
               help="At most this many commits (0 = all).")
 @raw_option
 @pass_cli
-def list_commit(cli: CliContext, target: tuple[str, ...], number: int, raw: bool) -> None:
+def list_commit(cli: CliContext, target: tuple[str, ...], since: str | None, number: int,
+                raw: bool) -> None:
     """List commits, newest first: REPO COMMIT PARENT STARTED DURATION SIZE."""
     (repo,), branch = parse_target_optional(target, "REPO [BRANCH]")
-    commits = cli.pfs.list_commits(repo, branch, limit=number or None)
+    commits = cli.pfs.list_commits(repo, branch, limit=number or None, since=since)
     if raw:
         echo_raw_lines(render.commit_raw(c) for c in commits)
         return
@@ -141,10 +167,14 @@ def inspect_commit(cli: CliContext, target: tuple[str, ...], raw: bool) -> None:
 @settles
 @cli.command("create-branch")
 @target_argument("REPO BRANCH")
-@click.option("--head", default=None, help="The commit (or branch) the new branch points at.")
+@click.option("--head", default=None,
+              help="The commit (or branch) the new branch points at; an open commit is shared.")
 @pass_cli
 def create_branch(cli: CliContext, target: tuple[str, ...], head: str | None) -> None:
-    """Create a branch, or move an existing one to --head."""
+    """Create a branch, or move an existing one to --head.
+
+    With an open commit as --head, the branch shares it: put-file on the branch writes into it,
+    and when it is finished the branch points at it."""
     repo, branch = parse_target(target, "REPO BRANCH")
     cli.pfs.create_branch(repo, branch, head=head)
 
@@ -154,8 +184,9 @@ def create_branch(cli: CliContext, target: tuple[str, ...], head: str | None) ->
 @raw_option
 @pass_cli
 def list_branch(cli: CliContext, repo: str, raw: bool) -> None:
-    """List a repo's branches: BRANCH HEAD."""
-    branches = cli.pfs.list_branches(repo)
+    """List a repo's branches, newest first (as pachctl): BRANCH HEAD."""
+    found = cli.pfs.list_branches(repo)
+    branches = newest_first(found, {b.name: _last_change(cli, b) for b in found})
     if raw:
         echo_raw_lines(render.branch_raw(b) for b in branches)
     else:

@@ -15,7 +15,6 @@ from scheduler.cli.context import (
     echo_raw,
     echo_raw_lines,
     echo_table,
-    expand_target,
     parse_target,
     parse_target_optional,
     pass_cli,
@@ -39,29 +38,42 @@ if TYPE_CHECKING:
 @cli.command("put-file")
 @target_argument("REPO BRANCH-OR-COMMIT [PATH]")
 @click.option("-f", "--file", "sources", multiple=True, metavar="SRC",
-              help="A local file or folder, '-' (stdin, the default), or an http(s):// or "
-                   "s3:// URL. Repeatable.")
-@click.option("-r", "--recursive", is_flag=True, help="Put a local folder's files, one commit.")
+              help="A local file or folder, '-' (stdin, the default), or an http(s)://, file:// or "
+                   "s3:// URL (with -r, an S3 prefix). Repeatable.")
+@click.option("-r", "--recursive", is_flag=True,
+              help="Put a local folder's files (or every object under an s3:// prefix), one commit.")
 @click.option("--follow-symlinks", is_flag=True,
               help="With -r, follow symbolic links in the folder (like cp -L); by default they are "
                    "skipped, with a warning. FIFOs, sockets and devices are always skipped.")
-@click.option("-a", "--append", is_flag=True, help="Append to existing files instead of replacing.")
+@click.option("-a", "--append", is_flag=True,
+              help="Append to existing files instead of replacing (with --split: continue the numbering).")
 @click.option("-o", "--overwrite", is_flag=True, help="Replace existing files (the default).")
 @click.option("-c", "--commit", "_commit", is_flag=True, hidden=True,
               help="Accepted for pachctl 1.x scripts; herd always commits.")
+@click.option("--split", "split", type=click.Choice(["line", "json"]), default=None,
+              help="Make PATH a directory of chunk files (0000000000000000, ...), cut between lines "
+                   "or JSON values.")
+@click.option("--target-file-datums", type=click.IntRange(min=0), default=0, metavar="N",
+              help="With --split: up to N lines/values per chunk (neither limit: one per chunk).")
+@click.option("--target-file-bytes", type=click.IntRange(min=0), default=0, metavar="N",
+              help="With --split: close a chunk at the first line/value end at or past N bytes.")
 @pass_cli
 def put_file(cli: CliContext, target: tuple[str, ...], sources: tuple[str, ...],
              recursive: bool, follow_symlinks: bool, append: bool, overwrite: bool,
-             _commit: bool) -> None:
+             _commit: bool, split: str | None, target_file_datums: int, target_file_bytes: int) -> None:
     """Put files into a branch (one commit) or into an open commit.
 
     Without PATH a file keeps the path it was given by (a URL its URL path), as in pachctl.
     """
+    from scheduler.cli import put_sources
+
     (repo, ref), path = parse_target_optional(target, "REPO BRANCH-OR-COMMIT [PATH]")
     if append and overwrite:
         raise InvalidArgument("put-file takes --append or --overwrite, not both")
-    uploads = transfer.plan_uploads(sources, path, recursive, follow_symlinks,
-                                    warn=lambda line: click.echo(line, err=True))
+    if split is None and (target_file_datums or target_file_bytes):
+        raise InvalidArgument("--target-file-datums and --target-file-bytes need --split line|json")
+    uploads = put_sources.plan(sources, path, recursive, follow_symlinks, cli.settings,
+                               warn=lambda line: click.echo(line, err=True))
     total = transfer.total_size(uploads)
     # No bar while someone types into stdin: it would draw over what they type.
     many = recursive or len(uploads) > 1
@@ -71,7 +83,14 @@ def put_file(cli: CliContext, target: tuple[str, ...], sources: tuple[str, ...],
         for _, source in pairs:
             if hasattr(source, "close"):
                 opened.callback(source.close)
-        cli.pfs.put_files(repo, ref, pairs, append=append)
+        if split is None:
+            cli.pfs.put_files(repo, ref, pairs, append=append)
+            return
+        from storage.split_put import put_split
+
+        streams = put_sources.as_streams(pairs, uploads, opened)
+        put_split(cli.pfs.files, repo, ref, streams, "json" if split == "json" else "line",
+                  target_file_datums, target_file_bytes, append=append)
 
 
 def _open_source(cli: CliContext, url: str) -> BinaryIO:
@@ -154,7 +173,7 @@ def glob_file(cli: CliContext, target: tuple[str, ...], raw: bool) -> None:
 
     repo, ref, pattern = parse_target(target, "REPO REF PATTERN")
     commit = cli.pfs.inspect_commit(repo, ref)
-    files = cli.pfs.read_manifest(commit).files
+    files = cli.pfs.read_tree(commit).files  # an open commit's too (1.9)
     infos = []
     for node in match_nodes(pattern, files):
         entry = files.get(node)
@@ -188,31 +207,28 @@ def inspect_file(cli: CliContext, target: tuple[str, ...], raw: bool) -> None:
 
 
 @cli.command("diff-file")
-@target_argument("REPO REF [OLD-REF]")
+@target_argument("REPO COMMIT PATH [OLD-REPO OLD-COMMIT OLD-PATH]")
 @raw_option
 @pass_cli
 def diff_file(cli: CliContext, target: tuple[str, ...], raw: bool) -> None:
-    """Files added, modified and deleted between OLD-REF (default: REF's parent) and REF.
+    """Files added, modified and deleted below PATH between the old side (default: COMMIT's
+    parent, same path) and COMMIT, in pachctl's order.
 
-    `repo@ref:/path [OLD-REF]` limits the diff to a directory.
+    Also `repo@commit:/path [old-repo@old-commit:/path]`; paths are shown as the new side's.
     """
-    repo, ref, old_ref, path = _diff_target(target)
-    diff = cli.pfs.diff_file(repo, ref, old_ref, path or "/")
+    from scheduler.cli.diff_target import diff_targets, rebased
+    from storage.paths import normalize_dir
+    from storage.trees import diff_manifests
+
+    new, old = diff_targets(target)
+    if old is None or (old.repo == new.repo and normalize_dir(old.path) == normalize_dir(new.path)):
+        diff = cli.pfs.diff_file(new.repo, new.ref, old.ref if old else None, new.path)
+    else:  # another repo or path: both sides read whole, the old one moved onto the new path
+        cli.pfs.inspect_file(old.repo, old.ref, old.path)  # FileNotFound naming the old side
+        after = cli.pfs.files.snapshot(new.repo, new.ref)[1]
+        before = rebased(cli.pfs.files.snapshot(old.repo, old.ref)[1], old.path, new.path)
+        diff = diff_manifests(before, after, normalize_dir(new.path))
     if raw:
         echo_raw(render.diff_raw(diff))
     else:
         echo_table(render.DIFF_HEADERS, render.diff_rows(diff))
-
-
-def _diff_target(words: tuple[str, ...]) -> tuple[str, str, str | None, str | None]:
-    """REPO REF [OLD-REF], or repo@ref[:/path] [OLD-REF | repo@old-ref]."""
-    if words and "@" in words[0]:
-        head = expand_target(words[:1])
-        old = words[1:]
-        if len(old) > 1:
-            raise click.UsageError("expected repo@ref[:/path] [OLD-REF]")
-        old_ref = expand_target(old)[1] if old and "@" in old[0] else (old[0] if old else None)
-        return head[0], head[1], old_ref, head[2] if len(head) > 2 else None
-    (repo, ref), old_ref = parse_target_optional(words, "REPO REF [OLD-REF]")
-    assert repo is not None and ref is not None
-    return repo, ref, old_ref, None

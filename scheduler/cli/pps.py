@@ -28,8 +28,16 @@ def _read_specs(cli: CliContext, source: str) -> list[Any]:
 
 
 def _apply(cli: CliContext, source: str, update: bool, reprocess: bool) -> None:
+    _apply_docs(cli, _read_specs(cli, source), update, reprocess)
+
+
+def _apply_docs(cli: CliContext, docs: list[Any], update: bool, reprocess: bool) -> None:
     # Every spec of the file is validated (with the graph among them) before any is written.
-    for info in cli.pipelines.apply(_read_specs(cli, source), update=update, reprocess=reprocess):
+    from scheduler.spec import spec_notes
+
+    for info in cli.pipelines.apply(docs, update=update, reprocess=reprocess):
+        for note in spec_notes(info.spec):  # once per create/update, not each time a job reads the spec
+            click.echo(f"note: pipeline '{info.name}': {note}", err=True)
         if info.ignored_fields:
             click.echo(
                 f"warning: pipeline '{info.name}': herd does not implement these fields yet and ignores them: "
@@ -56,7 +64,9 @@ def _warn_without_scheduler(cli: CliContext) -> None:
 
 @settles
 @cli.command("create-pipeline")
-@click.option("-f", "--file", "source", required=True, help="The spec: a JSON/YAML file, '-' for stdin, or a URL.")
+@click.option("-f", "--file", "source", default="-", show_default=False,
+              help="The spec: a JSON/YAML file, '-' for stdin (the default), or an http(s)://, file:// or "
+                   "s3:// URL.")
 @pass_cli
 def create_pipeline(cli: CliContext, source: str) -> None:
     """Create pipelines from a spec; they process every commit of their inputs, now and later."""
@@ -65,12 +75,38 @@ def create_pipeline(cli: CliContext, source: str) -> None:
 
 @settles
 @cli.command("update-pipeline")
-@click.option("-f", "--file", "source", required=True, help="The new spec: a file, '-' or a URL.")
+@click.option("-f", "--file", "source", default="-", show_default=False,
+              help="The new spec: a file, '-' (stdin, the default) or a URL.")
 @click.option("--reprocess", is_flag=True, help="Rerun every datum with the new code, not only new ones.")
 @pass_cli
 def update_pipeline(cli: CliContext, source: str, reprocess: bool) -> None:
     """Replace a pipeline's spec with a new version (datums already done are reused)."""
     _apply(cli, source, update=True, reprocess=reprocess)
+
+
+@settles
+@cli.command("edit-pipeline")
+@click.argument("name")
+@click.option("--reprocess", is_flag=True, help="Rerun every datum with the new code, not only new ones.")
+@click.option("--editor", default=None, help="The editor command (default: $VISUAL or $EDITOR, else vim, nano or vi).")
+@click.option("-o", "--output", "output", type=click.Choice(["json", "yaml"]), default="json",
+              help="Edit the spec as JSON (the default) or YAML.")
+@pass_cli
+def edit_pipeline(cli: CliContext, name: str, reprocess: bool, editor: str | None, output: str) -> None:
+    """Open a pipeline's spec in an editor, then update the pipeline with what was saved.
+
+    A spec that does not parse or validate, or that names another pipeline, is refused with
+    the reason and nothing changes; an unchanged spec updates nothing."""
+    from scheduler.cli.edit_spec import edited_specs, spec_text
+
+    info = cli.pipelines.inspect(name)
+    before = spec_text(info.spec, output)
+    after = click.edit(before, editor=editor, extension=f".{output}", require_save=False)
+    docs = edited_specs(name, info.spec, after)
+    if docs is None:
+        click.echo("Pipeline unchanged, no update will be performed.")
+        return
+    _apply_docs(cli, docs, update=True, reprocess=reprocess)
 
 
 # list-pipeline: pachctl's columns, then the newest job's progress and state (pachctl's "LAST JOB").

@@ -45,7 +45,7 @@ def scheduler(cli: CliContext, log_level: str) -> None:
     settings = cli.scheduler_settings
     _need_broker(settings)
     configure_logging("scheduler", settings.log_format, log_level)  # HERD_LOG_FORMAT: human or json
-    run_scheduler(cli.pfs, settings)
+    run_scheduler(cli.pfs, settings, cli.settings)  # storage settings: egress opens s3:// URLs with them
 
 
 @cli.command("worker")

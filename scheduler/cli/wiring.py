@@ -88,7 +88,7 @@ class Herd:
         """Run the jobs owed now, in this process, unless a scheduler service owns them (HERD_BROKER)."""
         from scheduler.cli.embedded import settle
 
-        settle(self.pfs, self.scheduler_settings, self.settings["worker"])
+        settle(self.pfs, self.scheduler_settings, self.settings["worker"], self.storage_settings)
 
 
 def open_herd(settings: dict[str, BaseSettings] | None = None) -> Herd:
@@ -140,12 +140,12 @@ def worker_app(worker_settings: Any, storage_settings: Any) -> Any:
     return make_app(worker_settings, storage_settings)
 
 
-def run_scheduler(pfs: Pfs, settings: SchedulerSettings) -> None:
+def run_scheduler(pfs: Pfs, settings: SchedulerSettings, storage_settings: StorageSettings | None = None) -> None:
     """`herd scheduler`: the reconcile loop sending batches to Celery workers (scheduler/service.py)."""
     with cluster_part("herd scheduler"):
         from scheduler.service import run_scheduler as run
 
-    run(pfs, settings)
+    run(pfs, settings, storage_settings)
 
 
 def open_broker(url: str, queue: str) -> Broker:

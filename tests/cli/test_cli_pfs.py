@@ -440,9 +440,9 @@ def test_diff_file_against_parent_and_given_ref(herd: Herd, repo: str) -> None:
     herd("delete-file", repo, "master", "/dir/b.txt")
     # The default old side is the parent: only the delete
     assert lines(herd("diff-file", repo, "master")) == ["STATUS    PATH", "deleted   /dir/b.txt"]
-    diff = herd("diff-file", repo, "master", "master~2")
+    diff = herd("diff-file", repo, "master", "/", repo, "master~2", "/")  # pachctl's order
     assert lines(diff) == ["STATUS     PATH", "modified   /a.txt", "deleted    /dir/b.txt"]
-    raw = json.loads(herd("diff-file", repo, "master", "master~3", "--raw").stdout)
+    raw = json.loads(herd("diff-file", f"{repo}@master:/", "master~3", "--raw").stdout)
     assert raw == {"added": [], "modified": ["/a.txt"], "deleted": []}
     raw = json.loads(herd("diff-file", "data@master:/dir", "master^^", "--raw").stdout)
     assert raw == {"added": [], "modified": [], "deleted": ["/dir/b.txt"]}

@@ -220,6 +220,6 @@ def test_list_job_refuses_an_unknown_state_naming_the_allowed_ones(pipelines: di
     assert proc.returncode == 4, proc.stderr
     assert proc.stderr == (
         "error: invalid --state 'finished': expected one of starting, running, success, failure, killed, "
-        "unrunnable (or JOB_<STATE>)\n"
+        "egressing, unrunnable (or JOB_<STATE>)\n"
     )
     assert proc.stdout == ""

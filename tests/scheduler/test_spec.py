@@ -254,12 +254,12 @@ def test_camel_case_everywhere() -> None:
 def test_ignored_fields_are_reported() -> None:
     s = parse_spec(spec(
         egress={"URL": "s3://bucket/dir"}, scaleDownThreshold="10m", cache_size="64M", standby=True,
-        transform={"cmd": ["x"], "debug": True, "secrets": [{"name": "s", "mount_path": "/s"}]},
+        transform={"cmd": ["x"], "debug": True, "image_pull_secrets": ["k"]},
         parallelism_spec={"constant": 1, "strategy": "CONSTANT"}, incremental=False,
     ))
     assert s.ignored_fields == [
-        "cache_size", "egress", "parallelism_spec.strategy", "scale_down_threshold", "standby",
-        "transform.debug", "transform.secrets",
+        "cache_size", "parallelism_spec.strategy", "scale_down_threshold", "standby",
+        "transform.debug", "transform.image_pull_secrets",
     ]
 
 
@@ -292,7 +292,7 @@ def test_datum_tries_zero_means_the_default() -> None:
     ("fields", "needle"),
     [
         ({"transform": {"cmd": ["x"], "imagee": "y"}}, "unknown field 'transform.imagee'"),
-        ({"inputs": []}, "unknown field 'inputs'"),
+        ({"inputs": []}, "set only one of 'input' and 'inputs'"),  # the 1.4 form: tests/scheduler/test_join_group.py
         ({"input": {"pfs": {"repo": "in", "glob": "/", "globb": "/"}}}, "unknown field 'input.pfs.globb'"),
         ({"transform": {"image": "x"}}, "'transform.cmd' is required"),
         ({"transform": {"cmd": []}}, "transform.cmd"),
@@ -311,7 +311,7 @@ def test_datum_tries_zero_means_the_default() -> None:
         ({"input": {"pfs": {"repo": "in", "name": "out", "glob": "/"}}}, "input.pfs.name"),
         ({"input": {"pfs": {"repo": "bad/repo", "glob": "/"}}}, "input.pfs.repo"),
         ({"input": {"git": {"URL": "https://github.com/x/y.git"}}}, "input.git: git inputs are not supported"),
-        ({"input": {"cron": {"name": "tick", "spec": "@every 1h"}}}, "input.cron: cron inputs are not supported yet"),
+        ({"input": {"cron": {"name": "tick", "spec": "@every 1 h"}}}, "input.cron.spec: invalid cron spec '@every 1 h'"),
         ({"input": {"join": []}}, "input.join"),
         ({"input": {"group": []}}, "input.group"),
         ({"input": {}}, "input: set exactly one of"),

@@ -16,6 +16,7 @@ Failpoints (storage/commits.py, storage/repos.py):
   finish-commit.after_seal / .after_manifest / .after_commit_record / .after_branch
   delete-branch.after_branch                      the branch is gone, its open record not yet
   delete-repo.after_repo_record / .after_branches / .after_open / .after_commits
+  delete-commit.after_branches                    branches moved off (or claims dropped), record kept
 """
 
 from __future__ import annotations
@@ -321,6 +322,36 @@ def test_delete_repo_killed_is_deleted_and_the_name_reusable(
     assert_usable(pfs)
 
 
+def test_delete_commit_killed_is_finished_by_running_it_again(backend: Backend) -> None:
+    # Given master with two commits, and delete-commit of its head killed after the branch moved
+    pfs = backend.pfs
+    pfs.create_repo("data")
+    first = pfs.put_file("data", "master", "/a", b"a")
+    head = pfs.put_file("data", "master", "/b", b"b")
+    backend.crash("delete-commit.after_branches", "delete-commit", "data", head.id)
+    # Then the branch is at the parent already; running it again deletes the record
+    assert backend.pfs.inspect_branch("data", "master").head == first.id
+    backend.herd("delete-commit", "data", head.id)
+    with pytest.raises(CommitNotFound):
+        backend.pfs.inspect_commit("data", head.id)
+    assert files(backend.pfs) == {"/a": b"a"}
+    assert_usable(backend.pfs)
+
+
+def test_delete_commit_of_an_open_commit_killed_leaves_it_discarded(backend: Backend) -> None:
+    # Given an open commit with a file, and delete-commit killed after its claim was dropped
+    pfs = backend.pfs
+    pfs.create_repo("data")
+    pfs.put_file("data", "master", "/a", b"a")
+    opened = pfs.start_commit("data", "master")
+    pfs.put_file("data", opened.id, "/wip", b"w")
+    backend.crash("delete-commit.after_branches", "delete-commit", "data", opened.id)
+    # Then the unclaimed record is not a commit (garbage for gc) and the branch takes new ones
+    backend.herd("inspect-commit", "data", opened.id, code=2)
+    assert files(backend.pfs) == {"/a": b"a"}
+    assert_usable(backend.pfs)
+
+
 def test_every_failpoint_is_exercised() -> None:
     """Each failpoint in the write paths has a case here: a new write step needs a test."""
     source = "".join((ROOT / "storage" / name).read_text() for name in ("commits.py", "repos.py"))
@@ -328,6 +359,6 @@ def test_every_failpoint_is_exercised() -> None:
     named |= {f"delete-repo.after_{kind}" for kind in ("branches", "open", "commits")}
     tested = set(ONE_STEP) | {p for p, _, _ in FINISH} | set(DELETE_REPO) | {
         "open-commit.before_update", "start-commit.after_open_record",
-        "delete-branch.after_branch",
+        "delete-branch.after_branch", "delete-commit.after_branches",
     }
     assert named == tested

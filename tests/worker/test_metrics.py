@@ -32,11 +32,12 @@ def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
 
 
 @pytest.mark.parametrize(("state", "attempt", "expected"), [
-    (DatumState.SUCCESS, 1, ("processed", False)),
-    (DatumState.SUCCESS, 3, ("processed", True)),  # an earlier attempt failed or was lost
-    (DatumState.FAILED, 2, ("failed", False)),
+    (DatumState.SUCCESS, 1, "processed"),
+    (DatumState.SUCCESS, 3, "processed"),  # a retry that succeeded: processed, as inspect-job counts it
+    (DatumState.FAILED, 2, "failed"),
+    (DatumState.RECOVERED, 3, "recovered"),  # err_cmd recovered it
 ])
-def test_outcome(state: DatumState, attempt: int, expected: tuple[str, bool]) -> None:
+def test_outcome(state: DatumState, attempt: int, expected: str) -> None:
     assert metrics.outcome(result(state, attempt)) == expected
 
 
@@ -44,13 +45,14 @@ def test_stored_results_fill_the_counters_and_the_histogram(registry: CollectorR
     metrics.stored("p", result(DatumState.SUCCESS))
     metrics.stored("p", result(DatumState.SUCCESS, attempt=2, seconds=40.0))
     metrics.stored("p", result(DatumState.FAILED))
+    metrics.stored("p", result(DatumState.RECOVERED, attempt=3))
     metrics.transferred("p", 100, 7)
     assert value(registry, "herd_datums_processed_total", pipeline="p") == 2
     assert value(registry, "herd_datums_recovered_total", pipeline="p") == 1
     assert value(registry, "herd_datums_failed_total", pipeline="p") == 1
-    assert value(registry, "herd_datum_seconds_count", pipeline="p") == 3
-    assert value(registry, "herd_datum_seconds_sum", pipeline="p") == 44.0
-    assert value(registry, "herd_datum_seconds_bucket", pipeline="p", le="2.5") == 2
+    assert value(registry, "herd_datum_seconds_count", pipeline="p") == 4
+    assert value(registry, "herd_datum_seconds_sum", pipeline="p") == 46.0
+    assert value(registry, "herd_datum_seconds_bucket", pipeline="p", le="2.5") == 3
     assert value(registry, "herd_downloaded_bytes_total", pipeline="p") == 100
     assert value(registry, "herd_uploaded_bytes_total", pipeline="p") == 7
 

@@ -119,9 +119,13 @@ def test_bad_input_names_are_refused(blobs: BlobStore, tmp_path: Path, name: str
         stage_datum(blobs, [Input(name, {"/f": entry(blobs, b"x")})], tmp_path / "pfs")
 
 
-def test_two_inputs_with_one_name_are_refused(blobs: BlobStore, tmp_path: Path) -> None:
-    with pytest.raises(InvalidPath, match="two inputs"):
-        stage_datum(blobs, [Input("in", {"/a": entry(blobs, b"a")}), Input("in", {"/b": entry(blobs, b"b")})], tmp_path)
+def test_two_inputs_with_one_name_share_its_folder(blobs: BlobStore, tmp_path: Path) -> None:
+    # A group's datum holds several matches of one input; a file two matches share is staged once.
+    shared = entry(blobs, b"s")
+    staged = stage_datum(blobs, [Input("in", {"/a": entry(blobs, b"a"), "/d/s": shared}),
+                                 Input("in", {"/b": entry(blobs, b"b"), "/d/s": shared})], tmp_path)
+    assert staged == 3 and (tmp_path / "in" / "d" / "s").read_bytes() == b"s"
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["a", "b", "d"]
 
 
 def test_file_and_directory_clash_is_refused(blobs: BlobStore, tmp_path: Path) -> None:
