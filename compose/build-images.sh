@@ -206,8 +206,7 @@ EOF
 
 # ---------------------------------------------------------------------------------------------
 build_redis() {
-    local base_id hash dockerfile
-    base_id="$(image_id "$HERD_BASE_IMAGE")"
+    local dockerfile
     # shellcheck disable=SC2016 # ${BASE_IMAGE} is the Dockerfile's
     dockerfile='ARG BASE_IMAGE
 FROM ${BASE_IMAGE}
@@ -221,18 +220,25 @@ VOLUME /data
 EXPOSE 6379
 CMD ["redis-server", "--dir", "/data", "--protected-mode", "no", "--appendonly", "yes"]
 '
+    build_apt_image "$REDIS_IMAGE" redis redis-server "$dockerfile"
+}
+
+# Build IMAGE from DOCKERFILE (apt-get install PACKAGE on HERD_BASE_IMAGE) unless an image with
+# the same recipe, base and Dockerfile is there already; NAME names its log and Dockerfile.
+build_apt_image() {
+    local image="$1" name="$2" package="$3" dockerfile="$4" base_id hash
+    base_id="$(image_id "$HERD_BASE_IMAGE")"
     hash="$(printf '%s\n%s\n%s\n' "$RECIPE" "$base_id" "$dockerfile" | sha)"
-    cached "$REDIS_IMAGE" "$hash" && return 0
-    say "docker build $REDIS_IMAGE (apt-get install redis-server)"
+    cached "$image" "$hash" && return 0
+    say "docker build $image (apt-get install $package)"
     # --network host: apt needs the network, and the engine's default bridge may be absent.
-    printf '%s' "$dockerfile" >"$TMP/redis.Dockerfile"
-    logged "build-redis" docker build --force-rm --network host --build-arg BASE_IMAGE="$HERD_BASE_IMAGE" \
-        --label "$LABEL=$hash" -t "$REDIS_IMAGE" - <"$TMP/redis.Dockerfile"
+    printf '%s' "$dockerfile" >"$TMP/$name.Dockerfile"
+    logged "build-$name" docker build --force-rm --network host --build-arg BASE_IMAGE="$HERD_BASE_IMAGE" \
+        --label "$LABEL=$hash" -t "$image" - <"$TMP/$name.Dockerfile"
 }
 
 build_prometheus() {
-    local base_id hash dockerfile
-    base_id="$(image_id "$HERD_BASE_IMAGE")"
+    local dockerfile
     # shellcheck disable=SC2016 # ${BASE_IMAGE} is the Dockerfile's
     dockerfile='ARG BASE_IMAGE
 FROM ${BASE_IMAGE}
@@ -246,12 +252,7 @@ EXPOSE 9090
 ENTRYPOINT ["prometheus"]
 CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]
 '
-    hash="$(printf '%s\n%s\n%s\n' "$RECIPE" "$base_id" "$dockerfile" | sha)"
-    cached "$PROMETHEUS_IMAGE" "$hash" && return 0
-    say "docker build $PROMETHEUS_IMAGE (apt-get install prometheus)"
-    printf '%s' "$dockerfile" >"$TMP/prometheus.Dockerfile"
-    logged "build-prometheus" docker build --force-rm --network host --build-arg BASE_IMAGE="$HERD_BASE_IMAGE" \
-        --label "$LABEL=$hash" -t "$PROMETHEUS_IMAGE" - <"$TMP/prometheus.Dockerfile"
+    build_apt_image "$PROMETHEUS_IMAGE" prometheus prometheus "$dockerfile"
 }
 
 build_moto() {
