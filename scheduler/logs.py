@@ -38,13 +38,25 @@ class LogLine:
     index: int = 0  # position within its segment
 
     def raw(self) -> dict[str, Any]:
-        """The --raw JSON object: the issue's fields, plus pachctl 1.x's names for old readers."""
+        """The `--json` object: herd's names for a line."""
         return {
             "pipeline": self.pipeline, "job": self.job, "datum": self.datum, "attempt": self.attempt,
             "worker": self.worker, "timestamp": self.timestamp, "stream": self.stream, "message": self.message,
-            "pipelineName": self.pipeline, "jobId": self.job, "datumId": self.datum, "workerId": self.worker,
-            "ts": self.timestamp, "user": self.stream != HERD_STREAM,
         }
+
+    def log_message(self) -> dict[str, Any]:
+        """Pachyderm's LogMessage fields (`--raw` prints them lowerCamel: pipelineName, jobId, ...);
+        `user` is false for herd's own notes, and herd adds the stream and the attempt."""
+        return {
+            "pipeline_name": self.pipeline, "job_id": self.job, "worker_id": self.worker, "datum_id": self.datum,
+            "master": False, "user": self.stream != HERD_STREAM, "ts": _zulu(self.timestamp), "message": self.message,
+            "stream": self.stream, "attempt": self.attempt,
+        }
+
+
+def _zulu(timestamp: str) -> str:
+    """RFC 3339 as jsonpb printed a Timestamp: UTC spelled `Z`."""
+    return timestamp[: -len("+00:00")] + "Z" if timestamp.endswith("+00:00") else timestamp
 
 
 def segment_record(timestamp: str, stream: str, message: str, worker: str, attempt: int) -> dict[str, Any]:

@@ -1,8 +1,9 @@
-"""Pure rendering: records → human tables and `--raw` dicts with Pachyderm's snake_case names.
+"""Pure rendering: records → human tables and JSON dicts with Pachyderm's snake_case names
+(what `--json` prints; `--raw` reshapes them as pachctl 1.x did, scheduler/pachctl_json.py).
 
 Nothing here does I/O or reads a clock: callers pass `now`, so output is testable. Formats
 follow pachctl 1.x (go-units `BytesSize` and `HumanDuration`, tabwriter-style columns), and
-`--raw` emits every field (Pachyderm omits zero values; herd keeps them so scripts need no
+the JSON keeps every field (Pachyderm omits zero values; herd keeps them so scripts need no
 defaults).
 """
 
@@ -115,7 +116,7 @@ def _lines(text: str) -> str:
 
 
 def to_json(value: Any, indent: int | None = 2) -> str:
-    """JSON for `--raw`: indented for one record, compact (`indent=None`) for list lines."""
+    """JSON for `--raw`/`--json`: indented for one record, compact (`indent=None`) for list lines."""
     separators = (",", ": ") if indent is not None else (",", ":")
     return json.dumps(value, indent=indent, separators=separators, ensure_ascii=False)
 

@@ -1,4 +1,4 @@
-"""Pipelines, jobs and datums → table rows and `--raw` dicts with Pachyderm's field names. Pure."""
+"""Pipelines, jobs and datums → table rows and JSON dicts with Pachyderm's field names. Pure."""
 
 from __future__ import annotations
 

@@ -91,12 +91,12 @@ def test_readme_embedded_commands_run_in_order(tmp_path: Path) -> None:
 
 
 def _newest_job(env: dict[str, str], cwd: Path) -> str:
-    out = subprocess.run(["herd", "list-job", "--raw"], cwd=cwd, env=env, capture_output=True, check=True).stdout
+    out = subprocess.run(["herd", "list-job", "--json"], cwd=cwd, env=env, capture_output=True, check=True).stdout
     return str(json.loads(out.decode().splitlines()[0])["job"]["id"])
 
 
 def _a_datum(env: dict[str, str], cwd: Path, job: str) -> str:
-    out = subprocess.run(["herd", "list-datum", job, "--raw"], cwd=cwd, env=env, capture_output=True, check=True).stdout
+    out = subprocess.run(["herd", "list-datum", job, "--json"], cwd=cwd, env=env, capture_output=True, check=True).stdout
     return str(json.loads(out.decode().splitlines()[0])["datum"]["id"])
 
 

@@ -25,6 +25,7 @@ from scheduler.cli.context import (
     target_argument,
 )
 from scheduler.cli.group import cli
+from scheduler.pachctl_json import RawStyle
 
 if TYPE_CHECKING:
     from storage.model import Branch
@@ -63,11 +64,11 @@ def create_repo(cli: CliContext, name: str, description: str) -> None:
 @cli.command("list-repo")
 @raw_option
 @pass_cli
-def list_repo(cli: CliContext, raw: bool) -> None:
+def list_repo(cli: CliContext, raw: RawStyle | None) -> None:
     """List repos: NAME CREATED SIZE (as pachctl: the size of master's head, as list-commit shows it)."""
     infos = cli.pfs.list_repos()
     if raw:
-        echo_raw_lines(render.repo_raw(info) for info in infos)
+        echo_raw_lines((render.repo_raw(info) for info in infos), raw)
         return
     now = cli.now()
     echo_table(render.REPO_HEADERS, (render.repo_row(info, now) for info in infos))
@@ -77,11 +78,11 @@ def list_repo(cli: CliContext, raw: bool) -> None:
 @click.argument("name")
 @raw_option
 @pass_cli
-def inspect_repo(cli: CliContext, name: str, raw: bool) -> None:
+def inspect_repo(cli: CliContext, name: str, raw: RawStyle | None) -> None:
     """Show a repo's details."""
     info = cli.pfs.inspect_repo(name)
     if raw:
-        echo_raw(render.repo_raw(info))
+        echo_raw(render.repo_raw(info), raw)
     else:
         click.echo(render.repo_fields(info, cli.now()))
 
@@ -136,12 +137,12 @@ def finish_commit(cli: CliContext, target: tuple[str, ...], description: str | N
 @raw_option
 @pass_cli
 def list_commit(cli: CliContext, target: tuple[str, ...], since: str | None, number: int,
-                raw: bool) -> None:
+                raw: RawStyle | None) -> None:
     """List commits, newest first: REPO COMMIT PARENT STARTED DURATION SIZE."""
     (repo,), branch = parse_target_optional(target, "REPO [BRANCH]")
     commits = cli.pfs.list_commits(repo, branch, limit=number or None, since=since)
     if raw:
-        echo_raw_lines(render.commit_raw(c) for c in commits)
+        echo_raw_lines((render.commit_raw(c) for c in commits), raw)
         return
     now = cli.now()
     echo_table(render.COMMIT_HEADERS, (render.commit_row(c, now) for c in commits))
@@ -151,12 +152,12 @@ def list_commit(cli: CliContext, target: tuple[str, ...], since: str | None, num
 @target_argument("REPO REF")
 @raw_option
 @pass_cli
-def inspect_commit(cli: CliContext, target: tuple[str, ...], raw: bool) -> None:
+def inspect_commit(cli: CliContext, target: tuple[str, ...], raw: RawStyle | None) -> None:
     """Show a commit: branch, parent, times, size, provenance."""
     repo, ref = parse_target(target, "REPO REF")
     commit = cli.pfs.inspect_commit(repo, ref)
     if raw:
-        echo_raw(render.commit_raw(commit))
+        echo_raw(render.commit_raw(commit), raw)
     else:
         click.echo(render.commit_fields(commit, cli.now()))
 
@@ -183,12 +184,12 @@ def create_branch(cli: CliContext, target: tuple[str, ...], head: str | None) ->
 @click.argument("repo")
 @raw_option
 @pass_cli
-def list_branch(cli: CliContext, repo: str, raw: bool) -> None:
+def list_branch(cli: CliContext, repo: str, raw: RawStyle | None) -> None:
     """List a repo's branches, newest first (as pachctl): BRANCH HEAD."""
     found = cli.pfs.list_branches(repo)
     branches = newest_first(found, {b.name: _last_change(cli, b) for b in found})
     if raw:
-        echo_raw_lines(render.branch_raw(b) for b in branches)
+        echo_raw_lines((render.branch_raw(b) for b in branches), raw)
     else:
         echo_table(render.BRANCH_HEADERS, (render.branch_row(b) for b in branches))
 

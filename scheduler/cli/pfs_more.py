@@ -17,6 +17,7 @@ from scheduler.cli.context import (
     target_argument,
 )
 from scheduler.cli.group import cli
+from scheduler.pachctl_json import RawStyle, shaped
 from storage.errors import BranchNotFound
 
 
@@ -82,7 +83,7 @@ def delete_commit(cli: CliContext, target: tuple[str, ...]) -> None:
 @raw_option
 @pass_cli
 def subscribe_commit(cli: CliContext, target: tuple[str, ...], only_new: bool, since: str | None,
-                     number: int | None, interval: float, raw: bool) -> None:
+                     number: int | None, interval: float, raw: RawStyle | None) -> None:
     """Print each commit of BRANCH as it is finished (its id, or JSON with --raw), oldest first.
 
     Runs until interrupted, or until -n commits were printed. Without --new it starts with the
@@ -103,7 +104,7 @@ def subscribe_commit(cli: CliContext, target: tuple[str, ...], only_new: bool, s
     while number is None or printed < number:
         head, found = pfs.commits_after(repo, branch, seen)
         for commit in found[: None if number is None else number - printed]:
-            click.echo(render.to_json(render.commit_raw(commit), indent=None) if raw else commit.id)
+            click.echo(render.to_json(shaped(render.commit_raw(commit), raw), indent=None) if raw else commit.id)
             printed += 1
         seen = head if head is not None else seen
         if number is not None and printed >= number:

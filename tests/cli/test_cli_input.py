@@ -367,8 +367,8 @@ def test_an_output_name_that_is_not_text_fails_the_datum_by_name(tmp_path: Path,
     # When it runs; Then the datum fails naming the file, escaped (the job is not wedged by a
     # path storage would refuse), and the output branch gets no such file
     ok(env, "create-pipeline", "-f", "p.json")
-    job = json.loads(ok(env, "list-job", "--raw").stdout.decode().splitlines()[0])
+    job = json.loads(ok(env, "list-job", "--json").stdout.decode().splitlines()[0])
     assert job["state"] == "JOB_FAILURE", job
-    datum = json.loads(ok(env, "list-datum", job["job"]["id"], "--raw").stdout.decode().splitlines()[0])
+    datum = json.loads(ok(env, "list-datum", job["job"]["id"], "--json").stdout.decode().splitlines()[0])
     inspected = ok(env, "inspect-datum", job["job"]["id"], datum["datum"]["id"]).stdout.decode()
     assert "unsafe output '/a\\x1b[31mred'" in inspected and "\x1b" not in inspected

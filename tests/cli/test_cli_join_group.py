@@ -47,13 +47,13 @@ def create(herd: Any, tmp_path: Path, spec: dict[str, Any]) -> Result:
 
 
 def outputs(herd: Any, repo: str) -> dict[str, str]:
-    listed = json.loads("[" + ",".join(herd("list-file", repo, "master", "/", "--raw").output.splitlines()) + "]")
+    listed = json.loads("[" + ",".join(herd("list-file", repo, "master", "/", "--json").output.splitlines()) + "]")
     names = [item["file"]["path"] for item in listed]
     return {name: herd("get-file", repo, "master", name).output for name in names}
 
 
 def last_job(herd: Any, pipeline: str) -> dict[str, Any]:
-    jobs = [json.loads(line) for line in herd("list-job", "-p", pipeline, "--raw").output.splitlines()]
+    jobs = [json.loads(line) for line in herd("list-job", "-p", pipeline, "--json").output.splitlines()]
     newest: dict[str, Any] = jobs[0]  # newest first
     return newest
 

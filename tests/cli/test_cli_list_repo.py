@@ -35,8 +35,8 @@ def test_list_repo_size_is_master_heads_logical_size(tmp_path: Path) -> None:
     herd("put-file", "data", "master", "/b", input=b"12345")
     herd("put-file", "data", "dev", "/big", input=b"x" * 1000)
     # When list-repo and list-commit are asked, as JSON and as tables
-    repos = {info["repo"]["name"]: info for info in _raw_lines(herd("list-repo", "--raw"))}
-    head = json.loads(herd("inspect-commit", "data", "master", "--raw").stdout)
+    repos = {info["repo"]["name"]: info for info in _raw_lines(herd("list-repo", "--json"))}
+    head = json.loads(herd("inspect-commit", "data", "master", "--json").stdout)
     # Then data's size is master's head's (both copies counted, dev not), the empty repo's 0
     assert repos["data"]["size_bytes"] == head["size_bytes"] == 10
     assert repos["empty"]["size_bytes"] == 0
@@ -50,10 +50,10 @@ def test_list_repo_size_follows_master_not_other_branches(tmp_path: Path) -> Non
     herd = _herd(tmp_path / "store")
     herd("create-repo", "data")
     herd("put-file", "data", "dev", "/a", input=b"abc")
-    assert _raw_lines(herd("list-repo", "--raw"))[0]["size_bytes"] == 0
+    assert _raw_lines(herd("list-repo", "--json"))[0]["size_bytes"] == 0
     herd("put-file", "data", "master", "/a", input=b"abcdef")
-    assert _raw_lines(herd("list-repo", "--raw"))[0]["size_bytes"] == 6
+    assert _raw_lines(herd("list-repo", "--json"))[0]["size_bytes"] == 6
     herd("delete-file", "data", "master", "/a")
     # Then the repo's size is that of master's new (empty) head
-    assert _raw_lines(herd("list-repo", "--raw"))[0]["size_bytes"] == 0
-    assert json.loads(herd("inspect-repo", "data", "--raw").stdout)["size_bytes"] == 0
+    assert _raw_lines(herd("list-repo", "--json"))[0]["size_bytes"] == 0
+    assert json.loads(herd("inspect-repo", "data", "--json").stdout)["size_bytes"] == 0

@@ -101,12 +101,12 @@ def test_repo_lifecycle_with_table_and_raw(herd: Herd) -> None:
     assert lines(table)[0].split() == ["NAME", "CREATED", "SIZE"]
     assert lines(table)[1].startswith("images")
     assert "ago" in lines(table)[1] and lines(table)[1].endswith("0B")
-    # And --raw uses Pachyderm's field names with exact numbers and RFC 3339 times
-    (raw,) = raw_lines(herd("list-repo", "--raw"))
+    # And --json uses snake_case field names with exact numbers and RFC 3339 times
+    (raw,) = raw_lines(herd("list-repo", "--json"))
     assert raw["repo"] == {"name": "images"}
     assert raw["size_bytes"] == 0 and raw["description"] == "pictures"
     assert raw["created"].endswith("Z") and "T" in raw["created"]
-    inspected = json.loads(herd("inspect-repo", "images", "--raw").stdout)
+    inspected = json.loads(herd("inspect-repo", "images", "--json").stdout)
     assert inspected["repo"] == {"name": "images"}
     assert "Name: images" in herd("inspect-repo", "images").stdout
     # When it is deleted, it is gone
@@ -115,7 +115,7 @@ def test_repo_lifecycle_with_table_and_raw(herd: Herd) -> None:
 
 
 def test_repo_size_counts_file_bytes(herd: Herd, repo: str) -> None:
-    (raw,) = raw_lines(herd("list-repo", "--raw"))
+    (raw,) = raw_lines(herd("list-repo", "--json"))
     assert raw["size_bytes"] == 7
     assert lines(herd("list-repo"))[1].split()[-1] == "7B"
 
@@ -177,16 +177,16 @@ def test_start_put_finish_commit(herd: Herd) -> None:
     # When files are put into it by id, readers do not see them until it is finished
     herd("put-file", "r", commit, "/x.txt", input=b"x")
     herd("put-file", "r", "master", "/y.txt", input=b"y")  # the branch's open commit
-    assert raw_lines(herd("list-commit", "r", "--raw"))[0]["finished"] is None
+    assert raw_lines(herd("list-commit", "r", "--json"))[0]["finished"] is None
     herd("finish-commit", "r", commit)
     # Then one commit holds both files, with its description
     assert column(herd("list-file", "r", "master"), 0) == ["/x.txt", "/y.txt"]
-    (raw,) = raw_lines(herd("list-commit", "r", "--raw"))
+    (raw,) = raw_lines(herd("list-commit", "r", "--json"))
     assert raw["commit"]["id"] == commit and raw["description"] == "batch one"
 
 
 def test_writing_to_a_finished_commit_is_refused(herd: Herd, repo: str, store: Path) -> None:
-    commit = raw_lines(herd("list-commit", repo, "--raw"))[0]["commit"]["id"]
+    commit = raw_lines(herd("list-commit", repo, "--json"))[0]["commit"]["id"]
     before = snapshot(store)
     message = fails(herd, 5, "put-file", repo, commit, "/new.txt", input=b"x")
     assert commit in message and "finished" in message
@@ -196,7 +196,7 @@ def test_writing_to_a_finished_commit_is_refused(herd: Herd, repo: str, store: P
 def test_list_commit_newest_first_with_columns_and_limit(herd: Herd, repo: str) -> None:
     result = herd("list-commit", repo)
     assert lines(result)[0].split() == ["REPO", "COMMIT", "PARENT", "STARTED", "DURATION", "SIZE"]
-    newest, oldest = raw_lines(herd("list-commit", repo, "--raw"))
+    newest, oldest = raw_lines(herd("list-commit", repo, "--json"))
     assert newest["parent_commit"] == oldest["commit"]
     assert oldest["parent_commit"] is None
     assert column(result, 1) == [newest["commit"]["id"], oldest["commit"]["id"]]
@@ -208,12 +208,12 @@ def test_list_commit_newest_first_with_columns_and_limit(herd: Herd, repo: str) 
 
 def test_inspect_commit_human_and_raw(herd: Herd, repo: str) -> None:
     text = herd("inspect-commit", repo, "master").stdout
-    newest, oldest = raw_lines(herd("list-commit", repo, "--raw"))
+    newest, oldest = raw_lines(herd("list-commit", repo, "--json"))
     assert f"Commit: {repo}@{newest['commit']['id']}" in text
     for label in ("Original Branch: master", f"Parent: {oldest['commit']['id']}",
                   "Started:", "Finished:", "Size: 7B", "Provenance: <none>"):
         assert label in text
-    raw = json.loads(herd("inspect-commit", repo, "master^", "--raw").stdout)
+    raw = json.loads(herd("inspect-commit", repo, "master^", "--json").stdout)
     assert set(raw) >= {"commit", "branch", "parent_commit", "started", "finished",
                         "size_bytes", "description", "provenance"}
     assert raw["commit"] == {"repo": {"name": repo}, "id": oldest["commit"]["id"]}
@@ -236,7 +236,7 @@ def test_inspect_commit_shows_provenance_and_failure(herd: Herd, repo: str, stor
     text = herd("inspect-commit", "out", "master").stdout
     assert f"Provenance: {repo}@{source.id} (master)" in text
     assert text.splitlines()[-1] == "Failed: datum 1a2b failed"
-    raw = json.loads(herd("inspect-commit", "out", "master", "--raw").stdout)
+    raw = json.loads(herd("inspect-commit", "out", "master", "--json").stdout)
     assert raw["provenance"] == [{"commit": {"repo": {"name": repo}, "id": source.id},
                                   "branch": {"repo": {"name": repo}, "name": "master"}}]
     assert raw["error"] == "datum 1a2b failed"
@@ -254,12 +254,12 @@ def test_repo_at_ref_forms(herd: Herd, repo: str) -> None:
 
 
 def test_branches(herd: Herd, repo: str) -> None:
-    oldest = raw_lines(herd("list-commit", repo, "--raw"))[-1]["commit"]["id"]
+    oldest = raw_lines(herd("list-commit", repo, "--json"))[-1]["commit"]["id"]
     herd("create-branch", repo, "stable", "--head", oldest)
     table = herd("list-branch", repo)
     assert lines(table)[0].split() == ["BRANCH", "HEAD"]
     assert dict(line.split() for line in lines(table)[1:])["stable"] == oldest
-    raw = {b["branch"]["name"]: b for b in raw_lines(herd("list-branch", repo, "--raw"))}
+    raw = {b["branch"]["name"]: b for b in raw_lines(herd("list-branch", repo, "--json"))}
     assert raw["stable"]["head"] == {"repo": {"name": repo}, "id": oldest}
     assert raw["stable"]["branch"] == {"repo": {"name": repo}, "name": "stable"}
     assert column(herd("list-file", repo, "stable"), 0) == ["/a.txt"]
@@ -297,7 +297,7 @@ def test_put_file_several_sources_use_path_as_a_prefix(herd: Herd, work: Path) -
         (work / name).write_text(name)
     herd("put-file", "r", "master", "/in", "-f", "x.txt", "-f", "y.txt")
     assert column(herd("list-file", "r", "master", "/in"), 0) == ["/in/x.txt", "/in/y.txt"]
-    assert len(raw_lines(herd("list-commit", "r", "--raw"))) == 1
+    assert len(raw_lines(herd("list-commit", "r", "--json"))) == 1
 
 
 def test_put_file_recursive_folder_is_one_commit(herd: Herd, work: Path) -> None:
@@ -309,7 +309,7 @@ def test_put_file_recursive_folder_is_one_commit(herd: Herd, work: Path) -> None
     files = column(herd("glob-file", "r", "master", "/imported/**"), 0)
     assert [f for f in files if f.endswith((".txt", ".bin"))] == [
         "/imported/deep/er/leaf.txt", "/imported/deep/other.bin", "/imported/top.txt"]
-    assert len(raw_lines(herd("list-commit", "r", "--raw"))) == 1
+    assert len(raw_lines(herd("list-commit", "r", "--json"))) == 1
     # Without PATH the folder keeps the name it was given by
     herd("put-file", "r", "master", "-r", "-f", "tree")
     assert herd("get-file", "r", "master", "/tree/deep/er/leaf.txt").stdout == "deep/er/leaf.txt"
@@ -406,8 +406,8 @@ def test_get_file_directory_needs_r_and_o(herd: Herd, repo: str) -> None:
 def test_list_file_table_and_raw(herd: Herd, repo: str) -> None:
     table = herd("list-file", repo, "master")
     assert lines(table) == ["NAME     TYPE   SIZE", "/a.txt   file   3B", "/dir     dir    4B"]
-    raw = raw_lines(herd("list-file", repo, "master", "--raw"))
-    commit = raw_lines(herd("list-commit", repo, "--raw"))[0]["commit"]
+    raw = raw_lines(herd("list-file", repo, "master", "--json"))
+    commit = raw_lines(herd("list-commit", repo, "--json"))[0]["commit"]
     assert raw[0] == {"file": {"commit": commit, "path": "/a.txt"}, "file_type": "FILE",
                       "size_bytes": 3, "hash": raw[0]["hash"]}
     assert len(raw[0]["hash"]) == 64
@@ -418,7 +418,7 @@ def test_glob_file_matches_files_and_directories(herd: Herd, repo: str) -> None:
     assert column(herd("glob-file", repo, "master", "/*"), 0) == ["/a.txt", "/dir"]
     assert column(herd("glob-file", repo, "master", "/dir/*"), 0) == ["/dir/b.txt"]
     assert column(herd("glob-file", repo, "master", "/"), 0) == ["/"]
-    (raw,) = raw_lines(herd("glob-file", repo, "master", "/d*", "--raw"))
+    (raw,) = raw_lines(herd("glob-file", repo, "master", "/d*", "--json"))
     assert raw["file"]["path"] == "/dir" and raw["file_type"] == "DIR"
     assert lines(herd("glob-file", repo, "master", "/nothing*")) == ["NAME   TYPE   SIZE"]
 
@@ -430,7 +430,7 @@ def test_bad_glob_is_refused(herd: Herd, repo: str) -> None:
 def test_inspect_file(herd: Herd, repo: str) -> None:
     text = herd("inspect-file", repo, "master", "/dir/b.txt").stdout
     assert text.splitlines()[:3] == ["Path: /dir/b.txt", "Type: file", "Size: 4B"]
-    raw = json.loads(herd("inspect-file", repo, "master", "/dir", "--raw").stdout)
+    raw = json.loads(herd("inspect-file", repo, "master", "/dir", "--json").stdout)
     assert raw["file"]["path"] == "/dir" and raw["file_type"] == "DIR"
     assert raw["file"]["commit"]["repo"] == {"name": repo}
 
@@ -442,16 +442,16 @@ def test_diff_file_against_parent_and_given_ref(herd: Herd, repo: str) -> None:
     assert lines(herd("diff-file", repo, "master")) == ["STATUS    PATH", "deleted   /dir/b.txt"]
     diff = herd("diff-file", repo, "master", "/", repo, "master~2", "/")  # pachctl's order
     assert lines(diff) == ["STATUS     PATH", "modified   /a.txt", "deleted    /dir/b.txt"]
-    raw = json.loads(herd("diff-file", f"{repo}@master:/", "master~3", "--raw").stdout)
+    raw = json.loads(herd("diff-file", f"{repo}@master:/", "master~3", "--json").stdout)
     assert raw == {"added": [], "modified": ["/a.txt"], "deleted": []}
-    raw = json.loads(herd("diff-file", "data@master:/dir", "master^^", "--raw").stdout)
+    raw = json.loads(herd("diff-file", "data@master:/dir", "master^^", "--json").stdout)
     assert raw == {"added": [], "modified": [], "deleted": ["/dir/b.txt"]}
 
 
 def test_delete_file_makes_a_commit(herd: Herd, repo: str) -> None:
     herd("delete-file", repo, "master", "/dir")
     assert column(herd("list-file", repo, "master"), 0) == ["/a.txt"]
-    assert len(raw_lines(herd("list-commit", repo, "--raw"))) == 3
+    assert len(raw_lines(herd("list-commit", repo, "--json"))) == 3
     assert "/dir" in fails(herd, 2, "delete-file", repo, "master", "/dir")
 
 
@@ -624,7 +624,7 @@ def test_console_script_on_moto_s3(moto_server: object, tmp_path: Path, work: Pa
                  ["put-file", "r", "master", "-f", f"s3://{source_bucket}/in/c.csv"]):
         proc = _run(args, env, work)
         assert proc.returncode == 0, proc.stderr.decode()
-    listing = _run(["list-file", "r", "master", "/t", "--raw"], env, work)
+    listing = _run(["list-file", "r", "master", "/t", "--json"], env, work)
     got = _run(["get-file", "r", "master", "/t/b.txt"], env, work)
     # Then it is all there
     paths = [json.loads(line)["file"]["path"] for line in listing.stdout.decode().splitlines()]
@@ -661,7 +661,7 @@ def test_second_start_commit_is_refused_and_every_verb_means_the_open_one(
     herd("put-file", "test", "master", "/z", input=b"z")
     herd("finish-commit", "test", "master")
     assert herd("get-file", "test", "master", "/z").stdout == "z"
-    listed = raw_lines(herd("list-commit", "test", "--raw"))
+    listed = raw_lines(herd("list-commit", "test", "--json"))
     assert [(c["commit"]["id"], c["finished"] is not None) for c in listed] == [(first, True)]
 
 

@@ -78,12 +78,12 @@ def state(herd: Herd) -> list[str]:
     """What a refused command must leave as it was: every repo's commits and branches."""
     out = []
     for name in ("data", "other"):
-        out += [herd("list-commit", name, "--raw").stdout, herd("list-branch", name, "--raw").stdout]
+        out += [herd("list-commit", name, "--json").stdout, herd("list-branch", name, "--json").stdout]
     return out
 
 
 def cid(herd: Herd, repo: str, ref: str) -> str:
-    return str(json.loads(herd("inspect-commit", repo, ref, "--raw").stdout)["commit"]["id"])
+    return str(json.loads(herd("inspect-commit", repo, ref, "--json").stdout)["commit"]["id"])
 
 
 def ids(result: Result) -> list[str]:
@@ -125,12 +125,12 @@ def test_repo_slash_commit_with_a_path_in_it_is_refused(word: str) -> None:
 
 
 def test_repo_slash_commit_on_commit_and_file_verbs(herd: Herd, repo: str) -> None:
-    head = json.loads(herd("inspect-commit", "data", "master", "--raw").stdout)
-    assert json.loads(herd("inspect-commit", "data/master", "--raw").stdout) == head
+    head = json.loads(herd("inspect-commit", "data", "master", "--json").stdout)
+    assert json.loads(herd("inspect-commit", "data/master", "--json").stdout) == head
     assert herd("get-file", "data/master", "/a.txt").stdout == "one"
-    assert herd("list-file", "data/master^", "--raw").stdout == herd(
-        "list-file", "data", "master^", "--raw").stdout
-    assert herd("flush-commit", "data/master", "--raw").stdout == ""  # no pipelines downstream
+    assert herd("list-file", "data/master^", "--json").stdout == herd(
+        "list-file", "data", "master^", "--json").stdout
+    assert herd("flush-commit", "data/master", "--json").stdout == ""  # no pipelines downstream
     assert "repo/commit" in usage(herd, "get-file", "data/master/a.txt")
 
 
@@ -218,10 +218,10 @@ def test_delete_commit_discards_an_open_commit(herd: Herd, repo: str) -> None:
 
 def test_list_commit_from_and_number(herd: Herd, repo: str) -> None:
     herd("put-file", "data", "master", "/c", input=b"c")
-    history = ids(herd("list-commit", "data", "master", "--raw"))
-    assert ids(herd("list-commit", "data", "master", "-f", history[-1], "--raw")) == history[:-1]
-    assert ids(herd("list-commit", "data", "master", "--from", history[1], "-n", "5", "--raw")) == history[:1]
-    assert ids(herd("list-commit", "data", "-n", "2", "--raw")) == history[:2]
+    history = ids(herd("list-commit", "data", "master", "--json"))
+    assert ids(herd("list-commit", "data", "master", "-f", history[-1], "--json")) == history[:-1]
+    assert ids(herd("list-commit", "data", "master", "--from", history[1], "-n", "5", "--json")) == history[:1]
+    assert ids(herd("list-commit", "data", "-n", "2", "--json")) == history[:2]
 
 
 def test_list_branch_newest_first(herd: Herd, repo: str) -> None:
@@ -230,7 +230,7 @@ def test_list_branch_newest_first(herd: Herd, repo: str) -> None:
     herd("put-file", "data", "aaa-new", "/x", input=b"x")
     names = [line.split()[0] for line in herd("list-branch", "data").stdout.splitlines()[1:]]
     assert names == ["aaa-new", "zzz-old", "master", "empty"]
-    raw = [json.loads(line)["branch"]["name"] for line in herd("list-branch", "data", "--raw").stdout.splitlines()]
+    raw = [json.loads(line)["branch"]["name"] for line in herd("list-branch", "data", "--json").stdout.splitlines()]
     assert raw == names
 
 
@@ -240,7 +240,7 @@ def test_list_branch_newest_first(herd: Herd, repo: str) -> None:
 def test_subscribe_commit_new_prints_only_commits_finished_after_it_starts(
     herd: Herd, repo: str, env: dict[str, str], work: Path,
 ) -> None:
-    before = set(ids(herd("list-commit", "data", "--raw")))
+    before = set(ids(herd("list-commit", "data", "--json")))
     child_env = {k: v for k, v in os.environ.items() if not k.startswith(("HERD_", "AWS_"))}
     child_env.update(env, HERD_RUNTIME="local")
     proc = subprocess.Popen([str(HERD), "subscribe-commit", "data", "master", "--new", "-n", "2",
@@ -251,7 +251,7 @@ def test_subscribe_commit_new_prints_only_commits_finished_after_it_starts(
         # Keep committing until it has seen two: it may start looking after the first ones.
         while proc.poll() is None and len(made) < 200:
             made.append(json.loads(herd("put-file", "data", "master", f"/n{len(made)}", input=b"n")
-                                   and herd("inspect-commit", "data", "master", "--raw").stdout)
+                                   and herd("inspect-commit", "data", "master", "--json").stdout)
                         ["commit"]["id"])
             time.sleep(0.1)
         out, err = proc.communicate(timeout=60)
@@ -267,10 +267,10 @@ def test_subscribe_commit_new_prints_only_commits_finished_after_it_starts(
 
 
 def test_subscribe_commit_without_new_starts_with_the_history(herd: Herd, repo: str) -> None:
-    history = ids(herd("list-commit", "data", "master", "--raw"))
+    history = ids(herd("list-commit", "data", "master", "--json"))
     out = herd("subscribe-commit", "data", "master", "-n", "2").stdout.split()
     assert out == history[::-1]
-    raw = herd("subscribe-commit", "data", "master", "--from", history[-1], "-n", "1", "--raw")
+    raw = herd("subscribe-commit", "data", "master", "--from", history[-1], "-n", "1", "--json")
     assert ids(raw) == history[:1]
     usage(herd, "subscribe-commit", "data", "master", "--new", "--from", history[0])
     assert "nope" in fails(herd, 2, "subscribe-commit", "nope", "master", "-n", "1")
@@ -296,9 +296,9 @@ def test_finish_killed_before_moving_a_follower_is_completed_by_the_next_command
     _crash(env, work, "finish-commit.after_branch", "finish-commit", "data", opened)
     # the next command that names the follower finishes the job: it points at the commit
     assert cid(herd, "data", "staging") == opened == cid(herd, "data", "master")
-    raw = [json.loads(line) for line in herd("list-branch", "data", "--raw").stdout.splitlines()]
+    raw = [json.loads(line) for line in herd("list-branch", "data", "--json").stdout.splitlines()]
     assert {b["branch"]["name"]: b["head"]["id"] for b in raw} == {"master": opened, "staging": opened}
-    assert ids(herd("list-commit", "data", "master", "-n", "1", "--raw")) == [opened]
+    assert ids(herd("list-commit", "data", "master", "-n", "1", "--json")) == [opened]
     herd("start-commit", "data", "staging")  # no claim is left on it
 
 
@@ -310,4 +310,4 @@ def test_delete_commit_killed_after_moving_the_branch_is_finished_by_running_it_
     assert cid(herd, "data", "master") == parent  # the branch moved: the commit is unreachable
     herd("delete-commit", "data", head)
     assert head in fails(herd, 2, "inspect-commit", "data", head)
-    assert ids(herd("list-commit", "data", "--raw")) == [parent]
+    assert ids(herd("list-commit", "data", "--json")) == [parent]

@@ -47,7 +47,7 @@ def test_wordcount_through_cli(herd, tmp_path: Path) -> None:
     herd("create-pipeline", "-f", write_spec(tmp_path, WORDCOUNT_MAP, WORDCOUNT_REDUCE))
     # Then the result is there when the command returns
     assert herd("get-file", "reduce", "master", "/two").output == "3\n"
-    jobs = [json.loads(line) for line in herd("list-job", "--raw").output.splitlines()]
+    jobs = [json.loads(line) for line in herd("list-job", "--json").output.splitlines()]
     assert {j["pipeline"]["name"] for j in jobs} == {"map", "reduce"}
     assert all(j["state"] == "JOB_SUCCESS" for j in jobs)
     table = herd("list-job", "-p", "map").output
@@ -56,7 +56,7 @@ def test_wordcount_through_cli(herd, tmp_path: Path) -> None:
     # And a new commit runs downstream before put-file returns
     herd("put-file", "words", "master", "/c.txt", "-f", "-", input="two\n")
     assert herd("get-file", "reduce", "master", "/two").output == "4\n"
-    flushed = herd("flush-commit", "words", "master", "--raw").output.splitlines()
+    flushed = herd("flush-commit", "words", "master", "--json").output.splitlines()
     assert [json.loads(c)["commit"]["repo"]["name"] for c in flushed] == ["map", "reduce"]
 
 
@@ -69,12 +69,12 @@ def test_inspect_job_datums_and_logs(herd, tmp_path: Path) -> None:
         "input": {"pfs": {"repo": "in", "glob": "/*"}},
     }
     herd("create-pipeline", "-f", write_spec(tmp_path, spec))
-    job = json.loads(herd("list-job", "--raw").output.splitlines()[0])
+    job = json.loads(herd("list-job", "--json").output.splitlines()[0])
     job_id = job["job"]["id"]
-    raw = json.loads(herd("inspect-job", job_id[:10], "--raw").output)
+    raw = json.loads(herd("inspect-job", job_id[:10], "--json").output)
     assert raw["data_processed"] == 1 and raw["output_commit"]["repo"]["name"] == "echo"
     assert "JOB_SUCCESS" in herd("inspect-job", job_id).output
-    datums = [json.loads(line) for line in herd("list-datum", job_id, "--raw").output.splitlines()]
+    datums = [json.loads(line) for line in herd("list-datum", job_id, "--json").output.splitlines()]
     assert [d["state"] for d in datums] == ["SUCCESS"]
     assert "Inputs" in herd("inspect-datum", job_id, datums[0]["datum"]["id"]).output
     assert herd("get-logs", "--job", job_id).output == "saw hello\n"
@@ -83,7 +83,7 @@ def test_inspect_job_datums_and_logs(herd, tmp_path: Path) -> None:
     herd("stop-pipeline", "echo")
     assert "paused" in herd("list-pipeline").output
     herd("start-pipeline", "echo")
-    assert json.loads(herd("inspect-pipeline", "echo", "--raw").output)["state"] == "PIPELINE_RUNNING"
+    assert json.loads(herd("inspect-pipeline", "echo", "--json").output)["state"] == "PIPELINE_RUNNING"
     herd("delete-pipeline", "echo")
     assert "echo" not in herd("list-repo").output
 
@@ -126,8 +126,8 @@ def test_bad_specs_fail_in_one_line_and_change_nothing(herd, tmp_path: Path, spe
     assert result.exit_code != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and culprit in lines[0]
-    assert herd("list-pipeline", "--raw").output == ""
-    assert herd("list-repo", "--raw").output.count("\n") == 1
+    assert herd("list-pipeline", "--json").output == ""
+    assert herd("list-repo", "--json").output.count("\n") == 1
 
 
 def test_console_script_runs_a_pipeline(tmp_path: Path) -> None:
@@ -176,8 +176,8 @@ def test_hostile_spec_files_fail_in_one_line(herd, tmp_path: Path, text: str, ne
     result = herd("create-pipeline", "-f", str(path), ok=False)
     lines = result.stderr.strip().splitlines()
     assert result.exit_code == 4 and len(lines) == 1 and needle in lines[0], result.stderr
-    assert herd("list-pipeline", "--raw").output == ""
-    assert [json.loads(r)["repo"]["name"] for r in herd("list-repo", "--raw").output.splitlines()] == ["in"]
+    assert herd("list-pipeline", "--json").output == ""
+    assert [json.loads(r)["repo"]["name"] for r in herd("list-repo", "--json").output.splitlines()] == ["in"]
 
 
 def test_pathological_glob_does_not_hang_jobs(herd, tmp_path: Path) -> None:
@@ -190,7 +190,7 @@ def test_pathological_glob_does_not_hang_jobs(herd, tmp_path: Path) -> None:
     herd("create-pipeline", "-f", write_spec(tmp_path, spec))
     herd("put-file", "in", "master", "/" + "a" * 63 + "c", "-f", "-", input="y\n")
     # Then both jobs finished: the first with no datum, the second with the one matching file
-    jobs = [json.loads(line) for line in herd("list-job", "--raw").output.splitlines()]
+    jobs = [json.loads(line) for line in herd("list-job", "--json").output.splitlines()]
     assert [j["state"] for j in jobs] == ["JOB_SUCCESS", "JOB_SUCCESS"]
     assert herd("get-file", "p", "master", "/ran").output == "ran\n"
 

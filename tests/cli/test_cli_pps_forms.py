@@ -26,7 +26,7 @@ def copy_spec(name: str, repo: str, word: str = "") -> dict:
 
 
 def version(herd, name: str) -> int:
-    return int(json.loads(herd("inspect-pipeline", name, "--raw").output)["version"])
+    return int(json.loads(herd("inspect-pipeline", name, "--json").output)["version"])
 
 
 def one_error(result) -> str:
@@ -79,7 +79,7 @@ def test_create_and_update_pipeline_from_s3(moto_server: object, tmp_path: Path,
                  ["update-pipeline", "-f", f"s3://{bucket}/specs/cp2.yaml"]):
         result = runner.invoke(cli, args)
         assert result.exit_code == 0, result.output
-    raw = json.loads(runner.invoke(cli, ["inspect-pipeline", "cp", "--raw"]).output)
+    raw = json.loads(runner.invoke(cli, ["inspect-pipeline", "cp", "--json"]).output)
     assert raw["version"] == 2
     missing = runner.invoke(cli, ["create-pipeline", "-f", f"s3://{bucket}/specs/nope.json"])
     assert f"s3://{bucket}/specs/nope.json" in one_error(missing)
@@ -103,7 +103,7 @@ def test_edit_pipeline_updates_with_the_saved_spec(herd) -> None:
     change = REWRITE.format(change="s['transform']['cmd'][2] += '; echo edited > /pfs/out/e'")
     herd("edit-pipeline", "cp", "--editor", editor(change))
     assert version(herd, "cp") == 2
-    assert "edited" in json.loads(herd("inspect-pipeline", "cp", "--raw").output)["spec"]["transform"]["cmd"][2]
+    assert "edited" in json.loads(herd("inspect-pipeline", "cp", "--json").output)["spec"]["transform"]["cmd"][2]
     herd("put-file", "in", "master", "/b", input="B")
     assert herd("get-file", "cp", "master", "/e").output == "edited\n"
     # YAML works the same way; an editor that changes nothing updates nothing
@@ -122,12 +122,12 @@ def test_edit_pipeline_updates_with_the_saved_spec(herd) -> None:
 def test_a_bad_edit_is_refused_and_changes_nothing(herd, tmp_path: Path, script: str, why: str) -> None:
     herd("create-repo", "in")
     herd("create-pipeline", input=json.dumps(copy_spec("cp", "in")))
-    before = herd("inspect-pipeline", "cp", "--raw").output
+    before = herd("inspect-pipeline", "cp", "--json").output
     result = herd("edit-pipeline", "cp", "--editor", editor(script), ok=False)
     assert result.exit_code != 0
     assert why.lower() in result.output.lower()
     assert "Traceback" not in result.output
-    assert herd("inspect-pipeline", "cp", "--raw").output == before
+    assert herd("inspect-pipeline", "cp", "--json").output == before
 
 
 def test_edit_pipeline_of_a_missing_pipeline(herd) -> None:
@@ -142,9 +142,9 @@ def test_list_job_of_a_deleted_pipeline_is_empty(herd) -> None:
     herd("create-repo", "in")
     herd("put-file", "in", "master", "/a", input="A")
     herd("create-pipeline", input=json.dumps(copy_spec("cp", "in")))
-    assert len(herd("list-job", "-p", "cp", "--raw").output.splitlines()) == 1
+    assert len(herd("list-job", "-p", "cp", "--json").output.splitlines()) == 1
     herd("delete-pipeline", "cp")
-    assert herd("list-job", "-p", "cp", "--raw").output == ""
+    assert herd("list-job", "-p", "cp", "--json").output == ""
     assert herd("list-job", "-p", "cp").output.splitlines()[0].split()[:2] == ["ID", "PIPELINE"]
     assert herd("list-job", "-p", "never-was").output.count("\n") == 1  # the header alone
 
@@ -159,7 +159,7 @@ def test_flush_commit_over_several_commits_and_repos(herd) -> None:
     herd("put-file", "y", "master", "/b", input="B")
 
     def repos(*args: str) -> list[str]:
-        out = herd("flush-commit", *args, "--raw").output.splitlines()
+        out = herd("flush-commit", *args, "--json").output.splitlines()
         return [json.loads(line)["commit"]["repo"]["name"] for line in out]
 
     assert repos("x@master", "y@master") == ["px", "pz", "py"]
@@ -175,8 +175,8 @@ def test_inspect_job_block(herd) -> None:
     herd("create-repo", "in")
     herd("create-pipeline", input=json.dumps(copy_spec("cp", "in")))
     herd("put-file", "in", "master", "/a", input="A")
-    job = json.loads(herd("list-job", "--raw").output.splitlines()[0])["job"]["id"]
-    raw = json.loads(herd("inspect-job", job, "--block", "--raw").output)
+    job = json.loads(herd("list-job", "--json").output.splitlines()[0])["job"]["id"]
+    raw = json.loads(herd("inspect-job", job, "--block", "--json").output)
     assert raw["state"] == "JOB_SUCCESS"
     assert "JOB_SUCCESS" in herd("inspect-job", "-b", job[:8]).output
 
@@ -195,7 +195,7 @@ def test_diff_file_in_pachctl_order(herd) -> None:
     herd("put-file", "b", "master", "/e/gone", input="1")
 
     def raw(*args: str) -> dict:
-        return json.loads(herd("diff-file", *args, "--raw").output)
+        return json.loads(herd("diff-file", *args, "--json").output)
 
     # new-repo new-commit new-path: against the parent, at that path
     assert raw("a", "master", "/d") == {"added": [], "modified": ["/d/mod"], "deleted": []}

@@ -36,7 +36,7 @@ def herd(store: Path, work: Path) -> Herd:
 
 
 def names(herd: Herd, path: str) -> list[str]:
-    return [json.loads(line)["file"]["path"] for line in lines(herd("list-file", "data", "master", path, "--raw"))]
+    return [json.loads(line)["file"]["path"] for line in lines(herd("list-file", "data", "master", path, "--json"))]
 
 
 def get(herd: Herd, path: str) -> bytes:
@@ -138,8 +138,8 @@ def test_put_file_from_s3_objects_and_prefixes(moto_server: object, store: Path,
     herd("put-file", "data", "master", "/split", "-f", f"s3://{bucket}/in/a.csv", "--split", "line",
          "--target-file-datums", "2")
     listed = [json.loads(line)["file"]["path"] for line in
-              herd("glob-file", "data", "master", "/**", "--raw").stdout.splitlines()]
-    files = {p for p in listed if herd("inspect-file", "data", "master", p, "--raw").stdout.count('"FILE"')}
+              herd("glob-file", "data", "master", "/**", "--json").stdout.splitlines()]
+    files = {p for p in listed if herd("inspect-file", "data", "master", p, "--json").stdout.count('"FILE"')}
     assert files == {"/one.csv", "/all/a.csv", "/all/deep/b.csv", "/in/deep/b.csv",
                      f"/split/{CHUNK0}", f"/split/{CHUNK1}"}  # not inside/c, not the dir/ marker
     assert herd("get-file", "data", "master", "/all/deep/b.csv").stdout_bytes == b"b"
@@ -175,5 +175,5 @@ def test_a_split_killed_before_its_commit_leaves_nothing(failpoint: str, store: 
     assert run("put-file", "data", ref, "/s", "-a", "--split", "line", data=b"c\n").returncode == 0
     if ref != "master":
         assert run("finish-commit", "data", ref).returncode == 0
-    listed = run("list-file", "data", "master", "/s", "--raw").stdout.decode().splitlines()
+    listed = run("list-file", "data", "master", "/s", "--json").stdout.decode().splitlines()
     assert [json.loads(line)["file"]["path"] for line in listed] == [f"/s/{CHUNK0}"]

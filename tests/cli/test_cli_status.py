@@ -70,7 +70,7 @@ def test_status_embedded_shows_the_store_and_exits_0(env: dict[str, str], tmp_pa
     assert lines[0].split() == ["KIND", "NAME", "STATE", "DETAIL"]
     assert lines[1].split() == ["storage", str(tmp_path / "store"), "up", "format", "1"]
     assert len(lines) == 2  # no broker, scheduler or worker rows: this CLI runs jobs itself
-    raw = json.loads(ok(env, "status", "--raw"))
+    raw = json.loads(ok(env, "status", "--json"))
     assert raw["mode"] == "embedded" and raw["ok"] is True and raw["storage"]["format"] == 1
     assert raw["jobs"] == [] and raw["problems"] == []
 
@@ -91,13 +91,13 @@ def test_status_with_a_broker_that_does_not_answer_exits_6_naming_it(env: dict[s
     rows = [line.split()[:3] for line in proc.stdout.splitlines()[1:]]
     assert rows[:2] == [["storage", rows[0][1], "up"], ["broker", url, "down"]]
     assert proc.stderr.count("\n") == 1 and url in proc.stderr and "unreachable" in proc.stderr
-    raw = run(env, "status", "--raw", HERD_BROKER=url)
+    raw = run(env, "status", "--json", HERD_BROKER=url)
     assert raw.returncode == 6 and json.loads(raw.stdout)["broker"]["up"] is False
 
 
 def test_status_never_shows_a_password(env: dict[str, str]) -> None:
     url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
-    proc = run(env, "status", "--raw", HERD_BROKER=url)
+    proc = run(env, "status", "--json", HERD_BROKER=url)
     assert "hunter2" not in proc.stdout + proc.stderr
 
 
@@ -110,7 +110,7 @@ def test_version_embedded(env: dict[str, str], tmp_path: Path) -> None:
     assert [line.split() for line in out.splitlines()] == [
         ["COMPONENT", "NAME", "VERSION"], ["client", "herd", VERSION], ["storage", str(tmp_path / "store"), "format", "1"],
     ]
-    raw = json.loads(ok(env, "version", "--raw"))
+    raw = json.loads(ok(env, "version", "--json"))
     assert raw["client"] == VERSION and raw["storage"]["reads_up_to"] == 1
     assert "schedulers" not in raw  # embedded: no services to ask
 
@@ -138,7 +138,7 @@ def test_list_pipeline_shows_the_last_job_state_and_progress(pipelines: dict[str
     assert rows["good"][-3:] == ["running", "1 + 0 / 1", "success"]
     assert rows["bad"][-3:-1] == ["running", "0 + 0 / 1"] and rows["bad"][-1].startswith("failure")
     assert RED not in "".join(lines)  # a pipe: no colour
-    raw = {json.loads(line)["pipeline"]["name"]: json.loads(line) for line in ok(pipelines, "list-pipeline", "--raw").splitlines()}
+    raw = {json.loads(line)["pipeline"]["name"]: json.loads(line) for line in ok(pipelines, "list-pipeline", "--json").splitlines()}
     assert raw["good"]["last_job"]["state"] == "JOB_SUCCESS" and raw["good"]["last_job"]["data_processed"] == 1
     assert raw["bad"]["last_job"]["state"] == "JOB_FAILURE" and raw["bad"]["last_job"]["data_failed"] == 1
 
@@ -150,7 +150,7 @@ def test_list_pipeline_before_any_job_shows_none(env: dict[str, str], tmp_path: 
     ok(env, "create-pipeline", "-f", str(path))  # no commit yet: no job
     line = ok(env, "list-pipeline").splitlines()[1]
     assert line.split()[-2:] == ["<none>", "<none>"]
-    assert json.loads(ok(env, "list-pipeline", "--raw"))["last_job"] is None
+    assert json.loads(ok(env, "list-pipeline", "--json"))["last_job"] is None
 
 
 def _on_a_terminal(env: dict[str, str], *args: str) -> str:
@@ -204,7 +204,7 @@ def test_colour_failures_is_pure_and_keeps_the_layout() -> None:
 
 def test_list_job_filters_by_state(pipelines: dict[str, str]) -> None:
     def pipelines_of(*args: str) -> list[str]:
-        return sorted(json.loads(line)["pipeline"]["name"] for line in ok(pipelines, "list-job", "--raw", *args).splitlines())
+        return sorted(json.loads(line)["pipeline"]["name"] for line in ok(pipelines, "list-job", "--json", *args).splitlines())
 
     assert pipelines_of() == ["bad", "good"]
     assert pipelines_of("--state", "failure") == ["bad"]

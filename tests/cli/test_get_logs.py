@@ -1,4 +1,4 @@
-"""`herd get-logs`: --follow, --tail, --inputs, --datum, --raw, attempts, the cut, old records;
+"""`herd get-logs`: --follow, --tail, --inputs, --datum, --raw/--json, attempts, the cut, old records;
 and a follower in another process seeing a running datum's line (the embedded default)."""
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def pipeline(herd, tmp_path: Path, name: str, script: str, files: dict[str, str]
             "input": {"pfs": {"repo": "in", "glob": "/*"}}, **extra}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     herd("create-pipeline", "-f", str(tmp_path / "spec.json"))
-    return json.loads(herd("list-job", "--raw").output.splitlines()[0])["job"]["id"]
+    return json.loads(herd("list-job", "--json").output.splitlines()[0])["job"]["id"]
 
 
 def test_flags_select_datums_lines_and_format(herd, tmp_path: Path) -> None:
@@ -75,13 +75,20 @@ def test_flags_select_datums_lines_and_format(herd, tmp_path: Path) -> None:
     # --tail N: the last N lines of the selection
     assert herd("get-logs", "--job", job, "--datum", "/a", "--tail", "1").output == "err a\n"
     assert herd("get-logs", "--job", job, "--tail", "0").output == ""
-    # --raw: JSON lines with the issue's fields (and pachctl's names)
-    raw = [json.loads(line) for line in herd("get-logs", "--job", job, "--raw").stdout.splitlines()]
+    # --json: JSON lines with herd's names
+    raw = [json.loads(line) for line in herd("get-logs", "--job", job, "--json").stdout.splitlines()]
     assert {(r["stream"], r["message"]) for r in raw} == {
         ("stdout", "out a"), ("stdout", "out b"), ("stderr", "err a"), ("stderr", "err b")}
     for r in raw:
         assert r["pipeline"] == "echo" and r["job"] == job and r["attempt"] == 1 and r["worker"]
-        assert r["timestamp"] and r["datum"] and r["jobId"] == job
+        assert r["timestamp"] and r["datum"] and set(r) == {
+            "pipeline", "job", "datum", "attempt", "worker", "timestamp", "stream", "message"}
+    # --raw: pachctl 1.x's LogMessage, lowerCamel, the attempt a 64-bit number as a string
+    raw = [json.loads(line) for line in herd("get-logs", "--job", job, "--raw").stdout.splitlines()]
+    assert {(r["user"], r["message"]) for r in raw} == {(True, "out a"), (True, "out b"), (True, "err a"), (True, "err b")}
+    for r in raw:
+        assert r["pipelineName"] == "echo" and r["jobId"] == job and r["workerId"] and r["datumId"]
+        assert r["master"] is False and r["attempt"] == "1" and r["ts"].endswith("Z")
     # -f on a job that has ended prints its lines and returns
     assert sorted(herd("get-logs", "--job", job, "-f").stdout.splitlines()) == ["err a", "err b", "out a", "out b"]
 
@@ -93,7 +100,7 @@ def test_a_retried_datum_shows_each_attempt_marked(herd, tmp_path: Path) -> None
     notes = result.stderr.splitlines()
     assert any("attempt 2" in n and n.startswith("[herd] datum") for n in notes), notes
     assert sum("user code exited with code 3" in n for n in notes) == 2, notes
-    raw = [json.loads(line) for line in herd("get-logs", "--job", job, "--raw").stdout.splitlines()]
+    raw = [json.loads(line) for line in herd("get-logs", "--job", job, "--json").stdout.splitlines()]
     assert [(r["attempt"], r["stream"]) for r in raw if r["stream"] == "stdout"] == [(1, "stdout"), (2, "stdout")]
 
 
@@ -122,7 +129,7 @@ def test_records_of_the_previous_herd_still_show(herd, tmp_path: Path, store: Pa
     result = herd("get-logs", "--job", job)
     assert result.stdout == "legacy out\nlegacy err\n"
     assert "user code exited with code 1" in result.stderr
-    raw = json.loads(herd("get-logs", "--job", job, "--raw").stdout.splitlines()[0])
+    raw = json.loads(herd("get-logs", "--job", job, "--json").stdout.splitlines()[0])
     assert raw["worker"] == "old-worker" and raw["attempt"] == 7 and raw["message"] == "legacy out"
 
 

@@ -83,7 +83,7 @@ def test_wordcount_map_reduce_through_the_cli_matches_embedded(
 
     # When flush-commit waits for the downstream jobs
     commit = cluster.pfs.inspect_commit("words", "master")
-    out = herd_cli(cluster, "flush-commit", "words", commit.id, "--timeout", "120", "--raw")
+    out = herd_cli(cluster, "flush-commit", "words", commit.id, "--timeout", "120", "--json")
 
     # Then both stages ran on the workers and their outputs equal the embedded ones
     assert [json.loads(line)["commit"]["repo"]["name"] for line in out.splitlines()] == ["map", "reduce"]

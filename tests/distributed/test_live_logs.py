@@ -83,7 +83,7 @@ def test_a_worker_killed_mid_datum_leaves_each_attempts_lines_once(cluster: Clus
     cluster.wait_ready(cluster.worker("w2"))
     cluster.wait_for(lambda: job_ended(cluster, job_id), "the job to end", timeout=120)
     # Then get-logs shows attempt 1's line and attempt 2's lines, each once, attempt 2 marked
-    raw = subprocess.run([*HERD, "get-logs", "--job", job_id, "--raw"], env=cluster.env, capture_output=True,
+    raw = subprocess.run([*HERD, "get-logs", "--job", job_id, "--json"], env=cluster.env, capture_output=True,
                          timeout=60, check=True)
     lines = [json.loads(line) for line in raw.stdout.splitlines()]
     user = [(r["attempt"], r["stream"], r["message"], r["worker"]) for r in lines if r["user"]]

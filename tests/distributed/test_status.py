@@ -29,7 +29,7 @@ def herd(cluster: Cluster, *args: str, stdin: str | None = None) -> subprocess.C
 
 
 def status(cluster: Cluster) -> tuple[int, dict[str, Any]]:
-    proc = herd(cluster, "status", "--raw")
+    proc = herd(cluster, "status", "--json")
     assert proc.stdout, proc.stderr
     return proc.returncode, json.loads(proc.stdout)
 
@@ -80,7 +80,7 @@ def test_status_and_version_of_a_cluster_and_a_killed_worker_named_gone(cluster:
     assert ["worker", "w1", "up"] in kinds and ["scheduler", by_state["active"]["name"], "active"] in kinds
 
     # And the versions of every live part
-    version = json.loads(herd(cluster, "version", "--raw").stdout)
+    version = json.loads(herd(cluster, "version", "--json").stdout)
     assert {w["name"] for w in version["workers"]} == {"w1", "w2"} 
     assert {s["pid"] for s in version["schedulers"]} >= {scheduler.proc.pid, standby.proc.pid}
     assert {w["version"] for w in version["workers"]} == {version["client"]}
@@ -101,7 +101,7 @@ def test_status_and_version_of_a_cluster_and_a_killed_worker_named_gone(cluster:
     code, report = status(cluster)
     assert code == 0, report  # w1 still runs: the cluster can work
     assert {w["name"]: w["state"] for w in report["workers"]} == {"w1": "up", "w2": "gone"}
-    assert "w2" not in {w["name"] for w in json.loads(herd(cluster, "version", "--raw").stdout)["workers"]}
+    assert "w2" not in {w["name"] for w in json.loads(herd(cluster, "version", "--json").stdout)["workers"]}
 
     # When w1 stops cleanly it leaves (no record), and with no live worker status fails
     w1.stop()

@@ -35,7 +35,7 @@ def _flush(
     out, err = tmp_path / "flush.out", tmp_path / "flush.err"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         proc = subprocess.Popen(  # noqa: S603 - our own CLI
-            [*HERD, "flush-commit", f"in@{commit_id}", "--timeout", timeout, "--raw"],
+            [*HERD, "flush-commit", f"in@{commit_id}", "--timeout", timeout, "--json"],
             env=cluster.env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
         )
     return proc, out, err

@@ -403,7 +403,7 @@ def herd(env: dict[str, str], *args: str, code: int = 0) -> subprocess.Completed
 
 
 def jobs(env: dict[str, str]) -> list[dict[str, Any]]:
-    out = herd(env, "list-job", "--raw").stdout
+    out = herd(env, "list-job", "--json").stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()] if not out.startswith("[") else json.loads(out)
 
 

@@ -250,7 +250,7 @@ def test_a_herd_killed_mid_egress_leaves_a_job_the_next_command_finishes(tmp_pat
     assert status is not None and status.state == JobState.JOB_EGRESSING
     assert len(folder_files(target)) == 1
     # Then the next command that runs jobs copies again and ends the job
-    done = _herd(env, tmp_path, "inspect-job", job_id, "--block", "--raw")
+    done = _herd(env, tmp_path, "inspect-job", job_id, "--block", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["state"] == "JOB_SUCCESS"
     assert folder_files(target) == FILES

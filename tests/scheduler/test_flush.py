@@ -80,11 +80,11 @@ def create(backend: Backend, tmp_path: Path, *specs: dict, verb: str = "create-p
 
 def put(backend: Backend, repo: str, path: str, data: bytes) -> str:
     herd(backend, "put-file", repo, "master", path, "-f", "-", input=data)
-    return json.loads(herd(backend, "inspect-commit", repo, "master", "--raw").stdout)["commit"]["id"]
+    return json.loads(herd(backend, "inspect-commit", repo, "master", "--json").stdout)["commit"]["id"]
 
 
 def flush_raw(backend: Backend, repo: str, commit: str) -> list[dict]:
-    out = herd(backend, "flush-commit", f"{repo}@{commit}", *FLUSH, "--raw").stdout
+    out = herd(backend, "flush-commit", f"{repo}@{commit}", *FLUSH, "--json").stdout
     return [json.loads(line) for line in out.splitlines()]
 
 
@@ -149,7 +149,7 @@ def test_flush_returns_a_killed_job_and_nothing_below_it(backend: Backend, tmp_p
     # Then it returns the killed job; stage2 got no input from this commit, so no job to wait for
     assert states(rows) == [("stage1", "JOB_KILLED")]
     assert rows[0]["commit"] is None and "job_timeout" in rows[0]["job"]["reason"]
-    assert herd(backend, "list-job", "-p", "stage2", "--raw").stdout == ""
+    assert herd(backend, "list-job", "-p", "stage2", "--json").stdout == ""
     table = herd(backend, "flush-commit", "in", commit, *FLUSH).stdout.splitlines()
     assert table[1].split()[:3] == ["stage1", "<none>", "<none>"] and "killed: job_timeout" in table[1]
 
@@ -171,8 +171,8 @@ def test_inspect_job_block_returns_the_ended_job(local: Backend, tmp_path: Path)
     herd(backend, "create-repo", "in")
     put(backend, "in", "/a", b"bad\n")
     create(backend, tmp_path, STAGE1)
-    job = json.loads(herd(backend, "list-job", "--raw").stdout.splitlines()[0])
-    raw = json.loads(herd(backend, "inspect-job", "--block", job["job"]["id"], "--raw").stdout)
+    job = json.loads(herd(backend, "list-job", "--json").stdout.splitlines()[0])
+    raw = json.loads(herd(backend, "inspect-job", "--block", job["job"]["id"], "--json").stdout)
     assert raw["state"] == "JOB_FAILURE" and raw["data_failed"] == 1
 
 
@@ -187,7 +187,7 @@ COPY = {
 COPY_V2 = {**COPY, "transform": {"cmd": ["sh", "-c", "echo v2 > /pfs/out/version; cp /pfs/data/file /pfs/out/file"]}}
 
 def output_commits(backend: Backend) -> list[str]:
-    return [json.loads(line)["commit"]["id"] for line in herd(backend, "list-commit", "p", "--raw").stdout.splitlines()]
+    return [json.loads(line)["commit"]["id"] for line in herd(backend, "list-commit", "p", "--json").stdout.splitlines()]
 
 
 def test_update_stopped_pipeline_runs_only_the_new_commit(backend: Backend, tmp_path: Path) -> None:
@@ -210,7 +210,7 @@ def _update_stopped_pipeline(backend: Backend, tmp_path: Path, commit_before_upd
     if commit_before_update:
         second = put(backend, "data", "/file", b"bar\n")
     create(backend, tmp_path, COPY_V2, verb="update-pipeline")
-    info = json.loads(herd(backend, "inspect-pipeline", "p", "--raw").stdout)
+    info = json.loads(herd(backend, "inspect-pipeline", "p", "--json").stdout)
     assert (info["version"], info["state"]) == (2, "PIPELINE_PAUSED")  # the update did not restart it
     assert len(output_commits(backend)) == 1
     if not commit_before_update:
@@ -220,7 +220,7 @@ def _update_stopped_pipeline(backend: Backend, tmp_path: Path, commit_before_upd
     # Then there are 2 output commits in all, as in Pachyderm: no extra job of the new version
     # on commit 1; the new version ran commit 2
     assert len(output_commits(backend)) == 2
-    jobs = [json.loads(line) for line in herd(backend, "list-job", "-p", "p", "--raw").stdout.splitlines()]
+    jobs = [json.loads(line) for line in herd(backend, "list-job", "-p", "p", "--json").stdout.splitlines()]
     assert [(j["pipeline_version"], j["state"]) for j in jobs] == [(2, "JOB_SUCCESS"), (1, "JOB_SUCCESS")]
     assert jobs[0]["input_commits"] == [{"repo": {"name": "data"}, "id": second}]
     assert herd(backend, "get-file", "p", "master", "/version").stdout == "v2\n"

@@ -128,10 +128,13 @@ def test_line_splitter_rebuilds_the_stream(chunks: list[bytes], limit: int) -> N
         assert pieces == data.decode().replace("\n", "")
 
 
-def test_raw_has_the_issues_fields_and_pachctls() -> None:
-    raw = LogLine("j", "d", 2, "t", "stderr", "hi", "w", "p").raw()
-    assert {k: raw[k] for k in ("pipeline", "job", "datum", "attempt", "worker", "timestamp", "stream", "message")} == {
-        "pipeline": "p", "job": "j", "datum": "d", "attempt": 2, "worker": "w", "timestamp": "t", "stream": "stderr",
-        "message": "hi"}
-    assert raw["pipelineName"] == "p" and raw["workerId"] == "w" and raw["user"] is True
-    json.dumps(raw)
+def test_raw_has_herds_names_and_log_message_has_pachctls() -> None:
+    line = LogLine("j", "d", 2, "2026-01-01T00:00:00+00:00", "stderr", "hi", "w", "p")
+    assert line.raw() == {
+        "pipeline": "p", "job": "j", "datum": "d", "attempt": 2, "worker": "w",
+        "timestamp": "2026-01-01T00:00:00+00:00", "stream": "stderr", "message": "hi"}
+    assert line.log_message() == {
+        "pipeline_name": "p", "job_id": "j", "worker_id": "w", "datum_id": "d", "master": False, "user": True,
+        "ts": "2026-01-01T00:00:00Z", "message": "hi", "stream": "stderr", "attempt": 2}
+    note = LogLine("j", "d", 1, "", HERD_STREAM, "cut", "w", "p").log_message()
+    assert note["user"] is False and note["ts"] == ""

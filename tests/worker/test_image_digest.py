@@ -58,7 +58,7 @@ def test_the_local_runtime_records_that_it_ran_no_image(tmp_path: Path) -> None:
     assert status.state == JobState.JOB_SUCCESS, status.reason
     assert PpsStore(pfs.objects).read_image(info.id) == LOCAL_RUNTIME
     assert _field(inspect_job(store, info.id), "Image Digest") == LOCAL_RUNTIME
-    assert json.loads(inspect_job(store, info.id, "--raw"))["image_digest"] == LOCAL_RUNTIME
+    assert json.loads(inspect_job(store, info.id, "--json"))["image_digest"] == LOCAL_RUNTIME
 
 
 def test_the_first_recorded_image_wins_and_every_later_read_returns_it(tmp_path: Path) -> None:
@@ -135,7 +135,7 @@ def test_a_tag_moved_mid_job_does_not_mix_two_images(docker_client: Any, busybox
     assert records.read_image(info.id) == first
     # And inspect-job shows that id (and --raw)
     assert _field(inspect_job(store, info.id), "Image Digest") == first
-    assert json.loads(inspect_job(store, info.id, "--raw"))["image_digest"] == first
+    assert json.loads(inspect_job(store, info.id, "--json"))["image_digest"] == first
     # And another worker joining that job now (the tag names the second image) runs the first
     from worker.context import WorkerContext
 

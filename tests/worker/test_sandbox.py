@@ -76,7 +76,7 @@ class Install:
         return str(path)
 
     def files(self, repo: str) -> set[str]:
-        listing = self.herd("list-file", repo, "master", "/", "--raw").stdout.decode()
+        listing = self.herd("list-file", repo, "master", "/", "--json").stdout.decode()
         return {json.loads(line)["file"]["path"] for line in listing.splitlines() if line.strip()}
 
     def blobs(self) -> dict[str, str]:
