@@ -1,7 +1,7 @@
 # herd: the two commands a fresh Debian/Ubuntu with Python 3.11+ needs.
 #   make quickstart   set up .venv, then a first tour with the herd CLI (scripts/quickstart.sh)
 #   make test         set up .venv and the test services, run pytest (scripts/test.sh)
-#   make bench        set up .venv, run every bench/*.py
+#   make bench        set up .venv, run the benchmarks: one table, JSON in bench/results/ (bench/README.md)
 #   make images       build the compose stack's images offline, cached (compose/build-images.sh)
 # Knobs: PYTHON=python3.12, E2E=0 (leave out the compose e2e tests), PYTEST_ARGS='-k name -x'.
 
@@ -26,11 +26,7 @@ quickstart: venv
 	@bash scripts/quickstart.sh
 
 bench: venv
-	@set -euo pipefail; shopt -s nullglob; found=0; \
-	for script in bench/*.py; do \
-		found=1; echo "[bench] $$script"; .venv/bin/python "$$script"; \
-	done; \
-	if [[ $$found == 0 ]]; then echo "[bench] no bench/*.py yet"; fi
+	@.venv/bin/python bench/run.py
 
 images: venv
 	@bash compose/build-images.sh

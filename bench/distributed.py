@@ -7,7 +7,10 @@ Real parts: a redis-server (append-only), `herd scheduler` and `herd worker` pro
 Docker engine at DOCKER_HOST with the busybox test image (built FROM scratch if missing), and
 storage in a local folder (`file`, default: measures herd, Celery and Docker) or in moto's S3
 server (`s3`: moto answers in ~10-20 ms a request, so it measures moto more than herd).
-Everything started here is stopped at the end.
+Everything started here is stopped at the end. `figures(smoke)` gives bench/run.py rows 12, 13
+and 15 of issue 15's table (local store); without a Docker engine they say "skipped: no Docker
+engine" (the engine is found at DOCKER_HOST, the default socket or /run/herd-docker.sock,
+never started here).
 """
 
 from __future__ import annotations
@@ -114,13 +117,14 @@ def start_services(work: Path, storage: str, procs: Processes) -> tuple[dict[str
     return env, Pfs(open_object_store(settings))
 
 
-def run_job(pfs: Pfs, name: str, timeout: float) -> tuple[float, float]:
-    """Create a copy pipeline over repo `many`; (wall seconds to its output, job's own seconds)."""
+def run_job(pfs: Pfs, name: str, timeout: float, script: str = "cp $many /pfs/out/",
+            repo: str = "many") -> tuple[float, float]:
+    """Create a pipeline running `script` per file of `repo`; (wall seconds to its output, job's own seconds)."""
     started = time.monotonic()
     Pipelines(pfs).create({
         "pipeline": {"name": name},
-        "transform": {"image": IMAGE, "cmd": ["sh", "-c", "cp $many /pfs/out/"]},
-        "input": {"pfs": {"repo": "many", "glob": "/*"}},
+        "transform": {"image": IMAGE, "cmd": ["sh", "-c", script]},
+        "input": {"pfs": {"repo": repo, "glob": "/*"}},
     })
     jobs = JobQueries(pfs)
 
@@ -136,7 +140,7 @@ def run_job(pfs: Pfs, name: str, timeout: float) -> tuple[float, float]:
     return wall, (status.finished - status.started).total_seconds()
 
 
-def change_latency(pfs: Pfs, pipeline: str, rounds: int) -> list[dict[str, float]]:
+def change_latency(pfs: Pfs, pipeline: str, rounds: int, repo: str = "many") -> list[dict[str, float]]:
     """put-file of one new file → the pipeline's output commit from it finished, in seconds,
     split at the job's creation and its datum's result (the records' timestamps)."""
     from scheduler.store import PpsStore
@@ -145,7 +149,7 @@ def change_latency(pfs: Pfs, pipeline: str, rounds: int) -> list[dict[str, float
     out = []
     for i in range(rounds):
         started = time.monotonic()
-        commit = pfs.put_file("many", "master", f"/new-{i}", f"new {i}\n".encode())
+        commit = pfs.put_file(repo, "master", f"/new-{i}", f"new {i}\n".encode())
 
         def landed() -> bool:
             head = pfs.inspect_commit(pipeline, "master")
@@ -173,7 +177,7 @@ def docker_overhead(n: int) -> dict[str, float]:
     import docker
 
     from worker.docker_runtime import DockerRuntime
-    from worker.runtime import RunRequest, Transform
+    from worker.runtime import RunRequest, UserCode
 
     client = docker.from_env()
     cmd = "cp /pfs/in/x /pfs/out/x"
@@ -182,7 +186,7 @@ def docker_overhead(n: int) -> dict[str, float]:
         (pfs / "in").mkdir()
         (pfs / "in" / "x").write_text("one line\n")
         (pfs / "out").mkdir()
-        session = DockerRuntime().open("bench", Transform(image=IMAGE, cmd=("sh", "-c", cmd), network=False))
+        session = DockerRuntime().open("bench", UserCode(image=IMAGE, cmd=("sh", "-c", cmd), network=False))
         request = RunRequest(pfs_dir=pfs, env={"PACH_JOB_ID": "bench"}, timeout=30)
         warm = client.containers.run(IMAGE, ["sleep", "3600"], detach=True, network_mode="none", remove=True)
         warm.exec_run(["mkdir", "-p", "/pfs/in", "/pfs/out"])
@@ -221,6 +225,79 @@ def docker_overhead(n: int) -> dict[str, float]:
 
 def wait_ready(procs: Processes, names: list[str]) -> None:
     wait_until(lambda: all(" ready." in procs.log(n) for n in names), 90, "workers to be ready", interval=0.1)
+
+
+FIGURES = (
+    "distributed, 1 worker, trivial datums (local store, Docker)",
+    "distributed, 2 workers vs 1, 20 ms datums",
+    "1-datum change, put-file to output commit, distributed",
+)
+TARGETS = (">= 200", ">= 1.8", "<= 0.3")
+UNITS = ("datums/s", "x", "s")
+
+
+def figures(smoke: bool) -> list[dict[str, object]]:
+    """Rows 12, 13 and 15 of issue 15's table for bench/run.py: redis-server, `herd scheduler`
+    and `herd worker` processes started here, the Docker engine found (never started) here."""
+    from figures import make_row
+    from runtime_docker import NoDockerEngine, engine, ensure_image
+
+    def skipped(why: str) -> list[dict[str, object]]:
+        return [make_row(f, None, None, u, t, why) for f, u, t in zip(FIGURES, UNITS, TARGETS)]
+
+    if shutil.which("redis-server") is None:
+        return skipped("skipped: no redis-server on PATH")
+    try:
+        client, host = engine()
+    except NoDockerEngine as exc:
+        return skipped(str(exc))
+    try:
+        ensure_image(client, Path("/bin/busybox"))
+    finally:
+        client.close()
+    n_trivial, n_slow, rounds = (20, 20, 1) if smoke else (2000, 500, 5)
+    work = Path(tempfile.mkdtemp(prefix="herd-bench-"))
+    (work / "logs").mkdir()
+    procs = Processes(work / "logs")
+    try:
+        env, pfs = start_services(work, "file", procs)
+        env["DOCKER_HOST"] = host
+        pfs.create_repo("many")
+        pfs.put_files("many", "master", [(f"/f{i:05d}", f"line {i}\n".encode()) for i in range(n_trivial)])
+        pfs.create_repo("slow")
+        pfs.put_files("slow", "master", [(f"/f{i:05d}", f"line {i}\n".encode()) for i in range(n_slow)])
+        pfs.create_repo("few")
+        pfs.put_file("few", "master", "/first", b"first\n")
+        procs.start("scheduler", [*HERD, "scheduler"], env)
+        procs.start("w1", [*HERD, "worker", "--concurrency", "1"], {**env, "HERD_WORKER_ID": "w1"})
+        wait_ready(procs, ["w1"])
+        wall1, job1 = run_job(pfs, "copy1", timeout=1800)
+        slow = "sleep 0.02; cp $slow /pfs/out/"
+        _, slow1 = run_job(pfs, "slow1", timeout=1800, script=slow, repo="slow")
+        procs.start("w2", [*HERD, "worker", "--concurrency", "1"], {**env, "HERD_WORKER_ID": "w2"})
+        wait_ready(procs, ["w1", "w2"])
+        _, slow2 = run_job(pfs, "slow2", timeout=1800, script=slow, repo="slow")
+        run_job(pfs, "lat", timeout=300, script="cp $few /pfs/out/", repo="few")
+        latency = change_latency(pfs, "lat", rounds, repo="few")
+    except BaseException:
+        procs.stop_all()
+        print(f"failed; logs kept in {work / 'logs'}", file=sys.stderr)
+        raise
+    procs.stop_all()
+    shutil.rmtree(work, ignore_errors=True)
+    med = {key: statistics.median(r[key] for r in latency) for key in latency[0]}
+    size = "smoke sizes; " if smoke else ""
+    return [
+        make_row(FIGURES[0], n_trivial / wall1, None, UNITS[0], TARGETS[0],
+                 f"{size}{n_trivial} datums, create-pipeline to output commit {wall1:.1f} s (job alone "
+                 f"{n_trivial / job1:.0f}/s); anchor: raw Celery round trip 460-650/s, performance.md"),
+        make_row(FIGURES[1], slow1 / slow2, None, UNITS[1], TARGETS[1],
+                 f"{size}{n_slow} datums of sleep 0.02, job time 1 worker {slow1:.1f} s / 2 workers {slow2:.1f} s;"
+                 " anchor: raw Celery c2/c1 = 1.86x, performance.md"),
+        make_row(FIGURES[2], med["total"], None, UNITS[2], TARGETS[2],
+                 f"{size}median of {rounds}: commit to job {med['notice']:.2f} s, job to result {med['run']:.2f} s, "
+                 f"result to output commit {med['finish']:.2f} s"),
+    ]
 
 
 def main() -> None:

@@ -9,16 +9,25 @@ Prints:
      the first run over the 10,000.
 
 Usage: .venv/bin/python bench/pipeline.py [--quick]
+
+`figures(smoke)` gives rows 7, 8, 9 and 10 of issue 15's table to bench/run.py (9 and the S3
+re-run on a SeaweedFS server started here, bench/seaweed.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -27,7 +36,7 @@ from scheduler.cli.embedded import settle  # noqa: E402
 from scheduler.glob import match_nodes  # noqa: E402
 from scheduler.pipelines import Pipelines  # noqa: E402
 from scheduler.plan import plan_datums  # noqa: E402
-from scheduler.queries import Jobs  # noqa: E402
+from scheduler.queries import JobQueries  # noqa: E402
 from scheduler.settings import SchedulerSettings  # noqa: E402
 from scheduler.spec import parse_spec  # noqa: E402
 from storage.local import LocalObjectStore  # noqa: E402
@@ -99,8 +108,155 @@ def rerun(root: Path, n: int) -> tuple[float, float, int, int]:
     t0 = time.perf_counter()
     run_pipeline(pfs)
     second = time.perf_counter() - t0
-    _, status = Jobs(pfs).list("copy")[0]
+    _, status = JobQueries(pfs).list("copy")[0]
     return first, second, status.data_processed, status.data_skipped
+
+
+def bare_nproc_wide(work: Path, n: int) -> float:
+    """Datums/s of the anchor: `sh -c cp` per file, as many at once as there are cores."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "x").write_text("line\n")
+
+    def one(i: int) -> None:
+        subprocess.run(["sh", "-c", f"cp {work}/x {work}/y{i}"], check=True)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(one, range(n)))
+    return n / (time.perf_counter() - t0)
+
+
+def herd_datums_per_second(root: Path, n: int, make_pfs: Callable[[Path], Pfs] = fresh_pfs) -> float:
+    pfs = make_pfs(root)
+    pfs.create_repo("in")
+    pfs.put_files("in", "master", [(f"/f{i:05d}", f"line {i}\n".encode()) for i in range(n)])
+    Pipelines(pfs).create(dict(COPY_SPEC))
+    t0 = time.perf_counter()
+    run_pipeline(pfs)
+    return n / (time.perf_counter() - t0)
+
+
+def rerun_pair(
+    root: Path, n: int, rounds: int, make_pfs: Callable[[Path], Pfs] = fresh_pfs
+) -> tuple[list[float], list[float], int, int]:
+    """Re-run times after +1 file, over n processed files and over 10, interleaved per round:
+    both pipelines run once over their files, then each round adds one file to each input."""
+    pfs_pair = []
+    for size in (n, 10):
+        pfs = make_pfs(root / f"rerun{size}")
+        pfs.create_repo("in")
+        pfs.put_files("in", "master", [(f"/f{i:05d}", f"line {i}\n".encode()) for i in range(size)])
+        Pipelines(pfs).create(dict(COPY_SPEC))
+        run_pipeline(pfs)
+        pfs_pair.append(pfs)
+    times: tuple[list[float], list[float]] = ([], [])
+    for r in range(rounds):
+        for pfs, out in zip(pfs_pair, times):
+            pfs.put_file("in", "master", f"/new{r}", f"new line {r}\n".encode())
+            t0 = time.perf_counter()
+            run_pipeline(pfs)
+            out.append(time.perf_counter() - t0)
+    _, status = JobQueries(pfs_pair[0]).list("copy")[0]
+    return times[0], times[1], status.data_processed, status.data_skipped
+
+
+def anchor_expand_time(n: int) -> float:
+    """The yardstick of planning: (path, hash) pairs into datums with sha256 ids, in memory."""
+    pairs = [(f"/dir{i % 100:03d}/f{i:06d}", "0" * 64) for i in range(n)]
+    t0 = time.perf_counter()
+    datums = {hashlib.sha256(f"{path}\0{digest}".encode()).hexdigest(): (path, digest) for path, digest in pairs}
+    took = time.perf_counter() - t0
+    assert len(datums) == n
+    return took
+
+
+@contextmanager
+def seaweed_pfs(root: Path) -> Iterator[Callable[[Path], Pfs]]:
+    """A SeaweedFS S3 server for this block; yields a maker of Pfs on a fresh prefix of its bucket.
+    The credentials go to this process's environment (boto3 reads them there), restored after."""
+    from seaweed import seaweed_server
+
+    from storage.s3 import S3ObjectStore
+
+    with seaweed_server(root / "seaweed") as s3:
+        saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+        os.environ.update({"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+                           "AWS_DEFAULT_REGION": s3.region})
+        try:
+            yield lambda folder: Pfs(S3ObjectStore(s3.bucket, prefix=f"{folder.name}-{uuid.uuid4().hex[:8]}",
+                                                   endpoint_url=s3.url))
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def s3_figures(smoke: bool, root: Path) -> list[dict[str, object]]:
+    """Rows 9 and 10 (S3) on SeaweedFS; their notes say why when it cannot start."""
+    from figures import make_row
+    from seaweed import SeaweedUnavailable
+
+    names = ("trivial datums, embedded, S3 store", "re-run after +1 file among 10,000 processed, S3")
+    n_dps, n_rerun, rounds = (10, 20, 1) if smoke else (500, 10_000, 3)
+    try:
+        with seaweed_pfs(root) as make_pfs:
+            herd_rate, bare_rate = [], []
+            for r in range(rounds):
+                herd_rate.append(herd_datums_per_second(root / f"s3dps{r}", n_dps, make_pfs))
+                bare_rate.append(bare_nproc_wide(root / f"s3bare{r}", n_dps))
+            bigs, smalls, processed, skipped = rerun_pair(root / "s3", n_rerun, 1 if smoke else 5, make_pfs)
+    except SeaweedUnavailable as exc:
+        return [make_row(names[0], None, None, "datums/s", ">= 100", f"skipped: {exc}"),
+                make_row(names[1], None, None, "s", "<= 1.5 and <= 1.2x", f"skipped: {exc}")]
+    med = statistics.median
+    big, small = med(bigs), med(smalls)
+    return [
+        make_row(names[0], med(herd_rate), med(bare_rate), "datums/s", ">= 100",
+                 f"N={n_dps}; SeaweedFS; cp per datum, local runtime; anchor {os.cpu_count()} wide; "
+                 f"median of {rounds}"),
+        make_row(names[1], big, small, "s", "<= 1.5 and <= 1.2x",
+                 f"{'N=' + str(n_rerun) + '; ' if smoke else ''}SeaweedFS; ratio is t(N)/t(10), medians of "
+                 f"{len(bigs)}; last re-run processed {processed}, skipped {skipped}",
+                 ratio=big / small if small > 0 else None),
+    ]
+
+
+def figures(smoke: bool) -> list[dict[str, object]]:
+    """Rows 7, 8, 9 and 10 of issue 15's table, herd and anchor interleaved per round."""
+    from figures import make_row
+
+    n_dps, n_expand, n_rerun, rounds = (20, 5_000, 50, 1) if smoke else (2_000, 100_000, 10_000, 3)
+    size = f"N={n_expand:,}; " if smoke else ""
+    expand, anchor_expand = [], []
+    for _ in range(rounds):
+        expand.append(expand_time(n_expand))
+        anchor_expand.append(anchor_expand_time(n_expand))
+    globbed = glob_time(n_expand)
+    herd_rate, bare_rate = [], []
+    with tempfile.TemporaryDirectory(prefix="herd-bench-") as tmp:
+        root = Path(tmp)
+        for r in range(rounds):
+            herd_rate.append(herd_datums_per_second(root / f"dps{r}", n_dps))
+            bare_rate.append(bare_nproc_wide(root / f"bare{r}", n_dps))
+        bigs, smalls, processed, skipped = rerun_pair(root, n_rerun, 1 if smoke else 5)
+        s3_rows = s3_figures(smoke, root)
+    med = statistics.median
+    big, small = med(bigs), med(smalls)
+    return [*s3_rows,
+        make_row("commit manifest -> planned datums, 100,000 files", med(expand), med(anchor_expand), "s", "<= 0.5",
+                 f"{size}anchor: sha256 ids of (path, hash) pairs, measured here; median of {rounds}"),
+        make_row("2,000 trivial datums, embedded, local store", med(herd_rate), med(bare_rate), "datums/s",
+                 ">= 0.6x", f"{'N=' + str(n_dps) + '; ' if smoke else ''}cp per datum, local runtime; "
+                 f"anchor {os.cpu_count()} wide; median of {rounds}"),
+        make_row("re-run after +1 file among 10,000 processed, local", big, small, "s", "<= 0.5 and <= 1.2x",
+                 f"{'N=' + str(n_rerun) + '; ' if smoke else ''}ratio is t(N)/t(10), medians of {len(bigs)}; "
+                 f"last re-run processed "
+                 f"{processed}, skipped {skipped}", ratio=big / small if small > 0 else None),
+        make_row("glob /*/* and /* over 100,000 paths, in memory", globbed, None, "s", "-",
+                 f"{size}scheduler.glob.match_nodes alone, no files"),
+    ]
 
 
 def main() -> None:

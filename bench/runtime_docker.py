@@ -8,12 +8,14 @@ so machine noise hits each alike; medians of the rounds are printed with ratios 
 runtime's `true`. Every DockerRuntime datum moves its inputs in and /pfs/out back; the bare
 exec/run cases move nothing (they are the floor a per-datum container/exec design pays).
 Last, per transfer, how soon after a datum's timeout the kill lands and run returns (the figure
-tests/worker/test_docker_runtime.py used to bound).
+tests/worker/test_docker_runtime.py used to bound). `figures(smoke)` gives bench/run.py row 14
+of issue 15's table (stream runtime vs a bare exec_run; "skipped: no Docker engine" without one).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -27,7 +29,7 @@ import docker.errors
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from worker.docker_runtime import DockerRuntime  # noqa: E402
-from worker.runtime import RunRequest, Session, Transform  # noqa: E402
+from worker.runtime import RunRequest, Session, UserCode  # noqa: E402
 
 IMAGE = "herd-test-busybox:latest"
 ROUNDS = 5
@@ -50,6 +52,28 @@ def ensure_image(client: docker.DockerClient, busybox: Path) -> None:
         client.images.build(path=context, tag=IMAGE, rm=True)
 
 
+# Where a Docker engine may answer, after DOCKER_HOST: as scripts/services.sh's herd_docker_find.
+DOCKER_HOSTS = ("unix:///var/run/docker.sock", "unix:///run/herd-docker.sock")
+NO_ENGINE = "skipped: no Docker engine"
+
+
+class NoDockerEngine(RuntimeError):
+    pass
+
+
+def engine() -> tuple[docker.DockerClient, str]:
+    """A client of the first engine that answers a ping, and its DOCKER_HOST; NoDockerEngine if none."""
+    hosts = [h for h in (os.environ.get("DOCKER_HOST"), *DOCKER_HOSTS) if h]
+    for host in dict.fromkeys(hosts):
+        try:
+            client = docker.DockerClient(base_url=host, timeout=60)
+            client.ping()
+            return client, host
+        except Exception:  # noqa: BLE001 - any failure means "not this one"
+            continue
+    raise NoDockerEngine(f"{NO_ENGINE} (tried {', '.join(dict.fromkeys(hosts))})")
+
+
 def per_call_ms(fn: Callable[[], object], n: int) -> float:
     started = time.perf_counter()
     for _ in range(n):
@@ -65,7 +89,7 @@ def runtime_cases(client: docker.DockerClient, pfs: Path) -> tuple[dict[str, Cal
     for transfer in ("stream", "archive"):
         runtime = DockerRuntime(client, transfer=transfer, worker_id="bench")
         for label, cmd in (("true", ("true",)), ("cat /pfs/in/x > /pfs/out/x", CAT)):
-            session = runtime.open("bench", Transform(image=IMAGE, cmd=cmd, network=False))
+            session = runtime.open("bench", UserCode(image=IMAGE, cmd=cmd, network=False))
             sessions.append(session)
             cases[f"DockerRuntime[{transfer}] {label}"] = _datum(session, request, pfs)
     return cases, sessions
@@ -102,7 +126,7 @@ def timeout_overshoot_ms(client: docker.DockerClient, pfs: Path, transfer: str, 
     """Median ms from a 1 s timeout to run's return, for a datum that would sleep 30 s."""
     timeout = 1.0
     runtime = DockerRuntime(client, transfer=transfer, worker_id="bench")
-    session = runtime.open("bench", Transform(image=IMAGE, cmd=("sh", "-c", "sleep 30 & sleep 30"), network=False))
+    session = runtime.open("bench", UserCode(image=IMAGE, cmd=("sh", "-c", "sleep 30 & sleep 30"), network=False))
     samples = []
     try:
         for _ in range(rounds):
@@ -115,6 +139,49 @@ def timeout_overshoot_ms(client: docker.DockerClient, pfs: Path, transfer: str, 
     return statistics.median(samples)
 
 
+def figures(smoke: bool) -> list[dict[str, object]]:
+    """Row 14 of issue 15's table (and the cat-copy datum beside it) for bench/run.py."""
+    from figures import make_row
+
+    names = ("Docker runtime, per datum, warm", "Docker runtime, per datum, warm (cat copy)")
+    try:
+        client, host = engine()
+    except NoDockerEngine as exc:
+        return [make_row(name, None, None, "ms", target, str(exc)) for name, target in zip(names, ("<= 3", "-"))]
+    n = 10 if smoke else 100
+    try:
+        ensure_image(client, Path("/bin/busybox"))
+        with tempfile.TemporaryDirectory(prefix="herd-bench-") as folder:
+            pfs = pfs_folder(Path(folder))
+            ours, sessions = runtime_cases(client, pfs)
+            bare, containers = bare_cases(client)
+            cases = {k: v for k, v in {**ours, **bare}.items() if "archive" not in k and "containers.run" not in k}
+            try:
+                results = measure(cases, n)
+            finally:
+                for session in sessions:
+                    session.close()
+                for container in containers:
+                    container.remove(force=True)  # type: ignore[attr-defined]
+        note = f"stream transfer; anchor: SDK exec_run into a warm container; median of {ROUNDS} rounds; {host}"
+        return [
+            make_row(names[0], results["DockerRuntime[stream] true"], results["bare exec_run true"], "ms", "<= 3",
+                     "true; " + note),
+            make_row(names[1], results["DockerRuntime[stream] cat /pfs/in/x > /pfs/out/x"],
+                     results["bare exec_run cat /pfs/in/x > /pfs/out/x"], "ms", "-", "cat in > out; " + note),
+        ]
+    finally:
+        client.close()
+
+
+def pfs_folder(folder: Path) -> Path:
+    """A datum's /pfs: one 1 KiB input file, an empty output folder."""
+    (folder / "in").mkdir()
+    (folder / "out").mkdir()
+    (folder / "in" / "x").write_bytes(b"x" * 1024)
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100, help="datums per fast case (slow cases: n/10)")
@@ -123,10 +190,7 @@ def main() -> None:
     client = docker.from_env()
     ensure_image(client, Path(args.busybox))
     with tempfile.TemporaryDirectory(prefix="herd-bench-") as folder:
-        pfs = Path(folder)
-        (pfs / "in").mkdir()
-        (pfs / "out").mkdir()
-        (pfs / "in" / "x").write_bytes(b"x" * 1024)
+        pfs = pfs_folder(Path(folder))
         ours, sessions = runtime_cases(client, pfs)
         bare, containers = bare_cases(client)
         try:

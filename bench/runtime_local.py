@@ -5,7 +5,8 @@
 Rounds interleave the three measurements so machine noise hits each alike; the medians of the
 rounds are printed with their ratio to `subprocess.run(["/bin/true"])`. Then, per mode, how soon
 a datum's timeout ends it (past the timeout) and how soon a datum returns when it leaves a
-background child behind: the figures tests/worker/test_process_runtime.py used to bound.
+background child behind: the figures tests/worker/test_process_runtime.py used to bound. `figures(smoke)` gives bench/run.py one
+extra row (no target in issue 15's table: the embedded datums figure, row 8, covers it).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from worker.process_runtime import Isolation, ProcessRuntime, detect_isolation  # noqa: E402
-from worker.runtime import RunRequest, Session, Transform  # noqa: E402
+from worker.runtime import RunRequest, Session, UserCode  # noqa: E402
 
 ROUNDS = 10
 
@@ -35,7 +36,7 @@ def per_call_ms(fn: Callable[[], object], n: int) -> float:
 
 
 def session(mode: Isolation, cmd: tuple[str, ...]) -> Session:
-    return ProcessRuntime(mode).open("bench", Transform(image="", cmd=cmd))
+    return ProcessRuntime(mode).open("bench", UserCode(image="", cmd=cmd))
 
 
 def bench_mode(mode: Isolation, n: int, pfs: Path) -> dict[str, float]:
@@ -83,6 +84,30 @@ def bench_latencies(mode: Isolation, pfs: Path) -> None:
     left_child = latency_ms(mode, pfs, "(sleep 30) & echo done", timeout=None)
     print(f"  {'timeout 0.5 s: kill lands after the timeout':<52} {killed - timeout * 1000:7.2f} ms")
     print(f"  {'leader exits, child sleeps on: run returns after':<52} {left_child:7.2f} ms")
+
+
+def figures(smoke: bool) -> list[dict[str, object]]:
+    """An extra row for bench/run.py: ProcessRuntime's cost per datum against a bare subprocess."""
+    from figures import make_row
+
+    mode = detect_isolation()
+    n = 20 if smoke else 300
+    with tempfile.TemporaryDirectory(prefix="herd-bench-") as folder:
+        pfs = Path(folder)
+        (pfs / "in").mkdir()
+        (pfs / "out").mkdir()
+        (pfs / "in" / "x").write_bytes(b"x" * 1024)
+        results = bench_mode(mode, n, pfs)
+    return [
+        make_row(
+            "local runtime, per datum, warm (sh -c cat)",
+            results["ProcessRuntime sh -c 'cat /pfs/in/x > /pfs/out/x'"],
+            results["bare subprocess.run(['sh','-c','cat x > y'])"],
+            "ms",
+            "-",
+            f"isolation {mode.value}; anchor: bare subprocess.run; median of {ROUNDS} rounds of {n // ROUNDS}",
+        )
+    ]
 
 
 def main() -> None:

@@ -1,17 +1,21 @@
-"""Blob storage throughput against plain copies, on the local folder and on moto's S3 server.
+"""Blob storage throughput against plain copies: the local folder and SeaweedFS's S3.
 
-    .venv/bin/python bench/storage.py [--big-mib 256] [--small 5000] [--rounds 2]
+    .venv/bin/python bench/storage.py [--smoke] [--rounds 5] [--detail [--big-mib 256] [--small 5000]]
 
-herd's side is BlobStore (what herd does with file content: hash while moving, dedupe, temp +
-rename; every read verified against its hash while it streams). The anchor is the same
-transfer done plainly in the same run: `shutil.copyfile` for the local folder (and, for a get,
-copyfile plus one SHA-256 pass: the cost of verifying, the yardstick); boto3
-`upload_file`/`download_file` and `put_object`/`get_object` for S3. moto runs as a
-ThreadedMotoServer in a child process (its own interpreter, so it does not share the GIL with
-the client). Rounds alternate herd and anchor so machine noise hits both alike;
-each round writes into fresh folders/prefixes so dedupe never skips the work being timed.
-Also, as figures (no test bounds them): Pfs.put_files of the small files as one commit (vs
-plain writes / put_object), and listing 100,000 keys of the local folder (vs os.walk + sort).
+`figures(smoke)` gives rows 2-4 of issue 15's table to bench/run.py; they are measured through
+the herd CLI (.venv/bin/herd put-file / get-file, one process per transfer, start-up included)
+against the anchor done the same way in the same run:
+- local put-file / verified get-file: one SHA-256 pass (hashlib in `python -S`) then `cp`, the
+  floor of content addressing (herd must hash every byte; `cp` alone may run at page-cache speed);
+- S3 (SeaweedFS, bench/seaweed.py): boto3 `upload_file` / `download_file` with herd's own
+  TransferConfig, in a `python` process of its own.
+Every CLI row has a BlobStore-level twin (in this process, no CLI start-up: what the transfer
+itself costs). Rounds alternate herd and anchor so machine noise hits both alike; the figures
+are medians. Each put goes to a fresh store/prefix so dedupe never skips the work timed.
+
+`--detail` also prints the older, finer table: BlobStore against copyfile, 1 KiB files one by
+one, Pfs.put_files of many small files, listing 100,000 keys (local folder and SeaweedFS).
+moto stays the S3 server of the test suite, never a yardstick: its ranged GETs crawl.
 """
 
 from __future__ import annotations
@@ -25,14 +29,17 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+BENCH = Path(__file__).resolve().parent
+# herd's packages before bench/ (this file's own name would shadow the `storage` package);
+# bench/ stays reachable for its sibling modules (seaweed, figures).
+sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != BENCH), str(BENCH)]
 
 import boto3  # noqa: E402 - the anchor's own calls
 from botocore.config import Config  # noqa: E402
@@ -41,46 +48,15 @@ from storage.blobs import BlobStore  # noqa: E402
 from storage.layout import BLOB_PREFIX  # noqa: E402
 from storage.local import LocalObjectStore  # noqa: E402
 from storage.repos import Pfs  # noqa: E402
-from storage.s3 import S3ObjectStore  # noqa: E402
+from storage.s3 import TRANSFER, S3ObjectStore  # noqa: E402
 
 MIB = 1024 * 1024
-# Small files go to S3 from a thread pool on both sides: one at a time, moto's ~7 ms per
-# request would make 4 x 5,000 requests take minutes.
+# Small files go to S3 from a thread pool on both sides: one at a time, a few ms per request
+# would make 4 x 5,000 requests take minutes.
 THREADS = 8
 FPS = "files/s"
-MOTO = """
-import sys, threading, logging
-logging.getLogger("werkzeug").setLevel(logging.ERROR)
-from moto.server import ThreadedMotoServer
-ThreadedMotoServer("127.0.0.1", int(sys.argv[1]), verbose=False).start()
-threading.Event().wait()
-"""
 Row = tuple[str, str, float, float, str]  # backend, operation, herd, anchor, unit
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_moto() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", MOTO, str(port)], stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url + "/", timeout=1)  # noqa: S310 - loopback
-            return proc, url
-        except urllib.error.HTTPError:
-            return proc, url
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit(f"moto server did not start on {url}")
+S3_LABEL = "SeaweedFS S3"
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -219,10 +195,14 @@ def _list_keys(root: Path, count: int) -> tuple[float, float]:
 
 
 def bench_s3(work: Path, endpoint: str, big: Path, files: list[Path], rounds: int) -> list[Row]:
+    """The detail rows on an S3 endpoint (credentials in AWS_* of this process), bucket herd-bench."""
     mib = big.stat().st_size / MIB
     client = boto3.client("s3", endpoint_url=endpoint, config=Config(retries={"mode": "standard", "max_attempts": 5}))
     bucket = "herd-bench"
-    client.create_bucket(Bucket=bucket)
+    try:
+        client.create_bucket(Bucket=bucket)
+    except client.exceptions.BucketAlreadyOwnedByYou:
+        pass
     out = work / "out.bin"
 
     def store() -> BlobStore:
@@ -240,14 +220,14 @@ def bench_s3(work: Path, endpoint: str, big: Path, files: list[Path], rounds: in
         return spent
 
     def plain_put(_: int) -> float:
-        spent = timed(lambda: client.upload_file(str(big), bucket, "plain/big.bin"))
+        spent = timed(lambda: client.upload_file(str(big), bucket, "plain/big.bin", Config=TRANSFER))
         drop("plain/")
         return spent
 
     put = alternate(rounds, herd_put, plain_put)
     blobs = store()
     digest, _ = blobs.put_file(big)
-    client.upload_file(str(big), bucket, "plain/big.bin")
+    client.upload_file(str(big), bucket, "plain/big.bin", Config=TRANSFER)
 
     def fresh_out() -> Path:
         # A new destination each time: ext4 flushes a file renamed over an existing one.
@@ -257,7 +237,7 @@ def bench_s3(work: Path, endpoint: str, big: Path, files: list[Path], rounds: in
     get = alternate(
         rounds,
         lambda i: timed(lambda: blobs.get_file(digest, fresh_out())),
-        lambda i: timed(lambda: client.download_file(bucket, "plain/big.bin", str(fresh_out()))),
+        lambda i: timed(lambda: client.download_file(bucket, "plain/big.bin", str(fresh_out()), Config=TRANSFER)),
     )
     fresh_out()
     one_get = timed(lambda: _stream_get(client, bucket, "plain/big.bin", out))
@@ -283,12 +263,12 @@ def bench_s3(work: Path, endpoint: str, big: Path, files: list[Path], rounds: in
         plain_put_files = timed(lambda: list(pool.map(lambda f: _put_small(client, bucket, f), files)))
     n = len(files)
     return [
-        ("moto S3", f"put {mib:.0f} MiB file (vs upload_file)", mib / put[0], mib / put[1], "MB/s"),
-        ("moto S3", f"get {mib:.0f} MiB file (vs download_file)", mib / get[0], mib / get[1], "MB/s"),
-        ("moto S3", f"get {mib:.0f} MiB file (vs one get_object)", mib / get[0], mib / one_get, "MB/s"),
-        ("moto S3", f"put {n} x 1 KiB, {THREADS} threads (put_object)", n / herd_small_put, n / plain_small_put, FPS),
-        ("moto S3", f"get {n} x 1 KiB, {THREADS} threads (get_object)", n / herd_small_get, n / plain_small_get, FPS),
-        ("moto S3", f"put_files {n} x 1 KiB, one commit ({THREADS}-thread put_object)", n / herd_put_files,
+        (S3_LABEL, f"put {mib:.0f} MiB file (vs upload_file)", mib / put[0], mib / put[1], "MB/s"),
+        (S3_LABEL, f"get {mib:.0f} MiB file (vs download_file)", mib / get[0], mib / get[1], "MB/s"),
+        (S3_LABEL, f"get {mib:.0f} MiB file (vs one get_object)", mib / get[0], mib / one_get, "MB/s"),
+        (S3_LABEL, f"put {n} x 1 KiB, {THREADS} threads (put_object)", n / herd_small_put, n / plain_small_put, FPS),
+        (S3_LABEL, f"get {n} x 1 KiB, {THREADS} threads (get_object)", n / herd_small_get, n / plain_small_get, FPS),
+        (S3_LABEL, f"put_files {n} x 1 KiB, one commit ({THREADS}-thread put_object)", n / herd_put_files,
          n / plain_put_files, FPS),
     ]
 
@@ -320,32 +300,367 @@ def print_table(rows: list[Row]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
+# --- issue 15's rows 2-4: through the herd CLI, and the BlobStore-level twins ----------------
+
+TARGET_LOCAL = ">= 0.8x"
+TARGET_S3 = ">= 0.9x"
+# The anchor's SHA-256 pass: hashlib in a bare interpreter (SHA-NI: about 1.1 GB/s here).
+HASH_ONE = "import hashlib, sys; hashlib.file_digest(open(sys.argv[1], 'rb'), 'sha256')"
+# The S3 anchor: boto3's managed transfer with herd's own TransferConfig, in its own process.
+BOTO_TRANSFER = """
+import sys, boto3
+from boto3.s3.transfer import TransferConfig
+op, endpoint, bucket, key, path, threshold, chunk, threads = sys.argv[1:]
+config = TransferConfig(multipart_threshold=int(threshold), multipart_chunksize=int(chunk),
+                        max_concurrency=int(threads))
+client = boto3.client("s3", endpoint_url=endpoint)
+if op == "put":
+    client.upload_file(path, bucket, key, Config=config)
+else:
+    client.download_file(bucket, key, path, Config=config)
+"""
+
+
+def herd_cli() -> list[str]:
+    """The venv's `herd` console script (what a user runs), else its entry point via -c."""
+    script = Path(sys.executable).with_name("herd")
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-c", "from scheduler.cli import main; main()"]
+
+
+def run(argv: list[str], env: dict[str, str] | None = None) -> float:
+    """Wall seconds of one command, which must succeed."""
+    started = time.perf_counter()
+    done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    spent = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:3])} ... exited {done.returncode}: {done.stderr.strip()[-300:]}")
+    return spent
+
+
+def cli_env(storage: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """A user's environment: none of our HERD_* but the store (and what `extra` adds)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HERD_")}
+    env["HERD_STORAGE"] = storage
+    env.update(extra or {})
+    return env
+
+
+def settled(fn: Callable[[], float]) -> float:
+    """One timed side, after the dirty pages of the previous one were written out (untimed)."""
+    os.sync()
+    return fn()
+
+
+def medians(rounds: int, sides: dict[str, Callable[[int], float]]) -> dict[str, float]:
+    """Median seconds of each side over rounds that run every side once, in turn, the order
+    reversed every other round: whoever runs right after a big upload meets a server (and a
+    disk) still busy with it, so no side may always come first."""
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for index in range(rounds):
+        order = list(sides.items())
+        for name, side in order if index % 2 == 0 else reversed(order):
+            times[name].append(settled(lambda: side(index)))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def row(figure: str, herd: float | None, anchor: float | None, target: str, note: str, smoke: bool) -> dict[str, object]:
+    """A table row in seconds (less is better: the ratio is anchor / herd)."""
+    ratio = anchor / herd if herd and anchor else None
+    met = None if smoke or ratio is None or target == "-" else ratio >= float(target.split()[1].rstrip("x"))
+    return {"figure": figure, "herd": herd, "anchor": anchor, "unit": "s", "ratio": ratio,
+            "target": target, "met": met, "note": note}
+
+
+def local_figures(work: Path, big: Path, rounds: int, smoke: bool) -> list[dict[str, object]]:
+    """Rows 2 and 3: put-file / verified get-file of one big file on a local folder store."""
+    mib = big.stat().st_size // MIB
+    store, out, copy = work / "cli-store", work / "cli-out.bin", work / "cp-out.bin"
+    env = cli_env(store.as_uri())
+    herd = herd_cli()
+
+    def fresh_store() -> None:
+        shutil.rmtree(store, ignore_errors=True)
+        run([*herd, "create-repo", "data"], env)
+
+    def herd_put(_: int) -> float:
+        fresh_store()
+        return settled(lambda: run([*herd, "put-file", "data", "master", "/big", "-f", str(big)], env))
+
+    def anchor_put(_: int) -> float:
+        copy.unlink(missing_ok=True)
+        os.sync()
+        return run([sys.executable, "-S", "-c", HASH_ONE, str(big)]) + run(["cp", str(big), str(copy)])
+
+    tiny = work / "tiny.bin"
+    tiny.write_bytes(b"x")
+
+    def herd_put_tiny(_: int) -> float:
+        fresh_store()
+        return settled(lambda: run([*herd, "put-file", "data", "master", "/tiny", "-f", str(tiny)], env))
+
+    put = medians(rounds, {"herd": herd_put, "anchor": anchor_put, "tiny": herd_put_tiny})
+    fresh_store()
+    run([*herd, "put-file", "data", "master", "/big", "-f", str(big)], env)
+    run([*herd, "put-file", "data", "master", "/tiny", "-f", str(tiny)], env)
+    blobs = BlobStore(LocalObjectStore(store))
+    digest = _hash(big)
+    blob = blobs.local_path(digest)
+    assert blob is not None
+
+    def herd_get(_: int) -> float:
+        out.unlink(missing_ok=True)
+        return settled(lambda: run([*herd, "get-file", "data", "master", "/big", "-o", str(out)], env))
+
+    def anchor_get(_: int) -> float:
+        copy.unlink(missing_ok=True)
+        os.sync()
+        return run([sys.executable, "-S", "-c", HASH_ONE, str(blob)]) + run(["cp", str(blob), str(copy)])
+
+    def herd_get_tiny(_: int) -> float:
+        out.unlink(missing_ok=True)
+        return settled(lambda: run([*herd, "get-file", "data", "master", "/tiny", "-o", str(out)], env))
+
+    get = medians(rounds, {"herd": herd_get, "anchor": anchor_get, "tiny": herd_get_tiny})
+
+    # The same transfers in this process: BlobStore against hashlib + shutil.copyfile.
+    def blob_put(_: int) -> float:
+        shutil.rmtree(work / "blob-store", ignore_errors=True)
+        target = BlobStore(LocalObjectStore(work / "blob-store"))
+        return timed(lambda: target.put_file(big))
+
+    def plain_hash_copy(source: Path) -> Callable[[int], float]:
+        def side(_: int) -> float:
+            copy.unlink(missing_ok=True)
+            return timed(lambda: (_hash(source), shutil.copyfile(source, copy)))
+        return side
+
+    def blob_get(_: int) -> float:
+        out.unlink(missing_ok=True)
+        return timed(lambda: blobs.get_file(digest, out))
+
+    blob_level = medians(rounds, {"put": blob_put, "put anchor": plain_hash_copy(big)})
+    blob_level |= medians(rounds, {"get": blob_get, "get anchor": plain_hash_copy(blob)})
+    cli_note = ("herd CLI wall vs `python -S` hashlib pass + `cp`, medians of {} rounds; of herd's, "
+                "{:.2f} s is the verb's fixed cost (the same verb on a 1-byte file: start-up, settings, records)")
+    return [
+        row(f"put-file {mib} MiB, local", put["herd"], put["anchor"], TARGET_LOCAL,
+            cli_note.format(rounds, put["tiny"]), smoke),
+        row(f"get-file {mib} MiB, local, verified", get["herd"], get["anchor"], TARGET_LOCAL,
+            cli_note.format(rounds, get["tiny"]), smoke),
+        row(f"put {mib} MiB, local, BlobStore level", blob_level["put"], blob_level["put anchor"], "-",
+            "BlobStore.put_file in-process vs hashlib pass + shutil.copyfile (no CLI start-up)", smoke),
+        row(f"get {mib} MiB, local, verified, BlobStore level", blob_level["get"], blob_level["get anchor"], "-",
+            "BlobStore.get_file in-process vs hashlib pass + shutil.copyfile (no CLI start-up)", smoke),
+    ]
+
+
+def _hash(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+# Credentials another bench module may have left in this process (moto's fake session token
+# makes SeaweedFS answer 403): every S3 call here uses the server's identity and nothing else.
+_AWS_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_SESSION_TOKEN",
+             "AWS_SECURITY_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
+
+
+@contextmanager
+def aws_identity(creds: dict[str, str]) -> Iterator[None]:
+    """This process's AWS_* set to `creds` alone for the block (restored after), and herd's
+    shared boto3 session dropped so its next client reads them (sessions cache credentials)."""
+    import storage.s3
+
+    saved = {name: os.environ.get(name) for name in _AWS_VARS}
+    for name in _AWS_VARS:
+        os.environ.pop(name, None)
+    os.environ.update(creds)
+    storage.s3._session = None
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        storage.s3._session = None
+
+
+def aws_env(creds: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
+    """A child's environment: ours without any AWS_* or HERD_*, plus `creds` and `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "HERD_"))}
+    return {**env, **creds, **extra}
+
+
+def s3_figures(work: Path, big: Path, rounds: int, smoke: bool) -> list[dict[str, object]]:
+    """Row 4: put-file / get-file of one big file on SeaweedFS's S3, against boto3's transfers."""
+    from seaweed import seaweed_server
+
+    mib = big.stat().st_size // MIB
+    with seaweed_server(work / "seaweed") as s3, ExitStack() as stack:
+        creds = {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+                 "AWS_DEFAULT_REGION": s3.region}
+        stack.enter_context(aws_identity(creds))  # the in-process BlobStore rows use it too
+        herd = herd_cli()
+        out = work / "s3-out.bin"
+        settings = [str(TRANSFER.multipart_threshold), str(TRANSFER.multipart_chunksize),
+                    str(TRANSFER.max_request_concurrency)]
+
+        def env(prefix: str) -> dict[str, str]:
+            return aws_env(creds, {"HERD_STORAGE": f"s3://{s3.bucket}/{prefix}", "HERD_S3_ENDPOINT_URL": s3.url})
+
+        def boto(op: str, key: str, path: Path) -> float:
+            argv = [sys.executable, "-c", BOTO_TRANSFER, op, s3.url, s3.bucket, key, str(path), *settings]
+            return run(argv, aws_env(creds, {}))
+
+        def herd_put(index: int) -> float:
+            prefix = f"put-{index}-{uuid.uuid4().hex[:8]}"
+            run([*herd, "create-repo", "data"], env(prefix))
+            return settled(lambda: run([*herd, "put-file", "data", "master", "/big", "-f", str(big)], env(prefix)))
+
+        tiny = work / "tiny.bin"
+        tiny.write_bytes(b"x")
+
+        def herd_put_tiny(index: int) -> float:
+            prefix = f"tiny-{index}-{uuid.uuid4().hex[:8]}"
+            run([*herd, "create-repo", "data"], env(prefix))
+            return settled(lambda: run([*herd, "put-file", "data", "master", "/t", "-f", str(tiny)], env(prefix)))
+
+        put = medians(rounds, {"herd": herd_put, "anchor": lambda i: boto("put", f"plain/put-{i}", big),
+                               "tiny": herd_put_tiny})
+        run([*herd, "create-repo", "data"], env("get"))
+        run([*herd, "put-file", "data", "master", "/big", "-f", str(big)], env("get"))
+        run([*herd, "put-file", "data", "master", "/tiny", "-f", str(tiny)], env("get"))
+
+        def herd_get(_: int) -> float:
+            out.unlink(missing_ok=True)
+            return settled(lambda: run([*herd, "get-file", "data", "master", "/big", "-o", str(out)], env("get")))
+
+        def anchor_get(_: int) -> float:
+            out.unlink(missing_ok=True)
+            return settled(lambda: boto("get", "plain/put-0", out))
+
+        def herd_get_tiny(_: int) -> float:
+            out.unlink(missing_ok=True)
+            return settled(lambda: run([*herd, "get-file", "data", "master", "/tiny", "-o", str(out)], env("get")))
+
+        get = medians(rounds, {"herd": herd_get, "anchor": anchor_get, "tiny": herd_get_tiny})
+
+        client = boto3.client("s3", endpoint_url=s3.url, aws_access_key_id=s3.access_key,
+                              aws_secret_access_key=s3.secret_key, region_name=s3.region)
+
+        def blob_put(index: int) -> float:
+            blobs = BlobStore(S3ObjectStore(s3.bucket, f"blob-{index}-{uuid.uuid4().hex[:8]}", s3.url))
+            blobs.objects.exists("warm")  # the bucket and conditional-write checks, untimed
+            blobs.put_bytes(b"warm")
+            return timed(lambda: blobs.put_file(big))
+
+        blobs = BlobStore(S3ObjectStore(s3.bucket, "get", s3.url))
+        digest = _hash(big)
+
+        def blob_get(_: int) -> float:
+            out.unlink(missing_ok=True)
+            return timed(lambda: blobs.get_file(digest, out))
+
+        def plain_get(_: int) -> float:
+            out.unlink(missing_ok=True)
+            return timed(lambda: client.download_file(s3.bucket, "plain/put-0", str(out), Config=TRANSFER))
+
+        blob_level = medians(rounds, {
+            "put": blob_put,
+            "put anchor": lambda i: timed(lambda: client.upload_file(str(big), s3.bucket, f"plain/b-{i}",
+                                                                     Config=TRANSFER)),
+        })
+        blob_level |= medians(rounds, {"get": blob_get, "get anchor": plain_get})
+    cli_note = ("herd CLI wall vs boto3 {} in a python process, same TransferConfig (8 MiB parts, 4 "
+                f"threads), SeaweedFS on this machine, medians of {rounds} rounds; of herd's, {{:.2f}} s is the "
+                "verb's fixed cost (the same verb on a 1-byte file)")
+    level = "in-process vs boto3 {}, same TransferConfig (no CLI start-up)"
+    return [
+        row(f"put-file {mib} MiB, S3 (SeaweedFS)", put["herd"], put["anchor"], TARGET_S3,
+            cli_note.format("upload_file", put["tiny"]), smoke),
+        row(f"get-file {mib} MiB, S3 (SeaweedFS), verified", get["herd"], get["anchor"], TARGET_S3,
+            cli_note.format("download_file", get["tiny"]), smoke),
+        row(f"put {mib} MiB, S3 (SeaweedFS), BlobStore level", blob_level["put"], blob_level["put anchor"], "-",
+            "BlobStore.put_file " + level.format("upload_file"), smoke),
+        row(f"get {mib} MiB, S3 (SeaweedFS), verified, BlobStore level", blob_level["get"],
+            blob_level["get anchor"], "-", "BlobStore.get_file " + level.format("download_file"), smoke),
+    ]
+
+
+def figures(smoke: bool, rounds: int | None = None) -> list[dict[str, object]]:
+    """Rows 2-4 of issue 15's table (8 MiB and one round when smoke; `met` None then)."""
+    big_mib = 8 if smoke else 256
+    rounds = rounds or (1 if smoke else 5)
+    with tempfile.TemporaryDirectory(prefix="herd-bench-storage-") as folder:
+        work = Path(folder)
+        big, _ = make_inputs(work, big_mib, 0)
+        rows = local_figures(work, big, rounds, smoke)
+        try:
+            rows += s3_figures(work, big, rounds, smoke)
+        except Exception as exc:  # noqa: BLE001 - SeaweedFS missing or not starting: say so
+            from seaweed import SeaweedUnavailable
+
+            if not isinstance(exc, SeaweedUnavailable):
+                raise
+            for figure, target in ((f"put-file {big_mib} MiB, S3 (SeaweedFS)", TARGET_S3),
+                                   (f"get-file {big_mib} MiB, S3 (SeaweedFS), verified", TARGET_S3)):
+                rows.append(row(figure, None, None, target, f"skipped: {exc}", smoke))
+        return rows
+
+
+def print_figures(rows: list[dict[str, object]]) -> None:
+    def number(value: object) -> str:
+        return "-" if not isinstance(value, float) else f"{value:.3f}"
+
+    lines = [("figure", "herd s", "anchor s", "ratio", "target", "met", "note")]
+    for item in rows:
+        ratio = item["ratio"]
+        lines.append((str(item["figure"]), number(item["herd"]), number(item["anchor"]),
+                      f"{ratio:.2f}x" if isinstance(ratio, float) else "-", str(item["target"]),
+                      {True: "yes", False: "NO", None: "-"}[item["met"]], str(item["note"])))  # type: ignore[index]
+    widths = [max(len(line[i]) for line in lines) for i in range(6)]
+    for line in lines:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line[:6], widths, strict=True)) + "  " + line[6])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--big-mib", type=int, default=256)
-    parser.add_argument("--small", type=int, default=5000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true", help="8 MiB, one round, no target judged")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds per figure (default 5, smoke 1)")
+    parser.add_argument("--detail", action="store_true", help="also the finer BlobStore table")
+    parser.add_argument("--big-mib", type=int, default=256, help="--detail: big file size")
+    parser.add_argument("--small", type=int, default=5000, help="--detail: number of 1 KiB files")
     args = parser.parse_args()
-    fake_aws = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
-    for name, value in fake_aws.items():
-        os.environ.setdefault(name, value)
-    proc, endpoint = start_moto()
-    try:
-        with tempfile.TemporaryDirectory(prefix="herd-bench-") as folder:
-            work = Path(folder)
-            big, files = make_inputs(work, args.big_mib, args.small)
-            started = time.perf_counter()
-            print("local folder...", file=sys.stderr, flush=True)
-            rows = bench_local(work, big, files, args.rounds)
-            print("moto S3...", file=sys.stderr, flush=True)
-            rows += bench_s3(work, endpoint, big, files, args.rounds)
-            spent = time.perf_counter() - started
-            print(f"herd storage bench: {os.cpu_count()} cores, moto at {endpoint}, {spent:.0f} s")
-            print("herd = BlobStore (hash while moving, dedupe, temp + rename); higher is better\n")
-            print_table(rows)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    started = time.perf_counter()
+    print_figures(figures(args.smoke, args.rounds))
+    print(f"({os.cpu_count()} cores, {time.perf_counter() - started:.0f} s)")
+    if args.detail:
+        detail(args.big_mib, args.small, args.rounds or 2)
+
+
+def detail(big_mib: int, small: int, rounds: int) -> None:
+    from seaweed import seaweed_server
+
+    with tempfile.TemporaryDirectory(prefix="herd-bench-") as folder:
+        work = Path(folder)
+        big, files = make_inputs(work, big_mib, small)
+        started = time.perf_counter()
+        print("local folder...", file=sys.stderr, flush=True)
+        rows = bench_local(work, big, files, rounds)
+        print("SeaweedFS S3...", file=sys.stderr, flush=True)
+        with seaweed_server(work / "seaweed") as s3, aws_identity(
+            {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key, "AWS_DEFAULT_REGION": s3.region}
+        ):
+            rows += bench_s3(work, s3.url, big, files, rounds)
+            endpoint = s3.url
+        spent = time.perf_counter() - started
+        print(f"\nherd storage bench: {os.cpu_count()} cores, SeaweedFS at {endpoint}, {spent:.0f} s")
+        print("herd = BlobStore (hash while moving, dedupe, temp + rename); higher is better\n")
+        print_table(rows)
 
 
 if __name__ == "__main__":

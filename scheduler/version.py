@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.metadata
-import tomllib
 from pathlib import Path
 
 
 def herd_version() -> str:
     """The installed distribution's version; pyproject.toml's when run from a source tree."""
+    # Imported here: importlib.metadata costs ~20 ms, and every verb imports this module.
+    import importlib.metadata
+    import tomllib
+
     try:
         return importlib.metadata.version("herd")
     except importlib.metadata.PackageNotFoundError:
