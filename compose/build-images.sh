@@ -196,8 +196,9 @@ project_requirements() {
     python3 - "$ROOT/pyproject.toml" "$1" <<'EOF'
 import sys, tomllib
 project = tomllib.load(open(sys.argv[1], "rb"))["project"]
-if sys.argv[2] == "deps":  # what the herd image installs: the dependencies and the cluster extra
-    print("\n".join(project["dependencies"] + project["optional-dependencies"]["cluster"]))
+if sys.argv[2] == "deps":  # what the herd image installs: the dependencies, the cluster and server extras
+    extras = project["optional-dependencies"]
+    print("\n".join(project["dependencies"] + extras["cluster"] + extras["server"]))
 else:  # the moto range of the dev extra (constraints.txt pins it)
     print(next(r.split("[")[0] + "[s3]" + r.split("]", 1)[1] for r in project["optional-dependencies"]["dev"]
                if r.startswith("moto")))

@@ -12,7 +12,9 @@ from typing import Any
 from scheduler import dag
 from scheduler.history import Histories
 from scheduler.job_records import DatumResult, JobInfo, JobStatus
-from scheduler.logs import HERD_STREAM, SUMMARY_SEQ, LogLine, decode_segment, input_matches, ordered, summary_lines
+from scheduler.logs import (
+    HERD_STREAM, SUMMARY_SEQ, LogLine, decode_segment, input_matches, last, ordered, summary_lines,
+)
 from scheduler.plan import input_branches
 from scheduler.records import PlannedDatum
 from scheduler.spec import parse_spec
@@ -22,6 +24,8 @@ from storage import layout
 from storage.errors import CommitNotFound, DatumNotFound, HerdError, InvalidArgument, RepoNotFound
 from storage.model import Commit
 from storage.repos import Pfs
+
+FOLLOW_POLL_SECONDS = 0.5  # get-logs -f: how often new lines are looked for
 
 
 @dataclass(frozen=True)
@@ -181,6 +185,37 @@ class JobQueries:
                     if info is not None:
                         cursor.jobs[job_id] = (info.created.isoformat(), info.pipeline)
         return [(job_id, pipeline) for job_id, (_, pipeline) in sorted(cursor.jobs.items(), key=lambda kv: kv[1][0])]
+
+    def follow_logs(
+        self, scope: LogScope, tail: int | None = None, follow: bool = False, poll: float = FOLLOW_POLL_SECONDS,
+        gone: Callable[[], bool] | None = None,
+    ) -> Iterator[LogLine]:
+        """get-logs: the scope's lines (the last `tail` of them), then with `follow` each new
+        line as it is written, until the followed job ends (a pipeline's logs never end) or
+        `gone()` says the reader left (a server's client that hung up)."""
+        cursor = LogCursor()
+        yield from last(self.new_log_lines(scope, cursor), tail)
+        while follow and not (gone is not None and gone()):
+            ended = self.log_scope_ended(scope)  # before the read: it then sees every last line
+            if not ended:
+                time.sleep(poll)
+            yield from self.new_log_lines(scope, cursor)
+            if ended:
+                return
+
+    def image_digest(self, job: str) -> str | None:
+        """The image id a job's datums ran (worker/image_digest.py); None before any ran."""
+        return self.records.read_image(self.records.get_job(job).id)
+
+    def last_jobs(self) -> dict[str, tuple[str, JobStatus]]:
+        """Each pipeline's newest job and its status (list-pipeline's LAST JOB); a pipeline
+        without jobs is absent."""
+        out: dict[str, tuple[str, JobStatus]] = {}
+        for name in self.records.pipeline_names():
+            markers = self.records.job_markers(name)
+            if markers:
+                out[name] = (markers[-1], self.records.read_status(markers[-1]) or JobStatus())
+        return out
 
     def log_scope_ended(self, scope: LogScope) -> bool:
         """Whether a followed job has ended (a pipeline's logs never end)."""

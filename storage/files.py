@@ -131,13 +131,47 @@ def local_parts(name: str, relative: str, root: Path) -> list[str]:
     return parts
 
 
-def _not_followed(root: Path, parts: list[str], where: Where) -> InvalidPath:
+def not_followed(root: Path, parts: Sequence[str], path: str, repo: str) -> InvalidPath:
     local = root.joinpath(*parts)
     return InvalidPath(
-        f"refusing to write '{printable(where.path)}' of repo '{where.repo}': "
+        f"refusing to write '{printable(path)}' of repo '{repo}': "
         f"'{printable(str(local))}' is a symlink or not a "
         "regular file/folder, and herd never writes through a link it did not create"
     )
+
+
+def folder_below(root_fd: int, root: Path, parts: Sequence[str], path: str, repo: str) -> int:
+    """The fd of root/parts[:-1], its folders made as needed and opened without following a
+    symlink, with parts[-1] absent or a regular file: where get-file -r (local or through a
+    server) may write the file `path` of `repo`; InvalidPath naming the link otherwise. The
+    caller closes the fd unless it is root_fd."""
+    folder_fd = root_fd
+    try:
+        for depth, part in enumerate(parts[:-1]):
+            try:
+                os.mkdir(part, dir_fd=folder_fd)
+            except FileExistsError:
+                pass
+            try:
+                opened = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder_fd)
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                raise not_followed(root, parts[: depth + 1], path, repo) from None
+            if folder_fd != root_fd:
+                os.close(folder_fd)
+            folder_fd = opened
+        try:
+            found = os.stat(parts[-1], dir_fd=folder_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            found = None
+        if found is not None and not stat.S_ISREG(found.st_mode):
+            raise not_followed(root, parts, path, repo)
+        return folder_fd
+    except BaseException:
+        if folder_fd != root_fd:
+            os.close(folder_fd)
+        raise
 
 
 class Files:
@@ -347,41 +381,18 @@ class Files:
         self, root_fd: int, root: Path, parts: list[str], found: FileEntry, where: Where
     ) -> None:
         """Write one file at root/parts without following any symlink below root."""
-        opened: list[int] = []
-        folder_fd = root_fd
+        folder_fd = folder_below(root_fd, root, parts, where.path, where.repo)
         try:
-            for depth, part in enumerate(parts[:-1]):
-                try:
-                    os.mkdir(part, dir_fd=folder_fd)
-                except FileExistsError:
-                    pass
-                try:
-                    folder_fd = os.open(
-                        part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                        dir_fd=folder_fd,
-                    )
-                except OSError as exc:
-                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
-                        raise
-                    raise _not_followed(root, parts[: depth + 1], where) from None
-                opened.append(folder_fd)
             name = parts[-1]
-            try:
-                found_stat = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
-            except FileNotFoundError:
-                found_stat = None
-            if found_stat is not None and not stat.S_ISREG(found_stat.st_mode):
-                raise _not_followed(root, parts, where)
             handle, tmp = new_temp_file(root, name, dir_fd=folder_fd)
-            fd = folder_fd
             self._fill_and_place(
                 handle, found, where,
-                lambda: os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd),
-                lambda: os.unlink(tmp, dir_fd=fd),
+                lambda: os.replace(tmp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd),
+                lambda: os.unlink(tmp, dir_fd=folder_fd),
             )
         finally:
-            for fd_open in opened:
-                os.close(fd_open)
+            if folder_fd != root_fd:
+                os.close(folder_fd)
 
     def _info(self, repo: str, commit: Commit, manifest: Manifest, path: str) -> FileInfo:
         normal = normalize_dir(path)

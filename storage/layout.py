@@ -25,6 +25,9 @@
     _herd/probe/<uuid>                          S3: a probe key (deleted after the probe)
     _herd/gc/<uuid>                             a garbage-collection run's mark
     _herd/format                                the storage format version, create-only, at first open
+    auth/state                                  AuthState (`herd auth activate`, the admins), compare-and-set
+    auth/tokens/<sha256 of token>               TokenRecord (user, expiry), create-only; deleted to revoke
+    auth/roles/<repo>                           RepoRoles (user -> reader/writer/owner), compare-and-set
 
 Stored data outlives the code: a key's spelling never changes. Pure functions and constants
 only; the scheduler's keys (pipelines/, jobs/) live here too, as storage is the lowest
@@ -54,6 +57,8 @@ TEMP_PREFIX = "tmp/"  # everything below is a temp key: garbage once it is old e
 TEMP_BLOB_PREFIX = f"{TEMP_PREFIX}blobs/"
 PIPELINES_PREFIX = "pipelines/"
 JOBS_PREFIX = "jobs/"
+AUTH_PREFIX = "auth/"  # `herd serve`'s tokens and roles: never garbage (gc sweeps other prefixes)
+AUTH_STATE_KEY = f"{AUTH_PREFIX}state"
 
 REPO_RECORD = "repo.json"
 GIVEN_BACK = "given_back"  # attempt marker: it met an outage and gave its batch back
@@ -149,6 +154,20 @@ def probe_key(token: str) -> str:
 
 def gc_mark_key(token: str) -> str:
     return f"{GC_MARK_PREFIX}{token}"
+
+
+# ---- auth -----------------------------------------------------------------------------------
+
+
+def token_key(digest: str) -> str:
+    """A token's record, by the SHA-256 hex of the token: the token itself is never stored."""
+    if not _HASH_RE.fullmatch(digest):
+        raise InvalidArgument(f"not a token digest: '{digest[:80]}'")
+    return f"{AUTH_PREFIX}tokens/{digest}"
+
+
+def roles_key(repo: str) -> str:
+    return f"{AUTH_PREFIX}roles/{validate_name(repo, 'repo')}"
 
 
 # ---- pipelines ------------------------------------------------------------------------------

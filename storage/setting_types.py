@@ -58,8 +58,16 @@ def settings_error_message(cls: type[BaseSettings], exc: ValidationError) -> str
             reason = str(error["ctx"]["error"])  # our own words, without pydantic's "Value error, "
         shown = repr(_redacted(error.get("input")))
         shown = shown if len(shown) <= 200 else shown[:200] + "..."  # one line, even for 1 MB
+        if _secret(cls, field):
+            shown = "(hidden)"  # a token is never echoed, not even a wrong one
         parts.append(f"{name}: invalid value {shown}: {reason}")
     return "; ".join(dict.fromkeys(parts))
+
+
+def _secret(cls: type[BaseSettings], field: str) -> bool:
+    """Whether a field holds a secret (typed SecretStr): its value never reaches a message."""
+    info = cls.model_fields.get(field)
+    return info is not None and "SecretStr" in repr(info.annotation)
 
 
 def _redacted(value: Any) -> Any:

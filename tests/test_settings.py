@@ -15,13 +15,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scheduler.cli.wiring import load_all_settings
 from scheduler.cli.wiring import settings_classes
+from scheduler.remote.settings import RemoteSettings
+from scheduler.server.settings import ServerSettings
 from scheduler.settings import BrokerSettings, SchedulerSettings
 from storage.errors import InvalidArgument
 from storage.setting_types import load_settings
 from storage.settings import FailpointSettings, StorageSettings
 from worker.settings import WorkerSettings
 
-CLASSES: tuple[type[BaseSettings], ...] = (StorageSettings, FailpointSettings, SchedulerSettings, WorkerSettings)
+CLASSES: tuple[type[BaseSettings], ...] = (StorageSettings, FailpointSettings, SchedulerSettings, WorkerSettings,
+                                           RemoteSettings, ServerSettings)
 
 # Values each variable must refuse. Every field of every class has a row (checked below), so a
 # new setting cannot arrive unchecked.
@@ -53,6 +56,11 @@ BAD: dict[str, list[str]] = {
     "HERD_LOG_FLUSH_SECONDS": ["0", "-1", "nan", "inf", "", "soon"],
     "HERD_LOG_HEAD_BYTES": ["-1", "1.5", "1MB", "", "lots"],
     "HERD_LOG_TAIL_BYTES": ["-1", "1.5", "1MB", "", "lots"],
+    "HERD_ADDRESS": ["localhost:8650", "ftp://h", "http://", "http://h:port", "http://h\n"],
+    "HERD_TOKEN": ["a b", "tok\nen", "x" * 1001, "t\x1b[31m", "\u00e9"],
+    "HERD_CONFIG_DIR": ["relative/dir", "/tmp/a\nb", "~/herd"],
+    "HERD_SERVE_HOST": ["", "a b", "h\n"],
+    "HERD_SERVE_PORT": ["0", "-1", "65536", "80a", "", "true"],
 }
 # Values that must load, with what they load as.
 GOOD: list[tuple[str, str, str, object]] = [
@@ -83,6 +91,11 @@ GOOD: list[tuple[str, str, str, object]] = [
     ("HERD_LOG_FLUSH_SECONDS", "0.2", "log_flush_seconds", 0.2),
     ("HERD_LOG_HEAD_BYTES", "0", "log_head_bytes", 0),  # nothing live: only the tail, when the attempt ends
     ("HERD_LOG_TAIL_BYTES", " 4096 ", "log_tail_bytes", 4096),
+    ("HERD_ADDRESS", "", "address", None),  # empty = unset: storage itself
+    ("HERD_ADDRESS", "http://127.0.0.1:8650", "address", "http://127.0.0.1:8650"),
+    ("HERD_TOKEN", "", "token", None),
+    ("HERD_SERVE_PORT", " 9000 ", "serve_port", 9000),
+    ("HERD_SERVE_HOST", "0.0.0.0", "serve_host", "0.0.0.0"),
 ]
 
 
@@ -132,6 +145,8 @@ def test_bad_values_are_one_line_naming_the_variable(monkeypatch: pytest.MonkeyP
     # Then one line starts with the variable's name and shows the value, escaped
     message = str(info.value)
     shown = repr(value) if len(repr(value)) <= 200 else repr(value)[:200] + "..."  # long ones cut
+    if env == "HERD_TOKEN":
+        shown = "(hidden)"  # a secret is never shown
     assert message.startswith(f"{env}: invalid value {shown}: expected"), message
     assert len(message) < 400
     assert "\n" not in message and "\x1b" not in message
@@ -236,3 +251,11 @@ def test_a_pool_process_is_named_by_its_own_pid_unless_a_worker_id_is_set(monkey
     assert parent.for_this_process().worker_id == f"{socket.gethostname()}-{os.getpid()}"
     monkeypatch.setenv("HERD_WORKER_ID", "w1")
     assert load_settings(WorkerSettings).for_this_process().worker_id == "w1"
+
+
+def test_a_bad_token_is_refused_without_echoing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HERD_TOKEN", "herd_secret part")
+    with pytest.raises(InvalidArgument) as refused:
+        load_settings(RemoteSettings)
+    assert str(refused.value).startswith("HERD_TOKEN: invalid value (hidden): expected a token")
+    assert "secret" not in str(refused.value)

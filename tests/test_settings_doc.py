@@ -25,9 +25,12 @@ ENV_NAME = re.compile(r"\b[A-Z][A-Z0-9_]*[A-Z0-9]\b")
 
 
 def settings_modules() -> list[str]:
-    """storage.settings, scheduler.settings, worker.settings, and any other `<pkg>/settings.py`."""
-    found = {p.parent.name for p in ROOT.glob("*/settings.py") if (p.parent / "__init__.py").exists()}
-    return [f"{pkg}.settings" for pkg in sorted(found | set(KNOWN_PACKAGES))]
+    """storage.settings, scheduler.settings, worker.settings, and any other settings.py of a
+    package, nested ones too (scheduler.server.settings)."""
+    found = {".".join(p.relative_to(ROOT).with_suffix("").parts) for pkg in KNOWN_PACKAGES
+             for p in (ROOT / pkg).rglob("settings.py") if (p.parent / "__init__.py").exists()}
+    found |= {p.parent.name + ".settings" for p in ROOT.glob("*/settings.py") if (p.parent / "__init__.py").exists()}
+    return sorted(found | {f"{pkg}.settings" for pkg in KNOWN_PACKAGES})
 
 
 def settings_classes(module_name: str) -> list[type[BaseSettings]]:

@@ -10,6 +10,7 @@ import click
 from scheduler.cli import fsck, gc, jobs, pfs, pfs_files, pps, services, status  # noqa: F401 - their verbs join `cli`
 from scheduler.cli import pfs_more  # noqa: F401 - copy-file, set-branch, delete-commit, subscribe-commit
 from scheduler.cli import cron  # noqa: F401 - run-cron
+from scheduler.cli import auth, serve  # noqa: F401 - auth ..., serve
 from scheduler.cli.group import INTERRUPTED_EXIT, USAGE_EXIT, cli, fail
 
 __all__ = ["cli", "main"]

@@ -9,15 +9,16 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import click
 
 from scheduler import render
+from scheduler.pachctl_json import PACHCTL, SNAKE, RawStyle, shaped
 
 if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
 
     from scheduler.cli.wiring import Herd
+    from scheduler.pfs_api import HerdPfs
     from scheduler.pipelines import Pipelines
     from scheduler.queries import JobQueries
     from scheduler.settings import SchedulerSettings
-    from storage.repos import Pfs
     from storage.settings import StorageSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -54,6 +55,21 @@ class CliContext:
         return cast("SchedulerSettings", self._loaded_settings("scheduler"))
 
     @property
+    def server_settings(self) -> Any:
+        """`herd serve`'s settings (scheduler/server/settings.py: HERD_SERVE_HOST, HERD_SERVE_PORT)."""
+        return self._loaded_settings("server")
+
+    @property
+    def address(self) -> str | None:
+        """HERD_ADDRESS: the `herd serve` every verb goes through, or None (storage itself)."""
+        return cast("str | None", getattr(self._loaded_settings("remote"), "address", None))
+
+    @property
+    def remote_settings(self) -> Any:
+        """HERD_ADDRESS, HERD_TOKEN, HERD_CONFIG_DIR (scheduler/remote/settings.py)."""
+        return self._loaded_settings("remote")
+
+    @property
     def worker_settings(self) -> Any:
         """The worker's settings (a worker.settings.WorkerSettings, loaded by the composition root)."""
         return self._loaded_settings("worker")
@@ -69,7 +85,7 @@ class CliContext:
         return self._herd
 
     @property
-    def pfs(self) -> Pfs:
+    def pfs(self) -> HerdPfs:
         return self.herd.pfs
 
     @property
@@ -109,10 +125,30 @@ def runs_owed_jobs(command: click.Command | None) -> bool:
 SETTLES = "herd_settles"
 
 
+def storage_only(command: click.Command) -> click.Command:
+    """Mark a verb that works on storage (and the broker) itself: the services, fsck,
+    garbage-collect. With HERD_ADDRESS set the group refuses it, naming the server that holds them."""
+    setattr(command, STORAGE_ONLY, True)
+    return command
+
+
+def on_storage(command: click.Command | None) -> bool:
+    return bool(getattr(command, STORAGE_ONLY, False))
+
+
+STORAGE_ONLY = "herd_storage_only"
+
+
 def raw_option(func: F) -> F:
-    """`--raw`: JSON with Pachyderm's snake_case field names instead of a table."""
+    """`--raw` (pachctl 1.x's JSON) or `--json` (snake_case) instead of a table: one parameter,
+    `raw`, that is None, PACHCTL or SNAKE (scheduler/pachctl_json.py says how they differ)."""
+    func = click.option(
+        "--json", "raw", flag_value=SNAKE,
+        help="Print JSON with snake_case names and plain numbers (Pachyderm 1.8+) instead of a table.",
+    )(func)
     return click.option(
-        "--raw", is_flag=True, help="Print JSON (Pachyderm field names) instead of a table."
+        "--raw", "raw", flag_value=PACHCTL,
+        help="Print JSON as pachctl 1.x did (lowerCamel names, 64-bit numbers as strings) instead of a table.",
     )(func)
 
 
@@ -172,15 +208,15 @@ def _checked_words(words: Sequence[str], metavar: str, optional: int) -> list[st
     return values
 
 
-def echo_raw(value: Any) -> None:
+def echo_raw(value: Any, style: RawStyle) -> None:
     """One indented JSON document (inspect verbs)."""
-    click.echo(render.to_json(value))
+    click.echo(render.to_json(shaped(value, style)))
 
 
-def echo_raw_lines(values: Iterable[Any]) -> None:
+def echo_raw_lines(values: Iterable[Any], style: RawStyle) -> None:
     """One compact JSON document per line (list verbs): jq and `while read` both take it."""
     for value in values:
-        click.echo(render.to_json(value, indent=None))
+        click.echo(render.to_json(shaped(value, style), indent=None))
 
 
 def echo_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:

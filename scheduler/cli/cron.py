@@ -14,13 +14,14 @@ import time
 
 import click
 
-from scheduler.cli.context import CliContext, pass_cli
+from scheduler.cli.context import CliContext, pass_cli, storage_only
 from scheduler.cli.group import cli
 
 IDLE_POLL = 1.0  # seconds between two looks when no running pipeline has a cron input
 MAX_SLEEP = 5.0  # look again at least this often: pipelines may be created, updated, started
 
 
+@storage_only
 @cli.command("run-cron")
 @click.option("--once", is_flag=True, help="Make the ticks due now, run their jobs, and exit.")
 @pass_cli

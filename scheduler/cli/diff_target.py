@@ -1,4 +1,4 @@
-"""diff-file's arguments in pachctl's order, and a diff across repos or paths (pure).
+"""diff-file's arguments in pachctl's order (pure; the diff across repos or paths is HerdPfs.diff_paths).
 
 pachctl 1.x: `diff-file new-repo new-commit new-path [old-repo old-commit old-path]`; 1.9:
 `new-repo@new-commit:new-path [old-repo@old-commit:old-path]`. The old side defaults to the new
@@ -12,8 +12,7 @@ from dataclasses import dataclass
 import click
 
 from scheduler.cli.context import expand_target
-from storage.model import Manifest
-from storage.paths import ROOT, dir_prefix, normalize_dir
+from storage.paths import ROOT
 
 DIFF_USAGE = "REPO COMMIT PATH [OLD-REPO OLD-COMMIT OLD-PATH]"
 
@@ -73,19 +72,3 @@ def _one(parts: list[str], word: str, default_path: str = ROOT) -> FileRef:
     if len(parts) not in (2, 3) or any(part == "" for part in parts):
         raise click.UsageError(f"'{word}': expected repo@commit[:path]")
     return FileRef(parts[0], parts[1], parts[2] if len(parts) == 3 else default_path)
-
-
-def rebased(manifest: Manifest, old_path: str, new_path: str) -> Manifest:
-    """The files of `manifest` at or below `old_path`, moved to `new_path` (a file or a
-    directory), so an old side at another path diffs against the new side by name."""
-    old, new = normalize_dir(old_path), normalize_dir(new_path)
-    if old == new:
-        return manifest
-    files = {}
-    if old in manifest.files:  # a file: compared with the new side's path itself
-        files[new] = manifest.files[old]
-    prefix = dir_prefix(old)
-    for name, entry in manifest.files.items():
-        if name.startswith(prefix):
-            files[dir_prefix(new) + name[len(prefix):]] = entry
-    return Manifest(files=files)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import click
 
-from scheduler.cli.context import CliContext, pass_cli
+from scheduler.cli.context import CliContext, pass_cli, storage_only
 from scheduler.cli.group import cli
 
 
 
 
+@storage_only
 @cli.command("fsck")
 @click.argument("repo", required=False)
 @pass_cli

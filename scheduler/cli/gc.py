@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 import click
 
 from scheduler import render
-from scheduler.cli.context import CliContext, echo_raw, echo_table, pass_cli, raw_option
+from scheduler.cli.context import CliContext, echo_raw, echo_table, pass_cli, raw_option, storage_only
 from scheduler.cli.group import cli
+from scheduler.pachctl_json import RawStyle
 from storage import layout
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ def _plan_roots(records: PpsStore, job_id: str, found: Roots) -> None:
             found.add_entries(planned.files.values())
 
 
+@storage_only
 @cli.command("garbage-collect")
 @click.option("--grace", default="60m", show_default=True, metavar="DURATION",
               help="Keep anything written less than this long before the run started "
@@ -89,7 +91,7 @@ def _plan_roots(records: PpsStore, job_id: str, found: Roots) -> None:
 @click.option("--dry-run", is_flag=True, help="Report what would be freed; delete nothing.")
 @raw_option
 @pass_cli
-def garbage_collect(cli: CliContext, grace: str, dry_run: bool, raw: bool) -> None:
+def garbage_collect(cli: CliContext, grace: str, dry_run: bool, raw: RawStyle | None) -> None:
     """Free blobs, manifests, temp files and incomplete uploads nothing can reach.
 
     Safe while other commands write: nothing written after the run's start (less the grace) is
@@ -101,7 +103,7 @@ def garbage_collect(cli: CliContext, grace: str, dry_run: bool, raw: bool) -> No
     objects = cli.pfs.objects
     report = collect_garbage(objects, period, scheduler_roots(objects), dry_run=dry_run)
     if raw:
-        echo_raw(_raw(report))
+        echo_raw(_raw(report), raw)
         return
     echo_table(("KIND", "FREED", "SIZE", "BYTES"), _rows(report))
     verb = "would free" if dry_run else "freed"

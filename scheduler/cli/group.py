@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from scheduler.version import herd_version
-from scheduler.cli.context import CliContext, runs_owed_jobs
+from scheduler.cli.context import CliContext, on_storage, runs_owed_jobs
 from storage.errors import HerdError
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
@@ -67,3 +67,7 @@ def cli(ctx: click.Context) -> None:
     ctx.obj = CliContext()
     if not ctx.resilient_parsing:  # shell completion must not fail on the environment
         ctx.obj.load_settings()  # every HERD_* variable, once, before the command does any work
+        command = cli.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+        if ctx.obj.address and on_storage(command):
+            raise HerdError(f"herd {ctx.invoked_subcommand} works on storage itself, which the herd server at "
+                            f"{ctx.obj.address} holds: run it where HERD_STORAGE is set, with HERD_ADDRESS unset")

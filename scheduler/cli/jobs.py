@@ -6,18 +6,25 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from scheduler import render, render_pps
+from scheduler import render
 from scheduler.cli import progress
 from scheduler.cli.waiting import chain, scheduler_watch
 from scheduler.cli.context import (
     CliContext, echo_raw, echo_raw_lines, echo_table, parse_target, pass_cli, raw_option, settles, target_argument,
 )
+from scheduler.cli.lazy import lazy_module
 from scheduler.cli.group import INTERRUPTED_EXIT, cli
 from scheduler.logs import HERD_STREAM, LogLine
+from scheduler.pachctl_json import PACHCTL, RawStyle, shaped
+
+if TYPE_CHECKING:
+    from scheduler import render_pps
+else:  # job records and pydantic models: only the verbs that show them pay the import
+    render_pps = lazy_module("scheduler.render_pps")
 
 
 
@@ -43,12 +50,12 @@ def parse_job_state(value: str | None) -> str | None:
 @click.option("--state", default=None, help="Only jobs in this state: starting, running, success, failure, killed, egressing, unrunnable.")
 @raw_option
 @pass_cli
-def list_job(cli: CliContext, pipeline: str | None, state: str | None, raw: bool) -> None:
+def list_job(cli: CliContext, pipeline: str | None, state: str | None, raw: RawStyle | None) -> None:
     """List jobs, newest first: ID PIPELINE STARTED DURATION RESTART PROGRESS DL UL STATE."""
     wanted = parse_job_state(state)  # before any read: a bad value is refused at once
     jobs = [(info, status) for info, status in _jobs_of(cli, pipeline) if wanted in (None, status.state.value)]
     if raw:
-        echo_raw_lines(render_pps.job_raw(info, status) for info, status in jobs)
+        echo_raw_lines((render_pps.job_raw(info, status) for info, status in jobs), raw)
         return
     now = cli.now()
     echo_table(render_pps.JOB_HEADERS, (render_pps.job_row(info, status, now) for info, status in jobs))
@@ -70,16 +77,16 @@ def _jobs_of(cli: CliContext, pipeline: str | None) -> list[tuple[Any, Any]]:
 @click.option("-b", "--block", is_flag=True, help="Wait until the job has ended, however it ends.")
 @raw_option
 @pass_cli
-def inspect_job(cli: CliContext, job: str, block: bool, raw: bool) -> None:
+def inspect_job(cli: CliContext, job: str, block: bool, raw: RawStyle | None) -> None:
     """Show a job's state, counters, inputs and output commit."""
     if block:
-        with _watchdog() as watch:
+        with _watchdog(cli) as watch:
             info, status = cli.jobs.wait_job(job, on_wait=watch)
     else:
         info, status = cli.jobs.inspect(job)
-    digest = cli.jobs.records.read_image(info.id)  # the image id its datums ran (worker/image_digest.py)
+    digest = cli.jobs.image_digest(info.id)  # the image id its datums ran (worker/image_digest.py)
     if raw:
-        echo_raw(render_pps.job_raw(info, status, image_digest=digest or ""))
+        echo_raw(render_pps.job_raw(info, status, image_digest=digest or ""), raw)
         return
     click.echo(render.fields(render_pps.job_fields(info, status, cli.now(), image_digest=digest)))
 
@@ -97,11 +104,11 @@ def stop_job(cli: CliContext, job: str) -> None:
 @click.argument("job")
 @raw_option
 @pass_cli
-def list_datum(cli: CliContext, job: str, raw: bool) -> None:
+def list_datum(cli: CliContext, job: str, raw: RawStyle | None) -> None:
     """List a job's datums, failed first: ID STATUS TIME."""
     job_id, rows = cli.jobs.datums(job)
     if raw:
-        echo_raw_lines(render_pps.datum_raw(job_id, d, r) for d, r in rows)
+        echo_raw_lines((render_pps.datum_raw(job_id, d, r) for d, r in rows), raw)
         return
     echo_table(render_pps.DATUM_HEADERS, (render_pps.datum_row(d, r) for d, r in rows))
 
@@ -111,11 +118,11 @@ def list_datum(cli: CliContext, job: str, raw: bool) -> None:
 @click.argument("datum")
 @raw_option
 @pass_cli
-def inspect_datum(cli: CliContext, job: str, datum: str, raw: bool) -> None:
+def inspect_datum(cli: CliContext, job: str, datum: str, raw: RawStyle | None) -> None:
     """Show one datum: state, timings, and the input files it saw."""
     job_id, planned, result = cli.jobs.datum(job, datum)
     if raw:
-        echo_raw(render_pps.datum_raw(job_id, planned, result))
+        echo_raw(render_pps.datum_raw(job_id, planned, result), raw)
         return
     click.echo(render.fields(render_pps.datum_fields(job_id, planned, result)))
 
@@ -144,41 +151,29 @@ def restart_datum(cli: CliContext, job: str, datums: tuple[str, ...]) -> None:
 @pass_cli
 def get_logs(
     cli: CliContext, pipeline: str | None, job: str | None, datum: str | None, inputs: str | None,
-    tail: int | None, follow: bool, raw: bool,
+    tail: int | None, follow: bool, raw: RawStyle | None,
 ) -> None:
     """Print what user code wrote to stdout and stderr, a line per message, as it runs.
 
     A retried datum's lines are marked as a new attempt; herd's own notes (why an attempt
-    failed, what was cut) go to stderr, or are lines of stream "herd" with --raw."""
-    from scheduler.logs import last, parse_inputs
-    from scheduler.queries import LogCursor
+    failed, what was cut) go to stderr, or are lines of stream "herd" with --raw/--json."""
+    from scheduler.logs import parse_inputs
 
     scope = cli.jobs.log_scope(pipeline, job, datum, parse_inputs(inputs))
-    cursor = LogCursor()
     attempts: dict[tuple[str, str], int] = {}
     try:
-        for line in last(cli.jobs.new_log_lines(scope, cursor), tail):
+        for line in cli.jobs.follow_logs(scope, tail=tail, follow=follow):
             _echo_log(line, raw, attempts)
-        while follow:
-            ended = cli.jobs.log_scope_ended(scope)  # before the read: it then sees every last line
-            if not ended:
-                time.sleep(FOLLOW_POLL_SECONDS)
-            for line in cli.jobs.new_log_lines(scope, cursor):
-                _echo_log(line, raw, attempts)
-            if ended:
-                break
     except KeyboardInterrupt:
         raise click.exceptions.Exit(INTERRUPTED_EXIT) from None
 
 
-FOLLOW_POLL_SECONDS = 0.5
-
-
-def _echo_log(line: LogLine, raw: bool, attempts: dict[tuple[str, str], int]) -> None:
+def _echo_log(line: LogLine, raw: RawStyle | None, attempts: dict[tuple[str, str], int]) -> None:
     """One line: its message (herd's notes on stderr), or its JSON with --raw. A datum's lines
     of a later attempt than the last shown are headed by a note naming the attempt."""
     if raw:
-        click.echo(json.dumps(line.raw(), ensure_ascii=False), nl=True)
+        record = line.log_message() if raw == PACHCTL else line.raw()
+        click.echo(json.dumps(shaped(record, raw), ensure_ascii=False), nl=True)
         return
     key = (line.job, line.datum)
     shown = attempts.get(key)
@@ -199,7 +194,7 @@ def _echo_log(line: LogLine, raw: bool, attempts: dict[tuple[str, str], int]) ->
 @raw_option
 @pass_cli
 def flush_commit(cli: CliContext, target: tuple[str, ...], repos: tuple[str, ...], timeout: float | None,
-                 raw: bool) -> None:
+                 raw: RawStyle | None) -> None:
     """Wait until every job downstream of the commits has ended; print each with its output commit and state.
 
     Commits are `repo@commit` (or `repo/commit`) words, any number, or one `REPO COMMIT` pair.
@@ -212,7 +207,7 @@ def flush_commit(cli: CliContext, target: tuple[str, ...], repos: tuple[str, ...
     deadline = None if timeout is None else time.monotonic() + timeout
     rows: list[Any] = []
     seen: set[str] = set()
-    with _wait_bar() as bar, _watchdog() as watch:
+    with _wait_bar() as bar, _watchdog(cli) as watch:
         for repo, ref in commits:
             left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
             for row in cli.jobs.flush_jobs(repo, ref, timeout=left, on_wait=chain(bar, watch)):
@@ -220,7 +215,7 @@ def flush_commit(cli: CliContext, target: tuple[str, ...], repos: tuple[str, ...
                     seen.add(row.job.id)
                     rows.append(row)
     if raw:
-        echo_raw_lines(render_pps.flush_raw(r.job, r.status, r.output) for r in rows)
+        echo_raw_lines((render_pps.flush_raw(r.job, r.status, r.output) for r in rows), raw)
         return
     now = cli.now()
     echo_table(render_pps.FLUSH_HEADERS, (render_pps.flush_row(r.job, r.status, r.output, now) for r in rows))
@@ -244,14 +239,13 @@ def flush_targets(words: tuple[str, ...]) -> list[tuple[str, str]]:
 
 
 @contextmanager
-def _watchdog() -> Iterator[Callable[..., None] | None]:
+def _watchdog(cli: CliContext) -> Iterator[Callable[..., None] | None]:
     """In distributed mode, an `on_wait` that says once when no scheduler is running."""
-    from scheduler.settings import SchedulerSettings
-    from storage.setting_types import load_settings
-
-    settings = load_settings(SchedulerSettings)
-    if not settings.broker:
-        yield None  # embedded: this process runs the jobs itself
+    settings = cli.scheduler_settings
+    if not settings.broker or cli.address:
+        # embedded: this process runs the jobs itself; through `herd serve`: the server waits
+        # (and watches its own broker), a client may have no access to it
+        yield None
         return
     from scheduler.cli.wiring import open_broker
 

@@ -23,6 +23,7 @@ from scheduler.cli.context import (
     target_argument,
 )
 from scheduler.cli.group import cli
+from scheduler.pachctl_json import RawStyle
 from storage.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -86,11 +87,9 @@ def put_file(cli: CliContext, target: tuple[str, ...], sources: tuple[str, ...],
         if split is None:
             cli.pfs.put_files(repo, ref, pairs, append=append)
             return
-        from storage.split_put import put_split
-
         streams = put_sources.as_streams(pairs, uploads, opened)
-        put_split(cli.pfs.files, repo, ref, streams, "json" if split == "json" else "line",
-                  target_file_datums, target_file_bytes, append=append)
+        cli.pfs.put_split(repo, ref, streams, "json" if split == "json" else "line",
+                          target_file_datums, target_file_bytes, append=append)
 
 
 def _open_source(cli: CliContext, url: str) -> BinaryIO:
@@ -156,7 +155,7 @@ def _get_with_progress(cli: CliContext, repo: str, ref: str, path: str, output: 
 @target_argument("REPO REF [PATH]")
 @raw_option
 @pass_cli
-def list_file(cli: CliContext, target: tuple[str, ...], raw: bool) -> None:
+def list_file(cli: CliContext, target: tuple[str, ...], raw: RawStyle | None) -> None:
     """List the entries below PATH (default /): NAME TYPE SIZE."""
     (repo, ref), path = parse_target_optional(target, "REPO REF [PATH]")
     _echo_files(repo, cli.pfs.list_file(repo, ref, path or "/"), raw)
@@ -166,28 +165,15 @@ def list_file(cli: CliContext, target: tuple[str, ...], raw: bool) -> None:
 @target_argument("REPO REF PATTERN")
 @raw_option
 @pass_cli
-def glob_file(cli: CliContext, target: tuple[str, ...], raw: bool) -> None:
+def glob_file(cli: CliContext, target: tuple[str, ...], raw: RawStyle | None) -> None:
     """List the files and directories a glob pattern matches (the datum matcher)."""
-    from scheduler.glob import match_nodes
-    from storage.model import FileInfo
-
     repo, ref, pattern = parse_target(target, "REPO REF PATTERN")
-    commit = cli.pfs.inspect_commit(repo, ref)
-    files = cli.pfs.read_tree(commit).files  # an open commit's too (1.9)
-    infos = []
-    for node in match_nodes(pattern, files):
-        entry = files.get(node)
-        if entry is None:  # an implicit directory: the porcelain sums what lies below it
-            infos.append(cli.pfs.inspect_file(repo, commit.id, node))
-        else:  # a file: its manifest entry already holds size and hash, skip a round trip
-            infos.append(FileInfo(path=node, type="file", size=entry.size, hash=entry.hash,
-                                  commit=commit.id))
-    _echo_files(repo, infos, raw)
+    _echo_files(repo, cli.pfs.glob_file(repo, ref, pattern), raw)  # an open commit's too (1.9)
 
 
-def _echo_files(repo: str, infos: list[FileInfo], raw: bool) -> None:
+def _echo_files(repo: str, infos: list[FileInfo], raw: RawStyle | None) -> None:
     if raw:
-        echo_raw_lines(render.file_raw(repo, info) for info in infos)
+        echo_raw_lines((render.file_raw(repo, info) for info in infos), raw)
     else:
         echo_table(render.FILE_HEADERS, (render.file_row(info) for info in infos))
 
@@ -196,12 +182,12 @@ def _echo_files(repo: str, infos: list[FileInfo], raw: bool) -> None:
 @target_argument("REPO REF PATH")
 @raw_option
 @pass_cli
-def inspect_file(cli: CliContext, target: tuple[str, ...], raw: bool) -> None:
+def inspect_file(cli: CliContext, target: tuple[str, ...], raw: RawStyle | None) -> None:
     """Show a file's or directory's path, type, size and hash."""
     repo, ref, path = parse_target(target, "REPO REF PATH")
     info = cli.pfs.inspect_file(repo, ref, path)
     if raw:
-        echo_raw(render.file_raw(repo, info))
+        echo_raw(render.file_raw(repo, info), raw)
     else:
         click.echo(render.file_fields(info))
 
@@ -210,25 +196,20 @@ def inspect_file(cli: CliContext, target: tuple[str, ...], raw: bool) -> None:
 @target_argument("REPO COMMIT PATH [OLD-REPO OLD-COMMIT OLD-PATH]")
 @raw_option
 @pass_cli
-def diff_file(cli: CliContext, target: tuple[str, ...], raw: bool) -> None:
+def diff_file(cli: CliContext, target: tuple[str, ...], raw: RawStyle | None) -> None:
     """Files added, modified and deleted below PATH between the old side (default: COMMIT's
     parent, same path) and COMMIT, in pachctl's order.
 
     Also `repo@commit:/path [old-repo@old-commit:/path]`; paths are shown as the new side's.
     """
-    from scheduler.cli.diff_target import diff_targets, rebased
-    from storage.paths import normalize_dir
-    from storage.trees import diff_manifests
+    from scheduler.cli.diff_target import diff_targets
 
     new, old = diff_targets(target)
-    if old is None or (old.repo == new.repo and normalize_dir(old.path) == normalize_dir(new.path)):
-        diff = cli.pfs.diff_file(new.repo, new.ref, old.ref if old else None, new.path)
-    else:  # another repo or path: both sides read whole, the old one moved onto the new path
-        cli.pfs.inspect_file(old.repo, old.ref, old.path)  # FileNotFound naming the old side
-        after = cli.pfs.files.snapshot(new.repo, new.ref)[1]
-        before = rebased(cli.pfs.files.snapshot(old.repo, old.ref)[1], old.path, new.path)
-        diff = diff_manifests(before, after, normalize_dir(new.path))
+    if old is None:
+        diff = cli.pfs.diff_file(new.repo, new.ref, None, new.path)
+    else:  # another ref, repo or path: the old side moved onto the new path
+        diff = cli.pfs.diff_paths(new.repo, new.ref, new.path, old.repo, old.ref, old.path)
     if raw:
-        echo_raw(render.diff_raw(diff))
+        echo_raw(render.diff_raw(diff), raw)
     else:
         echo_table(render.DIFF_HEADERS, render.diff_rows(diff))

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from scheduler import render, render_pps
+from scheduler import render
 from scheduler.cli.context import (
     CliContext, echo_raw, echo_raw_lines, pass_cli, raw_option, settles,
 )
+from scheduler.cli.lazy import lazy_module
 from scheduler.cli.group import cli
+from scheduler.pachctl_json import PACHCTL, RawStyle, pipeline_info
 from storage.paths import printable
+
+if TYPE_CHECKING:
+    from scheduler import render_pps
+else:  # job records and pydantic models: only the verbs that show them pay the import
+    render_pps = lazy_module("scheduler.render_pps")
 
 
 
@@ -50,8 +57,8 @@ def _apply_docs(cli: CliContext, docs: list[Any], update: bool, reprocess: bool)
 def _warn_without_scheduler(cli: CliContext) -> None:
     """In distributed mode, say when no scheduler runs: the pipeline's jobs would wait in silence."""
     settings = cli.scheduler_settings
-    if not settings.broker:
-        return  # embedded: this process runs the jobs itself
+    if not settings.broker or cli.address:
+        return  # embedded: this process runs the jobs itself; through `herd serve`: its broker, not ours
     from scheduler.cli.waiting import scheduler_probe, warn_without_scheduler
     from scheduler.cli.wiring import open_broker
 
@@ -109,23 +116,23 @@ def edit_pipeline(cli: CliContext, name: str, reprocess: bool, editor: str | Non
     _apply_docs(cli, docs, update=True, reprocess=reprocess)
 
 
-# list-pipeline: pachctl's columns, then the newest job's progress and state (pachctl's "LAST JOB").
-LIST_PIPELINE_HEADERS = (*render_pps.PIPELINE_HEADERS, "JOB PROGRESS", "LAST JOB")
+# list-pipeline: pachctl's columns (render_pps.PIPELINE_HEADERS), then the newest job's progress
+# and state (pachctl's "LAST JOB").
+LIST_PIPELINE_EXTRA_HEADERS = ("JOB PROGRESS", "LAST JOB")
 FAILED_JOB_STATES = frozenset({"JOB_FAILURE", "JOB_KILLED", "JOB_UNRUNNABLE"})
 
 
 @cli.command("list-pipeline")
 @raw_option
 @pass_cli
-def list_pipeline(cli: CliContext, raw: bool) -> None:
+def list_pipeline(cli: CliContext, raw: RawStyle | None) -> None:
     """List pipelines: NAME VERSION INPUT CREATED STATE JOB PROGRESS LAST JOB (failures in red on a terminal)."""
-    from scheduler.store import PpsStore
-
     infos = cli.pipelines.list()
-    records = PpsStore(cli.pfs.objects)
-    last = {i.name: _last_job(records, i.name) for i in infos}
+    newest = cli.jobs.last_jobs()
+    last: dict[str, tuple[str | None, Any]] = {i.name: newest.get(i.name, (None, None)) for i in infos}
     if raw:
-        echo_raw_lines({**render_pps.pipeline_raw(i), "last_job": _last_job_raw(*last[i.name])} for i in infos)
+        echo_raw_lines((_pipeline_raw({**render_pps.pipeline_raw(i), "last_job": _last_job_raw(*last[i.name])}, raw)
+                        for i in infos), raw)
         return
     now = cli.now()
     rows = []
@@ -135,18 +142,13 @@ def list_pipeline(cli: CliContext, raw: bool) -> None:
         progress = render_pps.progress(status) if status is not None else render.NONE
         failed = state if status is not None and status.state.value in FAILED_JOB_STATES else None
         rows.append(((*render_pps.pipeline_row(info, now), progress, state), failed))
-    text = render.table(LIST_PIPELINE_HEADERS, [row for row, _ in rows])
+    text = render.table((*render_pps.PIPELINE_HEADERS, *LIST_PIPELINE_EXTRA_HEADERS), [row for row, _ in rows])
     click.echo(colour_failures(text, [failed for _, failed in rows], sys.stdout.isatty()))
 
 
-def _last_job(records: Any, pipeline: str) -> tuple[str | None, Any]:
-    """The newest job of a pipeline and its status (None, None before its first job)."""
-    from scheduler.job_records import JobStatus
-
-    markers = records.job_markers(pipeline)
-    if not markers:
-        return None, None
-    return markers[-1], records.read_status(markers[-1]) or JobStatus()
+def _pipeline_raw(record: dict[str, Any], style: RawStyle) -> dict[str, Any]:
+    """--raw lays a pipeline out as pachctl 1.x's PipelineInfo: the spec's fields at the top."""
+    return pipeline_info(record) if style == PACHCTL else record
 
 
 def _last_job_raw(job_id: str | None, status: Any) -> dict[str, Any] | None:
@@ -179,11 +181,11 @@ def colour_failures(table: str, failed: list[str | None], terminal: bool) -> str
 @click.argument("name")
 @raw_option
 @pass_cli
-def inspect_pipeline(cli: CliContext, name: str, raw: bool) -> None:
+def inspect_pipeline(cli: CliContext, name: str, raw: RawStyle | None) -> None:
     """Show a pipeline's spec, version and state."""
     info = cli.pipelines.inspect(name)
     if raw:
-        echo_raw(render_pps.pipeline_raw(info))
+        echo_raw(_pipeline_raw(render_pps.pipeline_raw(info), raw), raw)
         return
     click.echo(render.fields([
         ("Name", info.name), ("Version", info.version), ("Created", render.rfc3339(info.created)),

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from scheduler.cli.context import CliContext, pass_cli
+from scheduler.cli.context import CliContext, pass_cli, storage_only
 from scheduler.cli.group import cli
 
 
@@ -30,6 +30,7 @@ def _need_broker(settings: Any) -> None:
                               "(e.g. redis://localhost:6379/0)")
 
 
+@storage_only
 @cli.command("scheduler")
 @click.option("--log-level", type=LOG_LEVELS, default="INFO", show_default=True, help="Log verbosity (stderr).")
 @pass_cli
@@ -48,6 +49,7 @@ def scheduler(cli: CliContext, log_level: str) -> None:
     run_scheduler(cli.pfs, settings, cli.settings)  # storage settings: egress opens s3:// URLs with them
 
 
+@storage_only
 @cli.command("worker")
 @click.option("-c", "--concurrency", type=click.IntRange(min=1), default=None,
               help="Batches run at once (worker processes). Default: HERD_CONCURRENCY, else 1.")

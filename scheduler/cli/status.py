@@ -9,7 +9,7 @@ HERD_BROKER is set, so the embedded default needs no herd[cluster].
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,9 +19,11 @@ from scheduler.cli.group import cli
 from scheduler.cluster import (
     STATUS_HEADERS, Probe, RunningJob, Snapshot, redact_url, status_report, version_report,
 )
+from scheduler.pachctl_json import RawStyle
 from scheduler.version import herd_version
 
 if TYPE_CHECKING:
+    from scheduler.settings import SchedulerSettings
     from storage.objects import ObjectStore
     from storage.settings import StorageSettings
 
@@ -45,11 +47,15 @@ def storage_where(settings: StorageSettings, objects: ObjectStore | None) -> str
 
 def observe(cli: CliContext, jobs: bool) -> Snapshot:
     """Look at everything `herd status` reports, now; failures become the probes' errors."""
+    return observe_settings(cli.settings, cli.scheduler_settings, jobs)
+
+
+def observe_settings(settings: StorageSettings, scheduler_settings: SchedulerSettings, jobs: bool) -> Snapshot:
+    """`observe` for whoever holds the settings (the CLI, `herd serve` answering a remote status)."""
     from storage.errors import HerdError
     from storage.factory import open_object_store, read_format
     from storage.layout import STORAGE_FORMAT
 
-    settings = cli.settings
     objects: ObjectStore | None = None
     storage_format: int | None = None
     running: tuple[RunningJob, ...] = ()
@@ -65,7 +71,6 @@ def observe(cli: CliContext, jobs: bool) -> Snapshot:
         storage = Probe(storage_where(settings, objects), f"{exc.strerror or exc}: '{exc.filename}'")
     snapshot = Snapshot(now=time.time(), storage=storage, storage_format=storage_format, jobs=running,
                         reads_up_to=STORAGE_FORMAT)
-    scheduler_settings = cli.scheduler_settings
     if not scheduler_settings.broker:
         return snapshot
     return _observe_broker(snapshot, scheduler_settings.broker, scheduler_settings.queue)
@@ -111,15 +116,20 @@ def _running_jobs(objects: ObjectStore) -> tuple[RunningJob, ...]:
 @cli.command("status")
 @raw_option
 @pass_cli
-def status(cli: CliContext, raw: bool) -> None:
+def status(cli: CliContext, raw: RawStyle | None) -> None:
     """Show storage, broker, schedulers, workers, queue depth and running jobs.
 
     Exits 6 when something the mode needs is down: storage; with HERD_BROKER also the broker,
     an active scheduler and at least one worker. Each problem is one `error:` line on stderr.
     """
-    report = status_report(observe(cli, jobs=True))
+    if cli.address:
+        from scheduler.remote.status import server_status
+
+        report = server_status(cli.address, _client(cli))
+    else:
+        report = status_report(observe(cli, jobs=True))
     if raw:
-        echo_raw(report.raw)
+        echo_raw(report.raw, raw)
     else:
         echo_table(STATUS_HEADERS, report.rows)
     for problem in report.problems:
@@ -131,12 +141,22 @@ def status(cli: CliContext, raw: bool) -> None:
 @cli.command("version")
 @raw_option
 @pass_cli
-def version(cli: CliContext, raw: bool) -> None:
+def version(cli: CliContext, raw: RawStyle | None) -> None:
     """Show this herd's version, the storage format, and (with HERD_BROKER) each scheduler's and worker's version."""
     from storage.layout import STORAGE_FORMAT
 
-    rows, data = version_report(herd_version(), observe(cli, jobs=False), STORAGE_FORMAT)
+    if cli.address:
+        from scheduler.remote.status import server_version
+
+        rows, data = server_version(herd_version(), cli.address, _client(cli))
+    else:
+        rows, data = version_report(herd_version(), observe(cli, jobs=False), STORAGE_FORMAT)
     if raw:
-        echo_raw(data)
+        echo_raw(data, raw)
         return
     click.echo(render.table(VERSION_HEADERS, rows))
+
+
+def _client(cli: CliContext) -> Any:
+    """The connection to the `herd serve` of HERD_ADDRESS (scheduler/remote/herd.py's)."""
+    return getattr(cli.herd, "client")

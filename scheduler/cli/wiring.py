@@ -12,18 +12,20 @@ from contextlib import contextmanager
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, cast
 
-from pydantic_settings import BaseSettings
-
-from scheduler.dispatch_inprocess import InProcessDispatcher
 from storage.errors import MissingPackage
-from storage.objects import ObjectStore
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported where used: each costs start-up time every verb would pay
+    from pydantic_settings import BaseSettings
+
     from scheduler.broker import Broker
+    from scheduler.dispatch_inprocess import InProcessDispatcher
+    from scheduler.pfs_api import HerdPfs
     from scheduler.pipelines import Pipelines
     from scheduler.queries import JobQueries
+    from scheduler.remote.settings import RemoteSettings
     from scheduler.settings import SchedulerSettings
     from storage.repos import Pfs
+    from storage.objects import ObjectStore
     from storage.settings import StorageSettings
 
 # What `pip install 'herd[cluster]'` adds (pyproject.toml): the broker, the queue, the Docker runtime,
@@ -65,12 +67,12 @@ class Herd:
         return cast("SchedulerSettings", self.settings["scheduler"])
 
     @cached_property
-    def pfs(self) -> Pfs:
+    def pfs(self) -> HerdPfs:
         # Imported here: the S3 backend pulls in boto3, which costs ~0.3 s at startup.
+        from scheduler.pfs_api import HerdPfs
         from storage.factory import open_object_store
-        from storage.repos import Pfs
 
-        return Pfs(open_object_store(self.storage_settings))
+        return HerdPfs(open_object_store(self.storage_settings))
 
     @property
     def pipelines(self) -> Pipelines:
@@ -93,8 +95,46 @@ class Herd:
 
 def open_herd(settings: dict[str, BaseSettings] | None = None) -> Herd:
     """The Python API, configured from HERD_* like the CLI (or from `settings`, as loaded by
-    `load_all_settings`). Nothing is opened until first used."""
-    return Herd(settings if settings is not None else load_all_settings())
+    `load_all_settings`). Nothing is opened until first used. With HERD_ADDRESS, the same API
+    through that `herd serve` (scheduler/remote/), which holds storage and runs the jobs."""
+    settings = settings if settings is not None else load_all_settings()
+    remote = cast("RemoteSettings | None", settings.get("remote"))
+    if remote is not None and remote.address:
+        from scheduler.remote.herd import RemoteHerd
+        from scheduler.remote.token_file import config_dir, read_token
+
+        token = remote.token.get_secret_value() if remote.token else read_token(config_dir(remote.config_dir))
+        return cast(Herd, RemoteHerd(remote.address, token))
+    return Herd(settings)
+
+
+def serve(herd: Herd, host: str, port: int) -> None:
+    """`herd serve`: the HTTP API (scheduler/server/) over `herd`, until interrupted."""
+    with server_part("herd serve"):
+        import uvicorn
+
+        from scheduler.server.app import make_app
+
+    # Stopping waits this long for answers in progress, then ends them: a get-logs -f follows
+    # for ever and would otherwise keep the server from stopping.
+    uvicorn.run(make_app(herd), host=host, port=port, log_level="info", access_log=False,
+                timeout_graceful_shutdown=SERVE_SHUTDOWN_SECONDS)
+
+
+SERVE_SHUTDOWN_SECONDS = 5
+
+
+@contextmanager
+def server_part(what: str) -> Iterator[None]:
+    """Around the imports of `herd serve`: a missing package of the server extra is one line."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        package = (exc.name or "").partition(".")[0]
+        if package not in ("fastapi", "uvicorn", "starlette", "jinja2"):
+            raise
+        raise MissingPackage(f"{what} needs the Python package '{package}', which is not installed: "
+                             "pip install 'herd[server]'") from None
 
 
 def load_all_settings() -> dict[str, BaseSettings]:
@@ -107,13 +147,15 @@ def load_all_settings() -> dict[str, BaseSettings]:
 def settings_classes() -> dict[str, type[BaseSettings]]:
     """Every settings class a command may read, by its variables' owner. All are loaded before a
     command runs, so a bad variable is refused before anything is written (HERD_PARALLELISM=abc)."""
+    from scheduler.remote.settings import RemoteSettings
+    from scheduler.server.settings import ServerSettings
     from scheduler.settings import SchedulerSettings
     from storage.settings import FailpointSettings, StorageSettings
     from worker.settings import WorkerSettings
 
     return {
         "storage": StorageSettings, "failpoints": FailpointSettings, "scheduler": SchedulerSettings,
-        "worker": WorkerSettings,
+        "worker": WorkerSettings, "remote": RemoteSettings, "server": ServerSettings,
     }
 
 
@@ -121,6 +163,7 @@ def embedded_dispatcher(objects: ObjectStore, threads: int, worker_settings: Any
     """The embedded default's dispatcher: `worker.datum.process_batch` on threads of this process.
 
     `worker_settings`: the entry point's worker.settings.WorkerSettings (None: read by the worker)."""
+    from scheduler.dispatch_inprocess import InProcessDispatcher
     from worker.context import release_context
     from worker.datum import process_batch
 

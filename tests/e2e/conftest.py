@@ -120,8 +120,15 @@ class Stack:
              input: bytes | None = None) -> subprocess.CompletedProcess[str]:
         return run([*herd_command(), *args], env=self.cli_env, timeout=timeout, check=check, input=input)
 
+    def through_server(self, *args: str, timeout: float = 120.0, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """The herd CLI as a user of the cluster runs it: HERD_ADDRESS only, no storage, broker or
+        S3 credentials in its environment."""
+        env = {k: v for k, v in self.cli_env.items() if not k.startswith(("HERD_", "AWS_"))}
+        env["HERD_ADDRESS"] = f"http://{self.env['SERVER_PORT']}"
+        return run([*herd_command(), *args], env=env, timeout=timeout, check=check)
+
     def herd_json_lines(self, *args: str) -> list[dict]:
-        out = self.herd(*args, "--raw").stdout
+        out = self.herd(*args, "--json").stdout
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
     def container_ids(self, service: str) -> list[str]:
@@ -189,6 +196,7 @@ def compose_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         "SCHEDULER_METRICS_PORT": f"127.0.0.1:{free_port()}",
         "PROMETHEUS_PORT": f"127.0.0.1:{free_port()}",
         "FLOWER_PORT": f"127.0.0.1:{free_port()}",
+        "SERVER_PORT": f"127.0.0.1:{free_port()}",  # herd serve: the README's HERD_ADDRESS
         # User code needs no network here, and an engine's default bridge may be missing.
         "HERD_USER_NETWORK": "false",
     })

@@ -148,11 +148,38 @@ def test_workers_share_a_job_that_survives_a_redis_restart(compose_stack: Stack,
     assert len(workers) == WORKERS
 
 
+def test_the_readme_walk_through_through_the_server(compose_stack: Stack, tmp_path: Path) -> None:
+    # Given a user of the cluster with only HERD_ADDRESS (README.md, "Run a cluster")
+    herd = compose_stack.through_server
+    folder = tmp_path / "poems"
+    folder.mkdir()
+    for name, text in POEMS.items():
+        (folder / name).write_text(text)
+    # When the word count runs through the server
+    herd("create-repo", "words2")
+    herd("put-file", "words2", "master", "/", "-r", "-f", str(folder))
+    for stage in ("map", "reduce"):
+        spec = json.loads((ROOT / f"examples/wordcount/{stage}.json").read_text())
+        spec["pipeline"]["name"] = f"{stage}2"
+        # Other repos under the names the scripts read (/pfs/words, /pfs/map)
+        old_repo = spec["input"]["pfs"]["repo"]
+        spec["input"]["pfs"].update({"repo": f"{old_repo}2", "name": old_repo})
+        path = tmp_path / f"{stage}2.json"
+        path.write_text(json.dumps(spec))
+        herd("create-pipeline", "-f", str(path))
+    herd("flush-commit", "words2", "master", "--timeout", str(FLUSH_TIMEOUT), timeout=FLUSH_TIMEOUT + 30)
+    # Then the output reads the same through the server as from storage
+    assert herd("get-file", "reduce2", "master", "/pond").stdout == "3\n"
+    assert herd("list-repo", "--json").stdout == compose_stack.herd("list-repo", "--json").stdout
+    jobs = [json.loads(line) for line in herd("list-job", "-p", "reduce2", "--json").stdout.splitlines()]
+    assert [job["state"] for job in jobs] == ["JOB_SUCCESS"]
+
+
 def test_every_long_running_service_reports_healthy(compose_stack: Stack) -> None:
     # Given the stack after the jobs above (its healthchecks have had time to run)
-    containers = {cid: service for service in ("redis", "minio", "scheduler", "worker")
+    containers = {cid: service for service in ("redis", "minio", "scheduler", "worker", "server")
                   for cid in compose_stack.container_ids(service)}
-    assert len(containers) == 3 + WORKERS
+    assert len(containers) == 4 + WORKERS
 
     # Then every container's own healthcheck passes (worker: Celery ping; scheduler: the lock)
     def health() -> dict[str, str]:

@@ -39,7 +39,12 @@ FIXED_SETTINGS = {"HERD_STORAGE", "HERD_S3_ENDPOINT_URL", "HERD_BROKER", "HERD_R
                   # Each service's own metrics port (9101 scheduler, 9102 workers), what Prometheus scrapes.
                   "HERD_METRICS_PORT",
                   # Crash points for tests (storage/failpoints.py): a deployment never sets them.
-                  "HERD_FAILPOINTS"}
+                  "HERD_FAILPOINTS",
+                  # The server's address is its command line (`serve --host 0.0.0.0 --port 8650`,
+                  # published on SERVER_PORT); HERD_ADDRESS is the CLI's, never a service's.
+                  "HERD_SERVE_HOST", "HERD_SERVE_PORT", "HERD_ADDRESS",
+                  # The CLI's token and its folder: a user's, never a service's.
+                  "HERD_TOKEN", "HERD_CONFIG_DIR"}
 
 
 def load(path: Path) -> dict:
@@ -53,7 +58,8 @@ def uncommented(path: Path) -> str:
 def herd_settings() -> set[str]:
     """HERD_<FIELD> of every pydantic-settings class in storage/scheduler/worker settings."""
     names = set()
-    for module_name in ("storage.settings", "scheduler.settings", "worker.settings"):
+    for module_name in ("storage.settings", "scheduler.settings", "worker.settings", "scheduler.server.settings",
+                        "scheduler.remote.settings"):
         module = importlib.import_module(module_name)
         for obj in vars(module).values():
             if isinstance(obj, type) and issubclass(obj, BaseSettings) and obj.__module__ == module_name:
@@ -65,7 +71,7 @@ def herd_settings() -> set[str]:
 def test_main_file_has_no_version_key_and_the_four_services() -> None:
     spec = load(MAIN)
     assert "version" not in spec
-    assert {"redis", "minio", "bucket-init", "scheduler", "worker"} <= set(spec["services"])
+    assert {"redis", "minio", "bucket-init", "scheduler", "worker", "server"} <= set(spec["services"])
     assert set(spec["volumes"]) == {"redis-data", "minio-data"}
 
 
@@ -109,6 +115,14 @@ def test_worker_scales_and_drives_the_hosts_engine() -> None:
     assert worker["environment"]["HERD_RUNTIME"] == "docker"
     assert worker["command"] == ["worker"]
     assert load(MAIN)["services"]["scheduler"]["command"] == ["scheduler"]
+
+
+def test_the_server_serves_the_api_on_a_loopback_port() -> None:
+    server = load(MAIN)["services"]["server"]
+    assert server["command"] == ["serve", "--host", "0.0.0.0", "--port", "8650"]
+    assert server["ports"] == ["${SERVER_PORT:-127.0.0.1:8650}:8650"]
+    assert "/api/v1/health" in " ".join(server["healthcheck"]["test"])
+    assert "HERD_ADDRESS" not in server["environment"]
 
 
 def test_settings_pass_through_except_the_ones_the_stack_sets() -> None:
