@@ -88,6 +88,10 @@ class Herd:
 
     def settle(self) -> None:
         """Run the jobs owed now, in this process, unless a scheduler service owns them (HERD_BROKER)."""
+        from storage.layout import PIPELINES_PREFIX
+
+        if self.scheduler_settings.broker or not self.pfs.objects.list_children(PIPELINES_PREFIX):
+            return  # nothing is owed without a pipeline: the scheduler is not even loaded (~0.15 s)
         from scheduler.cli.embedded import settle
 
         settle(self.pfs, self.scheduler_settings, self.settings["worker"], self.storage_settings)

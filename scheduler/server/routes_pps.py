@@ -148,6 +148,8 @@ def inspect_pipeline(a: ApiDep, pipeline: str) -> PipelineInfo:
 @router.delete("/pipelines/{pipeline}")
 def delete_pipeline(a: ApiDep, pipeline: str, keep_repo: bool = False) -> None:
     a.pipelines.delete(pipeline, keep_repo=keep_repo)
+    if not keep_repo:
+        a.auth.forget_repo(pipeline)  # its output repo went: a new one of this name starts with no roles
 
 
 @router.post("/pipelines/{pipeline}/stop")

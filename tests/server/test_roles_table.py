@@ -126,3 +126,14 @@ def test_no_token_ever_reaches_the_servers_log(cluster: Cluster) -> None:
     log = cluster.server.log_text()
     assert not [user for user, token in cluster.tokens.items() if token in log]
     assert "alpha" not in log  # nor file content
+
+
+def test_a_deleted_repos_roles_go_with_it(cluster: Cluster) -> None:
+    # Given a repo the writer user held a role on, deleted by the admin
+    cluster.ok("admin", "create-repo", "reborn")
+    cluster.ok("admin", "auth", "set-role", "reborn", WRITER, WRITER)
+    cluster.ok("admin", "delete-repo", "reborn", "--force")
+    # When a repo of that name is made again, nobody holds a role on it but its new creator
+    cluster.ok("admin", "create-repo", "reborn")
+    assert cluster.ok("admin", "auth", "get-roles", "reborn").split() == ["USER", "ROLE", "admin", "owner"]
+    assert cluster.run(WRITER, "inspect-repo", "reborn").exit_code == 11
