@@ -102,11 +102,15 @@ def test_embedded_flow_runs_without_cluster_packages(laptop: dict[str, str], tmp
     (["put-file", "words", "master", "/b.txt"], {"HERD_RUNTIME": "docker"}, "HERD_RUNTIME=docker"),
 ])
 def test_cluster_verbs_name_the_missing_package(
-    laptop: dict[str, str], args: list[str], env: dict[str, str], what: str,
+    laptop: dict[str, str], tmp_path: Path, args: list[str], env: dict[str, str], what: str,
 ) -> None:
-    # Given a repo with a commit, When a verb needs a cluster package
+    # Given a repo with a commit and a pipeline on it (so a put-file has a job to run),
+    # When a verb needs a cluster package
     ok(laptop, "create-repo", "words")
     ok(laptop, "put-file", "words", "master", "/a.txt", input=b"x\n")
+    spec = tmp_path / "count.json"
+    spec.write_text(json.dumps(SPEC))
+    ok(laptop, "create-pipeline", "-f", str(spec))
     result = herd({**laptop, **env}, *args, input=b"y\n")
     # Then one line names the verb, the package and the extra, exit 1, no traceback
     lines = result.stderr.decode().splitlines()
