@@ -140,16 +140,23 @@ def run_job(pfs: Pfs, name: str, timeout: float, script: str = "cp $many /pfs/ou
     return wall, (status.finished - status.started).total_seconds()
 
 
-def change_latency(pfs: Pfs, pipeline: str, rounds: int, repo: str = "many") -> list[dict[str, float]]:
+def change_latency(
+    pfs: Pfs, pipeline: str, rounds: int, repo: str = "many", broker: str | None = None,
+) -> list[dict[str, float]]:
     """put-file of one new file → the pipeline's output commit from it finished, in seconds,
-    split at the job's creation and its datum's result (the records' timestamps)."""
+    split at the job's creation and its datum's result (the records' timestamps). With `broker`
+    the put-file wakes the scheduler as the CLI's and the server's do (Broker.wake)."""
+    from scheduler.broker import Broker
     from scheduler.store import PpsStore
 
     records = PpsStore(pfs.objects)
+    waker = Broker(broker) if broker else None
     out = []
     for i in range(rounds):
         started = time.monotonic()
         commit = pfs.put_file(repo, "master", f"/new-{i}", f"new {i}\n".encode())
+        if waker is not None:
+            waker.wake()
 
         def landed() -> bool:
             head = pfs.inspect_commit(pipeline, "master")
@@ -169,6 +176,8 @@ def change_latency(pfs: Pfs, pipeline: str, rounds: int, repo: str = "many") -> 
             "finish": (output.finished - result.finished).total_seconds(),
         })
         time.sleep(0.3)  # changes apart, not one right after a job ended
+    if waker is not None:
+        waker.close()
     return out
 
 
@@ -278,7 +287,7 @@ def figures(smoke: bool) -> list[dict[str, object]]:
         wait_ready(procs, ["w1", "w2"])
         _, slow2 = run_job(pfs, "slow2", timeout=1800, script=slow, repo="slow")
         run_job(pfs, "lat", timeout=300, script="cp $few /pfs/out/", repo="few")
-        latency = change_latency(pfs, "lat", rounds, repo="few")
+        latency = change_latency(pfs, "lat", rounds, repo="few", broker=env["HERD_BROKER"])
     except BaseException:
         procs.stop_all()
         print(f"failed; logs kept in {work / 'logs'}", file=sys.stderr)
@@ -331,7 +340,7 @@ def main() -> None:
             print(f"throughput, {count} worker process(es): {args.datums / wall:7.1f} datums/s "
                   f"(create-pipeline to output commit {wall:.1f}s; job start to finish {job:.1f}s = "
                   f"{args.datums / job:.1f} datums/s)")
-        rounds = change_latency(pfs, "copy2", args.latency_rounds)
+        rounds = change_latency(pfs, "copy2", args.latency_rounds, broker=env["HERD_BROKER"])
         med = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
         totals = [r["total"] for r in rounds]
         print(f"1-datum change, put-file to output commit finished: median {med['total']:.2f}s "

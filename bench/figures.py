@@ -143,14 +143,14 @@ PLANNED: tuple[Planned, ...] = (
             "<= 0.5 and <= 1.2x"),
     Planned(10, "re-run after +1 file among 10,000 processed, S3", None, "same change over 10 files",
             "<= 1.5 and <= 1.2x"),
-    Planned(11, "1 datum writing 6,000 x 3 KB", None, "the same script, bare", ">= 0.7x"),
+    Planned(11, "1 datum writing 6,000 x 3 KB", "scale", "the same script, bare", ">= 0.7x"),
     Planned(12, "distributed, 1 worker, trivial datums (local store, Docker)", "distributed",
             "Celery round trip, raw", ">= 200"),
     Planned(13, "distributed, 2 workers vs 1, 20 ms datums", "distributed", "raw Celery c2/c1 = 1.86x", ">= 1.8"),
     Planned(14, "Docker runtime, per datum, warm", "runtime_docker", "docker exec 60 ms", "<= 3"),
     Planned(15, "1-datum change, put-file to output commit, distributed", "distributed", "-", "<= 0.3"),
-    Planned(16, "100,000 datums enqueued", None, "Celery send_task ~1,500/s", "<= 2"),
-    Planned(17, "scheduler memory, one 100,000-datum job", None, "-", "<= 300"),
+    Planned(16, "100,000 datums enqueued", "scale", "Celery send_task ~1,500/s", "<= 2"),
+    Planned(17, "scheduler memory, one 100,000-datum job", "scale", "-", "<= 300"),
 )
 
 

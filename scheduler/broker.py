@@ -3,6 +3,9 @@
 - sent marks: per job, which batches were sent when (`herd:<queue>:sent:<job>`, a hash of
   task id → {at, datums}). A restarted scheduler reads them instead of sending everything
   again; a wiped Redis loses them together with the queue, so everything is sent again.
+- the wake: `herd:<queue>:wake`, a list of at most one item that a change (put-file, a new
+  pipeline: the CLI's and the server's `settle`) pushes, and the active scheduler's wait pops,
+  so a commit starts its job at once instead of at the next pass (`HERD_RECONCILE_INTERVAL`).
 - the clock: Redis `TIME`, so leases and marks written on different hosts are compared on one
   clock (reliability rule 7); scheduler/clock.py, shared with the worker.
 Losing any of this costs duplicate messages at worst: results are create-only in storage.
@@ -21,6 +24,7 @@ from scheduler.clock import BrokerClock, redact, unreachable
 from scheduler.messages import HEALTH_CHECK_INTERVAL, SOCKET_TIMEOUT
 
 MARK_TTL = 7 * 24 * 3600  # marks of jobs nobody looks at any more go away by themselves
+WAKE_TTL = 60  # a wake nobody took (no scheduler runs) is old news by the time one starts
 
 
 def text(raw: bytes | str) -> str:
@@ -87,6 +91,21 @@ class Broker:
         if ids:
             with self.errors(f"forget sent batches of job '{job_id}'"):
                 self.client.hdel(self.key("sent", job_id), *ids)
+
+    def wake(self) -> None:
+        """Ask the active scheduler for a pass now: something changed that may owe a job."""
+        key = self.key("wake")
+        with self.errors("wake the scheduler"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.lpush(key, "1")
+            pipe.ltrim(key, 0, 0)  # one wake is as good as many
+            pipe.expire(key, WAKE_TTL)
+            pipe.execute()
+
+    def woken(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds (at most the socket timeout) for a wake; True when one came."""
+        with self.errors("wait for a change"):
+            return self.client.blpop([self.key("wake")], timeout=max(0.01, timeout)) is not None
 
     # ---- heartbeats (scheduler/heartbeat.py writes them, `herd status` reads them) -----------
 

@@ -86,7 +86,8 @@ class CeleryDispatcher:
         return self.broker.now()
 
     def wait(self, timeout: float) -> list[BatchOutcome]:
-        """Poll the outcomes of sent batches until one arrives or `timeout` passes."""
+        """Poll the outcomes of sent batches until one arrives, a change wakes the scheduler
+        (Broker.wake: then none, and the next pass starts at once) or `timeout` passes."""
         deadline = time.monotonic() + timeout
         while True:
             self._collect()
@@ -94,7 +95,10 @@ class CeleryDispatcher:
             if self._outcomes or left <= 0:
                 out, self._outcomes = self._outcomes, []
                 return out
-            time.sleep(min(POLL_SECONDS, left))
+            if self.broker.woken(min(POLL_SECONDS, left)):  # waits there instead of sleeping
+                self._collect()
+                out, self._outcomes = self._outcomes, []
+                return out
 
     def close(self) -> None:
         self._stop.set()

@@ -104,7 +104,7 @@ def finish_job(pfs: Pfs, records: PpsStore, plan: JobPlan, spec: PipelineSpec) -
         write_output(pfs, info, Manifest(), failed_reason=reason)
         return _set_state(records, plan.job_id, JobState.JOB_FAILURE, reason=reason, output=True, counters=counters)
     try:
-        manifest = merge_outputs((entry.sort_key, Manifest(files=entry.outputs)) for entry in entries.values())
+        manifest = merge_outputs((entry.sort_key, entry.outputs) for entry in entries.values())
     except HerdError as exc:
         write_output(pfs, info, Manifest(), failed_reason=str(exc))
         return _set_state(records, plan.job_id, JobState.JOB_FAILURE, reason=str(exc), output=True, counters=counters)

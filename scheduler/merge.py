@@ -9,7 +9,7 @@ another fails the merge, naming the path and both datums.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from storage.errors import HerdError
@@ -22,31 +22,33 @@ def _show(key: Any) -> str:
     return repr(key)
 
 
-def merge_outputs(outputs: Iterable[tuple[Any, Manifest]]) -> Manifest:
-    """Union of datum outputs keyed by datum sort key; same path -> chunks concatenated in key order.
+def merge_outputs(outputs: Iterable[tuple[Any, Mapping[str, FileEntry]]]) -> Manifest:
+    """Union of datum outputs (files by path) keyed by datum sort key; same path -> chunks
+    concatenated in key order.
 
-    Keys must be mutually comparable (use `Datum.sort_key`). Equal keys are ordered by the
-    manifest's id, so the result never depends on the order `outputs` arrive in.
+    Keys must be mutually comparable (use `Datum.sort_key`). Equal keys are ordered by the id of
+    the output's manifest, so the result never depends on the order `outputs` arrive in.
     Raises HerdError naming the path and both datums on a file/directory clash.
     """
     parts: dict[str, list[FileEntry]] = {}
     writer: dict[str, Any] = {}  # first datum that wrote each path, for error messages
-    for key, manifest in _in_order(list(outputs)):
-        for path, entry in manifest.files.items():
+    for key, files in _in_order(list(outputs)):
+        for path, entry in files.items():
             if path in parts:
                 parts[path].append(entry)
             else:
                 parts[path] = [entry]
                 writer[path] = key
     _check_clashes(writer)
-    return Manifest(files={path: _concat(entries) for path, entries in sorted(parts.items())})
+    # Every entry is a FileEntry already: no second validation of what may be 100,000 of them.
+    return Manifest.model_construct(files={path: _concat(entries) for path, entries in sorted(parts.items())})
 
 
-def _in_order(items: list[tuple[Any, Manifest]]) -> list[tuple[Any, Manifest]]:
+def _in_order(items: list[tuple[Any, Mapping[str, FileEntry]]]) -> list[tuple[Any, Mapping[str, FileEntry]]]:
     items.sort(key=lambda kv: kv[0])
     if any(a[0] == b[0] for a, b in zip(items, items[1:])):
         # Rare (a union's siblings from two repos): the manifest id settles it; computed only then.
-        items.sort(key=lambda kv: (kv[0], kv[1].id))
+        items.sort(key=lambda kv: (kv[0], Manifest.model_construct(files=dict(kv[1])).id))
     return items
 
 

@@ -6,6 +6,8 @@ Every key is spelled in storage/layout.py, whose docstring is the layout table.
 from __future__ import annotations
 
 import json
+import threading
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,6 +24,20 @@ from storage.errors import JobNotFound, ObjectNotFound, PipelineNotFound
 from storage.objects import ObjectStore
 
 CAS_TRIES = 50
+PLANS_KEPT = 16
+
+# Plans are create-only, so every PpsStore of one object store in this process (the scheduler's,
+# the embedded workers') shares the copies it read or wrote: a 100,000-datum plan is parsed once.
+_PLANS: weakref.WeakKeyDictionary[ObjectStore, dict[str, JobPlan]] = weakref.WeakKeyDictionary()
+_PLANS_LOCK = threading.Lock()
+
+
+def _shared_plans(objects: ObjectStore) -> dict[str, JobPlan]:
+    with _PLANS_LOCK:
+        try:
+            return _PLANS.setdefault(objects, {})
+        except TypeError:  # a store that cannot be weakly referenced keeps its own
+            return {}
 
 
 class PpsStore:
@@ -30,8 +46,9 @@ class PpsStore:
 
     def __init__(self, objects: ObjectStore) -> None:
         self.objects = objects
-        self._plans: dict[str, JobPlan] = {}
+        self._plans = _shared_plans(objects)
         self._infos: dict[str, JobInfo] = {}
+        self._indexes: dict[tuple[str, str], DatumIndex] = {}  # a few: one lists every datum of a job
 
     # pipelines -------------------------------------------------------------------------
     def pipeline_names(self) -> list[str]:
@@ -127,7 +144,7 @@ class PpsStore:
 
     def write_plan(self, plan: JobPlan) -> None:
         self.objects.put_if_absent(layout.job_plan_key(plan.job_id), _dump(plan))
-        self._plans[plan.job_id] = plan
+        self._keep_plan(plan)
 
     def read_plan(self, job_id: str) -> JobPlan | None:
         if job_id in self._plans:
@@ -136,8 +153,13 @@ class PpsStore:
         if found is None:
             return None
         plan = JobPlan.model_validate_json(found[0])
-        self._plans[job_id] = plan
+        self._keep_plan(plan)
         return plan
+
+    def _keep_plan(self, plan: JobPlan) -> None:
+        if len(self._plans) >= PLANS_KEPT:
+            self._plans.clear()  # a scheduler runs for months: old jobs' plans go
+        self._plans[plan.job_id] = plan
 
     def read_status(self, job_id: str) -> JobStatus | None:
         found = self.objects.read_versioned(layout.job_status_key(job_id))
@@ -215,8 +237,19 @@ class PpsStore:
         self.objects.put_if_absent(layout.index_key(pipeline, index.job_id), _dump(index))
 
     def read_index(self, pipeline: str, job_id: str) -> DatumIndex | None:
+        """A job's datum index (create-only, so a copy read once stays true: planning and
+        finishing the next job both read it)."""
+        cached = self._indexes.get((pipeline, job_id))
+        if cached is not None:
+            return cached
         found = self.objects.read_versioned(layout.index_key(pipeline, job_id))
-        return None if found is None else DatumIndex.model_validate_json(found[0])
+        if found is None:
+            return None
+        index = DatumIndex.model_validate_json(found[0])
+        if len(self._indexes) >= 4:
+            self._indexes.clear()
+        self._indexes[(pipeline, job_id)] = index
+        return index
 
     def latest_index_before(self, pipeline: str, job_id: str) -> str | None:
         """The newest job before `job_id` that left a datum index."""

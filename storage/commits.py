@@ -36,7 +36,7 @@ from storage.layout import (
     open_prefix,
     repo_key,
 )
-from storage.model import Branch, BranchRef, Commit, CommitRef, Manifest, Repo
+from storage.model import Branch, BranchRef, Commit, CommitRef, Manifest, Repo, sha256_hex
 from storage.objects import ObjectStore
 from storage.ops import FileOp, OpenCommit, apply_ops, effective_ops
 from storage.paths import is_valid_name, validate_name
@@ -234,8 +234,9 @@ class Commits:
         Written even when cached: in a long-lived process the cached copy may be one that
         garbage-collect has since removed (unreachable for longer than its grace period).
         """
-        mid = manifest.id
-        self.objects.put_if_absent(manifest_key(mid), manifest.canonical_bytes())
+        data = manifest.canonical_bytes()  # once: 100,000 files take a second to serialise
+        mid = sha256_hex(data)
+        self.objects.put_if_absent(manifest_key(mid), data)
         if mid not in self._manifests:
             self._cache_manifest(mid, manifest)
         return mid

@@ -13,6 +13,7 @@ import dataclasses
 import fcntl
 import os
 import queue
+import stat
 import threading
 import time
 import uuid
@@ -35,7 +36,7 @@ from worker.image_digest import job_image, runs_image_id
 from worker.runtimes import open_runtime
 from worker.secrets import secret_mounts
 from worker.settings import WorkerSettings
-from worker.staging import clear_pfs
+from worker.staging import clear_pfs, empty_for_reuse
 
 SCRATCH_LOCK = ".lock"
 
@@ -148,13 +149,17 @@ class WorkerContext:
         with self._lock:
             if self._scratch_lock is None:
                 self._scratch_lock = _claim_scratch(self._scratch_root, self._scratch)
+        reused = self._remover.take()
+        if reused is not None:
+            return reused
         path = self._scratch / uuid.uuid4().hex[:16]
         path.mkdir()
         return path
 
-    def discard(self, pfs_dir: Path) -> None:
-        """Remove a finished datum's folder, off the datum's path (close() waits for it)."""
-        self._remover.remove(pfs_dir)
+    def discard(self, pfs_dir: Path, reuse: bool = False) -> None:
+        """Empty (reuse: every process of the datum is gone) or remove a finished datum's folder,
+        off the datum's path (close() waits for it)."""
+        self._remover.remove(pfs_dir, reuse)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -181,43 +186,63 @@ class WorkerContext:
         with self._lock:
             lock, self._scratch_lock = self._scratch_lock, None
         self._remover.drain()
+        self._remover.forget()
         if lock is not None:
             clear_pfs(self._scratch)
             os.close(lock)
 
 
 class _Remover:
-    """One background thread removes finished datums' folders.
+    """One background thread empties or removes finished datums' folders.
 
     Removing a tree the sandbox has just unmounted waits in the kernel for about a millisecond,
     a fifth of a trivial datum; every process of the datum is gone by then and the next datum
-    has a folder of its own, so nothing needs that wait. close() drains it.
+    has a folder of its own, so nothing needs that wait. A folder emptied for reuse
+    (staging.empty_for_reuse) is handed to a later datum; close() drains the thread.
     """
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[Path] = queue.Queue()
+        self._queue: queue.Queue[tuple[Path, bool]] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._emptied: list[Path] = []
+        self._mode: int | None = None
 
-    def remove(self, folder: Path) -> None:
+    def take(self) -> Path | None:
+        """An emptied folder, or None."""
+        with self._lock:
+            return self._emptied.pop() if self._emptied else None
+
+    def forget(self) -> None:
+        """Hand out no emptied folder any more (the context's folder is being removed)."""
+        with self._lock:
+            self._emptied.clear()
+
+    def remove(self, folder: Path, reuse: bool = False) -> None:
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="herd-scratch-remover", daemon=True)
                 self._thread.start()
-        self._queue.put(folder)
+        self._queue.put((folder, reuse))
 
     def _run(self) -> None:
         while True:
-            folder = self._queue.get()
+            folder, reuse = self._queue.get()
             try:
-                clear_pfs(folder)
+                if self._mode is None:  # the bits mkdir gives a folder under this process's umask
+                    self._mode = stat.S_IMODE(os.stat(folder.parent).st_mode)
+                if reuse and empty_for_reuse(folder, self._mode):
+                    with self._lock:
+                        self._emptied.append(folder)
+                else:
+                    clear_pfs(folder)
             except OSError:
                 pass  # the context's folder is removed whole at close, and swept after a crash
             finally:
                 self._queue.task_done()
 
     def drain(self) -> None:
-        """Wait until every folder handed over so far is removed."""
+        """Wait until every folder handed over so far is emptied or removed."""
         self._queue.join()
 
 

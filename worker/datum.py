@@ -169,6 +169,7 @@ def _attempt(
         "download_time": 0.0, "process_time": 0.0, "upload_time": 0.0, "download_bytes": 0, "upload_bytes": 0,
     }
     run: RunResult | None = None
+    reuse = False  # set where user code has ended for sure: its folder may then serve another datum
     shipper = _shipper(ctx, plan, datum, attempt)
     lease = ctx.leases.hold(attempt)
     try:
@@ -194,10 +195,12 @@ def _attempt(
             if last and spec.transform.err_cmd:
                 return _recover(ctx, plan, spec, datum, attempt, (started, run, stats), request, lease, failure,
                                 shipper.segments_used)
+            reuse = True
             return _finish(ctx, plan, datum, attempt, started, run, stats, reason, error=code)
         manifest = collect_outputs(ctx.blobs, pfs_dir / "out", ctx.settings.output_quota)
         stats["upload_time"] = time.monotonic() - t2
         stats["upload_bytes"] = manifest.size
+        reuse = True
         return _finish(ctx, plan, datum, attempt, started, run, stats, "", outputs=manifest.files)
     except RunCancelled:
         if lease.cancelled:
@@ -214,7 +217,7 @@ def _attempt(
     finally:
         shipper.close()
         ctx.leases.release(lease)
-        ctx.discard(pfs_dir)
+        ctx.discard(pfs_dir, reuse)
 
 
 class _Shipper(LogShipper):

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from storage.errors import HerdError, InvalidArgument
 from worker.runtime import Runtime
-from worker.settings import WorkerSettings
+from worker.settings import WorkerSettings, docker_engine_socket
 
 if TYPE_CHECKING:
     from worker.docker_runtime import DockerRuntime
@@ -55,6 +55,10 @@ def runtime_options(name: str, settings: WorkerSettings, protect: tuple[Path, ..
 
 def _auto(settings: WorkerSettings, protect: tuple[Path, ...]) -> Runtime:
     """The Docker runtime if its engine answers a ping now; the local one otherwise."""
+    socket = docker_engine_socket()
+    if socket is not None and not socket.exists():
+        log.info("HERD_RUNTIME=auto: no Docker engine at %s; user code runs as local processes", socket)
+        return open_runtime(settings, protect=protect, name="local")
     try:
         docker_runtime = cast("DockerRuntime", open_runtime(settings, name="docker"))  # RUNTIMES["docker"]
         with docker_runtime.engine_errors("ping"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
@@ -50,6 +51,8 @@ def stage_datum(blobs: BlobStore, datum_inputs: Iterable[DatumInputFiles], pfs_d
     """
     pfs_dir = Path(pfs_dir)
     (pfs_dir / OUT).mkdir(parents=True, exist_ok=True)
+    datum_inputs = list(datum_inputs)
+    _drop_other_inputs(pfs_dir, {OUT, *(item.name for item in datum_inputs)})
     staged = 0
     done: set[Path] = set()
     for item in datum_inputs:
@@ -62,6 +65,18 @@ def stage_datum(blobs: BlobStore, datum_inputs: Iterable[DatumInputFiles], pfs_d
                 done.add(target)
                 staged += _stage_file(blobs, entry, target, empty=item.empty_files)
     return staged
+
+
+def _drop_other_inputs(pfs_dir: Path, names: set[str]) -> None:
+    """Remove the empty input folders a reused datum folder kept for inputs this datum lacks
+    (only empty ones: staging never deletes what it did not lay out)."""
+    with os.scandir(pfs_dir) as entries:
+        stale = [entry.path for entry in entries if entry.name not in names and entry.is_dir(follow_symlinks=False)]
+    for path in stale:
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
 
 
 def _input_root(pfs_dir: Path, name: str) -> Path:
@@ -135,6 +150,39 @@ def clear_pfs(pfs_dir: Path) -> None:
     pfs_dir = Path(pfs_dir)
     if pfs_dir.is_dir() and not pfs_dir.is_symlink():
         _remove(pfs_dir, True)
+
+
+def empty_for_reuse(pfs_dir: Path, mode: int) -> bool:
+    """Empty a finished datum's folder for the next datum, keeping it and its input folders.
+
+    A folder made and removed per datum costs more than a trivial datum on a file system that
+    frees inodes lazily (ext4 without a journal skips every recently freed inode on each
+    allocation). Only what user code could not change is kept: the folder and its input
+    folders, mounted read-only for it, and only while each is a real folder of this process's
+    user with the bits staging gave it (`mode`) and no extended attributes; `out`, which user
+    code writes, never is. False when the folder itself fails those checks: the caller removes it."""
+    pfs_dir = Path(pfs_dir)
+    if not _pristine(pfs_dir, mode):
+        return False
+    with os.scandir(pfs_dir) as scan:
+        entries = [(Path(entry.path), entry.is_dir(follow_symlinks=False)) for entry in scan]
+    for path, is_dir in entries:
+        if path.name != OUT and is_dir and _pristine(path, mode):
+            for inner in list(os.scandir(path)):
+                _remove(Path(inner.path), inner.is_dir(follow_symlinks=False))
+            if _pristine(path, mode):  # removing may have added write bits (see below)
+                continue
+        _remove(path, is_dir)
+    return _pristine(pfs_dir, mode)
+
+
+def _pristine(path: Path, mode: int) -> bool:
+    try:
+        info = os.lstat(path)
+        return (stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) == mode
+                and not os.listxattr(path, follow_symlinks=False))
+    except OSError:
+        return False
 
 
 def _remove(path: Path, is_dir: bool) -> None:

@@ -7,12 +7,15 @@ code stay inside the functions, so `herd --help` does not load the runtimes or C
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, cast
 
-from storage.errors import MissingPackage
+from storage.errors import HerdError, MissingPackage
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # imported where used: each costs start-up time every verb would pay
     from pydantic_settings import BaseSettings
@@ -90,11 +93,28 @@ class Herd:
         """Run the jobs owed now, in this process, unless a scheduler service owns them (HERD_BROKER)."""
         from storage.layout import PIPELINES_PREFIX
 
-        if self.scheduler_settings.broker or not self.pfs.objects.list_children(PIPELINES_PREFIX):
+        if self.scheduler_settings.broker:
+            self._wake_the_scheduler()
+            return
+        if not self.pfs.objects.list_children(PIPELINES_PREFIX):
             return  # nothing is owed without a pipeline: the scheduler is not even loaded (~0.15 s)
         from scheduler.cli.embedded import settle
 
         settle(self.pfs, self.scheduler_settings, self.settings["worker"], self.storage_settings)
+
+
+    def _wake_the_scheduler(self) -> None:
+        """Tell the scheduler service a change may owe jobs, so it passes now rather than at its
+        next reconcile; only a hint: a broker that is away fails nothing (the pass comes anyway)."""
+        settings = self.scheduler_settings
+        assert settings.broker
+        broker = open_broker(settings.broker, settings.queue)
+        try:
+            broker.wake()
+        except HerdError as exc:
+            log.debug("could not wake the scheduler: %s", exc)
+        finally:
+            broker.close()
 
 
 def open_herd(settings: dict[str, BaseSettings] | None = None) -> Herd:

@@ -4,6 +4,7 @@ restarts), and the scheduler lock."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from scheduler.attempts import Attempt, AttemptStore
-from scheduler.broker import Broker
+from scheduler.broker import WAKE_TTL, Broker
 from scheduler.dispatch_celery import CeleryDispatcher
 from scheduler.job_records import DatumResult, DatumState
 from scheduler.lock import SchedulerLock
@@ -27,6 +28,7 @@ from storage.objects import MemoryObjectStore
 from storage.repos import Pfs
 from tests.distributed.conftest import fresh_database
 from tests.fixtures.redis import RedisServer
+from tests.fixtures.services import free_port
 from tests.fakes import LosingDispatcher
 
 pytestmark = pytest.mark.redis
@@ -184,3 +186,52 @@ def test_one_scheduler_holds_the_lock_and_a_standby_takes_over(setup: Setup) -> 
     assert third.hold()
     assert not second.hold()  # the old holder sees it lost the lock
     broker.close()
+
+
+def test_a_change_wakes_the_waiting_scheduler_before_its_pass_is_due(setup: Setup) -> None:
+    # Given the service's wait for outcomes (HERD_RECONCILE_INTERVAL bounds it), nothing sent
+    dispatcher = setup.dispatcher()
+    assert setup.settings.broker
+    other = Broker(setup.settings.broker, setup.settings.queue)
+    try:
+        # When a change (put-file through the CLI or the server) wakes the scheduler
+        threading.Timer(0.3, other.wake).start()
+        started = time.monotonic()
+        outcomes = dispatcher.wait(timeout=60)
+        # Then the wait ends on the wake, with no outcome, and the next pass starts at once
+        assert outcomes == [] and time.monotonic() - started < 30
+        assert not dispatcher.broker.woken(0.05)  # taken: the wake was for one pass
+    finally:
+        other.close()
+        dispatcher.close()
+
+
+def test_wakes_nobody_takes_collapse_into_one_that_expires(setup: Setup) -> None:
+    assert setup.settings.broker
+    broker = Broker(setup.settings.broker, setup.settings.queue)
+    try:
+        for _ in range(5):
+            broker.wake()
+        key = broker.key("wake")
+        assert broker.client.llen(key) == 1 and 0 < broker.client.ttl(key) <= WAKE_TTL
+        assert broker.woken(0.05) and not broker.woken(0.05)
+    finally:
+        broker.close()
+
+
+def test_a_change_through_the_python_api_wakes_the_service_and_a_broker_away_fails_nothing(setup: Setup) -> None:
+    # Given the API of a cluster (HERD_BROKER set): settle() is what every changing verb ends with
+    from scheduler.cli.wiring import Herd, load_all_settings
+
+    settings = load_all_settings()
+    assert setup.settings.broker
+    settings["scheduler"] = setup.settings
+    broker = Broker(setup.settings.broker, setup.settings.queue)
+    try:
+        Herd(settings).settle()
+        assert broker.woken(1.0)
+        # A broker that is away: the change is stored already, and the next pass finds it
+        settings["scheduler"] = setup.settings.model_copy(update={"broker": f"redis://127.0.0.1:{free_port()}/0"})
+        Herd(settings).settle()
+    finally:
+        broker.close()

@@ -107,3 +107,26 @@ def test_the_same_run_without_a_quota_commits_the_output(tmp_path: Path) -> None
     _, status = jobs.list("big")[0]
     assert status.state == JobState.JOB_SUCCESS
     assert set(pfs.read_manifest(pfs.inspect_commit("big", "master")).files) == {"/big"}
+
+
+AUTO_PROBE = (
+    "import sys; from worker.runtimes import open_runtime; from worker.settings import WorkerSettings; "
+    "runtime = open_runtime(WorkerSettings(runtime='auto')); print(type(runtime).__name__, 'docker' in sys.modules)"
+)
+
+
+@pytest.mark.parametrize(("docker_host", "loads_sdk"), [("unix:///nonexistent/docker.sock", False),
+                                                        ("tcp://127.0.0.1:9", True)])
+def test_auto_without_an_engine_runs_local_and_loads_the_sdk_only_for_a_socket_it_may_reach(
+    tmp_path: Path, docker_host: str, loads_sdk: bool,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HERD_")}
+    env |= {"DOCKER_HOST": docker_host, "HERD_SCRATCH": str(tmp_path)}
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", AUTO_PROBE], env=env, cwd=root, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["ProcessRuntime", str(loads_sdk)]

@@ -62,3 +62,74 @@ def test_local_root_sees_through_to_the_folder(tmp_path: Path) -> None:
 
     assert local_root(LocalObjectStore(tmp_path / "my store")) == tmp_path / "my store"
     assert local_root(MemoryObjectStore()) is None
+
+
+def emptied_for_the_next_datum(ctx: WorkerContext, folder: Path) -> Path:
+    ctx.discard(folder, reuse=True)
+    ctx._remover.drain()
+    return ctx.pfs_dir()
+
+
+def test_a_finished_datums_folder_is_emptied_and_handed_to_the_next(tmp_path: Path) -> None:
+    ctx = context(tmp_path / "scratch")
+    first = ctx.pfs_dir()
+    (first / "in" / "sub").mkdir(parents=True)
+    (first / "in" / "sub" / "f").write_text("x")
+    (first / "out").mkdir()
+    (first / "out" / "result").write_text("y")
+    second = emptied_for_the_next_datum(ctx, first)
+    # The folder and its input folder stay (made and freed per datum they cost more than a
+    # trivial datum on ext4 without a journal); everything in them, and out/, is gone.
+    assert second == first
+    assert [p.name for p in second.iterdir()] == ["in"] and list((second / "in").iterdir()) == []
+    ctx.close()
+    assert list((tmp_path / "scratch").iterdir()) == []
+
+
+def test_a_folder_not_reused_is_removed(tmp_path: Path) -> None:
+    ctx = context(tmp_path / "scratch")
+    first = ctx.pfs_dir()
+    ctx.discard(first)  # user code may still run (cancelled, or the worker is stopping)
+    ctx._remover.drain()
+    assert not first.exists()
+    assert ctx.pfs_dir() != first
+    ctx.close()
+
+
+@pytest.mark.parametrize("tamper", ["chmod", "xattr", "symlink", "file"])
+def test_what_user_code_changed_is_never_handed_on(tmp_path: Path, tamper: str) -> None:
+    # Given a datum whose user code (no sandbox: HERD_LOCAL_ISOLATION=rewrite) changed its folder
+    ctx = context(tmp_path / "scratch")
+    folder = ctx.pfs_dir()
+    (folder / "in").mkdir()
+    (folder / "in" / "f").write_text("input")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious").write_text("keep")
+    if tamper == "chmod":
+        (folder / "in").chmod(0o777)
+    elif tamper == "xattr":
+        os.setxattr(folder / "in", "user.herd-test", b"planted")
+    elif tamper == "symlink":
+        os.symlink(elsewhere, folder / "out")
+    else:
+        (folder / "planted").write_text("for the next datum")
+    # When the folder is emptied for the next datum
+    reused = emptied_for_the_next_datum(ctx, folder)
+    # Then nothing of it remains, and a link's target is untouched
+    assert all(p.is_dir() and not p.is_symlink() for p in reused.iterdir())
+    assert [p for p in reused.rglob("*") if not p.is_dir()] == []
+    for kept in [reused, *reused.iterdir()]:
+        assert (kept.stat().st_mode & 0o7777) == (folder.parent.stat().st_mode & 0o7777)
+        assert os.listxattr(kept) == []
+    assert (elsewhere / "precious").read_text() == "keep"
+    ctx.close()
+
+
+def test_a_folder_whose_own_bits_changed_is_removed_not_reused(tmp_path: Path) -> None:
+    ctx = context(tmp_path / "scratch")
+    folder = ctx.pfs_dir()
+    folder.chmod(0o777)
+    nxt = emptied_for_the_next_datum(ctx, folder)
+    assert nxt != folder and not folder.exists()
+    ctx.close()

@@ -15,7 +15,7 @@ from storage.errors import InvalidArgument, InvalidPath
 from storage.local import LocalObjectStore
 from storage.model import FileEntry
 from storage.objects import MemoryObjectStore
-from worker.staging import clear_pfs, detach_hard_links, stage_datum
+from worker.staging import clear_pfs, detach_hard_links, empty_for_reuse, stage_datum
 
 
 @dataclass
@@ -161,3 +161,16 @@ def test_detach_hard_links(tmp_path: Path) -> None:
     assert detach_hard_links(tmp_path / "pfs") == 1
     (tmp_path / "pfs" / "in" / "f").write_bytes(b"changed")
     assert precious.read_bytes() == b"blob"
+
+
+def test_a_reused_folder_shows_only_this_datums_inputs(blobs: BlobStore, tmp_path: Path) -> None:
+    # Given a folder a datum of inputs `a` and `b` used, emptied for reuse (its folders kept)
+    pfs = tmp_path / "pfs"
+    stage_datum(blobs, [Input("a", {"/x": entry(blobs, b"1")}), Input("b", {"/y": entry(blobs, b"2")})], pfs)
+    assert empty_for_reuse(pfs, pfs.stat().st_mode & 0o7777)
+    assert sorted(p.name for p in pfs.iterdir()) == ["a", "b"]
+    # When the next datum has input `a` only
+    stage_datum(blobs, [Input("a", {"/z": entry(blobs, b"3")})], pfs)
+    # Then /pfs holds `a` with its own file and an empty out/, as a fresh folder would
+    assert sorted(p.name for p in pfs.iterdir()) == ["a", "out"]
+    assert tree(pfs) == {"/a/z": b"3"}

@@ -1,0 +1,54 @@
+"""PpsStore's caches of create-only records: shared by every PpsStore of one object store in a
+process (the scheduler's and the embedded workers'), bounded, never between two stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from scheduler.records import DatumIndex, IndexEntry, JobPlan
+from scheduler.store import PLANS_KEPT, PpsStore
+from storage.local import LocalObjectStore
+from storage.model import FileEntry
+from tests.storage.counting_store import CountingStore
+
+
+def plan(job_id: str) -> JobPlan:
+    return JobPlan(job_id=job_id, pipeline="p", pipeline_version=1, spec={}, salt="s", inputs=())
+
+
+def test_a_plan_written_by_the_scheduler_is_read_by_a_worker_of_the_same_store_without_a_read(tmp_path: Path) -> None:
+    objects = CountingStore(LocalObjectStore(tmp_path))
+    PpsStore(objects).write_plan(plan("a" * 32))
+    read_before = objects.bytes_out
+    assert PpsStore(objects).read_plan("a" * 32) == plan("a" * 32)
+    assert objects.bytes_out == read_before
+
+
+def test_another_store_on_the_same_folder_reads_the_plan_from_storage(tmp_path: Path) -> None:
+    PpsStore(LocalObjectStore(tmp_path)).write_plan(plan("a" * 32))
+    other = CountingStore(LocalObjectStore(tmp_path))
+    assert PpsStore(other).read_plan("a" * 32) == plan("a" * 32)
+    assert other.bytes_out > 0
+
+
+def test_the_shared_plans_are_bounded(tmp_path: Path) -> None:
+    objects = LocalObjectStore(tmp_path)
+    records = PpsStore(objects)
+    for n in range(PLANS_KEPT * 2 + 1):
+        records.write_plan(plan(f"{n:032x}"))
+    assert 0 < len(records._plans) <= PLANS_KEPT
+    assert PpsStore(objects).read_plan(f"{0:032x}") == plan(f"{0:032x}")  # dropped from memory, read again
+
+
+def test_an_index_is_read_once(tmp_path: Path) -> None:
+    objects = CountingStore(LocalObjectStore(tmp_path))
+    records = PpsStore(objects)
+    index = DatumIndex(job_id="j" * 32, entries={
+        "h": IndexEntry(sort_key=("/a",), outputs={"/a": FileEntry(chunks=("0" * 64,), size=1)}),
+    })
+    records.write_index("p", index)
+    assert records.read_index("p", "j" * 32) == index
+    read_once = objects.bytes_out
+    assert records.read_index("p", "j" * 32) == index
+    assert objects.bytes_out == read_once
+    assert records.read_index("p", "k" * 32) is None
