@@ -101,6 +101,12 @@ def make_row(
     return row
 
 
+def skipped_rows(figures: Sequence[str], units: Sequence[str], targets: Sequence[str], why: str) -> list[Row]:
+    """A module's rows when what it needs is missing: no figures, `why` as the note."""
+    return [make_row(f, None, None, u, t, why) for f, u, t in zip(figures, units, targets)]
+
+
+
 def complete(row: Mapping[str, Any]) -> Row:
     """A module's row with every key present (missing ones None / ""), ratio and met decided here."""
     out: Row = {key: row.get(key) for key in KEYS}

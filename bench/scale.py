@@ -254,13 +254,10 @@ def enqueue_rounds(pfs: Pfs, url: str, n: int, rounds: int, anchor_n: int) -> En
 def queue_rows(n: int, rounds: int, anchor_n: int, smoke: bool) -> list[dict[str, object]]:
     """Rows 16 and 17 over one redis-server, one local store holding n one-line files."""
     from distributed import Processes, start_services
-    from figures import make_row
-
-    def skipped(why: str) -> list[dict[str, object]]:
-        return [make_row(f, None, None, u, t, why) for f, u, t in zip(FIGURES[1:], UNITS[1:], TARGETS[1:])]
+    from figures import make_row, skipped_rows
 
     if shutil.which("redis-server") is None:
-        return skipped("skipped: no redis-server on PATH")
+        return skipped_rows(FIGURES[1:], UNITS[1:], TARGETS[1:], "skipped: no redis-server on PATH")
     work = Path(tempfile.mkdtemp(prefix="herd-bench-"))
     (work / "logs").mkdir()
     procs = Processes(work / "logs")

@@ -269,7 +269,9 @@ class PpsStore:
 
 
 def _dump(record: BaseModel) -> bytes:
-    return record.model_dump_json().encode()
+    # The same bytes as model_dump_json().encode() without the str between: a 100,000-datum
+    # plan's 45 MB are held once, not twice, at the scheduler's peak of memory.
+    return record.__pydantic_serializer__.to_json(record)
 
 
 def _dump_json(value: object) -> bytes:

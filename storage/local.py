@@ -85,6 +85,31 @@ class LocalObjectStore:
                 self._mkdirs(dst, target.parent)
         self._prune(source.parent)
 
+    def adopt(self, key: str, fd: int) -> bool:
+        """Name the regular file open at `fd` `key`, create-only, by linking the descriptor itself
+        (linkat of /proc/self/fd): no byte is copied, no file is made, and the file named is the
+        one its caller read through `fd`. False when `key` exists. OSError when it cannot be
+        linked (another file system: EXDEV; no /proc): the caller copies instead. An optional
+        capability, as `rename` is (BlobStore.adopt_file)."""
+        target = self._path(key)
+        for attempt in range(3):
+            try:
+                folder = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except FileNotFoundError:  # the first key in it, or a delete just pruned it
+                if attempt == 2:
+                    raise
+                self._mkdirs(key, target.parent)
+                continue
+            try:
+                # A dst_dir_fd makes os.link call linkat with AT_SYMLINK_FOLLOW: the file, not the fd's link.
+                os.link(f"/proc/self/fd/{fd}", target.name, dst_dir_fd=folder, follow_symlinks=True)
+                return True
+            except FileExistsError:
+                return False
+            finally:
+                os.close(folder)
+        raise AssertionError("unreachable")
+
     def _publish(self, key: str, write: Callable[[BinaryIO], object], place: Callable[[Path, Path], None]) -> bool:
         """Write a temp file beside the key, then `place` it (os.replace or os.link)."""
         target = self._path(key)

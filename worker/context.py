@@ -1,7 +1,8 @@
 """What a worker process keeps between batches: stores, the runtime, warm sessions, scratch.
 
-Scratch: `<HERD_SCRATCH>/<context id>/<datum folder>`, a fresh datum folder per attempt
-(removed after it), the context's folder removed when the context closes. A process killed
+Scratch: `<HERD_SCRATCH>/<context id>/<datum folder>`, an empty datum folder per attempt
+(removed after it, or emptied for a later attempt: staging.empty_for_reuse), the context's
+folder removed when the context closes. A process killed
 with SIGKILL cannot clean up: its folder holds a `.lock` it keeps flock'ed while alive, and
 the next context on the machine removes every folder whose lock nobody holds.
 """
@@ -144,7 +145,8 @@ class WorkerContext:
                 pass
 
     def pfs_dir(self) -> Path:
-        """A fresh, empty folder for one datum's /pfs (staging.clear_pfs removes it after)."""
+        """An empty folder for one datum's /pfs: new, or one an earlier datum left and `discard`
+        emptied (it may hold empty input folders, which staging removes or fills)."""
         self._check_open()
         with self._lock:
             if self._scratch_lock is None:

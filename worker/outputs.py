@@ -3,7 +3,9 @@
 Output from user code is herd's main attack surface: a symlink to a host file must never be
 uploaded (Pachyderm follows them; herd refuses them). The tree is walked through directory
 file descriptors (`openat` with `O_NOFOLLOW`), so no path component is ever resolved through a
-link, and every file is checked in full before a single byte is uploaded.
+link, and every file is checked in full before a single byte is uploaded. It runs once user
+code has ended, so on the local store an output file with one name becomes its blob as it is
+(BlobStore.adopt_file): linked, not copied.
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ def _upload(blobs: BlobStore, root_fd: int, item: _Found) -> FileEntry:
         if not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) != (item.dev, item.ino):
             raise UnsafeOutput(item.path, "changed while herd read /pfs/out")
         os.set_blocking(fd, True)
-        digest, size = blobs.put_stream(handle)
+        digest, size = blobs.adopt_file(handle)  # user code has ended: the file may become the blob
     if size != item.size:
         raise UnsafeOutput(item.path, f"changed size while herd read it ({item.size} -> {size} bytes)")
     return FileEntry(chunks=(digest,), size=size)

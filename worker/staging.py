@@ -145,8 +145,8 @@ def detach_hard_links(pfs_dir: Path) -> int:
 def clear_pfs(pfs_dir: Path) -> None:
     """Remove a datum's folder and everything in it (user code may have left it unwritable).
 
-    Each datum gets a fresh folder (WorkerContext.pfs_dir), so one datum's /pfs/out is never
-    another's."""
+    A datum's folder is new or emptied (WorkerContext.pfs_dir, `empty_for_reuse`), so one
+    datum's /pfs/out is never another's."""
     pfs_dir = Path(pfs_dir)
     if pfs_dir.is_dir() and not pfs_dir.is_symlink():
         _remove(pfs_dir, True)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import stat
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from storage.blobs import BlobStore
 from storage.errors import OutputQuotaExceeded, UnsafeOutput
+from storage.layout import blob_key
+from storage.local import LocalObjectStore
 from storage.objects import MemoryObjectStore
 from tests.worker.sandboxes import require_root
 from worker.outputs import collect_outputs
@@ -135,3 +139,75 @@ def test_non_utf8_name_is_refused(blobs: BlobStore, out: Path) -> None:
         handle.write(b"x")
     with pytest.raises(UnsafeOutput, match="UTF-8"):
         collect_outputs(blobs, out)
+
+
+# The local store adopts an output file as its blob (linked, not copied) when user code has
+# ended and the file is plainly herd's to take: one name, no extended attributes.
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> tuple[LocalObjectStore, BlobStore]:
+    store = LocalObjectStore(tmp_path / "store")
+    return store, BlobStore(store)
+
+
+def blob_path(store: LocalObjectStore, digest: str) -> Path:
+    path = store.local_path(blob_key(digest))
+    assert path is not None
+    return path
+
+
+def test_an_output_file_becomes_its_blob_owned_by_herd_and_without_special_bits(
+    local: tuple[LocalObjectStore, BlobStore], out: Path,
+) -> None:
+    store, blobs = local
+    (out / "result").write_bytes(b"computed")
+    (out / "result").chmod(0o4777)  # setuid and world-writable, as hostile user code may leave it
+    made = os.stat(out / "result")
+    manifest = collect_outputs(blobs, out)
+    digest = manifest.files["/result"].chunks[0]
+    stored = os.stat(blob_path(store, digest))
+    assert digest == hashlib.sha256(b"computed").hexdigest() and manifest.files["/result"].size == 8
+    assert stored.st_ino == made.st_ino  # no copy
+    assert stat.S_IMODE(stored.st_mode) == 0o644 and (stored.st_uid, stored.st_gid) == (os.geteuid(), os.getegid())
+    assert blobs.verify(digest) == 8
+
+
+def test_a_file_with_attributes_or_two_names_is_copied(local: tuple[LocalObjectStore, BlobStore], out: Path) -> None:
+    store, blobs = local
+    (out / "tagged").write_bytes(b"tagged")
+    os.setxattr(out / "tagged", "user.herd-test", b"planted")
+    (out / "twice").write_bytes(b"twice")
+    os.link(out / "twice", out / "twice-again")
+    manifest = collect_outputs(blobs, out)
+    for name in ("tagged", "twice", "twice-again"):
+        digest = manifest.files[f"/{name}"].chunks[0]
+        assert os.stat(blob_path(store, digest)).st_ino != os.stat(out / name).st_ino
+        assert os.listxattr(blob_path(store, digest)) == []
+    assert manifest.files["/twice"] == manifest.files["/twice-again"]
+
+
+def test_an_existing_blob_is_kept_and_the_output_not_linked(
+    local: tuple[LocalObjectStore, BlobStore], out: Path,
+) -> None:
+    store, blobs = local
+    digest, _ = blobs.put_bytes(b"known")
+    before = os.stat(blob_path(store, digest))
+    (out / "again").write_bytes(b"known")
+    assert collect_outputs(blobs, out).files["/again"].chunks == (digest,)
+    after = os.stat(blob_path(store, digest))
+    assert (after.st_ino, after.st_nlink) == (before.st_ino, 1) and os.stat(out / "again").st_nlink == 1
+
+
+def test_outputs_on_another_file_system_are_copied(tmp_path: Path) -> None:
+    # /dev/shm is a tmpfs: a link from it into a store on the disk fails with EXDEV
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second file system here")
+    with tempfile.TemporaryDirectory(dir=shm) as folder:
+        out = Path(folder)
+        (out / "far").write_bytes(b"far away")
+        store = LocalObjectStore(tmp_path / "store")
+        manifest = collect_outputs(BlobStore(store), out)
+        digest = manifest.files["/far"].chunks[0]
+        assert blob_path(store, digest).read_bytes() == b"far away"
