@@ -47,6 +47,7 @@ from scheduler.queries import JobQueries  # noqa: E402
 from scheduler.settings import SchedulerSettings  # noqa: E402
 from storage.local import LocalObjectStore  # noqa: E402
 from storage.repos import Pfs  # noqa: E402
+from worker.settings import WorkerSettings  # noqa: E402
 
 if TYPE_CHECKING:
     import redis
@@ -84,7 +85,7 @@ def herd_many_files(root: Path, n: int) -> float:
         "input": {"pfs": {"repo": "one", "glob": "/"}},
     })
     t0 = time.perf_counter()
-    settle(pfs, SchedulerSettings(broker=None))
+    settle(pfs, SchedulerSettings(broker=None), WorkerSettings(runtime="local"))  # not Docker's, if one runs
     took = time.perf_counter() - t0
     head = pfs.inspect_commit("writer", "master")
     files = pfs.read_manifest(head).files

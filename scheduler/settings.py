@@ -87,7 +87,11 @@ class SchedulerSettings(ServiceSettings):
         description="Datums run at once by the embedded (in-process) scheduler when a spec sets no parallelism_spec.",
     )
     reconcile_interval: Seconds = Field(
-        1.0, description="Seconds between two passes of the scheduler's reconcile loop when nothing reports back."
+        1.0,
+        description=(
+            "Seconds between two passes of the scheduler's reconcile loop when nothing reports back (a change "
+            "made through the CLI or the server wakes it at once)."
+        ),
     )
     batch_seconds: Seconds = Field(
         1.0, description="Target run time of one datum batch message; small datums share a message."
