@@ -25,6 +25,7 @@ from storage.objects import ObjectStore
 
 CAS_TRIES = 50
 PLANS_KEPT = 16
+PLAN_DATUMS_KEPT = 250_000
 
 # Plans are create-only, so every PpsStore of one object store in this process (the scheduler's,
 # the embedded workers') shares the copies it read or wrote: a 100,000-datum plan is parsed once.
@@ -157,8 +158,10 @@ class PpsStore:
         return plan
 
     def _keep_plan(self, plan: JobPlan) -> None:
-        if len(self._plans) >= PLANS_KEPT:
-            self._plans.clear()  # a scheduler runs for months: old jobs' plans go
+        # Bounded by plans and by datums (one plan may hold 100,000): a scheduler runs for months.
+        held = sum(len(kept.datums) for kept in list(self._plans.values()))
+        if len(self._plans) >= PLANS_KEPT or held + len(plan.datums) > PLAN_DATUMS_KEPT:
+            self._plans.clear()
         self._plans[plan.job_id] = plan
 
     def read_status(self, job_id: str) -> JobStatus | None:

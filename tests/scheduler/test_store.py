@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scheduler.records import DatumIndex, IndexEntry, JobPlan
-from scheduler.store import PLANS_KEPT, PpsStore
+from scheduler.records import DatumIndex, IndexEntry, JobPlan, PlannedDatum
+from scheduler.store import PLAN_DATUMS_KEPT, PLANS_KEPT, PpsStore
 from storage.local import LocalObjectStore
 from storage.model import FileEntry
 from tests.storage.counting_store import CountingStore
@@ -52,3 +52,11 @@ def test_an_index_is_read_once(tmp_path: Path) -> None:
     assert records.read_index("p", "j" * 32) == index
     assert objects.bytes_out == read_once
     assert records.read_index("p", "k" * 32) is None
+
+
+def test_the_shared_plans_are_bounded_by_datums_too(tmp_path: Path) -> None:
+    records = PpsStore(LocalObjectStore(tmp_path))
+    datums = tuple(PlannedDatum(f"{n:064x}", f"{n:064x}", ()) for n in range(PLAN_DATUMS_KEPT // 2 + 1))
+    for n in range(3):
+        records.write_plan(plan(f"{n:032x}").model_copy(update={"datums": datums}))
+    assert len(records._plans) == 1  # two such plans are over the bound: the older ones went
