@@ -69,6 +69,9 @@ WRITE_SCRIPT = (
     "    with open(os.path.join(out, f'f{i:05d}'), 'wb') as f:\n"
     "        f.write(os.urandom(3072))\n"
 )
+# The system's python runs the script, in the datum and bare alike: user code sees a private
+# /tmp, so a virtualenv under /tmp (a CI clone's) is not there for it.
+PYTHON = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin") or sys.executable
 BATCH = 1_000  # datums per message in row 16: HERD_BATCH_SECONDS (1 s) over datums of <= 1 ms
 AHEAD = 3  # scheduler/batching.py AHEAD_PER_WORKER: batches in flight per worker
 
@@ -81,7 +84,7 @@ def herd_many_files(root: Path, n: int) -> float:
     pfs.put_file("one", "master", "/seed", b"seed\n")
     Pipelines(pfs).create({
         "pipeline": {"name": "writer"},
-        "transform": {"cmd": [sys.executable, "-c", WRITE_SCRIPT, "/pfs/out", str(n)]},
+        "transform": {"cmd": [PYTHON, "-c", WRITE_SCRIPT, "/pfs/out", str(n)]},
         "input": {"pfs": {"repo": "one", "glob": "/"}},
     })
     t0 = time.perf_counter()
@@ -97,7 +100,7 @@ def herd_many_files(root: Path, n: int) -> float:
 def bare_many_files(folder: Path, n: int) -> float:
     folder.mkdir(parents=True)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", WRITE_SCRIPT, str(folder), str(n)], check=True)
+    subprocess.run([PYTHON, "-c", WRITE_SCRIPT, str(folder), str(n)], check=True)
     took = time.perf_counter() - t0
     if len(os.listdir(folder)) != n:
         raise RuntimeError(f"the bare script wrote {len(os.listdir(folder))} files, not {n}")
