@@ -241,18 +241,16 @@ FIGURES = (
     "distributed, 2 workers vs 1, 20 ms datums",
     "1-datum change, put-file to output commit, distributed",
 )
-TARGETS = (">= 200", ">= 1.8", "<= 0.3")
-UNITS = ("datums/s", "x", "s")
 
 
 def figures(smoke: bool) -> list[dict[str, object]]:
     """Rows 12, 13 and 15 of issue 15's table for bench/run.py: redis-server, `herd scheduler`
     and `herd worker` processes started here, the Docker engine found (never started) here."""
-    from figures import make_row, skipped_rows
+    from figures import planned_row, skipped_rows
     from runtime_docker import NoDockerEngine, engine, ensure_image
 
     def skipped(why: str) -> list[dict[str, object]]:
-        return skipped_rows(FIGURES, UNITS, TARGETS, why)
+        return skipped_rows(FIGURES, why)
 
     if shutil.which("redis-server") is None:
         return skipped("skipped: no redis-server on PATH")
@@ -297,16 +295,16 @@ def figures(smoke: bool) -> list[dict[str, object]]:
     med = {key: statistics.median(r[key] for r in latency) for key in latency[0]}
     size = "smoke sizes; " if smoke else ""
     return [
-        make_row(FIGURES[0], n_trivial / wall1, None, UNITS[0], TARGETS[0],
-                 f"{size}{n_trivial} datums, create-pipeline to output commit {wall1:.1f} s (job alone "
-                 f"{n_trivial / job1:.0f}/s); anchor: raw Celery round trip 460-650/s, performance.md"),
-        make_row(FIGURES[1], slow1 / slow2, None, UNITS[1], TARGETS[1],
-                 f"{size}{n_slow} datums of sleep 0.02, job time 1 worker {slow1:.1f} s / 2 workers {slow2:.1f} s;"
-                 " anchor: raw Celery c2/c1 = 1.86x, performance.md"),
-        make_row(FIGURES[2], med["total"], None, UNITS[2], TARGETS[2],
-                 f"{size}median of {rounds}; the put-file wakes the scheduler as the CLI's does: commit to job "
-                 f"{med['notice']:.2f} s, job to result {med['run']:.2f} s, result to output commit "
-                 f"{med['finish']:.2f} s"),
+        planned_row(FIGURES[0], n_trivial / wall1, None,
+                    f"{size}{n_trivial} datums, create-pipeline to output commit {wall1:.1f} s (job alone "
+                    f"{n_trivial / job1:.0f}/s); anchor: raw Celery round trip 460-650/s, performance.md"),
+        planned_row(FIGURES[1], slow1 / slow2, None,
+                    f"{size}{n_slow} datums of sleep 0.02, job time 1 worker {slow1:.1f} s / 2 workers {slow2:.1f} s;"
+                    " anchor: raw Celery c2/c1 = 1.86x, performance.md"),
+        planned_row(FIGURES[2], med["total"], None,
+                    f"{size}median of {rounds}; the put-file wakes the scheduler as the CLI's does: commit to job "
+                    f"{med['notice']:.2f} s, job to result {med['run']:.2f} s, result to output commit "
+                    f"{med['finish']:.2f} s"),
     ]
 
 

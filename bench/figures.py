@@ -101,10 +101,18 @@ def make_row(
     return row
 
 
-def skipped_rows(figures: Sequence[str], units: Sequence[str], targets: Sequence[str], why: str) -> list[Row]:
-    """A module's rows when what it needs is missing: no figures, `why` as the note."""
-    return [make_row(f, None, None, u, t, why) for f, u, t in zip(figures, units, targets)]
+def planned_row(figure: str, herd: float | None, anchor: float | None, note: str = "",
+                ratio: float | None = None) -> Row:
+    """A row of a figure of issue 15's table, its unit and target as PLANNED declares them."""
+    found = [p for p in PLANNED if p.figure == figure]
+    if len(found) != 1:
+        raise KeyError(f"'{figure}' is not one figure of PLANNED")
+    return make_row(figure, herd, anchor, found[0].unit, found[0].target, note, ratio)
 
+
+def skipped_rows(figures: Sequence[str], why: str) -> list[Row]:
+    """A module's planned rows when what it needs is missing: no figures, `why` as the note."""
+    return [planned_row(figure, None, None, why) for figure in figures]
 
 
 def complete(row: Mapping[str, Any]) -> Row:
@@ -124,39 +132,43 @@ def complete(row: Mapping[str, Any]) -> Row:
 
 @dataclass(frozen=True)
 class Planned:
-    """A row of issue 15's table: which module measures it (None: none yet), anchor, target."""
+    """A row of issue 15's table: which module measures it (None: none yet), anchor, target, and
+    the unit its module measures it in (figures where less is better: LOWER_IS_BETTER)."""
 
     number: int
     figure: str
     module: str | None
     anchor: str
     target: str
+    unit: str = ""
 
 
 # Issue 15's table. A module that runs replaces the placeholders of the rows planned for it with
 # its own rows; the others stay as "not measured yet" so the table always shows every figure.
 PLANNED: tuple[Planned, ...] = (
-    Planned(1, "herd list-repo / herd --help, local store, wall", "startup", "a Go CLI ~0.02 s", "<= 0.15"),
-    Planned(2, "put-file 256 MiB, local", "storage", "one SHA-256 pass then cp", ">= 0.8x"),
-    Planned(3, "get-file 256 MiB, local, verified", "storage", "one SHA-256 pass then cp", ">= 0.8x"),
-    Planned(4, "put / get 256 MiB, S3 (SeaweedFS)", "storage", "boto3 upload_file/download_file", ">= 0.9x"),
-    Planned(5, "put-file -r 100,000 small files, local", None, "cp -r", ">= 0.7x"),
-    Planned(6, "glob-file /*/* over 100,000 files", "planning", "os.walk + fnmatch", ">= 1.0x"),
-    Planned(7, "commit manifest -> planned datums, 100,000 files", "pipeline", "in-memory expansion 0.30 s", "<= 0.5"),
-    Planned(8, "2,000 trivial datums, embedded, local store", "pipeline", "bare sh -c cp, nproc wide", ">= 0.6x"),
-    Planned(9, "trivial datums, embedded, S3 store", None, "bare sh -c cp, nproc wide", ">= 100"),
+    Planned(1, "herd list-repo / herd --help, local store, wall", "startup", "a Go CLI ~0.02 s", "<= 0.15", "s"),
+    Planned(2, "put-file 256 MiB, local", "storage", "one SHA-256 pass then cp", ">= 0.8x", "s"),
+    Planned(3, "get-file 256 MiB, local, verified", "storage", "one SHA-256 pass then cp", ">= 0.8x", "s"),
+    Planned(4, "put / get 256 MiB, S3 (SeaweedFS)", "storage", "boto3 upload_file/download_file", ">= 0.9x", "s"),
+    Planned(5, "put-file -r 100,000 small files, local", "storage", "cp -r", ">= 0.7x", "s"),
+    Planned(6, "glob-file /*/* over 100,000 files", "planning", "os.walk + fnmatch", ">= 1.0x", "s"),
+    Planned(7, "commit manifest -> planned datums, 100,000 files", "pipeline", "in-memory expansion 0.30 s",
+            "<= 0.5", "s"),
+    Planned(8, "2,000 trivial datums, embedded, local store", "pipeline", "bare sh -c cp, nproc wide",
+            ">= 0.6x", "datums/s"),
+    Planned(9, "trivial datums, embedded, S3 store", None, "bare sh -c cp, nproc wide", ">= 100", "datums/s"),
     Planned(10, "re-run after +1 file among 10,000 processed, local", "pipeline", "same change over 10 files",
-            "<= 0.5 and <= 1.2x"),
+            "<= 0.5 and <= 1.2x", "s"),
     Planned(10, "re-run after +1 file among 10,000 processed, S3", None, "same change over 10 files",
-            "<= 1.5 and <= 1.2x"),
-    Planned(11, "1 datum writing 6,000 x 3 KB", "scale", "the same script, bare", ">= 0.7x"),
+            "<= 1.5 and <= 1.2x", "s"),
+    Planned(11, "1 datum writing 6,000 x 3 KB", "scale", "the same script, bare", ">= 0.7x", "s"),
     Planned(12, "distributed, 1 worker, trivial datums (local store, Docker)", "distributed",
-            "Celery round trip, raw", ">= 200"),
-    Planned(13, "distributed, 2 workers vs 1, 20 ms datums", "distributed", "raw Celery c2/c1 = 1.86x", ">= 1.8"),
-    Planned(14, "Docker runtime, per datum, warm", "runtime_docker", "docker exec 60 ms", "<= 3"),
-    Planned(15, "1-datum change, put-file to output commit, distributed", "distributed", "-", "<= 0.3"),
-    Planned(16, "100,000 datums enqueued", "scale", "Celery send_task ~1,500/s", "<= 2"),
-    Planned(17, "scheduler memory, one 100,000-datum job", "scale", "-", "<= 300"),
+            "Celery round trip, raw", ">= 200", "datums/s"),
+    Planned(13, "distributed, 2 workers vs 1, 20 ms datums", "distributed", "raw Celery c2/c1 = 1.86x", ">= 1.8", "x"),
+    Planned(14, "Docker runtime, per datum, warm", "runtime_docker", "docker exec 60 ms", "<= 3", "ms"),
+    Planned(15, "1-datum change, put-file to output commit, distributed", "distributed", "-", "<= 0.3", "s"),
+    Planned(16, "100,000 datums enqueued", "scale", "Celery send_task ~1,500/s", "<= 2", "s"),
+    Planned(17, "scheduler memory, one 100,000-datum job", "scale", "-", "<= 300", "MB"),
 )
 
 

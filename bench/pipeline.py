@@ -207,7 +207,7 @@ def seaweed_pfs(root: Path) -> Iterator[Callable[[Path], Pfs]]:
 
 def s3_figures(smoke: bool, root: Path) -> list[dict[str, object]]:
     """Rows 9 and 10 (S3) on SeaweedFS; their notes say why when it cannot start."""
-    from figures import make_row
+    from figures import planned_row, skipped_rows
     from seaweed import SeaweedUnavailable
 
     names = ("trivial datums, embedded, S3 store", "re-run after +1 file among 10,000 processed, S3")
@@ -220,24 +220,23 @@ def s3_figures(smoke: bool, root: Path) -> list[dict[str, object]]:
                 bare_rate.append(bare_nproc_wide(root / f"s3bare{r}", n_dps))
             bigs, smalls, processed, skipped = rerun_pair(root / "s3", n_rerun, 1 if smoke else 5, make_pfs)
     except SeaweedUnavailable as exc:
-        return [make_row(names[0], None, None, "datums/s", ">= 100", f"skipped: {exc}"),
-                make_row(names[1], None, None, "s", "<= 1.5 and <= 1.2x", f"skipped: {exc}")]
+        return skipped_rows(names, f"skipped: {exc}")
     med = statistics.median
     big, small = med(bigs), med(smalls)
     return [
-        make_row(names[0], med(herd_rate), med(bare_rate), "datums/s", ">= 100",
-                 f"N={n_dps}; SeaweedFS; cp per datum, local runtime; anchor {os.cpu_count()} wide; "
-                 f"median of {rounds}; {WHY_S3}"),
-        make_row(names[1], big, small, "s", "<= 1.5 and <= 1.2x",
-                 f"{'N=' + str(n_rerun) + '; ' if smoke else ''}SeaweedFS; ratio is t(N)/t(10), medians of "
-                 f"{len(bigs)}; last re-run processed {processed}, skipped {skipped}",
-                 ratio=big / small if small > 0 else None),
+        planned_row(names[0], med(herd_rate), med(bare_rate),
+                    f"N={n_dps}; SeaweedFS; cp per datum, local runtime; anchor {os.cpu_count()} wide; "
+                    f"median of {rounds}; {WHY_S3}"),
+        planned_row(names[1], big, small,
+                    f"{'N=' + str(n_rerun) + '; ' if smoke else ''}SeaweedFS; ratio is t(N)/t(10), medians of "
+                    f"{len(bigs)}; last re-run processed {processed}, skipped {skipped}",
+                    ratio=big / small if small > 0 else None),
     ]
 
 
 def figures(smoke: bool) -> list[dict[str, object]]:
     """Rows 7, 8, 9 and 10 of issue 15's table, herd and anchor interleaved per round."""
-    from figures import make_row
+    from figures import make_row, planned_row
 
     n_dps, n_expand, n_rerun, rounds = (20, 5_000, 50, 1) if smoke else (2_000, 100_000, 10_000, 3)
     size = f"N={n_expand:,}; " if smoke else ""
@@ -257,16 +256,15 @@ def figures(smoke: bool) -> list[dict[str, object]]:
     med = statistics.median
     big, small = med(bigs), med(smalls)
     return [*s3_rows,
-        make_row("commit manifest -> planned datums, 100,000 files", med(expand), med(anchor_expand), "s", "<= 0.5",
-                 f"{size}anchor: sha256 ids of (path, hash) pairs, measured here; median of {rounds}"),
-        make_row("2,000 trivial datums, embedded, local store", med(herd_rate), med(bare_rate), "datums/s",
-                 ">= 0.6x", f"{'N=' + str(n_dps) + '; ' if smoke else ''}cp per datum, local runtime; "
-                 f"anchor {os.cpu_count()} wide; median of {rounds}; {WHY_DATUMS}"),
-        make_row("re-run after +1 file among 10,000 processed, local", big, small, "s", "<= 0.5 and <= 1.2x",
-                 f"{'N=' + str(n_rerun) + '; ' if smoke else ''}ratio is t(N)/t(10), medians of {len(bigs)}; "
-                 f"{WHY_RERUN}; "
-                 f"last re-run processed "
-                 f"{processed}, skipped {skipped}", ratio=big / small if small > 0 else None),
+        planned_row("commit manifest -> planned datums, 100,000 files", med(expand), med(anchor_expand),
+                    f"{size}anchor: sha256 ids of (path, hash) pairs, measured here; median of {rounds}"),
+        planned_row("2,000 trivial datums, embedded, local store", med(herd_rate), med(bare_rate),
+                    f"{'N=' + str(n_dps) + '; ' if smoke else ''}cp per datum, local runtime; "
+                    f"anchor {os.cpu_count()} wide; median of {rounds}; {WHY_DATUMS}"),
+        planned_row("re-run after +1 file among 10,000 processed, local", big, small,
+                    f"{'N=' + str(n_rerun) + '; ' if smoke else ''}ratio is t(N)/t(10), medians of {len(bigs)}; "
+                    f"{WHY_RERUN}; last re-run processed {processed}, skipped {skipped}",
+                    ratio=big / small if small > 0 else None),
         make_row("glob /*/* and /* over 100,000 paths, in memory", globbed, None, "s", "-",
                  f"{size}scheduler.glob.match_nodes alone, no files"),
     ]

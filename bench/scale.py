@@ -58,8 +58,6 @@ FIGURES = (
     "100,000 datums enqueued",
     "scheduler memory, one 100,000-datum job",
 )
-TARGETS = (">= 0.7x", "<= 2", "<= 300")
-UNITS = ("s", "s", "MB")
 
 # The user code of row 11, herd's datum and the bare anchor alike: N files of 3 KB of random bytes.
 WRITE_SCRIPT = (
@@ -108,7 +106,7 @@ def bare_many_files(folder: Path, n: int) -> float:
 
 
 def many_files_row(n: int, rounds: int, smoke: bool) -> dict[str, object]:
-    from figures import make_row
+    from figures import planned_row
 
     herd, bare = [], []
     with tempfile.TemporaryDirectory(prefix="herd-bench-") as tmp:
@@ -116,10 +114,10 @@ def many_files_row(n: int, rounds: int, smoke: bool) -> dict[str, object]:
             herd.append(herd_many_files(Path(tmp) / f"herd{r}", n))
             bare.append(bare_many_files(Path(tmp) / f"bare{r}", n))
     med = statistics.median
-    return make_row(FIGURES[0], med(herd), med(bare), UNITS[0], TARGETS[0],
-                    f"{'N=' + str(n) + '; ' if smoke else ''}embedded settle, local store, local runtime; anchor: "
-                    f"the same python script bare; medians of {rounds} interleaved "
-                    f"(herd {min(herd):.2f}-{max(herd):.2f} s)")
+    return planned_row(FIGURES[0], med(herd), med(bare),
+                       f"{'N=' + str(n) + '; ' if smoke else ''}embedded settle, local store, local runtime; anchor: "
+                       f"the same python script bare; medians of {rounds} interleaved "
+                       f"(herd {min(herd):.2f}-{max(herd):.2f} s)")
 
 
 # Rows 16 and 17 ----------------------------------------------------------------------------------
@@ -258,10 +256,10 @@ def enqueue_rounds(pfs: Pfs, url: str, n: int, rounds: int, anchor_n: int) -> En
 def queue_rows(n: int, rounds: int, anchor_n: int, smoke: bool) -> list[dict[str, object]]:
     """Rows 16 and 17 over one redis-server, one local store holding n one-line files."""
     from distributed import Processes, start_services
-    from figures import make_row, skipped_rows
+    from figures import planned_row, skipped_rows
 
     if shutil.which("redis-server") is None:
-        return skipped_rows(FIGURES[1:], UNITS[1:], TARGETS[1:], "skipped: no redis-server on PATH")
+        return skipped_rows(FIGURES[1:], "skipped: no redis-server on PATH")
     work = Path(tempfile.mkdtemp(prefix="herd-bench-"))
     (work / "logs").mkdir()
     procs = Processes(work / "logs")
@@ -281,16 +279,16 @@ def queue_rows(n: int, rounds: int, anchor_n: int, smoke: bool) -> list[dict[str
     shutil.rmtree(work, ignore_errors=True)
     size = f"N={n:,}; " if smoke else ""
     return [
-        make_row(FIGURES[1], enq.seconds, n / enq.rate, UNITS[1], TARGETS[1],
-                 f"{size}one reconcile pass: create job, plan, send; {enq.datums:,} datums in "
-                 f"{enq.messages} messages of {BATCH:,} ({enq.workers} workers x {AHEAD} ahead), "
-                 f"sending {enq.sending:.2f} s of it; anchor: raw send_task {enq.rate:,.0f}/s "
-                 f"({anchor_n:,} sent) scaled to N; medians of {rounds} interleaved (pass {enq.spread[0]:.2f}-"
-                 f"{enq.spread[1]:.2f} s); input put in {loaded:.0f} s"),
-        make_row(FIGURES[2], peak, None, UNITS[2], TARGETS[2],
-                 f"{size}herd scheduler VmHWM (MiB); {idle:.0f} before the pipeline; job planned and first "
-                 f"batches sent {first:.1f} s after create-pipeline; sent {sent_datums} datums in "
-                 f"{sent_messages} messages (no measured times: 1 per message, 3 per worker ahead)"),
+        planned_row(FIGURES[1], enq.seconds, n / enq.rate,
+                    f"{size}one reconcile pass: create job, plan, send; {enq.datums:,} datums in "
+                    f"{enq.messages} messages of {BATCH:,} ({enq.workers} workers x {AHEAD} ahead), "
+                    f"sending {enq.sending:.2f} s of it; anchor: raw send_task {enq.rate:,.0f}/s "
+                    f"({anchor_n:,} sent) scaled to N; medians of {rounds} interleaved (pass {enq.spread[0]:.2f}-"
+                    f"{enq.spread[1]:.2f} s); input put in {loaded:.0f} s"),
+        planned_row(FIGURES[2], peak, None,
+                    f"{size}herd scheduler VmHWM (MiB); {idle:.0f} before the pipeline; job planned and first "
+                    f"batches sent {first:.1f} s after create-pipeline; sent {sent_datums} datums in "
+                    f"{sent_messages} messages (no measured times: 1 per message, 3 per worker ahead)"),
     ]
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from storage.errors import HerdError
-from storage.model import FileEntry, Manifest
+from storage.model import FileEntry, Manifest, concatenated
 
 
 def _show(key: Any) -> str:
@@ -56,8 +56,7 @@ def _concat(entries: list[FileEntry]) -> FileEntry:
     if len(entries) == 1:
         return entries[0]
     # One FileEntry built at the end: appending pairwise would copy the chunk tuple every time.
-    chunks = tuple(chunk for entry in entries for chunk in entry.chunks)
-    return FileEntry(chunks=chunks, size=sum(entry.size for entry in entries))
+    return concatenated(entries)
 
 
 def _check_clashes(writer: dict[str, Any]) -> None:

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from storage.errors import DataCorrupted, ObjectNotFound
-from storage.layout import blob_key, temp_blob_key
+from storage.layout import blob_key, pack_key, temp_blob_key
+from storage.model import PackSlice
 from storage.objects import ObjectStore
 from storage.streams import PassThrough
 
@@ -39,6 +40,9 @@ CHUNK = 1024 * 1024
 SMALL = 4 * 1024 * 1024
 # Remote blobs up to this size are written create-only in one request instead of HEAD + PUT.
 CONDITIONAL_PUT_MAX = 64 * 1024
+# The longest chunk a pack holds (storage.packs writes none longer): a manifest claiming a
+# longer slice is refused before anything is read.
+PACKED_CHUNK_MAX = 1024 * 1024
 
 
 class _ThreadedHasher:
@@ -110,6 +114,17 @@ class _Verifier:
             thread.abandon()
 
 
+def slice_problem(digest: str, where: PackSlice, data: bytes) -> str | None:
+    """Why `data`, read at a chunk's slice of its pack, is not that chunk; None when it is."""
+    _, offset, length = where
+    if length > PACKED_CHUNK_MAX:
+        return f"its slice claims {length} bytes, more than a pack holds per chunk"
+    actual = hashlib.sha256(data).hexdigest()
+    if len(data) != length or actual != digest:
+        return f"its {len(data)} bytes at offset {offset} hash to '{actual}'"
+    return None
+
+
 def corrupt_blob(digest: str, where: str, why: str) -> DataCorrupted:
     """The blob-level DataCorrupted (`.blob` says which); callers above add repo/commit/path."""
     error = DataCorrupted(f"blob '{digest}' in {where} is corrupt: {why}")
@@ -173,6 +188,11 @@ class BlobStore:
             self.objects.put_file(key, path)
         return digest, size
 
+    @property
+    def can_adopt(self) -> bool:
+        """Whether `adopt_file` can make a file its blob without a copy (a local store)."""
+        return getattr(self.objects, "adopt", None) is not None
+
     def adopt_file(self, handle: BinaryIO) -> tuple[str, int]:
         """Store the regular file open as `handle` unless that blob exists; returns (hash, size).
 
@@ -231,7 +251,7 @@ class BlobStore:
 
     def put_stream(self, stream: BinaryIO) -> tuple[str, int]:
         """Store a stream read to EOF unless that blob exists; returns (hash, size)."""
-        head = _read_up_to(stream, SMALL + 1)
+        head = read_up_to(stream, SMALL + 1)
         if len(head) <= SMALL:
             return self.put_bytes(head)
         # The bytes already read go first, then the rest of the stream, hashed as they pass
@@ -327,6 +347,37 @@ class BlobStore:
             verifier.abandon()
         return verifier.size
 
+    # ---- chunks wherever they lie: a loose blob, or a slice of a pack ------------------------
+
+    def read_slice(self, digest: str, where: PackSlice) -> bytes:
+        """The bytes of a packed chunk, checked against its id before any is returned.
+
+        ObjectNotFound when the pack is missing; DataCorrupted when the slice is longer than a
+        pack holds per chunk, or its bytes are short or do not hash to `digest`."""
+        pack, offset, length = where
+        place = f"pack '{pack}' of {self.objects.url}"
+        if length > PACKED_CHUNK_MAX:
+            raise corrupt_blob(digest, place, slice_problem(digest, where, b"") or "")
+        data = self.objects.get_range(pack_key(pack), offset, length)
+        problem = slice_problem(digest, where, data)
+        if problem is not None:
+            raise corrupt_blob(digest, place, problem)
+        return data
+
+    def write_chunk_to(self, digest: str, where: PackSlice | None, out: BinaryIO) -> int:
+        """Copy one chunk into `out`, verified (see write_to); returns its size."""
+        if where is None:
+            return self.write_to(digest, out)
+        data = self.read_slice(digest, where)
+        out.write(data)
+        return len(data)
+
+    def open_chunk(self, digest: str, where: PackSlice | None) -> BinaryIO:
+        """A verified reader over one chunk (see open)."""
+        if where is None:
+            return self.open(digest)
+        return io.BytesIO(self.read_slice(digest, where))
+
     def exists(self, digest: str) -> bool:
         """Whether a blob is stored."""
         return self.objects.exists(blob_key(digest))
@@ -340,7 +391,7 @@ class BlobStore:
         return self.objects.local_path(blob_key(digest))
 
 
-def _read_up_to(stream: BinaryIO, limit: int) -> bytes:
+def read_up_to(stream: BinaryIO, limit: int) -> bytes:
     """Read until `limit` bytes or EOF: a pipe may return short reads before its end."""
     parts: list[bytes] = []
     remaining = limit

@@ -82,6 +82,27 @@ def _read_or_mark_format(objects: ObjectStore) -> int:
     return found
 
 
+def raise_format(objects: ObjectStore, version: int) -> None:
+    """Raise the store's format marker to at least `version` (compare-and-set), before this
+    process writes the first object an older herd would misread; a marker already there or
+    newer is left alone (FormatTooNew when newer than this herd reads)."""
+    for _ in range(100):
+        found = objects.read_versioned(FORMAT_KEY)
+        if found is None:
+            if objects.put_if_absent(FORMAT_KEY, f"{STORAGE_FORMAT}\n".encode()):
+                return
+            continue
+        raw, token = found
+        current = _parse_format(objects, raw)
+        if current > STORAGE_FORMAT:
+            _read_or_mark_format(objects)  # raises FormatTooNew naming both formats
+        if current >= version:
+            return
+        if objects.compare_and_set(FORMAT_KEY, token, f"{version}\n".encode()):
+            return
+    raise StorageUnavailable(f"storage format marker '{FORMAT_KEY}' kept changing while it was raised to {version}")
+
+
 def _open_store(settings: StorageSettings) -> ObjectStore:
     url = settings.storage
     parts = urlsplit(url)

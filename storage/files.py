@@ -12,13 +12,13 @@ import io
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Literal, Union
+from typing import TYPE_CHECKING, BinaryIO, Literal, Union, cast
 
-from storage.blobs import CHUNK, BlobStore, new_temp_file
+from storage.blobs import CHUNK, PACKED_CHUNK_MAX, BlobStore, new_temp_file, read_up_to
 from storage.branches import read_branch
 from storage.commits import Commits
 from storage.errors import (
@@ -33,9 +33,10 @@ from storage.errors import (
 )
 from storage.model import Commit, FileDiff, FileEntry, FileInfo, Manifest, printable
 from storage.ops import PLACEHOLDER, FileOp, apply_ops, effective_ops
+from storage.packs import PACK_MIN_CHUNKS, PackWriter
 from storage.paths import ROOT, dir_prefix, normalize_dir, normalize_path
 from storage.refnames import Target, resolve, write_target
-from storage.streams import ChunkStream
+from storage.streams import ChunkStream, PassThrough
 from storage.trees import diff_manifests, list_nodes, node_info
 
 if TYPE_CHECKING:
@@ -43,6 +44,34 @@ if TYPE_CHECKING:
 
 Source = Union[Path, bytes, bytearray, memoryview, BinaryIO]
 UPLOAD_THREADS = 8
+
+
+def _small_body(source: Source) -> tuple[bytes | None, Source]:
+    """(the bytes, source) of a source of at most PACKED_CHUNK_MAX bytes, else (None, what to
+    upload instead): a stream's bytes read to decide go first in a stream that replays them."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return (bytes(source) if len(source) <= PACKED_CHUNK_MAX else None), source
+    if isinstance(source, Path):
+        fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            size = os.fstat(fd).st_size
+            if size > PACKED_CHUNK_MAX:
+                return None, source
+            # One read, one byte more than the size: a short read is the end of a regular file.
+            # To its end even if it grew since the stat (PackWriter.add stores a big one loose).
+            data = os.read(fd, size + 1)
+            if len(data) <= size:
+                return data, source
+            parts = [data]
+            while block := os.read(fd, CHUNK):
+                parts.append(block)
+            return b"".join(parts), source
+        finally:
+            os.close(fd)
+    head = read_up_to(source, PACKED_CHUNK_MAX + 1)
+    if len(head) <= PACKED_CHUNK_MAX:
+        return head, source
+    return None, cast(BinaryIO, PassThrough(source, head=head, block=CHUNK, owns=False))
 
 
 def check_source(source: object) -> None:
@@ -95,15 +124,18 @@ def _reading(where: Where | None, digest: str) -> Iterator[None]:
         raise damaged(where, digest, exc) from None
 
 
-def _chunk_blocks(blobs: BlobStore, chunks: Sequence[str], where: Where | None) -> Iterator[bytes]:
-    """A file's bytes: its chunk blobs one after another, each opened only when reached.
+def _chunk_blocks(blobs: BlobStore, entry: FileEntry, where: Where | None) -> Iterator[bytes]:
+    """A file's bytes: its chunks one after another (loose blobs or slices of packs), each
+    opened only when reached.
 
-    Every blob is verified as it streams (BlobStore.open): a damaged one raises DataCorrupted
-    naming `where` before its last block is handed out.
+    Every chunk is verified as it streams (BlobStore.open_chunk): a damaged one raises
+    DataCorrupted naming `where` before its last block is handed out.
     """
-    for digest in chunks:
+    with _reading(where, entry.hash):
+        slices = entry.slices()
+    for digest, lies in slices:
         with _reading(where, digest):
-            blob = blobs.open(digest)
+            blob = blobs.open_chunk(digest, lies)
         with blob:
             while True:
                 with _reading(where, digest):
@@ -113,8 +145,8 @@ def _chunk_blocks(blobs: BlobStore, chunks: Sequence[str], where: Where | None) 
                 yield block
 
 
-def _chunk_reader(blobs: BlobStore, chunks: Sequence[str], where: Where | None = None) -> ChunkStream:
-    return ChunkStream(_chunk_blocks(blobs, chunks, where))
+def _chunk_reader(blobs: BlobStore, entry: FileEntry, where: Where | None = None) -> ChunkStream:
+    return ChunkStream(_chunk_blocks(blobs, entry, where))
 
 
 def local_parts(name: str, relative: str, root: Path) -> list[str]:
@@ -231,10 +263,21 @@ class Files:
         return self._apply(repo, target, ops)
 
     def _upload_all(self, sources: list[Source]) -> list[FileEntry]:
-        if len(sources) == 1:
-            return [self.upload(sources[0])]
+        """One entry per source, in order. Many sources: the small ones are packed together
+        (storage.packs) while the others are stored as loose blobs on a few threads."""
+        if len(sources) < PACK_MIN_CHUNKS:
+            if len(sources) == 1:
+                return [self.upload(sources[0])]
+            with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
+                return list(pool.map(self.upload, sources))
+        writer = PackWriter(self.commits.objects)
+        slots: list[int | Future[FileEntry]] = []  # per source: its chunk's place in the writer, or its upload
         with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
-            return list(pool.map(self.upload, sources))
+            for source in sources:
+                body, rest = _small_body(source)
+                slots.append(writer.add(body) if body is not None else pool.submit(self.upload, rest))
+            packed = writer.close()
+            return [packed[slot] if isinstance(slot, int) else slot.result() for slot in slots]
 
     def copy_file(
         self, src_repo: str, src_ref: str, src_path: str,
@@ -303,7 +346,7 @@ class Files:
         """A verified streaming reader over a file's bytes (DataCorrupted on damage)."""
         commit, found = self.entry(repo, ref, path)
         where = Where(repo, commit.id, normalize_path(path))
-        return io.BufferedReader(_chunk_reader(self.blobs, found.chunks, where))
+        return io.BufferedReader(_chunk_reader(self.blobs, found, where))
 
     def get_file(
         self,
@@ -354,7 +397,7 @@ class Files:
 
     def _write(self, found: FileEntry, dest: Path | SupportsWrite[bytes], where: Where) -> None:
         if not isinstance(dest, Path):
-            with io.BufferedReader(_chunk_reader(self.blobs, found.chunks, where)) as reader:
+            with io.BufferedReader(_chunk_reader(self.blobs, found, where)) as reader:
                 while block := reader.read(1024 * 1024):
                     dest.write(block)
             return
@@ -369,9 +412,11 @@ class Files:
         """Write every chunk, verified, into a temp file; `place` it only when all checked out."""
         try:
             with os.fdopen(handle, "wb") as out:
-                for digest in found.chunks:
+                with _reading(where, found.hash):
+                    slices = found.slices()
+                for digest, lies in slices:
                     with _reading(where, digest):
-                        self.blobs.write_to(digest, out)
+                        self.blobs.write_chunk_to(digest, lies, out)
             place()
         except BaseException:
             drop()

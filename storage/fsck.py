@@ -3,7 +3,10 @@
 The walk reads, never writes: for every repo (or one), its record, every branch record, every
 finished commit reachable from a branch head through parents, the open commit a branch names,
 every manifest those commits point at (parsed and hashed against its content address), and
-every blob of every file (read in full and hashed, each distinct blob once, a few at a time).
+every chunk of every file, each distinct one once, a few at a time: a loose blob read in full
+and hashed, a packed chunk as its slice of its pack (each pack read once, whole, and every
+referenced slice hashed against its chunk id; bytes of a pack no entry references are not
+damage). A file entry whose pack slices do not match its chunks is damage of its record.
 Missing objects count as damage too: a visible record never points at something absent
 (design: writes go bottom-up). Unreachable objects are garbage, not damage, and are not read.
 
@@ -18,15 +21,39 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from storage.blobs import BlobStore
+from storage.blobs import PACKED_CHUNK_MAX, BlobStore, slice_problem
 from storage.errors import DataCorrupted, InvalidArgument, ObjectNotFound, RepoNotFound
-from storage.layout import REPOS_PREFIX, branches_prefix, commit_key, manifest_key, open_key, repo_key, repo_prefix
-from storage.model import Branch, Commit, Manifest, Record, Repo, printable, record_kind
+from storage.layout import (
+    REPOS_PREFIX,
+    branches_prefix,
+    commit_key,
+    manifest_key,
+    open_key,
+    pack_key,
+    repo_key,
+    repo_prefix,
+)
+from storage.model import (
+    Branch,
+    Commit,
+    FileEntry,
+    Manifest,
+    PackSlice,
+    Record,
+    Repo,
+    printable,
+    record_kind,
+)
 from storage.objects import ObjectStore
 from storage.ops import OpenCommit
 from storage.paths import is_valid_name, validate_name
 
 BLOB_THREADS = 4
+
+# A chunk as a manifest references it: its id, and where it lies in a pack (None: a loose blob).
+ChunkRef = tuple[str, PackSlice | None]
+# What checking one chunk found: its size when good, else why not.
+Outcome = tuple[ChunkRef, int, str | None]
 
 
 @dataclass(frozen=True)
@@ -54,6 +81,7 @@ class FsckReport:
     manifests: int = 0
     blobs: int = 0
     bytes: int = 0
+    packs: int = 0
     damage: list[Damage] = field(default_factory=list)
 
     @property
@@ -68,7 +96,7 @@ class FsckReport:
         return (
             f"{self.repos} repos, {self.branches} branches, {self.commits} commits, "
             f"{self.open_commits} open commits, {self.manifests} manifests, "
-            f"{self.blobs} blobs ({self.bytes} bytes)"
+            f"{self.blobs} blobs ({self.bytes} bytes), {self.packs} packs"
         )
 
 
@@ -99,8 +127,11 @@ class _Walk:
         self._manifests: dict[str, bool] = {}  # mid -> parsed and hashed fine
         self._manifest_users: dict[str, list[str]] = defaultdict(list)  # mid -> ["repo@cid"]
         self._manifest_damage: dict[str, tuple[str, str]] = {}  # mid -> (what, why)
-        self._digests: set[str] = set()
-        self._open_users: dict[str, list[str]] = defaultdict(list)  # digest -> ["repo@id:/p (open commit)"]
+        self._refs: set[ChunkRef] = set()
+        self._open_users: dict[ChunkRef, list[str]] = defaultdict(list)  # ref -> ["repo@id:/p (open commit)"]
+        # Entries whose pack slices do not match their chunks: (record what, why, affects); the
+        # affects of a manifest's entry are its commits (filled in as more name it) and the path.
+        self._entry_damage: list[tuple[str, str, list[str], str | None]] = []
 
     # ---- records -----------------------------------------------------------------------
 
@@ -164,11 +195,15 @@ class _Walk:
             return  # gone: a finish that landed, or a claim the next command releases
         pending: OpenCommit = found  # type: ignore[assignment]
         self.report.open_commits += 1
+        key = open_key(repo, cid)
         for op in pending.changes:
-            if op.entry is not None:
-                for digest in op.entry.chunks:
-                    self._digests.add(digest)
-                    self._open_users[digest].append(f"{repo}@{cid}:{op.path} (open commit)")
+            if op.entry is None:
+                continue
+            user = f"{repo}@{cid}:{op.path} (open commit)"
+            refs = self._entry_refs(op.entry, f"open commit record '{key}'", op.path, [user], below=False)
+            for ref in refs:
+                self._refs.add(ref)
+                self._open_users[ref].append(user)
         if pending.commit.parent is not None:
             self.history(repo, pending.commit.parent, f"parent of open commit {repo}@{cid}")
 
@@ -181,8 +216,21 @@ class _Walk:
         if manifest is None:
             return
         self.report.manifests += 1
-        for entry in manifest.files.values():
-            self._digests.update(entry.chunks)
+        what = f"manifest '{manifest_key(mid)}'"
+        for path, entry in manifest.files.items():
+            self._refs.update(self._entry_refs(entry, what, path, self._manifest_users[mid], below=True))
+
+    def _entry_refs(self, entry: FileEntry, what: str, path: str, users: list[str], below: bool) -> list[ChunkRef]:
+        """An entry's chunk refs; none, and damage of its record, when its slices are inconsistent
+        (`users`: who it affects; `below`: they are commits, the path goes after each)."""
+        if not entry.packed:
+            return [(digest, None) for digest in entry.chunks]
+        try:
+            return entry.slices()
+        except DataCorrupted:
+            why = f"file entry '{path}' places {len(entry.packed)} chunks in packs but has {len(entry.chunks)}"
+            self._entry_damage.append((what, why, users, path if below else None))
+            return []
 
     def _read_manifest(self, mid: str) -> Manifest | None:
         key = manifest_key(mid)
@@ -198,19 +246,36 @@ class _Walk:
     def check_blobs(self, threads: int) -> None:
         for mid, (what, why) in sorted(self._manifest_damage.items()):
             self.report.damage.append(Damage(what, why, tuple(self._manifest_users[mid])))
-        digests = sorted(self._digests)
+        for what, why, users, path in self._entry_damage:
+            named = users if path is None else [f"{user}:{path}" for user in users]
+            self.report.damage.append(Damage(what, why, tuple(dict.fromkeys(named))))
+        loose = sorted(digest for digest, where in self._refs if where is None)
+        by_pack: dict[str, list[tuple[str, PackSlice]]] = defaultdict(list)
+        for digest, where in self._refs:
+            if where is not None:
+                by_pack[where[0]].append((digest, where))
+        outcomes: list[Outcome] = []
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            outcomes = list(pool.map(self._check_blob, digests))
-        damaged: dict[str, str] = {}
-        for digest, (size, problem) in zip(digests, outcomes, strict=True):
+            # Packs first: the few big reads start while the many small blob reads queue.
+            packs = [pool.submit(self._check_pack, pack, sorted(by_pack[pack])) for pack in sorted(by_pack)]
+            for digest, (size, problem) in zip(loose, pool.map(self._check_blob, loose), strict=True):
+                outcomes.append(((digest, None), size, problem))
+            for future in packs:
+                read, found = future.result()
+                self.report.packs += read
+                outcomes.extend(found)
+        damaged: dict[ChunkRef, str] = {}
+        for ref, size, problem in sorted(outcomes, key=lambda o: _order(o[0])):
             if problem is None:
                 self.report.blobs += 1
                 self.report.bytes += size
             else:
-                damaged[digest] = problem
-        affects = self._blob_affects(set(damaged))
-        for digest, why in damaged.items():
-            self.report.damage.append(Damage(f"blob '{digest}'", why, tuple(dict.fromkeys(affects[digest]))))
+                damaged[ref] = problem
+        holders = self._blob_affects(set(damaged))
+        for ref, why in damaged.items():
+            digest, where = ref
+            what = f"blob '{digest}'" if where is None else f"blob '{digest}' in pack '{where[0]}'"
+            self.report.damage.append(Damage(what, why, tuple(dict.fromkeys(holders[ref]))))
 
     def _check_blob(self, digest: str) -> tuple[int, str | None]:
         try:
@@ -222,9 +287,24 @@ class _Walk:
         except InvalidArgument as exc:  # a manifest naming something that is no blob id
             return 0, exc.message
 
-    def _blob_affects(self, damaged: set[str]) -> dict[str, list[str]]:
-        """`repo@commit:/path` of every commit (and open commit) holding each damaged blob."""
-        affects: dict[str, list[str]] = {digest: [] for digest in damaged}
+    def _check_pack(self, pack: str, slices: list[tuple[str, PackSlice]]) -> tuple[int, list[Outcome]]:
+        """Read a pack once and check every referenced slice of it from memory; (1 if read, outcomes)."""
+        try:
+            data = self.objects.get(pack_key(pack))
+        except ObjectNotFound:
+            return 0, [((digest, where), 0, f"missing (pack '{pack}')") for digest, where in slices]
+        except InvalidArgument as exc:  # only a crafted record: pack ids are checked when parsed
+            return 0, [((digest, where), 0, exc.message) for digest, where in slices]
+        view = memoryview(data)
+        outcomes: list[Outcome] = []
+        for digest, where in slices:
+            size, problem = _check_slice(view, digest, where)
+            outcomes.append(((digest, where), size, problem))
+        return 1, outcomes
+
+    def _blob_affects(self, damaged: set[ChunkRef]) -> dict[ChunkRef, list[str]]:
+        """`repo@commit:/path` of every commit (and open commit) holding each damaged chunk."""
+        affects: dict[ChunkRef, list[str]] = {ref: [] for ref in damaged}
         if not damaged:
             return affects
         for mid, good in sorted(self._manifests.items()):
@@ -232,8 +312,25 @@ class _Walk:
             if manifest is None:
                 continue
             for path, entry in sorted(manifest.files.items()):
-                for digest in set(entry.chunks) & damaged:
-                    affects[digest] += [f"{commit}:{path}" for commit in self._manifest_users[mid]]
-        for digest in damaged:
-            affects[digest] += self._open_users.get(digest, [])
+                try:
+                    refs = set(entry.slices())
+                except DataCorrupted:
+                    continue  # reported as damage of the manifest
+                for ref in refs & damaged:
+                    affects[ref] += [f"{commit}:{path}" for commit in self._manifest_users[mid]]
+        for ref in damaged:
+            affects[ref] += self._open_users.get(ref, [])
         return affects
+
+
+def _check_slice(pack: memoryview, digest: str, where: PackSlice) -> tuple[int, str | None]:
+    """(size, None) when the slice holds the chunk, else (0, why): what BlobStore.read_slice checks."""
+    _, offset, length = where
+    data = b"" if length > PACKED_CHUNK_MAX else bytes(pack[offset:offset + length])
+    problem = slice_problem(digest, where, data)
+    return (0, problem) if problem is not None else (length, None)
+
+
+def _order(ref: ChunkRef) -> tuple[str, str, int, int]:
+    digest, where = ref
+    return (digest, "", -1, -1) if where is None else (digest, *where)

@@ -4,10 +4,13 @@ Roots are every commit record of every repo (history is kept, so every finished 
 root, whether or not a branch still points at it), every open commit's recorded file ops (an
 open record no branch claims is an abandoned start or finish: it is garbage itself), and
 the extra roots a caller passes in (the scheduler's job plans, datum results and indexes:
-storage does not know them). From the roots: manifests, then the chunk blobs they list.
-Garbage is whatever lies under `blobs/`, `manifests/`, `tmp/` (temp keys of big uploads) and
-`repos/<deleted repo>/` that the roots do not reach, plus temp files and multipart uploads
-killed writers left behind.
+storage does not know them). From the roots: manifests, then the chunks they list: a loose
+chunk keeps its blob, a packed one keeps its whole pack (a pack is freed only when no chunk of
+it is reachable; its live chunks are never copied out).
+Garbage is whatever lies under `blobs/`, `packs/`, `manifests/`, `tmp/` (temp keys of big
+uploads) and `repos/<deleted repo>/` that the roots do not reach, plus temp files and multipart
+uploads killed writers left behind. A file entry whose pack slices do not match its chunks
+stops the run like an unreadable record: it may hold roots nobody can read.
 
 Safe against writers running at the same time, without a lock they would have to take:
 - the mark: a GC first writes `_herd/gc/<id>`; its write time on the store's own clock is the
@@ -21,8 +24,9 @@ Safe against writers running at the same time, without a lock they would have to
   apart than that (a long `put-file -r` records all its files at the end); `--grace 0` trusts
   the mark and the second look alone.
 The one case none of these sees: a writer that finds an unreachable blob older than the grace
-already stored (content addressing skips the upload) while a GC is deleting it. Closing it
-needs the writer's help (refresh the blob's time when it reuses it), not the GC's.
+already stored (content addressing skips the upload) while a GC is deleting it (packs are
+named by their own bytes: the same case, for an identical batch). Closing it needs the
+writer's help (refresh the blob's time when it reuses it), not the GC's.
 A local file moved into place keeps its old mtime, so the local store reports max(mtime, ctime).
 """
 
@@ -44,6 +48,7 @@ from storage.layout import (
     BLOB_PREFIX,
     GC_MARK_PREFIX,
     MANIFEST_PREFIX,
+    PACK_PREFIX,
     REPOS_PREFIX,
     TEMP_PREFIX,
     blob_id_of,
@@ -52,6 +57,7 @@ from storage.layout import (
     manifest_id_of,
     manifest_key,
     open_prefix,
+    pack_id_of,
     repo_key,
     repo_of,
     repo_prefix,
@@ -68,18 +74,37 @@ SETTLE_SECONDS = 2.0
 
 @dataclass
 class Roots:
-    """What must stay: manifest ids and blob ids (SHA-256 hex)."""
+    """What must stay: manifest ids, loose blob ids and pack ids (SHA-256 hex)."""
 
     manifests: set[str] = field(default_factory=set)
     blobs: set[str] = field(default_factory=set)
+    packs: set[str] = field(default_factory=set)
 
-    def add_entries(self, entries: Iterable[FileEntry]) -> None:
+    def add_entries(self, entries: Iterable[FileEntry], where: str = "a record") -> None:
+        """Keep each entry's chunks: a loose one's blob, a packed one's pack. `where` names the
+        record holding them for the message when an entry's slices do not match its chunks."""
         for entry in entries:
-            self.blobs.update(entry.chunks)
+            if not entry.packed:
+                self.blobs.update(entry.chunks)
+                continue
+            try:
+                parts = entry.slices()
+            except DataCorrupted:
+                raise DataCorrupted(
+                    f"garbage-collect stopped, nothing deleted: {where} does not parse (a file "
+                    f"entry places {len(entry.packed)} chunks in packs but has {len(entry.chunks)}); "
+                    f"run 'herd fsck'"
+                ) from None
+            for digest, placed in parts:
+                if placed is None:
+                    self.blobs.add(digest)
+                else:
+                    self.packs.add(placed[0])
 
     def update(self, other: Roots) -> None:
         self.manifests |= other.manifests
         self.blobs |= other.blobs
+        self.packs |= other.packs
 
 
 # Extra roots from outside storage; `since` None = all of them, else only records written since.
@@ -97,7 +122,7 @@ class Freed:
 
 
 KINDS = (
-    "blobs", "manifests", "abandoned open commits", "deleted-repo records", "temp objects",
+    "blobs", "packs", "manifests", "abandoned open commits", "deleted-repo records", "temp objects",
     "incomplete uploads",
 )
 
@@ -110,6 +135,7 @@ class GcReport:
     cutoff: datetime
     freed: dict[str, Freed] = field(default_factory=lambda: {kind: Freed() for kind in KINDS})
     kept_blobs: int = 0
+    kept_packs: int = 0
     kept_manifests: int = 0
     dry_run: bool = False
 
@@ -148,8 +174,8 @@ def parse_grace(text: str) -> timedelta:
 def find_garbage(
     infos: Iterable[ObjectInfo], roots: Roots, dead_repos: set[str], cutoff: datetime
 ) -> Iterator[Garbage]:
-    """Keys written before `cutoff` that nothing reaches: unreachable blobs and manifests, temp
-    keys, and every key of a repo whose repo.json is gone. Other keys are never garbage."""
+    """Keys written before `cutoff` that nothing reaches: unreachable blobs, packs and manifests,
+    temp keys, and every key of a repo whose repo.json is gone. Other keys are never garbage."""
     for info in infos:
         if info.modified >= cutoff:
             continue
@@ -158,6 +184,10 @@ def find_garbage(
             digest = blob_id_of(key)
             if digest is not None and digest not in roots.blobs:
                 yield Garbage("blobs", key, info.size)
+        elif key.startswith(PACK_PREFIX):
+            pack = pack_id_of(key)
+            if pack is not None and pack not in roots.packs:
+                yield Garbage("packs", key, info.size)
         elif key.startswith(MANIFEST_PREFIX):
             if manifest_id_of(key) not in roots.manifests:
                 yield Garbage("manifests", key, info.size)
@@ -226,12 +256,12 @@ def scan_roots(
                 if info.modified < cutoff and not _claimed(objects, pending):
                     orphans.append(info)
                 else:
-                    _add_ops(roots, pending)
+                    _add_ops(roots, pending, info.key)
     return roots, orphans
 
 
-def _add_ops(roots: Roots, pending: OpenCommit) -> None:
-    roots.add_entries(op.entry for op in pending.changes if op.entry is not None)
+def _add_ops(roots: Roots, pending: OpenCommit, key: str) -> None:
+    roots.add_entries((op.entry for op in pending.changes if op.entry is not None), f"record '{key}'")
 
 
 def still_orphans(objects: ObjectStore, orphans: list[ObjectInfo], roots: Roots) -> list[ObjectInfo]:
@@ -245,7 +275,7 @@ def still_orphans(objects: ObjectStore, orphans: list[ObjectInfo], roots: Roots)
         if not isinstance(pending, OpenCommit):
             continue
         if now.modified != info.modified or _claimed(objects, pending):
-            _add_ops(roots, pending)
+            _add_ops(roots, pending, info.key)
         else:
             gone.append(now)
     return gone
@@ -255,9 +285,10 @@ def expand_manifests(objects: ObjectStore, roots: Roots, done: set[str]) -> None
     """Add the blobs of every root manifest not in `done` (a missing manifest is fsck's business)."""
     for mid in sorted(roots.manifests - done):
         done.add(mid)
-        manifest = _parse(objects, manifest_key(mid), Manifest.from_bytes)
+        key = manifest_key(mid)
+        manifest = _parse(objects, key, Manifest.from_bytes)
         if isinstance(manifest, Manifest):
-            roots.add_entries(manifest.files.values())
+            roots.add_entries(manifest.files.values(), f"record '{key}' in {objects.url}")
 
 
 # ---- the run ----------------------------------------------------------------------------------
@@ -318,6 +349,7 @@ def collect_garbage(
             report.freed["incomplete uploads"].add(upload.size)
         _drop_old_marks(objects, cutoff, keep=mark, dry_run=dry_run)
         report.kept_blobs, report.kept_manifests = len(roots.blobs), len(roots.manifests)
+        report.kept_packs = len(roots.packs)
     finally:
         objects.delete(mark)
     return report
@@ -325,7 +357,7 @@ def collect_garbage(
 
 def _candidates(objects: ObjectStore, roots: Roots, dead: set[str], cutoff: datetime) -> list[Garbage]:
     infos: list[ObjectInfo] = []
-    for prefix in (BLOB_PREFIX, MANIFEST_PREFIX, TEMP_PREFIX):
+    for prefix in (BLOB_PREFIX, PACK_PREFIX, MANIFEST_PREFIX, TEMP_PREFIX):
         infos.extend(objects.list_with_times(prefix))
     for repo in sorted(dead):
         infos.extend(objects.list_with_times(repo_prefix(repo)))
@@ -335,6 +367,8 @@ def _candidates(objects: ObjectStore, roots: Roots, dead: set[str], cutoff: date
 def _candidates_still_garbage(candidates: list[Garbage], roots: Roots, revived: set[str]) -> Iterator[Garbage]:
     for item in candidates:
         if item.kind == "blobs" and blob_id_of(item.key) in roots.blobs:
+            continue
+        if item.kind == "packs" and pack_id_of(item.key) in roots.packs:
             continue
         if item.kind == "manifests" and manifest_id_of(item.key) in roots.manifests:
             continue

@@ -6,6 +6,7 @@
     repos/<repo>/open/<id>                      OpenCommit, compare-and-set, until it lands
     manifests/<sha256>                          Manifest, content-addressed
     blobs/<h[:2]>/<h>                           a chunk's bytes, content-addressed (SHA-256 hex)
+    packs/<h[:2]>/<h>                           small chunks back to back, content-addressed (format 2)
     tmp/blobs/<uuid>                            a big upload before its hash is known, then renamed
     pipelines/<name>/info                       PipelineInfo, compare-and-set
     pipelines/<name>/versions/<n>               the spec of each version, create-only
@@ -48,11 +49,15 @@ GC_MARK_PREFIX = f"{RESERVED_PREFIX}gc/"
 FORMAT_KEY = f"{RESERVED_PREFIX}format"
 # The layout version this code writes and reads. Raise it when a change would make an older herd
 # misread the store: an older herd then refuses the store instead of corrupting it.
-STORAGE_FORMAT = 1
+# 1: loose blobs only. 2: manifests may place small chunks in packs (FileEntry.packed); a
+# format-1 store is raised to 2 by the first pack written into it (storage.packs).
+STORAGE_FORMAT = 2
+PACKS_FORMAT = 2
 
 REPOS_PREFIX = "repos/"
 MANIFEST_PREFIX = "manifests/"
 BLOB_PREFIX = "blobs/"
+PACK_PREFIX = "packs/"
 TEMP_PREFIX = "tmp/"  # everything below is a temp key: garbage once it is old enough
 TEMP_BLOB_PREFIX = f"{TEMP_PREFIX}blobs/"
 PIPELINES_PREFIX = "pipelines/"
@@ -139,6 +144,21 @@ def blob_id_of(key: str) -> str | None:
     """`blobs/ab/abcd...` → `abcd...`; None for anything else under blobs/."""
     parts = key.split("/")
     if len(parts) == 3 and parts[0] + "/" == BLOB_PREFIX and parts[2][:2] == parts[1]:
+        return parts[2]
+    return None
+
+
+def pack_key(pack: str) -> str:
+    """The object key of a pack id (the SHA-256 hex of its bytes), after checking it is one."""
+    if not _HASH_RE.fullmatch(pack):
+        raise InvalidArgument(f"invalid pack id '{pack}': expected 64 lowercase hex digits")
+    return f"{PACK_PREFIX}{pack[:2]}/{pack}"
+
+
+def pack_id_of(key: str) -> str | None:
+    """`packs/ab/abcd...` → `abcd...`; None for anything else under packs/."""
+    parts = key.split("/")
+    if len(parts) == 3 and parts[0] + "/" == PACK_PREFIX and parts[2][:2] == parts[1]:
         return parts[2]
     return None
 

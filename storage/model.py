@@ -11,9 +11,9 @@ import json
 import re
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from storage.errors import DataCorrupted
 from storage.layout import manifest_key
@@ -96,10 +96,27 @@ def corrupt_record(model: type, key: str | None, exc: Exception) -> DataCorrupte
     return error
 
 
-class FileEntry(Record):
-    """A file is the concatenation of its chunk blobs (SHA-256 hex ids)."""
+Hex64 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+# Where a chunk lies inside a pack: (pack id, offset, length). Checked by pydantic-core alone (no
+# Python validator): a manifest of 100,000 files is parsed on every plan.
+PackSlice = tuple[Hex64, Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]]
 
+
+def _no_slices(value: tuple[PackSlice | None, ...]) -> bool:
+    return not value
+
+
+class FileEntry(Record):
+    """A file is the concatenation of its chunk blobs (SHA-256 hex ids).
+
+    A chunk is a loose blob (`blobs/<id>`), or lies in a pack: `packed[i]` is then where chunk i
+    is (format 2). `packed` is empty when every chunk is loose, and then not written at all, so
+    an entry's bytes, and every manifest id, are what format 1 made of them. A chunk's id is
+    its content hash wherever it lies: file hashes, datum ids and diffs never see packs."""
+
+    # Declared in sorted order: Manifest.canonical_bytes relies on pydantic writing them so.
     chunks: tuple[str, ...]
+    packed: tuple[PackSlice | None, ...] = Field(default=(), exclude_if=_no_slices)
     size: int = Field(ge=0)
 
     @property
@@ -108,14 +125,44 @@ class FileEntry(Record):
             return self.chunks[0]
         return sha256_hex("\n".join(self.chunks).encode())
 
+    def slices(self) -> list[tuple[str, PackSlice | None]]:
+        """Each chunk with where it lies in a pack (None: a loose blob); DataCorrupted when a
+        stored entry's `packed` does not match its chunks."""
+        if not self.packed:
+            return [(digest, None) for digest in self.chunks]
+        if len(self.packed) != len(self.chunks):
+            raise DataCorrupted(
+                f"a file entry places {len(self.packed)} chunks in packs but has {len(self.chunks)}; run 'herd fsck'"
+            )
+        return list(zip(self.chunks, self.packed))
+
     def appended(self, other: FileEntry) -> FileEntry:
-        return FileEntry(chunks=self.chunks + other.chunks, size=self.size + other.size)
+        return concatenated((self, other))
+
+
+def concatenated(entries: Iterable[FileEntry]) -> FileEntry:
+    """One entry holding the entries' chunks one after another, each still where it lies."""
+    entries = tuple(entries)
+    parts = [part for entry in entries for part in entry.slices()]
+    packed = tuple(where for _, where in parts) if any(where for _, where in parts) else ()
+    return FileEntry(chunks=tuple(digest for digest, _ in parts), size=sum(e.size for e in entries), packed=packed)
 
 
 class Manifest(Record):
     """Every file of a commit, by normalised absolute path ('/dir/a.txt')."""
 
     files: dict[str, FileEntry] = Field(default_factory=dict)
+
+    def canonical_bytes(self) -> bytes:
+        """What `canonical_json` makes of the manifest, written by pydantic-core: paths in sorted
+        order, entry fields declared sorted, and the same escapes as json.dumps with
+        ensure_ascii=False (tests/storage/test_model_json.py checks the bytes are equal). Ten
+        times faster for 100,000 files, and every commit and merge writes one."""
+        paths = list(self.files)
+        if paths != sorted(paths):
+            ordered = dict(sorted(self.files.items()))
+            return self.__pydantic_serializer__.to_json(Manifest.model_construct(files=ordered))
+        return self.__pydantic_serializer__.to_json(self)
 
     @property
     def id(self) -> str:

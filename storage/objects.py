@@ -87,6 +87,11 @@ class ObjectStore(Protocol):
         """A streaming reader over the body of `key`."""
         ...
 
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        """Up to `length` bytes of `key` from `offset` (fewer past its end); ObjectNotFound when
+        missing."""
+        ...
+
     def exists(self, key: str) -> bool:
         """Whether `key` exists."""
         ...
@@ -219,6 +224,10 @@ class MemoryObjectStore:
     def open(self, key: str) -> BinaryIO:
         """A reader over a snapshot of the body of `key`."""
         return io.BytesIO(self.get(key))
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        """A slice of the body of `key` (shorter past its end)."""
+        return self.get(key)[offset:offset + length]
 
     def exists(self, key: str) -> bool:
         """Whether `key` exists."""

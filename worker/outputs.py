@@ -5,7 +5,8 @@ uploaded (Pachyderm follows them; herd refuses them). The tree is walked through
 file descriptors (`openat` with `O_NOFOLLOW`), so no path component is ever resolved through a
 link, and every file is checked in full before a single byte is uploaded. It runs once user
 code has ended, so on the local store an output file with one name becomes its blob as it is
-(BlobStore.adopt_file): linked, not copied.
+(BlobStore.adopt_file): linked, not copied. On a store that cannot link (S3), many small
+outputs go into packs (storage.packs): one object for thousands of files, not one each.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import stat
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
-from storage.blobs import BlobStore
+from storage.blobs import PACKED_CHUNK_MAX, BlobStore
 from storage.errors import OutputQuotaExceeded, UnsafeOutput
 from storage.model import FileEntry, Manifest
+from storage.packs import PACK_MIN_CHUNKS, PackWriter
 from storage.paths import MAX_PATH_BYTES, bad_character, printable
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -56,7 +59,11 @@ def collect_outputs(blobs: BlobStore, out_dir: Path, quota_bytes: int | None = N
         _scan(root_fd, "", found)
         _check_hard_links(found)
         _check_quota(found, quota_bytes)
-        files = {item.path: _upload(blobs, root_fd, item) for item in found}
+        small = [] if blobs.can_adopt else [item for item in found if item.size <= PACKED_CHUNK_MAX]
+        if len(small) < PACK_MIN_CHUNKS:
+            small = []
+        packed = _pack(blobs, root_fd, small)
+        files = {item.path: packed.get(item.path) or _upload(blobs, root_fd, item) for item in found}
     finally:
         os.close(root_fd)
     return Manifest(files=files)
@@ -131,17 +138,38 @@ def _check_quota(found: list[_Found], quota_bytes: int | None) -> None:
         raise OutputQuotaExceeded(quota_bytes, f"{total} bytes")
 
 
-def _upload(blobs: BlobStore, root_fd: int, item: _Found) -> FileEntry:
-    """Open the scanned file again without following links, verify it, then store it."""
+def _pack(blobs: BlobStore, root_fd: int, small: list[_Found]) -> dict[str, FileEntry]:
+    """The small files' entries, their bytes stored in packs (nothing for an empty list)."""
+    if not small:
+        return {}
+    writer = PackWriter(blobs.objects)
+    for item in small:
+        with _reopened(root_fd, item) as handle:
+            data = handle.read(item.size + 1)
+        if len(data) != item.size:
+            raise UnsafeOutput(item.path, f"changed size while herd read it ({item.size} -> {len(data)} bytes)")
+        writer.add(data)
+    return {item.path: entry for item, entry in zip(small, writer.close(), strict=True)}
+
+
+def _reopened(root_fd: int, item: _Found) -> BinaryIO:
+    """The scanned file opened again without following links, and checked to be that file."""
     try:
         fd = os.open(item.path.lstrip("/"), _FILE_FLAGS, dir_fd=root_fd)
     except OSError as exc:
         raise UnsafeOutput(item.path, f"changed while herd read /pfs/out ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) != (item.dev, item.ino):
-            raise UnsafeOutput(item.path, "changed while herd read /pfs/out")
-        os.set_blocking(fd, True)
+    handle = os.fdopen(fd, "rb")
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) != (item.dev, item.ino):
+        handle.close()
+        raise UnsafeOutput(item.path, "changed while herd read /pfs/out")
+    os.set_blocking(fd, True)
+    return handle
+
+
+def _upload(blobs: BlobStore, root_fd: int, item: _Found) -> FileEntry:
+    """Store one scanned file, reopened and checked."""
+    with _reopened(root_fd, item) as handle:
         digest, size = blobs.adopt_file(handle)  # user code has ended: the file may become the blob
     if size != item.size:
         raise UnsafeOutput(item.path, f"changed size while herd read it ({item.size} -> {size} bytes)")

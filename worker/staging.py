@@ -109,8 +109,8 @@ def _stage_file(blobs: BlobStore, entry: FileEntry, target: Path, *, empty: bool
         # a blob that fails its hash check fails the datum before user code runs (its folder
         # is removed after it).
         with open(target, "xb") as out:
-            for chunk in entry.chunks:
-                blobs.write_to(chunk, out)
+            for chunk, where in entry.slices():
+                blobs.write_chunk_to(chunk, where, out)
     except (FileExistsError, NotADirectoryError, IsADirectoryError):
         raise InvalidPath(f"path '{target}' is both a file and a directory in the datum") from None
     return entry.size

@@ -1,7 +1,8 @@
 """`herd garbage-collect`: free what no commit, open commit or in-flight job can reach.
 
 Storage computes reachability from repos (storage/gc.py); the scheduler's own roots are
-gathered here and passed in as blob ids, since storage never imports the scheduler: datum
+gathered here and passed in as file entries (Roots keeps a loose chunk's blob and a packed
+chunk's pack), since storage never imports the scheduler: datum
 results (outputs uploaded but maybe not merged yet), datum indexes (outputs later jobs reuse
 when they skip a datum) and the plans of jobs still running (their input files).
 """
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 
 def scheduler_roots(objects: ObjectStore) -> RootSource:
-    """Blob ids the scheduler's records hold; with `since`, only records written since then."""
+    """Blob and pack ids the scheduler's records hold; with `since`, only records written since then."""
     from scheduler.store import PpsStore
     from storage.gc import Roots
 
@@ -42,7 +43,7 @@ def scheduler_roots(objects: ObjectStore) -> RootSource:
                 index = records.read_index(*named)
                 if index is not None:
                     for entry in index.entries.values():
-                        found.add_entries(entry.outputs.values())
+                        found.add_entries(entry.outputs.values(), f"record '{info.key}'")
         for child in objects.list_children(layout.JOBS_PREFIX):
             if child.endswith("/"):
                 _job_roots(records, child[:-1], pipelines, since, found)
@@ -62,7 +63,7 @@ def _job_roots(records: PpsStore, job_id: str, pipelines: set[str], since: datet
             elif info.key.startswith(layout.results_prefix(job_id)):
                 result = records.read_result(job_id, info.key.rsplit("/", 1)[1])
                 if result is not None:
-                    found.add_entries(result.outputs.values())
+                    found.add_entries(result.outputs.values(), f"record '{info.key}'")
         return
     status = records.read_status(job_id)
     job = records.read_job(job_id)
@@ -71,7 +72,7 @@ def _job_roots(records: PpsStore, job_id: str, pipelines: set[str], since: datet
         _plan_roots(records, job_id, found)
     if running or (job is not None and job.pipeline in pipelines):
         for result in records.iter_results(job_id):
-            found.add_entries(result.outputs.values())
+            found.add_entries(result.outputs.values(), f"a datum result of job '{job_id}'")
 
 
 def _plan_roots(records: PpsStore, job_id: str, found: Roots) -> None:
@@ -80,7 +81,7 @@ def _plan_roots(records: PpsStore, job_id: str, found: Roots) -> None:
         return
     for datum in plan.datums:
         for planned in datum.inputs:
-            found.add_entries(planned.files.values())
+            found.add_entries(planned.files.values(), f"record '{layout.job_plan_key(job_id)}'")
 
 
 @storage_only
@@ -109,7 +110,8 @@ def garbage_collect(cli: CliContext, grace: str, dry_run: bool, raw: RawStyle | 
     verb = "would free" if dry_run else "freed"
     total = report.total
     click.echo(f"{verb} {total.count} objects, {render.human_size(total.bytes)} ({total.bytes} bytes); "
-               f"kept {report.kept_blobs} reachable blobs and {report.kept_manifests} manifests")
+               f"kept {report.kept_blobs} reachable blobs, {report.kept_packs} packs and "
+               f"{report.kept_manifests} manifests")
 
 
 def _rows(report: GcReport) -> list[tuple[str, int, str, int]]:
@@ -123,5 +125,5 @@ def _raw(report: GcReport) -> dict[str, object]:
         "dry_run": report.dry_run,
         "freed": {kind: {"count": f.count, "bytes": f.bytes} for kind, f in report.freed.items()},
         "total": {"count": report.total.count, "bytes": report.total.bytes},
-        "kept": {"blobs": report.kept_blobs, "manifests": report.kept_manifests},
+        "kept": {"blobs": report.kept_blobs, "packs": report.kept_packs, "manifests": report.kept_manifests},
     }

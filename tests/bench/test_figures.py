@@ -160,3 +160,13 @@ def test_a_module_s_own_rows_follow_its_planned_rows() -> None:
     # A row of no module, or of an unplanned one, comes after every planned row.
     unowned = figures.order_rows([rows[1], rows[0]], [None, "storage"])
     assert [r["figure"] for r in unowned] == [planned_2, "extra"]
+
+
+def test_planned_rows_take_unit_and_target_from_the_table() -> None:
+    assert all(p.unit for p in figures.PLANNED)  # every row says what it is measured in
+    row = figures.planned_row("100,000 datums enqueued", 1.5, None, note="n")
+    assert (row["unit"], row["target"], row["met"], row["note"]) == ("s", "<= 2", True, "n")
+    skipped = figures.skipped_rows(["scheduler memory, one 100,000-datum job"], "no redis")
+    assert skipped[0]["unit"] == "MB" and skipped[0]["herd"] is None and skipped[0]["note"] == "no redis"
+    with pytest.raises(KeyError, match="not one figure"):
+        figures.planned_row("no such figure", 1.0, None)

@@ -12,6 +12,7 @@ import subprocess
 from typing import Any
 
 from scheduler.cli.waiting import NO_SCHEDULER
+from storage.layout import STORAGE_FORMAT
 from tests.distributed.conftest import HERD, Cluster, with_image
 from tests.fixtures.services import wait_until
 
@@ -84,7 +85,7 @@ def test_status_and_version_of_a_cluster_and_a_killed_worker_named_gone(cluster:
     assert {w["name"] for w in version["workers"]} == {"w1", "w2"} 
     assert {s["pid"] for s in version["schedulers"]} >= {scheduler.proc.pid, standby.proc.pid}
     assert {w["version"] for w in version["workers"]} == {version["client"]}
-    assert version["storage"]["format"] == 1
+    assert version["storage"]["format"] == STORAGE_FORMAT
 
     # When a job of 4 datums runs, the workers' datums-done counters add up to it
     cluster.pfs.create_repo("in")

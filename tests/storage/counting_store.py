@@ -67,6 +67,12 @@ class CountingStore:
         reader = _CountingReader(self.inner.open(key), lambda n: self._count(read=n))
         return io.BufferedReader(reader)  # type: ignore[return-value]
 
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        """A ranged read, counting its size."""
+        data = self.inner.get_range(key, offset, length)
+        self._count(read=len(data))
+        return data
+
     def exists(self, key: str) -> bool:
         """Whether `key` exists."""
         return self.inner.exists(key)

@@ -37,6 +37,7 @@ PINNED = {
     layout.open_key("r", "c1"): "repos/r/open/c1",
     layout.manifest_key("m1"): "manifests/m1",
     layout.blob_key(H): f"blobs/ab/{H}",
+    layout.pack_key(H): f"packs/ab/{H}",
     layout.temp_blob_key("u1"): "tmp/blobs/u1",
     layout.pipeline_prefix("p"): "pipelines/p/",
     layout.pipeline_info_key("p"): "pipelines/p/info",
@@ -110,6 +111,18 @@ def test_blob_id_of_other_keys_is_none(key: str) -> None:
     assert layout.blob_id_of(key) is None
 
 
+@pytest.mark.parametrize("bad", ["", "AB" + "0" * 62, "0" * 63, "../" + "0" * 61])
+def test_pack_keys_refuse_what_is_not_a_sha256(bad: str) -> None:
+    with pytest.raises(InvalidArgument, match="invalid pack id"):
+        layout.pack_key(bad)
+
+
+@given(pack=digests)
+def test_pack_ids_round_trip(pack: str) -> None:
+    assert layout.pack_id_of(layout.pack_key(pack)) == pack
+    assert layout.pack_id_of(layout.blob_key(pack)) is None and layout.blob_id_of(layout.pack_key(pack)) is None
+
+
 @given(mid=digests)
 def test_manifest_ids_round_trip(mid: str) -> None:
     assert layout.manifest_id_of(layout.manifest_key(mid)) == mid
@@ -153,7 +166,7 @@ def test_branch_keys_refuse_names_reads_refuse(bad: tuple[str, str]) -> None:
 # ---- nothing but storage/layout.py spells a key -------------------------------------------------
 
 _TOP = "|".join(re.escape(p) for p in (
-    layout.REPOS_PREFIX, layout.MANIFEST_PREFIX, layout.BLOB_PREFIX, layout.TEMP_PREFIX,
+    layout.REPOS_PREFIX, layout.MANIFEST_PREFIX, layout.BLOB_PREFIX, layout.PACK_PREFIX, layout.TEMP_PREFIX,
     layout.PIPELINES_PREFIX, layout.JOBS_PREFIX, layout.RESERVED_PREFIX, layout.AUTH_PREFIX,
 ))
 # The HTTP API's routes and its client spell URL paths (`/repos/{repo}/branches/...`), not keys.

@@ -211,3 +211,41 @@ def test_outputs_on_another_file_system_are_copied(tmp_path: Path) -> None:
         manifest = collect_outputs(BlobStore(store), out)
         digest = manifest.files["/far"].chunks[0]
         assert blob_path(store, digest).read_bytes() == b"far away"
+
+
+# ---- many small outputs on a store that cannot link: packed ---------------------------------
+
+
+def test_many_small_outputs_are_packed_where_files_cannot_become_blobs(
+    store: MemoryObjectStore, blobs: BlobStore, out: Path
+) -> None:
+    from storage.layout import PACK_PREFIX
+    from storage.packs import PACK_MIN_CHUNKS
+
+    (out / "sub").mkdir()
+    expected = {}
+    for index in range(PACK_MIN_CHUNKS + 2):
+        name = f"/sub/part-{index:03}" if index % 2 else f"/part-{index:03}"
+        data = f"row {index}\n".encode() * 3
+        (out / name.lstrip("/")).write_bytes(data)
+        expected[name] = data
+    (out / "big.bin").write_bytes(b"z" * (2 * 1024 * 1024))  # over 1 MiB: a loose blob
+    manifest = collect_outputs(blobs, out)
+    assert len(list(store.list(PACK_PREFIX))) == 1
+    for name, data in expected.items():
+        entry = manifest.files[name]
+        ((digest, where),) = entry.slices()
+        assert where is not None and blobs.read_slice(digest, where) == data
+    assert manifest.files["/big.bin"].packed == ()
+
+
+def test_small_outputs_on_the_local_store_are_adopted_not_packed(out: Path, tmp_path: Path) -> None:
+    from storage.layout import PACK_PREFIX
+    from storage.packs import PACK_MIN_CHUNKS
+
+    for index in range(PACK_MIN_CHUNKS + 2):
+        (out / f"part-{index:03}").write_bytes(b"x%d" % index)
+    local = LocalObjectStore(tmp_path / "store")
+    manifest = collect_outputs(BlobStore(local), out)
+    assert not list(local.list(PACK_PREFIX))  # linked as blobs, no copy at all
+    assert all(entry.packed == () for entry in manifest.files.values())
