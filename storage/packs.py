@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import weakref
-from collections.abc import Iterable
-
 from storage.blobs import PACKED_CHUNK_MAX, BlobStore
 from storage.factory import raise_format
 from storage.layout import PACKS_FORMAT, pack_key
@@ -93,14 +91,6 @@ class PackWriter:
         entries = [entry for entry in self._entries if entry is not None]
         assert len(entries) == len(self._entries), "every chunk was stored"
         return entries
-
-
-def pack_chunks(objects: ObjectStore, chunks: Iterable[bytes], target: int = PACK_TARGET) -> list[FileEntry]:
-    """Store small chunks in packs; one FileEntry per chunk, in order."""
-    writer = PackWriter(objects, target)
-    for data in chunks:
-        writer.add(data)
-    return writer.close()
 
 
 def _ensure_format(objects: ObjectStore) -> None:

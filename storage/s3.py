@@ -2,8 +2,9 @@
 
 The only module that imports boto3. Every botocore exception is translated in
 `_map_client_errors()`, so nothing above this file ever sees one. Uploads go through the
-transfer manager (multipart, bounded memory); downloads are one streaming GET (moto's ranged
-GETs crawl), written to a temp file and renamed. CAS is `If-None-Match: *` / `If-Match: <etag>`.
+transfer manager (multipart, bounded memory); a read of an object bigger than one part streams
+its first part while the later ones are fetched ahead by ranged GETs pinned to its ETag, as
+`download_file` does, but handed out in order so the reader can hash them. CAS is `If-None-Match: *` / `If-Match: <etag>`.
 
 A server that ignores those headers would turn every CAS into a blind overwrite, so before its
 first write to a bucket prefix the store checks, once, that the server refuses a second
@@ -49,7 +50,8 @@ from storage.objects import (
     folder_prefix,
     hidden,
 )
-from storage.streams import PassThrough
+from storage.read_ahead import read_ahead
+from storage.streams import ChunkStream, PassThrough
 
 if TYPE_CHECKING:  # boto3-stubs: for type checking only
     from mypy_boto3_s3.client import S3Client
@@ -369,11 +371,48 @@ class S3ObjectStore:
             response["Body"].close()
 
     def open(self, key: str) -> BinaryIO:
-        """A buffered streaming reader over one GET of `key`."""
-        response = self._get_object(key)
+        """A buffered streaming reader over `key`.
+
+        The first GET asks for TRANSFER's first part. An object no longer than that is this one
+        streaming GET. A longer one streams that part while its later parts are fetched ahead,
+        TRANSFER.max_request_concurrency at a time, each ranged GET pinned to the first one's ETag, so
+        a read never mixes two versions of a key (storage/read_ahead.py).
+        """
+        full, part = self._key(key), TRANSFER.multipart_chunksize
+        with self._map_client_errors(key):
+            try:
+                response = self._client.get_object(Bucket=self.bucket, Key=full, Range=f"bytes=0-{part - 1}")
+            except ClientError as exc:
+                if not _unsatisfiable(exc):
+                    raise
+                # An empty object has no byte 0 to range over.
+                response = self._client.get_object(Bucket=self.bucket, Key=full)
         # A read error of the body (a lost connection) becomes a herd error naming the key.
-        raw = PassThrough(response["Body"], errors=lambda: self._map_client_errors(key))
-        return io.BufferedReader(raw, COPY_CHUNK)
+        first = PassThrough(response["Body"], errors=lambda: self._map_client_errors(key))
+        size = _total_size(response.get("ContentRange"))
+        if size is None or size <= part:  # the whole object (a server that ignores Range sends it all)
+            return io.BufferedReader(first, COPY_CHUNK)
+        etag = response["ETag"]
+        parts = read_ahead(
+            first, part, size, lambda offset, length: self._get_part(key, etag, offset, length),
+            part=part, ahead=TRANSFER.max_request_concurrency, where=f"object '{key}' at {self.url}",
+        )
+        return io.BufferedReader(ChunkStream(parts), COPY_CHUNK)
+
+    def _get_part(self, key: str, etag: str, offset: int, length: int) -> bytes:
+        """Bytes offset..offset+length-1 of `key` as it was when its read began (ETag `etag`)."""
+        with self._map_client_errors(key):
+            try:
+                response = self._client.get_object(
+                    Bucket=self.bucket, Key=self._key(key), Range=f"bytes={offset}-{offset + length - 1}", IfMatch=etag
+                )
+            except ClientError as exc:
+                if _error_code(exc) in _PRECONDITION:
+                    raise StorageUnavailable(
+                        f"object '{key}' at {self.url} changed while it was read; read it again"
+                    ) from exc
+                raise
+            return response["Body"].read()
 
     def get_range(self, key: str, offset: int, length: int) -> bytes:
         """One ranged GET (shorter past the end; nothing at or after it)."""
@@ -498,6 +537,27 @@ class S3ObjectStore:
 
     def __repr__(self) -> str:
         return f"S3ObjectStore({self.url!r}, endpoint={self.endpoint!r})"
+
+
+def _error_code(exc: ClientError) -> str:
+    """The S3 error code of `exc`, or its HTTP status when the body named none."""
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    return code or str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+
+
+def _unsatisfiable(exc: ClientError) -> bool:
+    """A 416: the range asked for starts at or past the object's end."""
+    status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+    return status == "416" or _error_code(exc) == "InvalidRange"
+
+
+def _total_size(content_range: str | None) -> int | None:
+    """The whole object's size from a Content-Range (`bytes 0-8388607/268435456`); None when
+    absent or unknown (`*`)."""
+    if not content_range or "/" not in content_range:
+        return None
+    total = content_range.rsplit("/", 1)[1].strip()
+    return int(total) if total.isdigit() else None
 
 
 def _utc(moment: datetime) -> datetime:

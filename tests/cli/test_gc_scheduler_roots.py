@@ -14,7 +14,8 @@ from storage.errors import DataCorrupted
 from storage.layout import PACK_PREFIX
 from storage.model import FileEntry
 from storage.objects import ObjectStore
-from storage.packs import PACK_MIN_CHUNKS, pack_chunks
+from storage.packs import PACK_MIN_CHUNKS
+from tests.storage.packing import pack_chunks
 from tests.storage.test_gc import gc
 
 

@@ -16,8 +16,9 @@ from storage.factory import raise_format
 from storage.layout import BLOB_PREFIX, FORMAT_KEY, PACK_PREFIX, STORAGE_FORMAT, pack_key
 from storage.model import FileEntry, Manifest, concatenated
 from storage.objects import MemoryObjectStore, ObjectStore
-from storage.packs import PACK_MIN_CHUNKS, PackWriter, pack_chunks
+from storage.packs import PACK_MIN_CHUNKS, PackWriter
 from storage.repos import Pfs
+from tests.storage.packing import pack_chunks
 from tests.storage.test_repos import read
 
 HEX = "a" * 64

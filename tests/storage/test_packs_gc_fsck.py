@@ -17,8 +17,9 @@ from storage.layout import PACK_PREFIX, manifest_key, open_key, pack_key
 from storage.model import FileEntry, Manifest
 from storage.objects import ObjectInfo, ObjectStore
 from storage.ops import FileOp
-from storage.packs import PACK_MIN_CHUNKS, pack_chunks
+from storage.packs import PACK_MIN_CHUNKS
 from storage.repos import Pfs
+from tests.storage.packing import pack_chunks
 from tests.storage.test_gc import blobs_in, gc, settle_clock
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
