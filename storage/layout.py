@@ -133,34 +133,39 @@ def manifest_id_of(key: str) -> str | None:
     return key[len(MANIFEST_PREFIX):] if key.startswith(MANIFEST_PREFIX) else None
 
 
+def _fanned_key(prefix: str, kind: str, digest: str) -> str:
+    """`<prefix><first two hex digits>/<digest>`, after checking `digest` is a SHA-256 hex digest."""
+    if not _HASH_RE.fullmatch(digest):
+        raise InvalidArgument(f"invalid {kind} id '{digest}': expected 64 lowercase hex digits")
+    return f"{prefix}{digest[:2]}/{digest}"
+
+
+def _fanned_id(prefix: str, key: str) -> str | None:
+    """The digest of a `<prefix>ab/abcd...` key; None for anything else."""
+    parts = key.split("/")
+    if len(parts) == 3 and parts[0] + "/" == prefix and parts[2][:2] == parts[1]:
+        return parts[2]
+    return None
+
+
 def blob_key(digest: str) -> str:
     """The object key of a blob id, after checking it is a SHA-256 hex digest."""
-    if not _HASH_RE.fullmatch(digest):
-        raise InvalidArgument(f"invalid blob id '{digest}': expected 64 lowercase hex digits")
-    return f"{BLOB_PREFIX}{digest[:2]}/{digest}"
+    return _fanned_key(BLOB_PREFIX, "blob", digest)
 
 
 def blob_id_of(key: str) -> str | None:
     """`blobs/ab/abcd...` → `abcd...`; None for anything else under blobs/."""
-    parts = key.split("/")
-    if len(parts) == 3 and parts[0] + "/" == BLOB_PREFIX and parts[2][:2] == parts[1]:
-        return parts[2]
-    return None
+    return _fanned_id(BLOB_PREFIX, key)
 
 
 def pack_key(pack: str) -> str:
     """The object key of a pack id (the SHA-256 hex of its bytes), after checking it is one."""
-    if not _HASH_RE.fullmatch(pack):
-        raise InvalidArgument(f"invalid pack id '{pack}': expected 64 lowercase hex digits")
-    return f"{PACK_PREFIX}{pack[:2]}/{pack}"
+    return _fanned_key(PACK_PREFIX, "pack", pack)
 
 
 def pack_id_of(key: str) -> str | None:
     """`packs/ab/abcd...` → `abcd...`; None for anything else under packs/."""
-    parts = key.split("/")
-    if len(parts) == 3 and parts[0] + "/" == PACK_PREFIX and parts[2][:2] == parts[1]:
-        return parts[2]
-    return None
+    return _fanned_id(PACK_PREFIX, key)
 
 
 def temp_blob_key(token: str) -> str:
