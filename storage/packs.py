@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import weakref
+
 from storage.blobs import PACKED_CHUNK_MAX, BlobStore
 from storage.factory import raise_format
 from storage.layout import PACKS_FORMAT, pack_key

@@ -2,9 +2,10 @@
 
 The only module that imports boto3. Every botocore exception is translated in
 `_map_client_errors()`, so nothing above this file ever sees one. Uploads go through the
-transfer manager (multipart, bounded memory); a read of an object bigger than one part streams
+transfer manager (multipart, bounded memory). A read of an object bigger than one part streams
 its first part while the later ones are fetched ahead by ranged GETs pinned to its ETag, as
-`download_file` does, but handed out in order so the reader can hash them. CAS is `If-None-Match: *` / `If-Match: <etag>`.
+`download_file` does, but handed out in order so the reader can hash them. CAS is
+`If-None-Match: *` / `If-Match: <etag>`.
 
 A server that ignores those headers would turn every CAS into a blind overwrite, so before its
 first write to a bucket prefix the store checks, once, that the server refuses a second
@@ -418,17 +419,15 @@ class S3ObjectStore:
         """One ranged GET (shorter past the end; nothing at or after it)."""
         if length <= 0:
             return b""
-        full = self._key(key)
-        try:
-            with self._map_client_errors(key):
-                response = self._client.get_object(
-                    Bucket=self.bucket, Key=full, Range=f"bytes={offset}-{offset + length - 1}"
-                )
-        except StorageUnavailable as exc:
-            if "InvalidRange" in exc.message or " 416 " in f" {exc.message} ":
-                return b""  # the range starts past the end: the caller's hash check says what broke
-            raise
         with self._map_client_errors(key):
+            try:
+                response = self._client.get_object(
+                    Bucket=self.bucket, Key=self._key(key), Range=f"bytes={offset}-{offset + length - 1}"
+                )
+            except ClientError as exc:
+                if _unsatisfiable(exc):
+                    return b""  # the range starts past the end: the caller's hash check says what broke
+                raise
             return response["Body"].read()
 
     def exists(self, key: str) -> bool:
