@@ -683,7 +683,9 @@ def s3_figures(work: Path, big: Path, rounds: int, smoke: bool) -> list[dict[str
         row(f"put-file {mib} MiB, S3 (SeaweedFS)", put["herd"], put["anchor"], TARGET_S3,
             cli_note.format("upload_file", put["tiny"]), smoke),
         row(f"get-file {mib} MiB, S3 (SeaweedFS), verified", get["herd"], get["anchor"], TARGET_S3,
-            cli_note.format("download_file", get["tiny"]), smoke),
+            cli_note.format("download_file", get["tiny"]) + "; the read alone is the BlobStore row below: "
+            "4 ranged GETs ahead as download_file, plus a SHA-256 of every byte (~0.2 s of CPU) on 2 cores "
+            "shared with the server (py-spy)", smoke),
         row(f"put {mib} MiB, S3 (SeaweedFS), BlobStore level", blob_level["put"], blob_level["put anchor"], "-",
             "BlobStore.put_file " + level.format("upload_file"), smoke),
         row(f"get {mib} MiB, S3 (SeaweedFS), verified, BlobStore level", blob_level["get"],
