@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from storage.collector import collector_paused
 from storage.errors import DataCorrupted
 from storage.layout import manifest_key
 
@@ -42,6 +43,11 @@ def record_kind(model: type) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", " ", model.__name__).lower()
 
 
+# Records from this size up are parsed with the cyclic collector paused (storage/collector.py): a
+# parse makes an object per file or datum and no cycle. 100,000 files: 0.30 s paused, 0.53 s not.
+GC_PAUSE_BYTES = 1024 * 1024
+
+
 class Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -53,7 +59,8 @@ class Record(BaseModel):
         """Parse a stored record; DataCorrupted naming `key` (or the record kind) when it does
         not parse, never a pydantic, JSON or Unicode traceback."""
         try:
-            return super().model_validate_json(data)
+            with collector_paused(len(data) >= GC_PAUSE_BYTES):
+                return super().model_validate_json(data)
         except (ValidationError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError too
             raise corrupt_record(cls, key, exc) from None
 
@@ -64,7 +71,8 @@ class Record(BaseModel):
         Only for bytes herd stored: user input is validated with `model_validate` instead.
         """
         try:
-            return super().model_validate_json(json_data, **kwargs)
+            with collector_paused(len(json_data) >= GC_PAUSE_BYTES):
+                return super().model_validate_json(json_data, **kwargs)
         except (ValidationError, ValueError) as exc:
             raise corrupt_record(cls, None, exc) from None
 

@@ -220,5 +220,5 @@ def echo_raw_lines(values: Iterable[Any], style: RawStyle) -> None:
 
 
 def echo_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    click.echo(render.table(headers, list(rows)))
+    click.echo(render.table(headers, rows))
 
