@@ -11,14 +11,14 @@ import pytest
 
 from storage.errors import DataCorrupted
 from storage.collector import collector_paused
-from storage.model import GC_PAUSE_BYTES, FileEntry, Manifest
+from storage.model import BIG_RECORD_BYTES, FileEntry, Manifest
 
 
 def big_manifest_bytes(files: int = 20_000) -> bytes:
     entries = {f"/d{i % 50:02}/f{i:06}": FileEntry(chunks=(hashlib.sha256(str(i).encode()).hexdigest(),), size=i)
                for i in range(files)}
     data = Manifest(files=entries).canonical_bytes()
-    assert len(data) >= GC_PAUSE_BYTES
+    assert len(data) >= BIG_RECORD_BYTES
     return data
 
 
@@ -74,3 +74,28 @@ def test_a_collector_paused_before_stays_paused() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_a_big_record_parses_to_what_pydantic_alone_makes() -> None:
+    data = big_manifest_bytes()
+    assert Manifest.from_bytes(data) == Manifest.__pydantic_validator__.validate_json(data)
+    assert Manifest.model_validate_json(data) == Manifest.from_bytes(data)
+
+
+@pytest.mark.parametrize("damage", ["nested", "utf16", "bad utf8", "wrong type", "extra field"])
+def test_a_damaged_big_record_is_data_corrupted_naming_the_key(damage: str) -> None:
+    data = big_manifest_bytes()
+    if damage == "nested":  # json.loads meets its recursion limit: still one herd error
+        bad = b"[" * BIG_RECORD_BYTES + b"]" * BIG_RECORD_BYTES
+    elif damage == "utf16":
+        bad = data.decode().encode("utf-16")
+    elif damage == "bad utf8":
+        bad = data[:-100] + b"\xff" + data[-99:]
+    elif damage == "wrong type":
+        bad = data.replace(b'"size":50}', b'"size":"fifty"}', 1)
+    else:
+        bad = data[:-2] + b',"x":1}}'
+    assert bad != data and len(bad) >= BIG_RECORD_BYTES
+    with pytest.raises(DataCorrupted, match="manifests/abc"):
+        Manifest.from_bytes(bad, key="manifests/abc")
+    assert gc.isenabled()
