@@ -223,8 +223,6 @@ class _Walk:
     def _entry_refs(self, entry: FileEntry, what: str, path: str, users: list[str], below: bool) -> list[ChunkRef]:
         """An entry's chunk refs; none, and damage of its record, when its slices are inconsistent
         (`users`: who it affects; `below`: they are commits, the path goes after each)."""
-        if not entry.packed:
-            return [(digest, None) for digest in entry.chunks]
         try:
             return entry.slices()
         except DataCorrupted:
