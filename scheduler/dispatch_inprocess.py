@@ -28,7 +28,9 @@ class InProcessDispatcher:
         self._run_batch = run_batch
         self._release = release
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="herd-datum")
-        self._outcomes: queue.Queue[BatchOutcome | BaseException] = queue.Queue()
+        # (job, batch key, outcome): the batch counts as running until wait() hands its outcome
+        # over, so no observation sees it neither running nor reported (and sends it again).
+        self._outcomes: queue.Queue[tuple[str, str, BatchOutcome | BaseException]] = queue.Queue()
         self._lock = threading.Lock()
         self._running: dict[str, dict[str, tuple[int, ...]]] = {}  # job -> batch key -> datums
         self._watches: dict[str, dict[str, Mark]] = {}
@@ -47,10 +49,7 @@ class InProcessDispatcher:
             outcome: BatchOutcome | BaseException = BatchOutcome.model_validate(raw)
         except BaseException as exc:  # noqa: BLE001 - surfaced to the scheduler thread by wait()
             outcome = exc
-        finally:
-            with self._lock:
-                self._running.get(batch.job_id, {}).pop(key, None)
-        self._outcomes.put(outcome)
+        self._outcomes.put((batch.job_id, key, outcome))
 
     def sent(self, job_id: str) -> list[Mark]:
         """Batches queued or running in this process are never stale: they cannot be lost."""
@@ -76,15 +75,20 @@ class InProcessDispatcher:
         return time.time()
 
     def wait(self, timeout: float) -> list[BatchOutcome]:
+        """The outcomes of batches that ended, waiting up to `timeout` for the first; their
+        batches stop counting as running only now, as the caller takes their outcomes."""
         out: list[BatchOutcome] = []
         try:
             item = self._outcomes.get(timeout=timeout)
         except queue.Empty:
             return out
         while True:
-            if isinstance(item, BaseException):
-                raise item
-            out.append(item)
+            job_id, key, outcome = item
+            with self._lock:
+                self._running.get(job_id, {}).pop(key, None)
+            if isinstance(outcome, BaseException):
+                raise outcome
+            out.append(outcome)
             try:
                 item = self._outcomes.get_nowait()
             except queue.Empty:

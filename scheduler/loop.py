@@ -60,6 +60,10 @@ class _Hints:
     returned: set[int] = field(default_factory=set)  # came back without a result
 
 
+# Actions after which nothing is due before a batch's outcome (or a mark grows old).
+_WAITING = (Send, Resend, Forget, Watch)
+
+
 class Scheduler:
     """Moves every pipeline's jobs forward; `tick` is one pass, `run_until_idle` loops."""
 
@@ -82,10 +86,12 @@ class Scheduler:
         self._histories = Histories(pfs)
         self._hints: dict[str, _Hints] = {}
         self._specs: dict[tuple[str, int], PipelineSpec] = {}
+        self._moved = False  # the last pass moved a job on (see run_until_idle)
         self.on_progress: Callable[[Progress], None] | None = None
 
     def tick(self) -> bool:
         """One reconcile pass over all pipelines; True while some job is unfinished."""
+        self._moved = False
         busy = False
         for pipeline in self.records.list_pipelines():
             if not pipeline.stopped and self._reconcile(pipeline):
@@ -93,13 +99,20 @@ class Scheduler:
         metrics.jobs(self._states.values())
         return busy
 
-    def run_until_idle(self, timeout: float | None = None, poll: float = 0.05) -> None:
-        """Tick until no job is left unfinished (the embedded default's way of running)."""
+    def run_until_idle(self, timeout: float | None = None, poll: float = 0.05, idle_poll: float = 0.5) -> None:
+        """Tick until no job is left unfinished (the embedded default's way of running).
+
+        After a pass that only sent batches (or did nothing), what changes next comes with a
+        batch's outcome, which ends the wait at once: the next pass waits for one up to
+        `idle_poll`. After a pass that moved a job on (made, finished, failed one), the next
+        step may be due at once (a downstream job, the next job of the pipeline): `poll`. On S3
+        a pass costs several requests, so passes every `poll` while batches run took a sixth
+        of a trivial job's requests."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.tick():
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError("jobs still running")
-            self.note(self.dispatcher.wait(poll))
+            self.note(self.dispatcher.wait(poll if self._moved else idle_poll))
 
     def note(self, outcomes: list[BatchOutcome]) -> None:
         """Take workers' reports as hints: which datums have results, which came back without."""
@@ -152,6 +165,7 @@ class Scheduler:
         view, plan = self.observe(pipeline, spec, job_id, list_results=False, status=status)
         actions = decide(view)
         if actions == [CreateJob()]:
+            self._moved = True
             self._apply(actions, pipeline, spec, job_id, inputs, plan)
             view, plan = self.observe(pipeline, spec, job_id, list_results=False)
             actions = [a for a in decide(view) if not isinstance(a, CreateJob)]
@@ -159,6 +173,8 @@ class Scheduler:
             view, plan = self.observe(pipeline, spec, job_id, list_results=True)
             actions = [a for a in decide(view) if not isinstance(a, Refresh)]
         self._apply(actions, pipeline, spec, job_id, inputs, plan)
+        if any(not isinstance(a, _WAITING) for a in actions):
+            self._moved = True
         return actions
 
     def observe(
