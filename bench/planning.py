@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # herd's packages, run alone
+sys.path.append(str(Path(__file__).resolve().parent))  # bench/herd_cli.py
+from herd_cli import compile_herd, herd_command  # noqa: E402
 
 PATTERN = "/*/*"
 ANCHOR = """
@@ -37,11 +39,6 @@ for folder, dirs, files in os.walk(root):
             lines.append(f"{path}   {os.stat(folder + '/' + name).st_size}B")
 print("\\n".join(sorted(lines)))
 """
-
-
-def herd_command() -> list[str]:
-    script = Path(sys.executable).with_name("herd")
-    return [str(script)] if script.is_file() else [sys.executable, "-c", "from scheduler.cli import main; main()"]
 
 
 def paths(n: int) -> list[str]:
@@ -110,6 +107,7 @@ def figures(smoke: bool) -> list[dict[str, object]]:
     from figures import make_row
 
     n, rounds = (500, 1) if smoke else (100_000, 5)
+    compile_herd()
     with tempfile.TemporaryDirectory(prefix="herd-bench-glob-") as tmp:
         store, tree = Path(tmp) / "store", Path(tmp) / "tree"
         make_store(store, n)
