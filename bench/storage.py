@@ -407,9 +407,9 @@ def local_figures(work: Path, big: Path, rounds: int, smoke: bool) -> list[dict[
             path.unlink()
         return seconds
 
-    def fresh_env(store: Path | None = None) -> dict[str, str]:
-        """The environment of a new store (at `store`, else a fresh path) holding repo `data`."""
-        env = cli_env((store or fresh("store")).as_uri())
+    def fresh_env(store: Path) -> dict[str, str]:
+        """The environment of a new store at `store` holding repo `data`."""
+        env = cli_env(store.as_uri())
         run([*herd, "create-repo", "data"], env)
         return env
 
@@ -735,13 +735,12 @@ def figures(smoke: bool, rounds: int | None = None, files: int | None = None,
     with tempfile.TemporaryDirectory(prefix="herd-bench-storage-") as folder:
         work = Path(folder)
         rows: list[dict[str, object]] = []
-        if "local" in only or "s3" in only:
-            big, _ = make_inputs(work, big_mib, 0)
         if "local" in only:
             with local_work() as fast:
                 local_big, _ = make_inputs(fast, big_mib, 0)
                 rows += local_figures(fast, local_big, rounds, smoke)
         if "s3" in only:
+            big, _ = make_inputs(work, big_mib, 0)
             try:
                 rows += s3_figures(work, big, rounds, smoke)
             except Exception as exc:  # noqa: BLE001 - SeaweedFS missing or not starting: say so

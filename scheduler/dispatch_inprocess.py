@@ -52,7 +52,8 @@ class InProcessDispatcher:
         self._outcomes.put((batch.job_id, key, outcome))
 
     def sent(self, job_id: str) -> list[Mark]:
-        """Batches queued or running in this process are never stale: they cannot be lost."""
+        """Batches queued, running, or ended with an outcome wait() has not handed over yet: never
+        stale, as none of them can be lost in this process."""
         now = self.now()
         with self._lock:
             running = [Mark(key, now, datums) for key, datums in self._running.get(job_id, {}).items()]
