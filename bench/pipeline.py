@@ -233,7 +233,7 @@ def s3_figures(smoke: bool, root: Path) -> list[dict[str, object]]:
                     f"median of {rounds}; {WHY_S3}"),
         planned_row(names[1], big, small,
                     f"{'N=' + str(n_rerun) + '; ' if smoke else ''}SeaweedFS; ratio is t(N)/t(10), medians of "
-                    f"{len(bigs)}; last re-run processed {processed}, skipped {skipped}",
+                    f"{len(bigs)}; last re-run processed {processed}, skipped {skipped}; {WHY_RERUN}",
                     ratio=big / small if small > 0 else None),
     ]
 

@@ -34,7 +34,7 @@ sys.path[:] = [str(BENCH.parent), *(p for p in sys.path if Path(p or ".").resolv
 import figures as table  # noqa: E402
 
 RESULTS = BENCH / "results"
-NOT_BENCHES = frozenset({"run", "figures", "seaweed", "herd_cli"})
+NOT_BENCHES = frozenset({"run", "figures", "seaweed", "herd_cli", "tmpfs"})
 
 
 def module_names() -> list[str]:

@@ -29,6 +29,7 @@ import docker.errors
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from worker.docker_runtime import DockerRuntime  # noqa: E402
+from worker.docker_wire import Channel  # noqa: E402
 from worker.runtime import RunRequest, Session, UserCode  # noqa: E402
 
 IMAGE = "herd-test-busybox:latest"
@@ -163,15 +164,63 @@ def figures(smoke: bool) -> list[dict[str, object]]:
                     session.close()
                 for container in containers:
                     container.remove(force=True)  # type: ignore[attr-defined]
+            floors = floors_note(client, n, results["DockerRuntime[stream] true"])
         note = f"stream transfer; anchor: SDK exec_run into a warm container; median of {ROUNDS} rounds; {host}"
         return [
             make_row(names[0], results["DockerRuntime[stream] true"], results["bare exec_run true"], "ms", "<= 3",
-                     "true; " + note),
+                     f"true; {note}; {floors}"),
             make_row(names[1], results["DockerRuntime[stream] cat /pfs/in/x > /pfs/out/x"],
                      results["bare exec_run cat /pfs/in/x > /pfs/out/x"], "ms", "-", "cat in > out; " + note),
         ]
     finally:
         client.close()
+
+
+# What a datum of the stream runtime cannot do without, each timed as one line sent to a warm
+# container's stdin through the engine's attach stream and read back: the crossing alone, and
+# with the one process each of the two loops must start per datum (the stager's cpio, the
+# runner's user command; ash runs `echo` itself, a path makes it fork and exec busybox).
+FLOOR_LOOPS = {
+    "stream crossing": 'while read -r l; do echo "$l"; done',
+    "+ a fork and exec": 'while read -r l; do /bin/true; echo "$l"; done',
+    "+ cpio of nothing": 'while read -r l; do cpio -i -d -m </dev/null 2>/dev/null; echo "$l"; done',
+}
+
+
+def floor_ms(client: docker.DockerClient, loop: str, n: int) -> float:
+    """Median ms of a line's round trip through a warm container running `loop` (5 rounds)."""
+    api = client.api
+    container = api.create_container(IMAGE, ["sh", "-c", loop], stdin_open=True, network_disabled=True,
+                                     labels={"herd.bench": "1"})
+    try:
+        api.start(container)
+        sock = api.attach_socket(container, params={"stdin": 1, "stdout": 1, "stream": 1})
+        channel = Channel(getattr(sock, "_sock", sock), "bench floor")
+
+        def round_trip() -> None:
+            channel.send("x\n")
+            channel.read_line(time.monotonic() + 30)
+
+        for _ in range(10):
+            round_trip()
+        rounds = [per_call_ms(round_trip, max(1, n // ROUNDS)) for _ in range(ROUNDS)]
+        channel.close()
+        return statistics.median(rounds)
+    finally:
+        api.remove_container(container, force=True)
+
+
+def floors_note(client: docker.DockerClient, n: int, herd_ms: float) -> str:
+    """The floors above, measured, and what they make of a datum: two processes, each behind a crossing."""
+    ms = {name: floor_ms(client, loop, n) for name, loop in FLOOR_LOOPS.items()}
+    crossing, process, cpio = ms["stream crossing"], ms["+ a fork and exec"], ms["+ cpio of nothing"]
+    floor = cpio + process
+    return (f"floors measured here (a line through a warm container's attached stdin and back): the crossing "
+            f"{crossing:.2f} ms, with a busybox fork+exec {process:.2f} ms, with a cpio {cpio:.2f} ms; a datum "
+            f"starts two processes one after the other (the stager's cpio of its inputs, then the user "
+            f"command), each behind a crossing: {floor:.2f} ms; the other {herd_ms - floor:.2f} ms are the loops' "
+            f"own steps around them (runner.sh: a watcher subshell, kill -1 and wait, the cgroup counters, "
+            f"clearing the inputs) and the worker, whose CPU is ~0.4 ms a datum (py-spy, 2026-12-02)")
 
 
 def pfs_folder(folder: Path) -> Path:

@@ -69,6 +69,20 @@ WRITE_SCRIPT = (
 )
 # The system's python runs the script, in the datum and bare alike: user code sees a private
 # /tmp, so a virtualenv under /tmp (a CI clone's) is not there for it.
+# Where row 11's time goes (py-spy over 10 settles on tmpfs, 2026-12-02): herd must hash and store
+# every output file, which the bare script does not.
+WHY_MANY_FILES = ("herd's time (py-spy, 2026-12-02): the user script as bare (~0.09 s), collecting its 6,000 "
+                  "outputs ~0.3 s (~50 us of CPU a file: reopened and checked, SHA-256 of its bytes, linked into "
+                  "the store as its blob), the job's own steps ~0.1 s (plan, the merge of the datum's result, "
+                  "the output commit)")
+# Where row 17's peak comes from, measured stage by stage in one process (VmRSS and VmHWM before
+# and after each step of scheduler.lifecycle.create_job on a local store, 2026-12-02).
+WHY_MEMORY = ("where the peak comes from (create_job in one process, VmRSS/VmHWM per step): the input commit's "
+              "manifest of 100,000 packed entries takes ~150 MB parsed (~1 KB an entry: pydantic's instance dict "
+              "184 B and fields-set 216 B, a chunk id and a pack id of 113 B each, the path), the 100,000 planned "
+              "datums ~47 MB more (sharing those entries), and serialising the plan (~65 MB of JSON, stored "
+              "create-only in one request) adds ~115 MB at its peak (pydantic-core's buffer, then the bytes); "
+              "under 300 MB needs a compact manifest and plan and a plan written in parts")
 PYTHON = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin") or sys.executable
 BATCH = 1_000  # datums per message in row 16: HERD_BATCH_SECONDS (1 s) over datums of <= 1 ms
 AHEAD = 3  # scheduler/batching.py AHEAD_PER_WORKER: batches in flight per worker
@@ -76,8 +90,9 @@ AHEAD = 3  # scheduler/batching.py AHEAD_PER_WORKER: batches in flight per worke
 
 # Row 11 ------------------------------------------------------------------------------------------
 def herd_many_files(root: Path, n: int) -> float:
-    """Seconds of the whole settle of one datum writing n x 3 KB files; checks the output commit."""
-    pfs = Pfs(LocalObjectStore(root))
+    """Seconds of the whole settle of one datum writing n x 3 KB files; checks the output commit.
+    The store is `root`/store, the worker's scratch `root`/scratch (where user code writes)."""
+    pfs = Pfs(LocalObjectStore(root / "store"))
     pfs.create_repo("one")
     pfs.put_file("one", "master", "/seed", b"seed\n")
     Pipelines(pfs).create({
@@ -86,7 +101,8 @@ def herd_many_files(root: Path, n: int) -> float:
         "input": {"pfs": {"repo": "one", "glob": "/"}},
     })
     t0 = time.perf_counter()
-    settle(pfs, SchedulerSettings(broker=None), WorkerSettings(runtime="local"))  # not Docker's, if one runs
+    # The local runtime, not Docker's if one runs; the scratch beside the store, on the same tmpfs.
+    settle(pfs, SchedulerSettings(broker=None), WorkerSettings(runtime="local", scratch=str(root / "scratch")))
     took = time.perf_counter() - t0
     head = pfs.inspect_commit("writer", "master")
     files = pfs.read_manifest(head).files
@@ -108,16 +124,19 @@ def bare_many_files(folder: Path, n: int) -> float:
 def many_files_row(n: int, rounds: int, smoke: bool) -> dict[str, object]:
     from figures import planned_row
 
+    from tmpfs import fast_folder
+
     herd, bare = [], []
-    with tempfile.TemporaryDirectory(prefix="herd-bench-") as tmp:
+    with fast_folder("herd-bench-") as tmp:  # bench/tmpfs.py: the disk's noise is larger than the work
         for r in range(rounds):
-            herd.append(herd_many_files(Path(tmp) / f"herd{r}", n))
-            bare.append(bare_many_files(Path(tmp) / f"bare{r}", n))
+            herd.append(herd_many_files(tmp / f"herd{r}", n))
+            bare.append(bare_many_files(tmp / f"bare{r}", n))
     med = statistics.median
     return planned_row(FIGURES[0], med(herd), med(bare),
-                       f"{'N=' + str(n) + '; ' if smoke else ''}embedded settle, local store, local runtime; anchor: "
+                       f"{'N=' + str(n) + '; ' if smoke else ''}embedded settle, local store and scratch on tmpfs, "
+                       "local runtime; anchor: "
                        f"the same python script bare; medians of {rounds} interleaved "
-                       f"(herd {min(herd):.2f}-{max(herd):.2f} s)")
+                       f"(herd {min(herd):.2f}-{max(herd):.2f} s); {WHY_MANY_FILES}")
 
 
 # Rows 16 and 17 ----------------------------------------------------------------------------------
@@ -288,7 +307,7 @@ def queue_rows(n: int, rounds: int, anchor_n: int, smoke: bool) -> list[dict[str
         planned_row(FIGURES[2], peak, None,
                     f"{size}herd scheduler VmHWM (MiB); {idle:.0f} before the pipeline; job planned and first "
                     f"batches sent {first:.1f} s after create-pipeline; sent {sent_datums} datums in "
-                    f"{sent_messages} messages (no measured times: 1 per message, 3 per worker ahead)"),
+                    f"{sent_messages} messages (no measured times: 1 per message, 3 per worker ahead); {WHY_MEMORY}"),
     ]
 
 

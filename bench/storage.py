@@ -56,6 +56,7 @@ from storage.repos import Pfs  # noqa: E402
 from storage.s3 import TRANSFER, S3ObjectStore  # noqa: E402
 
 from herd_cli import compile_herd, herd_command  # noqa: E402 - bench/herd_cli.py
+from tmpfs import fast_folder  # noqa: E402 - bench/tmpfs.py
 
 MIB = 1024 * 1024
 # Small files go to S3 from a thread pool on both sides: one at a time, a few ms per request
@@ -372,25 +373,10 @@ def row(figure: str, herd: float | None, anchor: float | None, target: str, note
             "target": target, "met": met, "note": note}
 
 
-@contextmanager
-def local_work() -> Iterator[Path]:
-    """A temporary folder on tmpfs (/dev/shm) where there is one, else in the default place.
-
-    The local rows time herd's work (hashing, copying, temp file and rename, records) against
-    the same work bare; this machine's disk adds noise far larger than either: the same `cp` of
-    256 MiB to a new file took 0.07 s or 0.73 s from one run to the next (ext4 with `discard`,
-    no journal, on a VM), and whichever side wrote right after a delete paid for it (herd's
-    get-file measured 0.37-0.43 s in one round and 0.90-1.07 s in the next)."""
-    shm = Path("/dev/shm")
-    place = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
-    with tempfile.TemporaryDirectory(prefix="herd-bench-local-", dir=place) as folder:
-        yield Path(folder)
-
-
 def local_figures(work: Path, big: Path, rounds: int, smoke: bool) -> list[dict[str, object]]:
     """Rows 2 and 3: put-file / verified get-file of one big file on a local folder store.
 
-    `work` should be a tmpfs (see local_work): every side writes to a path of its own, which
+    `work` should be a tmpfs (bench/tmpfs.py): every side writes to a path of its own, which
     it deletes once timed."""
     mib = big.stat().st_size // MIB
     made = iter(range(1 << 30))
@@ -736,7 +722,7 @@ def figures(smoke: bool, rounds: int | None = None, files: int | None = None,
         work = Path(folder)
         rows: list[dict[str, object]] = []
         if "local" in only:
-            with local_work() as fast:
+            with fast_folder("herd-bench-local-") as fast:
                 local_big, _ = make_inputs(fast, big_mib, 0)
                 rows += local_figures(fast, local_big, rounds, smoke)
         if "s3" in only:
