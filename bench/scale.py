@@ -8,7 +8,7 @@ Three figures of issue 15's table, for bench/run.py through `figures(smoke)`:
 - row 11: an embedded pipeline (local store, local runtime: the default) whose single datum
   writes N x 3 KB files (random bytes, so no two dedup) to /pfs/out, timed over the whole
   `settle` (job created to output commit), against the same script run bare into a folder;
-  rounds interleaved, medians.
+  rounds interleaved, medians. Store, scratch and the bare folder are on tmpfs (bench/tmpfs.py).
 - row 16: a real redis-server started here and no workers. The scheduler (`Scheduler` over a
   `CeleryDispatcher`, as `herd scheduler` runs them) takes ONE reconcile pass over a new pipeline
   whose input holds 100,000 files: it creates the job, plans its 100,000 datums, writes the plan
