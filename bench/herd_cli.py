@@ -11,6 +11,7 @@ whatever that variable says, and skips the up-to-date ones).
 from __future__ import annotations
 
 import compileall
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +25,13 @@ def herd_command() -> list[str]:
     if script.is_file():
         return [str(script)]
     return [sys.executable, "-c", "from scheduler.cli import main; main()"]
+
+
+def cli_environment(storage: str) -> dict[str, str]:
+    """A user's environment: none of our HERD_* variables but HERD_STORAGE=`storage`."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HERD_")}
+    env["HERD_STORAGE"] = storage
+    return env
 
 
 def compile_herd() -> None:

@@ -14,7 +14,6 @@ round; the figures are medians. The note says where herd's time goes, measured i
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # herd's packages, run alone
 sys.path.append(str(Path(__file__).resolve().parent))  # bench/herd_cli.py
-from herd_cli import compile_herd, herd_command  # noqa: E402
+from herd_cli import cli_environment, compile_herd, herd_command  # noqa: E402
 
 PATTERN = "/*/*"
 ANCHOR = """
@@ -63,12 +62,6 @@ def make_tree(tree: Path, n: int) -> None:
         (tree / path.lstrip("/")).write_bytes(b"x\n")
 
 
-def environment(store: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("HERD_")}
-    env["HERD_STORAGE"] = store.as_uri()
-    return env
-
-
 def where_time_goes(store: Path) -> str:
     """glob-file's steps timed in this process (after start-up), for the note."""
     from scheduler import render
@@ -88,7 +81,7 @@ def where_time_goes(store: Path) -> str:
 
 
 def measure(rounds: int, store: Path, tree: Path) -> tuple[list[float], list[float]]:
-    env = environment(store)
+    env = cli_environment(store.as_uri())
     herd_argv = [*herd_command(), "glob-file", "in", "master", PATTERN]
     anchor_argv = [sys.executable, "-c", ANCHOR, str(tree), PATTERN]
     herd, anchor = [], []

@@ -13,7 +13,6 @@ cannot do without: click + pydantic-settings (the settings classes) + herd's sto
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parent))  # bench/herd_cli.py, after herd's packages
-from herd_cli import compile_herd, herd_command  # noqa: E402
+from herd_cli import cli_environment, compile_herd, herd_command  # noqa: E402
 
 GO_CLI_SECONDS = 0.02  # issue 15's anchor: a Go CLI (pachctl) answers in about this
 TARGET = "<= 0.15"
@@ -43,16 +42,9 @@ def commands() -> dict[str, list[str]]:
     }
 
 
-def environment(store: Path) -> dict[str, str]:
-    """A user's plain environment: no HERD_* but the local store."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("HERD_")}
-    env["HERD_STORAGE"] = store.as_uri()
-    return env
-
-
 def make_store(store: Path) -> None:
     """A local store holding one repo with one commit, so list-repo prints a row."""
-    done = subprocess.run([*herd_command(), "create-repo", "images"], env=environment(store),
+    done = subprocess.run([*herd_command(), "create-repo", "images"], env=cli_environment(store.as_uri()),
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"herd create-repo failed: {done.stderr.strip()}")
@@ -60,7 +52,7 @@ def make_store(store: Path) -> None:
 
 def measure(rounds: int, store: Path) -> dict[str, list[float]]:
     """Wall seconds of each command per round, the commands interleaved within a round."""
-    env, cmds = environment(store), commands()
+    env, cmds = cli_environment(store.as_uri()), commands()
     times: dict[str, list[float]] = {name: [] for name in cmds}
     for name, argv in cmds.items():  # one warm-up each: page cache and .pyc files
         subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True)

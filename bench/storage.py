@@ -55,7 +55,7 @@ from storage.local import LocalObjectStore  # noqa: E402
 from storage.repos import Pfs  # noqa: E402
 from storage.s3 import TRANSFER, S3ObjectStore  # noqa: E402
 
-from herd_cli import compile_herd, herd_command  # noqa: E402 - bench/herd_cli.py
+from herd_cli import cli_environment, compile_herd, herd_command  # noqa: E402 - bench/herd_cli.py
 from tmpfs import fast_folder  # noqa: E402 - bench/tmpfs.py
 
 MIB = 1024 * 1024
@@ -339,14 +339,6 @@ def run(argv: list[str], env: dict[str, str] | None = None) -> float:
     return spent
 
 
-def cli_env(storage: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """A user's environment: none of our HERD_* but the store (and what `extra` adds)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("HERD_")}
-    env["HERD_STORAGE"] = storage
-    env.update(extra or {})
-    return env
-
-
 def settled(fn: Callable[[], float]) -> float:
     """One timed side, after the dirty pages of the previous one were written out (untimed)."""
     os.sync()
@@ -395,7 +387,7 @@ def local_figures(work: Path, big: Path, rounds: int, smoke: bool) -> list[dict[
 
     def fresh_env(store: Path) -> dict[str, str]:
         """The environment of a new store at `store` holding repo `data`."""
-        env = cli_env(store.as_uri())
+        env = cli_environment(store.as_uri())
         run([*herd, "create-repo", "data"], env)
         return env
 
@@ -537,7 +529,7 @@ def small_files_figures(work: Path, count: int, rounds: int, smoke: bool) -> lis
 
     def herd_put(index: int) -> float:
         store = kept / f"store-{index}"
-        env = cli_env(store.as_uri())
+        env = cli_environment(store.as_uri())
         run([*herd, "create-repo", "data"], env)
         spent = settled(lambda: measured("herd", [*herd, "put-file", "-r", "data", "master", "/", "-f",
                                                   str(source)], env))
