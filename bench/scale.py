@@ -79,10 +79,10 @@ WHY_MANY_FILES = ("herd's time (py-spy, 2026-12-02): the user script as bare (~0
 # and after each step of scheduler.lifecycle.create_job on a local store, 2026-12-02).
 WHY_MEMORY = ("where the peak comes from (create_job in one process, VmRSS/VmHWM per step): the input commit's "
               "manifest of 100,000 packed entries takes ~150 MB parsed (~1 KB an entry: pydantic's instance dict "
-              "184 B and fields-set 216 B, a chunk id and a pack id of 113 B each, the path), the 100,000 planned "
-              "datums ~47 MB more (sharing those entries), and serialising the plan (~65 MB of JSON, stored "
-              "create-only in one request) adds ~115 MB at its peak (pydantic-core's buffer, then the bytes); "
-              "under 300 MB needs a compact manifest and plan and a plan written in parts")
+              "184 B and fields-set 216 B, a chunk id and a pack id of 113 B each, the path), ~40 MB more while "
+              "it parses, and the 100,000 planned datums ~47 MB more (sharing those entries). The plan (~50 MB "
+              "of JSON) is written 1,000 datums at a time (scheduler/store.py dump_in_parts): made whole, it "
+              "added ~115 MB at the peak")
 PYTHON = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin") or sys.executable
 BATCH = 1_000  # datums per message in row 16: HERD_BATCH_SECONDS (1 s) over datums of <= 1 ms
 AHEAD = 3  # scheduler/batching.py AHEAD_PER_WORKER: batches in flight per worker

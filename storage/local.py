@@ -17,7 +17,7 @@ import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -56,6 +56,10 @@ class LocalObjectStore:
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """Create `key` with `data` via os.link of a temp file; False when it exists."""
         return self._publish(key, lambda out: out.write(data), os.link)
+
+    def put_chunks_if_absent(self, key: str, chunks: Iterable[bytes]) -> bool:
+        """Create `key` from `chunks` written one at a time to a temp file, then os.link."""
+        return self._publish(key, lambda out: out.writelines(chunks), os.link)
 
     def put_file(self, key: str, path: Path) -> None:
         """Copy a local file to `key` (sendfile in the kernel, then os.replace)."""

@@ -22,7 +22,7 @@ import io
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -65,6 +65,11 @@ class ObjectStore(Protocol):
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """Create `key` with `data`; False when it already exists."""
+        ...
+
+    def put_chunks_if_absent(self, key: str, chunks: Iterable[bytes]) -> bool:
+        """Create `key` with the concatenation of `chunks`, taken one at a time so a big record
+        is never whole in memory; False when it exists."""
         ...
 
     def put_file(self, key: str, path: Path) -> None:
@@ -194,6 +199,10 @@ class MemoryObjectStore:
             self._objects[key] = bytes(data)
             self._times[key] = _now()
             return True
+
+    def put_chunks_if_absent(self, key: str, chunks: Iterable[bytes]) -> bool:
+        """Create `key` with the chunks joined; False when it already exists."""
+        return self.put_if_absent(key, b"".join(chunks))
 
     def put_file(self, key: str, path: Path) -> None:
         """Read a local file into `key`."""

@@ -20,15 +20,16 @@ import builtins
 import io
 import json
 import os
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, TypedDict, Unpack
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypedDict, Unpack
 from urllib.parse import urlsplit
 
 import boto3
@@ -67,6 +68,8 @@ _CAS_TRIES = 5
 _WRONG_ETAG = '"' + "0" * 32 + '"'
 # 8 MiB parts, 4 in flight: a 300 MiB upload stays near 50 MB of buffers on a 2-core box.
 TRANSFER = TransferConfig(multipart_threshold=8 << 20, multipart_chunksize=8 << 20, max_concurrency=4)
+# A record written in chunks (a job's plan) stays in memory up to this size, then in a temp file.
+SPOOL_BYTES = 8 << 20
 
 class _Condition(TypedDict, total=False):
     """The precondition of a conditional PUT: create-only (`*`) or this ETag."""
@@ -300,25 +303,37 @@ class S3ObjectStore:
         """Create `key` with `data` (If-None-Match: *); False when it exists."""
         return self.compare_and_set(key, None, data)
 
+    def put_chunks_if_absent(self, key: str, chunks: Iterable[bytes]) -> bool:
+        """Create `key` from `chunks` spooled to a temp file (in memory up to 8 MiB), then one
+        create-only PUT of that file: a PUT needs its length before it starts."""
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+            spool.writelines(chunks)
+            return self._conditional_put(key, {"IfNoneMatch": "*"}, spool)
+
     def compare_and_set(self, key: str, token: str | None, data: bytes) -> bool:
         """Write iff the ETag is `token` (None = create-only); 409 conflicts are retried."""
-        full = self._write_key(key)
         condition: _Condition = {"IfNoneMatch": "*"} if token is None else {"IfMatch": token}
+        return self._conditional_put(key, condition, data)
+
+    def _conditional_put(self, key: str, condition: _Condition, body: bytes | IO[bytes]) -> bool:
+        full = self._write_key(key)
         for attempt in range(_CAS_TRIES):
             cas = _CasOutcome()
+            if not isinstance(body, bytes):
+                body.seek(0)
             try:
                 with self._map_client_errors(key, cas):
-                    self._client.put_object(Bucket=self.bucket, Key=full, Body=data, **condition)
+                    self._client.put_object(Bucket=self.bucket, Key=full, Body=body, **condition)
             except ObjectNotFound:  # If-Match on a key that is gone: that race is lost too
                 return False
             if cas.lost and cas.retried:
-                return self._landed(key, data)
+                return self._landed(key, body)
             if not cas.conflict:
                 return not cas.lost
             time.sleep(0.01 * 2**attempt)
         return False
 
-    def _landed(self, key: str, data: bytes) -> bool:
+    def _landed(self, key: str, body: bytes | IO[bytes]) -> bool:
         """After a resent conditional PUT got 412: did our own first attempt land?
 
         A timed-out attempt may have been written before botocore resent it, and then the resend
@@ -326,7 +341,12 @@ class S3ObjectStore:
         counter + writer id), so finding our exact body means the write was ours.
         """
         current = self.read_versioned(key)
-        return current is not None and current[0] == data
+        if current is None:
+            return False
+        if not isinstance(body, bytes):
+            body.seek(0)
+            body = body.read()  # this rare race only: a spooled body is read back whole
+        return current[0] == body
 
     def put_file(self, key: str, path: Path) -> None:
         """Upload a local file with the transfer manager (multipart above 8 MiB)."""

@@ -93,6 +93,34 @@ def test_put_if_absent_race_has_one_winner(object_store: ObjectStore) -> None:
     assert object_store.get("race/done") == f"writer {wins[0]}".encode()
 
 
+def test_put_chunks_if_absent_writes_the_chunks_joined_once(object_store: ObjectStore) -> None:
+    # Given a record written from a generator of chunks, some empty
+    chunks = (part for part in (b"{", b"", b'"a":', b"1", b"}"))
+    # Then the key holds them joined, and a second chunked or whole write loses
+    assert object_store.put_chunks_if_absent("rec", chunks) is True
+    assert object_store.get("rec") == b'{"a":1}'
+    assert object_store.put_chunks_if_absent("rec", iter([b"other"])) is False
+    assert object_store.put_if_absent("rec", b"other") is False
+    assert object_store.get("rec") == b'{"a":1}'
+    assert object_store.put_chunks_if_absent("empty", iter(())) is True
+    assert object_store.get("empty") == b""
+
+
+def test_put_chunks_if_absent_of_a_body_bigger_than_any_buffer(object_store: ObjectStore) -> None:
+    # Given 9 MiB in 1 MiB chunks: S3 spools it to a file (over 8 MiB) and PUTs that file
+    chunks = [bytes([n]) * (1 << 20) for n in range(9)]
+    assert object_store.put_chunks_if_absent("big", iter(chunks)) is True
+    assert object_store.get("big") == b"".join(chunks)
+    assert object_store.put_chunks_if_absent("big", iter(chunks[::-1])) is False
+    assert object_store.get("big") == b"".join(chunks)
+
+
+def test_put_chunks_if_absent_race_has_one_winner(object_store: ObjectStore) -> None:
+    wins = race(RACERS, lambda i: object_store.put_chunks_if_absent("race/plan", iter([b"writer ", str(i).encode()])))
+    assert len(wins) == 1
+    assert object_store.get("race/plan") == f"writer {wins[0]}".encode()
+
+
 def test_compare_and_set_semantics(object_store: ObjectStore) -> None:
     # Given create-only CAS on a missing key: it wins once
     assert object_store.compare_and_set("ref", None, b"gen 1") is True

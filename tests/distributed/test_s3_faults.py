@@ -91,6 +91,21 @@ def test_a_write_whose_answer_is_lost_is_not_a_lost_race(store: S3ObjectStore, s
     assert store.get("w/mine") == b"only body"
 
 
+@pytest.mark.parametrize("size", [100, 9 * 1024 * 1024])  # in memory, and spooled to a file
+@pytest.mark.parametrize("after", [False, True])
+def test_a_chunked_write_resent_after_a_fault_sends_its_whole_body(
+    store: S3ObjectStore, s3_fault_proxy: S3FaultProxy, size: int, after: bool,
+) -> None:
+    # A resend must rewind the spooled body: from where the first attempt left it, the resend
+    # would send nothing (or fail), and the key would hold short bytes.
+    data = os.urandom(size)
+    s3_fault_proxy.add(FaultRule("503", key=r"/w/plan$", method="PUT", count=1, after=after))
+    chunks = (data[i:i + (1 << 20)] for i in range(0, size, 1 << 20))
+    assert store.put_chunks_if_absent("w/plan", chunks) is True
+    assert hashlib.sha256(store.get("w/plan")).digest() == hashlib.sha256(data).digest()
+    assert store.put_chunks_if_absent("w/plan", iter([b"another plan"])) is False
+
+
 @pytest.mark.parametrize("size", [100, 6 * 1024 * 1024])
 def test_a_truncated_body_is_never_accepted(store: S3ObjectStore, s3_fault_proxy: S3FaultProxy, size: int) -> None:
     data = os.urandom(size)

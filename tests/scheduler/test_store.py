@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from scheduler.records import DatumIndex, IndexEntry, JobPlan, PlannedDatum
-from scheduler.store import PLAN_DATUMS_KEPT, PLANS_KEPT, PpsStore
+from scheduler.store import PLAN_DATUMS_KEPT, PLANS_KEPT, PpsStore, _dump, dump_in_parts
 from storage.local import LocalObjectStore
 from storage.model import FileEntry
 from tests.storage.counting_store import CountingStore
@@ -60,3 +62,32 @@ def test_the_shared_plans_are_bounded_by_datums_too(tmp_path: Path) -> None:
     for n in range(3):
         records.write_plan(plan(f"{n:032x}").model_copy(update={"datums": datums}))
     assert len(records._plans) == 1  # two such plans are over the bound: the older ones went
+
+
+def planned(n: int) -> PlannedDatum:
+    from scheduler.records import PlannedInput
+
+    entry = FileEntry(chunks=(f"{n:064x}",), packed=((f"{n % 3:064x}", n, 1),), size=1)
+    return PlannedDatum(f"{n:064x}", f"{n + 1:064x}", (PlannedInput("in", "in", "master", "c" * 32, f"/f{n}", {f"/f{n}": entry}),))
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 5, 8])
+def test_a_plan_and_an_index_made_in_parts_are_the_bytes_made_whole(count: int) -> None:
+    whole = plan("a" * 32).model_copy(update={"datums": tuple(planned(n) for n in range(count))})
+    assert b"".join(dump_in_parts(whole, "datums", per_part=2)) == _dump(whole)
+    index = DatumIndex(job_id="j" * 32, entries={
+        f"h{n}": IndexEntry(sort_key=(f"/f{n}",), outputs={f"/o{n}": FileEntry(chunks=("0" * 64,), size=n)})
+        for n in range(count)
+    })
+    assert b"".join(dump_in_parts(index, "entries", per_part=2)) == _dump(index)
+
+
+def test_only_a_last_collection_field_is_made_in_parts() -> None:
+    with pytest.raises(TypeError, match="JobPlan.inputs"):
+        list(dump_in_parts(plan("a" * 32), "inputs"))
+
+
+def test_a_plan_written_in_parts_reads_back_equal_from_another_store(tmp_path: Path) -> None:
+    written = plan("b" * 32).model_copy(update={"datums": tuple(planned(n) for n in range(2_500))})
+    PpsStore(LocalObjectStore(tmp_path)).write_plan(written)
+    assert PpsStore(LocalObjectStore(tmp_path)).read_plan("b" * 32) == written

@@ -8,7 +8,7 @@ from __future__ import annotations
 import builtins
 import io
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -39,6 +39,13 @@ class CountingStore:
         """Create-only write; counted only when it wrote."""
         created = self.inner.put_if_absent(key, data)
         self._count(written=len(data) if created else 0)
+        return created
+
+    def put_chunks_if_absent(self, key: str, chunks: Iterable[bytes]) -> bool:
+        """Create-only write of the chunks; counted only when it wrote."""
+        sizes: list[int] = []
+        created = self.inner.put_chunks_if_absent(key, (sizes.append(len(c)) or c for c in chunks))
+        self._count(written=sum(sizes) if created else 0)
         return created
 
     def put_file(self, key: str, path: Path) -> None:
