@@ -9,6 +9,7 @@ import functools
 import json
 import threading
 import weakref
+from dataclasses import dataclass, field
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -29,18 +30,28 @@ PLANS_KEPT = 16
 PLAN_DATUMS_KEPT = 250_000
 PART_ITEMS = 1_000  # datums or index entries serialised at a time (about 0.5 MB)
 
-# Plans are create-only, so every PpsStore of one object store in this process (the scheduler's,
-# the embedded workers') shares the copies it read or wrote: a 100,000-datum plan is parsed once.
-_PLANS: weakref.WeakKeyDictionary[ObjectStore, dict[str, JobPlan]] = weakref.WeakKeyDictionary()
-_PLANS_LOCK = threading.Lock()
+RESULTS_KEPT = 10_000  # datum results a process keeps of those it stored (about 1 KB each)
+
+# Plans and results are create-only, so every PpsStore of one object store in this process (the
+# scheduler's, the embedded workers') shares the copies it read or wrote: a 100,000-datum plan
+# is parsed once, and an embedded scheduler merges the results its own workers stored without
+# reading them back (a GET per datum on S3).
+@dataclass
+class _Kept:
+    plans: dict[str, JobPlan] = field(default_factory=dict)
+    results: dict[str, dict[str, DatumResult]] = field(default_factory=dict)  # job id -> datum id ->
 
 
-def _shared_plans(objects: ObjectStore) -> dict[str, JobPlan]:
-    with _PLANS_LOCK:
+_KEPT: weakref.WeakKeyDictionary[ObjectStore, _Kept] = weakref.WeakKeyDictionary()
+_KEPT_LOCK = threading.Lock()
+
+
+def _shared(objects: ObjectStore) -> _Kept:
+    with _KEPT_LOCK:
         try:
-            return _PLANS.setdefault(objects, {})
+            return _KEPT.setdefault(objects, _Kept())
         except TypeError:  # a store that cannot be weakly referenced keeps its own
-            return {}
+            return _Kept()
 
 
 class PpsStore:
@@ -49,7 +60,9 @@ class PpsStore:
 
     def __init__(self, objects: ObjectStore) -> None:
         self.objects = objects
-        self._plans = _shared_plans(objects)
+        kept = _shared(objects)
+        self._plans = kept.plans
+        self._results = kept.results
         self._infos: dict[str, JobInfo] = {}
         self._indexes: dict[tuple[str, str], DatumIndex] = {}  # a few: one lists every datum of a job
 
@@ -195,9 +208,15 @@ class PpsStore:
     # datums ----------------------------------------------------------------------------
     def put_result(self, result: DatumResult) -> bool:
         """Store a datum's outcome; the first one stored wins (create-only)."""
-        return self.objects.put_if_absent(layout.result_key(result.job_id, result.datum_id), _dump(result))
+        created = self.objects.put_if_absent(layout.result_key(result.job_id, result.datum_id), _dump(result))
+        if created:
+            self._keep_result(result)
+        return created
 
     def read_result(self, job_id: str, datum_id: str) -> DatumResult | None:
+        kept = self._results.get(job_id, {}).get(datum_id)
+        if kept is not None:
+            return kept
         found = self.objects.read_versioned(layout.result_key(job_id, datum_id))
         return None if found is None else DatumResult.model_validate_json(found[0])
 
@@ -205,8 +224,17 @@ class PpsStore:
         return set(self.objects.list_children(layout.results_prefix(job_id)))
 
     def iter_results(self, job_id: str) -> Iterator[DatumResult]:
+        """Every stored result of a job: the ones this process stored from memory (the key is
+        listed first, so a deleted result is never seen), the others read."""
+        kept = self._results.get(job_id, {})
         for key in self.objects.list(layout.results_prefix(job_id)):
-            yield DatumResult.model_validate_json(self.objects.get(key))
+            result = kept.get(key.rsplit("/", 1)[-1])
+            yield result if result is not None else DatumResult.model_validate_json(self.objects.get(key))
+
+    def _keep_result(self, result: DatumResult) -> None:
+        if sum(len(job) for job in list(self._results.values())) >= RESULTS_KEPT:
+            self._results.clear()
+        self._results.setdefault(result.job_id, {})[result.datum_id] = result
 
     def attempts(self, job_id: str, datum_id: str) -> list[Attempt]:
         """Every attempt of a datum with its record, oldest first (inspect-datum, tests)."""
@@ -270,6 +298,7 @@ class PpsStore:
         for key in list(self.objects.list(layout.job_prefix(job_id))):
             self.objects.delete(key)
         self._plans.pop(job_id, None)
+        self._results.pop(job_id, None)
         self._infos.pop(job_id, None)
 
 

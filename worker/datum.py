@@ -33,6 +33,7 @@ from scheduler.store import now
 from storage.errors import HerdError, Unavailable
 from storage.model import FileEntry
 from storage.objects import ObjectStore
+from storage.prefetch import PrefetchedChunks, packed_slices
 from worker import metrics
 from worker.context import Lease, WorkerContext, context_for
 from worker.log_shipper import LogLimits, LogShipper
@@ -41,7 +42,7 @@ from worker.process_io import RunCancelled
 from worker.runtime import RunRequest, RunResult, Session
 from worker.secrets import secret_env
 from worker.settings import WorkerSettings
-from worker.staging import clear_pfs, stage_datum
+from worker.staging import ChunkSource, clear_pfs, stage_datum
 
 
 class Claim(Enum):
@@ -72,11 +73,15 @@ def process_batch(
         return BatchOutcome(job_id=batch.job_id).model_dump()
     spec = ctx.spec(plan)
     _warm_up(ctx, plan, spec)
+    chunks = PrefetchedChunks(ctx.blobs, packed_slices(
+        entry for index in batch.datums if 0 <= index < len(plan.datums)
+        for item in plan.datums[index].inputs if not item.empty_files for entry in item.files.values()
+    ))
     sorted_: dict[str, list[int]] = {"done": [], "failed": [], "deferred": [], "used_up": []}
     seconds: list[float] = []
     for index in batch.datums:
         started = time.monotonic()
-        state = run_datum(ctx, plan, spec, index)
+        state = run_datum(ctx, plan, spec, index, chunks)
         if state is Claim.ENDED:
             break
         if state in (DatumState.SUCCESS, DatumState.FAILED, DatumState.RECOVERED):
@@ -98,8 +103,11 @@ def _warm_up(ctx: WorkerContext, plan: JobPlan, spec: PipelineSpec) -> None:
         pass  # the datum meets it again, and its attempt records it (or gives it back)
 
 
-def run_datum(ctx: WorkerContext, plan: JobPlan, spec: PipelineSpec, index: int) -> DatumState | Claim:
-    """Run one datum to a stored result, retrying up to datum_tries; else why not."""
+def run_datum(
+    ctx: WorkerContext, plan: JobPlan, spec: PipelineSpec, index: int, chunks: ChunkSource | None = None,
+) -> DatumState | Claim:
+    """Run one datum to a stored result, retrying up to datum_tries; else why not. `chunks`:
+    where its input chunks are read (its batch's, read ahead), else the context's blob store."""
     datum = plan.datums[index]
     while True:
         claim = _claim(ctx, plan.job_id, datum.id, spec.datum_tries)
@@ -109,7 +117,7 @@ def run_datum(ctx: WorkerContext, plan: JobPlan, spec: PipelineSpec, index: int)
             return claim  # held elsewhere (no try is burnt here), or no try left (the scheduler fails it)
         last = claim.try_number >= spec.datum_tries  # who decides "the last try": err_cmd runs after it
         try:
-            result = _attempt(ctx, plan, spec, datum, claim.attempt, last)
+            result = _attempt(ctx, plan, spec, datum, claim.attempt, last, chunks)
             if result is not None and (result.state != DatumState.FAILED or last):
                 return _store(ctx, result, plan.pipeline)
         except Unavailable as exc:
@@ -160,6 +168,7 @@ class _Stats(TypedDict):
 
 def _attempt(
     ctx: WorkerContext, plan: JobPlan, spec: PipelineSpec, datum: PlannedDatum, attempt: Attempt, last: bool = False,
+    chunks: ChunkSource | None = None,
 ) -> DatumResult | None:
     """One run of user code; None when it was cancelled (restart-datum, stop-job): nothing is judged.
     `last`: no try is left after this one, so a failure runs transform.err_cmd (if set)."""
@@ -174,7 +183,7 @@ def _attempt(
     lease = ctx.leases.hold(attempt)
     try:
         t0 = time.monotonic()
-        stats["download_bytes"] = stage_datum(ctx.blobs, datum.inputs, pfs_dir)
+        stats["download_bytes"] = stage_datum(ctx.blobs if chunks is None else chunks, datum.inputs, pfs_dir)
         t1 = time.monotonic()
         request = ctx.request(plan, spec, datum, pfs_dir)
         request = dataclasses.replace(request, env={**request.env, **_secrets(ctx, spec)})

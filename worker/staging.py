@@ -13,15 +13,20 @@ import shutil
 import stat
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
-from storage.blobs import BlobStore
 from storage.errors import InvalidPath
-from storage.model import FileEntry
+from storage.model import FileEntry, PackSlice
 from storage.paths import normalize_path, validate_name
 
 OUT = "out"
 COPY_CHUNK = 1024 * 1024
+
+
+class ChunkSource(Protocol):
+    """Where staged chunks are read from, verified: a BlobStore, or a batch's PrefetchedChunks."""
+
+    def write_chunk_to(self, digest: str, where: PackSlice | None, out: BinaryIO) -> int: ...
 
 
 class DatumInputFiles(Protocol):
@@ -37,7 +42,7 @@ class DatumInputFiles(Protocol):
     def empty_files(self) -> bool: ...
 
 
-def stage_datum(blobs: BlobStore, datum_inputs: Iterable[DatumInputFiles], pfs_dir: Path) -> int:
+def stage_datum(blobs: ChunkSource, datum_inputs: Iterable[DatumInputFiles], pfs_dir: Path) -> int:
     """Lay out every input file under `pfs_dir` and an empty `out/`.
 
     Args:
@@ -98,7 +103,7 @@ def safe_join(root: Path, path: str) -> Path:
     return target
 
 
-def _stage_file(blobs: BlobStore, entry: FileEntry, target: Path, *, empty: bool) -> int:
+def _stage_file(blobs: ChunkSource, entry: FileEntry, target: Path, *, empty: bool) -> int:
     """Write one file (a copy of its blob, or the concatenation of its chunks); the bytes staged."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ from scheduler.queries import JobQueries
 from scheduler.settings import SchedulerSettings
 from storage.blobs import BlobStore
 from storage.errors import DataCorrupted
-from storage.layout import blob_key, commit_key, manifest_key
+from storage.layout import blob_key, commit_key, manifest_key, pack_key
 from storage.model import FileEntry, Manifest
 from storage.objects import ObjectStore
 from storage.repos import Pfs
@@ -262,6 +262,37 @@ def test_a_datum_reading_damaged_bytes_fails_and_nothing_is_committed_from_them(
     # And the corrupt read never raised out of the scheduler as anything but a datum failure
     with pytest.raises(DataCorrupted):
         pfs.open_file("in", "master", "/bad").read()
+
+
+def test_one_damaged_packed_input_fails_its_own_datum_and_no_other(backend: Backend) -> None:
+    # Given 40 small input files, stored in one pack, and one byte of one file's slice flipped
+    pfs = backend.pfs()
+    pfs.create_repo("in")
+    pfs.put_files("in", "master", [(f"/f{n:02d}", f"file {n:02d}".encode()) for n in range(40)])
+    entry = pfs.read_manifest(pfs.inspect_commit("in", "master")).files["/f17"]
+    ((digest, where),) = entry.slices()
+    assert where is not None, "small files are packed"
+    pack, offset, _ = where
+    data = bytearray(backend.objects.get(pack_key(pack)))
+    data[offset] ^= 0x01
+    backend.objects.put(pack_key(pack), bytes(data))
+    # When a pipeline copies every file, one datum each, batches reading the pack ahead
+    from scheduler.pipelines import Pipelines
+
+    Pipelines(pfs).create({
+        "pipeline": {"name": "copy"},
+        "transform": {"cmd": ["sh", "-c", "cp -r /pfs/in/* /pfs/out/"]},
+        "input": {"pfs": {"repo": "in", "glob": "/*"}},
+        "datum_tries": 1,
+    })
+    settle(pfs, SchedulerSettings(broker=None, parallelism=2))
+    # Then only the datum of the damaged file failed, naming its chunk; the others ran
+    jobs = JobQueries(pfs)
+    info, status = jobs.list("copy")[0]
+    assert status.state == JobState.JOB_FAILURE
+    assert (status.data_failed, status.data_processed) == (1, 39)
+    (failed,) = status.failed_datums
+    assert digest in " ".join(entry["reason"] for entry in jobs.logs(None, info.id, failed))
 
 
 def test_get_file_with_a_progress_bar_takes_the_same_checks(

@@ -91,3 +91,70 @@ def test_a_plan_written_in_parts_reads_back_equal_from_another_store(tmp_path: P
     written = plan("b" * 32).model_copy(update={"datums": tuple(planned(n) for n in range(2_500))})
     PpsStore(LocalObjectStore(tmp_path)).write_plan(written)
     assert PpsStore(LocalObjectStore(tmp_path)).read_plan("b" * 32) == written
+
+
+def run_copy_job(objects: CountingStore, files: int) -> str:
+    """An embedded run of a copy pipeline over `files` one-line files; the job's id."""
+    from scheduler.dispatch_inprocess import InProcessDispatcher
+    from scheduler.loop import Scheduler
+    from scheduler.pipelines import Pipelines
+    from storage.repos import Pfs
+    from worker.context import release_context
+    from worker.datum import process_batch
+
+    pfs = Pfs(objects)
+    pfs.create_repo("in")
+    pfs.put_files("in", "master", [(f"/f{i:03d}", f"{i}\n".encode()) for i in range(files)])
+    Pipelines(pfs).create({
+        "pipeline": {"name": "copy"},
+        "transform": {"cmd": ["sh", "-c", "cp $in /pfs/out/"]},
+        "input": {"pfs": {"repo": "in", "glob": "/*"}},
+    })
+    dispatcher = InProcessDispatcher(
+        objects, 2, run_batch=lambda message, objects: process_batch(message, objects, runtime="local"), release=release_context,
+    )
+    try:
+        Scheduler(pfs, dispatcher, parallelism=2).run_until_idle(timeout=120)
+    finally:
+        dispatcher.close()
+    assert len(pfs.list_file("copy", "master", "/")) == files
+    (job_id,) = PpsStore(objects).job_markers("copy")
+    return job_id
+
+
+def test_the_results_a_process_stored_are_merged_without_reading_them_back(tmp_path: Path) -> None:
+    # Given a job whose results the embedded workers of this process stored
+    objects = CountingStore(LocalObjectStore(tmp_path))
+    job_id = run_copy_job(objects, 12)
+    # When its results are listed again by this process
+    before = objects.bytes_out
+    kept = list(PpsStore(objects).iter_results(job_id))
+    # Then no result was read, and they equal what another process reads from storage
+    assert objects.bytes_out == before
+    assert kept == list(PpsStore(LocalObjectStore(tmp_path)).iter_results(job_id))
+    assert len(kept) == 12
+
+
+def test_a_kept_result_whose_key_is_gone_is_not_seen(tmp_path: Path) -> None:
+    from storage import layout
+
+    objects = CountingStore(LocalObjectStore(tmp_path))
+    job_id = run_copy_job(objects, 3)
+    records = PpsStore(objects)
+    first = next(records.iter_results(job_id))
+    objects.delete(layout.result_key(job_id, first.datum_id))  # as another process's delete would
+    assert first.datum_id not in {r.datum_id for r in records.iter_results(job_id)}
+    records.delete_job(job_id)
+    assert records.read_result(job_id, first.datum_id) is None
+    assert list(records.iter_results(job_id)) == []
+
+
+def test_the_kept_results_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import scheduler.store as store
+
+    monkeypatch.setattr(store, "RESULTS_KEPT", 5)
+    objects = CountingStore(LocalObjectStore(tmp_path))
+    job_id = run_copy_job(objects, 12)
+    records = PpsStore(objects)
+    assert 0 < sum(len(job) for job in records._results.values()) <= 5
+    assert len(list(records.iter_results(job_id))) == 12  # the others read from storage
