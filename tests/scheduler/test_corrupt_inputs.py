@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 
 from scheduler.cli import cli
 from scheduler.cli.embedded import settle
-from scheduler.job_records import JobState
+from scheduler.job_records import JobInfo, JobState, JobStatus
 from scheduler.queries import JobQueries
 from scheduler.settings import SchedulerSettings
 from storage.blobs import BlobStore
@@ -227,6 +227,23 @@ def test_get_file_recursive_refuses_escaping_paths_and_planted_links(backend: Ba
 # ---- a pipeline whose datum reads damaged bytes --------------------------------------------
 
 
+def copy_each_file(pfs: Pfs) -> tuple[JobQueries, JobInfo, JobStatus]:
+    """Run a pipeline copying every file of repo `in`, one datum each, one try, to its end on
+    the embedded default; its job."""
+    from scheduler.pipelines import Pipelines
+
+    Pipelines(pfs).create({
+        "pipeline": {"name": "copy"},
+        "transform": {"cmd": ["sh", "-c", "cp -r /pfs/in/* /pfs/out/"]},
+        "input": {"pfs": {"repo": "in", "glob": "/*"}},
+        "datum_tries": 1,
+    })
+    settle(pfs, SchedulerSettings(broker=None, parallelism=2))
+    jobs = JobQueries(pfs)
+    info, status = jobs.list("copy")[0]
+    return jobs, info, status
+
+
 def test_a_datum_reading_damaged_bytes_fails_and_nothing_is_committed_from_them(backend: Backend) -> None:
     # Given an input repo with healthy files, a damaged one, and a two-chunk file damaged in its tail
     pfs = backend.pfs()
@@ -238,18 +255,8 @@ def test_a_datum_reading_damaged_bytes_fails_and_nothing_is_committed_from_them(
     _, tail = blob_of(pfs, "in", "/appended", index=1)
     rotten = [flip(backend.objects, blob_key(bad)), flip(backend.objects, blob_key(tail))]
     # When a pipeline copies every file, one datum each
-    from scheduler.pipelines import Pipelines
-
-    Pipelines(pfs).create({
-        "pipeline": {"name": "copy"},
-        "transform": {"cmd": ["sh", "-c", "cp -r /pfs/in/* /pfs/out/"]},
-        "input": {"pfs": {"repo": "in", "glob": "/*"}},
-        "datum_tries": 1,
-    })
-    settle(pfs, SchedulerSettings(broker=None, parallelism=2))
+    jobs, info, status = copy_each_file(pfs)
     # Then the two datums reading damaged bytes failed, naming the blob, and the job failed
-    jobs = JobQueries(pfs)
-    info, status = jobs.list("copy")[0]
     assert status.state == JobState.JOB_FAILURE and status.data_failed == 2
     reasons = " ".join(entry["reason"] for datum in status.failed_datums
                        for entry in jobs.logs(None, info.id, datum))
@@ -277,18 +284,8 @@ def test_one_damaged_packed_input_fails_its_own_datum_and_no_other(backend: Back
     data[offset] ^= 0x01
     backend.objects.put(pack_key(pack), bytes(data))
     # When a pipeline copies every file, one datum each, batches reading the pack ahead
-    from scheduler.pipelines import Pipelines
-
-    Pipelines(pfs).create({
-        "pipeline": {"name": "copy"},
-        "transform": {"cmd": ["sh", "-c", "cp -r /pfs/in/* /pfs/out/"]},
-        "input": {"pfs": {"repo": "in", "glob": "/*"}},
-        "datum_tries": 1,
-    })
-    settle(pfs, SchedulerSettings(broker=None, parallelism=2))
+    jobs, info, status = copy_each_file(pfs)
     # Then only the datum of the damaged file failed, naming its chunk; the others ran
-    jobs = JobQueries(pfs)
-    info, status = jobs.list("copy")[0]
     assert status.state == JobState.JOB_FAILURE
     assert (status.data_failed, status.data_processed) == (1, 39)
     (failed,) = status.failed_datums
