@@ -9,8 +9,8 @@ import functools
 import json
 import threading
 import weakref
-from dataclasses import dataclass, field
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
@@ -29,8 +29,8 @@ CAS_TRIES = 50
 PLANS_KEPT = 16
 PLAN_DATUMS_KEPT = 250_000
 PART_ITEMS = 1_000  # datums or index entries serialised at a time (about 0.5 MB)
-
 RESULTS_KEPT = 10_000  # datum results a process keeps of those it stored (about 1 KB each)
+
 
 # Plans and results are create-only, so every PpsStore of one object store in this process (the
 # scheduler's, the embedded workers') shares the copies it read or wrote: a 100,000-datum plan
@@ -39,7 +39,7 @@ RESULTS_KEPT = 10_000  # datum results a process keeps of those it stored (about
 @dataclass
 class _Kept:
     plans: dict[str, JobPlan] = field(default_factory=dict)
-    results: dict[str, dict[str, DatumResult]] = field(default_factory=dict)  # job id -> datum id ->
+    results: dict[str, dict[str, DatumResult]] = field(default_factory=dict)  # by job id, then datum id
 
 
 _KEPT: weakref.WeakKeyDictionary[ObjectStore, _Kept] = weakref.WeakKeyDictionary()
@@ -308,21 +308,21 @@ def _dump(record: BaseModel) -> bytes:
     return record.__pydantic_serializer__.to_json(record)
 
 
-def dump_in_parts(record: BaseModel, field: str, per_part: int = PART_ITEMS) -> Iterator[bytes]:
-    """The bytes of `_dump(record)`, made `per_part` items of its collection `field` at a time.
+def dump_in_parts(record: BaseModel, collection: str, per_part: int = PART_ITEMS) -> Iterator[bytes]:
+    """The bytes of `_dump(record)`, made `per_part` items of its collection `collection` at a time.
 
     A 100,000-datum plan is 50 MB of JSON: made whole, pydantic-core's growing buffer and then
     the bytes object held about 115 MB at the scheduler's peak of memory; in parts, a part.
-    `field` is the record's last field, a tuple or a dict, as a plan's datums and an index's
+    `collection` is the record's last field, a tuple or a dict, as a plan's datums and an index's
     entries are."""
-    items = getattr(record, field)
+    items = getattr(record, collection)
     keyed = isinstance(items, dict)
     closing = b"{}}" if keyed else b"[]}"
-    head = _dump(record.model_copy(update={field: type(items)()}))
-    if not head.endswith(b'"' + field.encode() + b'":' + closing):
-        raise TypeError(f"{type(record).__name__}.{field} is not its last field, a tuple or a dict")
+    head = _dump(record.model_copy(update={collection: type(items)()}))
+    if not head.endswith(b'"' + collection.encode() + b'":' + closing):
+        raise TypeError(f"{type(record).__name__}.{collection} is not its last field, a tuple or a dict")
     yield head[:-2]
-    adapter = _field_adapter(type(record), field)
+    adapter = _field_adapter(type(record), collection)
     values = list(items.items()) if keyed else items
     for start in range(0, len(values), per_part):
         part = values[start:start + per_part]
@@ -332,8 +332,8 @@ def dump_in_parts(record: BaseModel, field: str, per_part: int = PART_ITEMS) -> 
 
 
 @functools.cache
-def _field_adapter(model: type[BaseModel], field: str) -> TypeAdapter[Any]:
-    return TypeAdapter(model.model_fields[field].annotation)
+def _field_adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
+    return TypeAdapter(model.model_fields[name].annotation)
 
 
 def _dump_json(value: object) -> bytes:
