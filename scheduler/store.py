@@ -159,7 +159,11 @@ class PpsStore:
         return self.read_job(matches[0]) if len(matches) == 1 else None
 
     def write_plan(self, plan: JobPlan) -> None:
-        self.objects.put_chunks_if_absent(layout.job_plan_key(plan.job_id), dump_in_parts(plan, "datums"))
+        if self.objects.put_chunks_if_absent(layout.job_plan_key(plan.job_id), dump_in_parts(plan, "datums")):
+            # A new plan starts the job afresh: a pipeline deleted (by another process) and made
+            # again with the same salt and inputs has the same job ids, and the results this
+            # process kept of the old job are not the new one's.
+            self._results.pop(plan.job_id, None)
         self._keep_plan(plan)
 
     def read_plan(self, job_id: str) -> JobPlan | None:

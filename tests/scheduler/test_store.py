@@ -158,3 +158,20 @@ def test_the_kept_results_are_bounded(tmp_path: Path, monkeypatch: pytest.Monkey
     records = PpsStore(objects)
     assert 0 < sum(len(job) for job in records._results.values()) <= 5
     assert len(list(records.iter_results(job_id))) == 12  # the others read from storage
+
+
+def test_results_kept_of_a_deleted_job_are_not_a_new_plans(tmp_path: Path) -> None:
+    from scheduler.job_records import DatumResult, DatumState
+
+    # Given a result this process stored and kept for job J
+    records = PpsStore(LocalObjectStore(tmp_path))
+    records.write_plan(plan("c" * 32))
+    assert records.put_result(DatumResult(job_id="c" * 32, datum_id="d", datum_hash="h", state=DatumState.FAILED))
+    # When another process deletes J, and J is planned again (same pipeline, salt and inputs)
+    elsewhere = PpsStore(LocalObjectStore(tmp_path))
+    elsewhere.delete_job("c" * 32)
+    records.write_plan(plan("c" * 32))
+    elsewhere.put_result(DatumResult(job_id="c" * 32, datum_id="d", datum_hash="h", state=DatumState.SUCCESS))
+    # Then this process sees the new job's result, not the one it kept
+    assert [r.state for r in records.iter_results("c" * 32)] == [DatumState.SUCCESS]
+    assert records.read_result("c" * 32, "d").state == DatumState.SUCCESS  # type: ignore[union-attr]
