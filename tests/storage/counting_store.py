@@ -43,9 +43,15 @@ class CountingStore:
 
     def put_chunks_if_absent(self, key: str, chunks: Iterable[bytes]) -> bool:
         """Create-only write of the chunks; counted only when it wrote."""
-        sizes: list[int] = []
-        created = self.inner.put_chunks_if_absent(key, (sizes.append(len(c)) or c for c in chunks))
-        self._count(written=sum(sizes) if created else 0)
+        passed = [0]
+
+        def counted() -> Iterator[bytes]:
+            for chunk in chunks:
+                passed[0] += len(chunk)
+                yield chunk
+
+        created = self.inner.put_chunks_if_absent(key, counted())
+        self._count(written=passed[0] if created else 0)
         return created
 
     def put_file(self, key: str, path: Path) -> None:
