@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 from datetime import datetime
 from enum import Enum
 
 from pydantic import Field
 
-from storage.errors import Conflict
+from storage.errors import Conflict, DataCorrupted
 from storage.model import CommitRef, FileEntry, LenientRecord
 
 
@@ -111,3 +114,32 @@ class DatumResult(LenientRecord):
     finished: datetime | None = None
     stats: JobStats = Field(default_factory=JobStats)
     outputs: dict[str, FileEntry] = Field(default_factory=dict)
+    # Storage format 3: the bytes (base64) of outputs small enough to ride in the result, by
+    # chunk id; their entries in `outputs` name chunks stored nowhere else until the job's finish
+    # puts them into a pack (scheduler/inline_outputs.py). Saves a stored object per datum.
+    inline: dict[str, str] = Field(default_factory=dict, exclude_if=lambda value: not value)
+
+    def inline_chunks(self) -> dict[str, bytes]:
+        """The inline outputs' bytes by chunk id, each hashed against its id and sized as its
+        entries say (DataCorrupted naming the datum when one is not)."""
+        chunks = {}
+        for digest, text in self.inline.items():
+            try:
+                data = base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError):
+                data = None
+            if data is None or hashlib.sha256(data).hexdigest() != digest:
+                raise self._corrupt(f"holds output bytes that do not match their hash {digest[:12]}")
+            chunks[digest] = data
+        for path, entry in self.outputs.items():
+            if len(entry.chunks) == 1 and entry.chunks[0] in chunks and entry.size != len(chunks[entry.chunks[0]]):
+                raise self._corrupt(f"gives output '{path}' {entry.size} bytes, but carries {len(chunks[entry.chunks[0]])}")
+        return chunks
+
+    def _corrupt(self, what: str) -> DataCorrupted:
+        return DataCorrupted(f"the result of datum '{self.datum_id}' in job '{self.job_id}' {what}")
+
+
+def inline_text(data: bytes) -> str:
+    """How DatumResult.inline holds a chunk's bytes."""
+    return base64.b64encode(data).decode("ascii")

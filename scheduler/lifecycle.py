@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from scheduler.inline_outputs import pack_inline
 from scheduler.job_records import DatumResult, DatumState, JobInfo, JobState, JobStats, JobStatus, transition
 from scheduler.merge import merge_outputs
 from scheduler.plan import plan_datums
@@ -71,7 +72,9 @@ def finish_job(pfs: Pfs, records: PpsStore, plan: JobPlan, spec: PipelineSpec) -
     restarts = sum(max(0, r.attempt - 1) for r in results.values())
     previous = records.read_index(plan.pipeline, plan.previous_index) if plan.previous_index else None
     entries: dict[str, IndexEntry] = {}
+    carried: dict[str, dict[str, bytes]] = {}  # datum hash -> its inline outputs' bytes
     failed: list[str] = []
+    corrupt: list[str] = []  # why a result's inline bytes were refused
     recovered = 0
     stats = JobStats()
     for datum in plan.datums:
@@ -88,8 +91,16 @@ def finish_job(pfs: Pfs, records: PpsStore, plan: JobPlan, spec: PipelineSpec) -
         if result is None or result.state != DatumState.SUCCESS:
             failed.append(datum.id)
             continue
+        if result.inline:
+            try:
+                carried[datum.hash] = result.inline_chunks()
+            except DataCorrupted as exc:
+                failed.append(datum.id)
+                corrupt.append(str(exc))
+                continue
         stats = stats.plus(result.stats)
         entries[datum.hash] = IndexEntry(sort_key=datum.sort_key, outputs=result.outputs)
+    entries = pack_inline(pfs.objects, entries, carried)  # stored before the index names them
     records.write_index(plan.pipeline, DatumIndex(job_id=plan.job_id, entries=entries))
     failpoints.hit("scheduler.after_index")
     skipped = sum(1 for d in plan.datums if d.skip)
@@ -100,7 +111,7 @@ def finish_job(pfs: Pfs, records: PpsStore, plan: JobPlan, spec: PipelineSpec) -
         "failed_datums": tuple(failed), "restart": restarts,
     }
     if failed:
-        reason = _failure_reason(failed, results)
+        reason = _failure_reason(failed, results, corrupt)
         write_output(pfs, info, Manifest(), failed_reason=reason)
         return _set_state(records, plan.job_id, JobState.JOB_FAILURE, reason=reason, output=True, counters=counters)
     try:
@@ -131,12 +142,13 @@ def egress_job(pfs: Pfs, records: PpsStore, job_id: str, spec: PipelineSpec, s3_
     return _set_state(records, job_id, JobState.JOB_SUCCESS)
 
 
-def _failure_reason(failed: list[str], results: dict[str, DatumResult]) -> str:
-    """Names the failed datums, and the cause when it was not user code (an outage, used-up tries)."""
+def _failure_reason(failed: list[str], results: dict[str, DatumResult], corrupt: list[str]) -> str:
+    """Names the failed datums, and the cause when it was not user code (an outage, used-up
+    tries, a result whose inline outputs do not match their hashes)."""
     reason = f"failed to process datum(s): {', '.join(failed[:10])}" + (" ..." if len(failed) > 10 else "")
     causes = {r.error: r.reason for d in failed if (r := results.get(d)) is not None and r.error in OUTAGES}
-    if causes:
-        reason += "; " + "; ".join(sorted(set(causes.values())))[:500]
+    if causes or corrupt:
+        reason += "; " + "; ".join([*sorted(set(causes.values())), *corrupt[:3]])[:500]
     return reason
 
 

@@ -6,6 +6,7 @@ import io
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -80,6 +81,22 @@ def _read_or_mark_format(objects: ObjectStore) -> int:
             f"storage {where} has format {found}, newer than this herd reads (format {STORAGE_FORMAT}): upgrade herd"
         )
     return found
+
+
+# Per store, the format this process already raised it to: one marker read per store, not per write.
+_raised: weakref.WeakKeyDictionary[ObjectStore, int] = weakref.WeakKeyDictionary()
+
+
+def ensure_format(objects: ObjectStore, version: int) -> None:
+    """raise_format, once per store and version in this process."""
+    try:
+        if _raised.get(objects, 0) >= version:
+            return
+    except TypeError:  # a store that cannot be weakly referenced: checked every time
+        raise_format(objects, version)
+        return
+    raise_format(objects, version)
+    _raised[objects] = max(version, _raised.get(objects, 0))
 
 
 def raise_format(objects: ObjectStore, version: int) -> None:

@@ -16,7 +16,7 @@
     jobs/<job>/plan                             JobPlan, create-only, before anything is enqueued
     jobs/<job>/status                           JobStatus, compare-and-set
     jobs/<job>/image                            the image id every datum of the job runs, create-only
-    jobs/<job>/results/<datum>                  DatumResult, create-only: the first one wins
+    jobs/<job>/results/<datum>                  DatumResult, create-only: the first one wins (may carry a tiny output's bytes)
     jobs/<job>/attempts/<datum>/<n>             attempt n's claim, then its holder's lease renewals
     jobs/<job>/attempts/<datum>/<n>.given_back  create-only: attempt n met an outage (no try used)
     jobs/<job>/attempts/<datum>/<n>.restarted   create-only: restart-datum ended attempt n
@@ -50,9 +50,13 @@ FORMAT_KEY = f"{RESERVED_PREFIX}format"
 # The layout version this code writes and reads. Raise it when a change would make an older herd
 # misread the store: an older herd then refuses the store instead of corrupting it.
 # 1: loose blobs only. 2: manifests may place small chunks in packs (FileEntry.packed); a
-# format-1 store is raised to 2 by the first pack written into it (storage.packs).
-STORAGE_FORMAT = 2
+# format-1 store is raised to 2 by the first pack written into it (storage.packs). 3: a datum
+# result may carry its small outputs' bytes (DatumResult.inline), which the job's finish puts
+# into packs; a store is raised to 3 by the first such result (an older scheduler would commit
+# entries that name blobs never stored).
+STORAGE_FORMAT = 3
 PACKS_FORMAT = 2
+INLINE_FORMAT = 3
 
 REPOS_PREFIX = "repos/"
 MANIFEST_PREFIX = "manifests/"

@@ -20,10 +20,9 @@ Chunks are deduplicated within a pack, not across packs: the price of one object
 from __future__ import annotations
 
 import hashlib
-import weakref
 
 from storage.blobs import PACKED_CHUNK_MAX, BlobStore
-from storage.factory import raise_format
+from storage.factory import ensure_format
 from storage.layout import PACKS_FORMAT, pack_key
 from storage.model import FileEntry, PackSlice
 from storage.objects import ObjectStore
@@ -35,10 +34,6 @@ PACK_TARGET = 64 * 1024 * 1024
 # Fewer small files than this in one write stay loose blobs: a pack of a few saves little and
 # gives up deduplication across writes.
 PACK_MIN_CHUNKS = 16
-
-# Stores already known to be at format 2 in this process (one marker read per store, not per pack).
-_raised: weakref.WeakSet[ObjectStore] = weakref.WeakSet()
-
 
 class PackWriter:
     """Collects small chunks into packs; `close()` gives one FileEntry per chunk added."""
@@ -78,7 +73,7 @@ class PackWriter:
             return
         data = bytes(self._buffer)
         pack = hashlib.sha256(data).hexdigest()
-        _ensure_format(self.objects)
+        ensure_format(self.objects, PACKS_FORMAT)
         self.objects.put_if_absent(pack_key(pack), data)
         for index, digest, offset, length in self._open:
             where: PackSlice = (pack, offset, length)
@@ -93,13 +88,3 @@ class PackWriter:
         assert len(entries) == len(self._entries), "every chunk was stored"
         return entries
 
-
-def _ensure_format(objects: ObjectStore) -> None:
-    try:
-        if objects in _raised:
-            return
-    except TypeError:  # a store that cannot be weakly referenced: checked every time
-        raise_format(objects, PACKS_FORMAT)
-        return
-    raise_format(objects, PACKS_FORMAT)
-    _raised.add(objects)

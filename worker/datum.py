@@ -25,7 +25,7 @@ from enum import Enum
 from typing import Any, TypedDict
 
 from scheduler.attempts import Attempt
-from scheduler.job_records import DatumResult, DatumState, JobStats
+from scheduler.job_records import DatumResult, DatumState, JobStats, inline_text
 from scheduler.messages import BatchOutcome, DatumBatch
 from scheduler.records import JobPlan, PlannedDatum
 from scheduler.spec import PipelineSpec
@@ -37,7 +37,7 @@ from storage.prefetch import PrefetchedChunks, packed_slices
 from worker import metrics
 from worker.context import Lease, WorkerContext, context_for
 from worker.log_shipper import LogLimits, LogShipper
-from worker.outputs import collect_outputs
+from worker.outputs import collect_datum_outputs
 from worker.process_io import RunCancelled
 from worker.runtime import RunRequest, RunResult, Session
 from worker.secrets import secret_env
@@ -206,11 +206,12 @@ def _attempt(
                                 shipper.segments_used)
             reuse = True
             return _finish(ctx, plan, datum, attempt, started, run, stats, reason, error=code)
-        manifest = collect_outputs(ctx.blobs, pfs_dir / "out", ctx.settings.output_quota)
+        collected = collect_datum_outputs(ctx.blobs, pfs_dir / "out", ctx.settings.output_quota)
         stats["upload_time"] = time.monotonic() - t2
-        stats["upload_bytes"] = manifest.size
+        stats["upload_bytes"] = collected.manifest.size
         reuse = True
-        return _finish(ctx, plan, datum, attempt, started, run, stats, "", outputs=manifest.files)
+        return _finish(ctx, plan, datum, attempt, started, run, stats, "", outputs=collected.manifest.files,
+                       inline=collected.inline)
     except RunCancelled:
         if lease.cancelled:
             ctx.drop_session(plan)
@@ -334,9 +335,10 @@ def _give_back(ctx: WorkerContext, plan: JobPlan, datum: PlannedDatum, attempt: 
 def _finish(
     ctx: WorkerContext, plan: JobPlan, datum: PlannedDatum, attempt: Attempt, started: datetime,
     run: RunResult | None, stats: _Stats, reason: str, outputs: dict[str, FileEntry] | None = None,
-    error: str | None = None, recovered: bool = False,
+    error: str | None = None, recovered: bool = False, inline: dict[str, bytes] | None = None,
 ) -> DatumResult:
-    """The attempt's result; a RECOVERED one keeps the failure's code and no output."""
+    """The attempt's result; a RECOVERED one keeps the failure's code and no output. `inline`:
+    the bytes of outputs not stored (worker/outputs.py INLINE_BYTES), carried in the result."""
     state = DatumState.RECOVERED if recovered else DatumState.FAILED if error else DatumState.SUCCESS
     metrics.transferred(plan.pipeline, stats["download_bytes"], stats["upload_bytes"])
     log = {
@@ -354,6 +356,7 @@ def _finish(
         job_id=plan.job_id, datum_id=datum.id, datum_hash=datum.hash, state=state, attempt=attempt.number,
         exit_code=None if run is None else run.exit_code, reason=reason, error=error, worker=ctx.settings.worker_id,
         started=started, finished=now(), stats=JobStats(**stats), outputs=outputs or {},
+        inline={digest: inline_text(data) for digest, data in (inline or {}).items()},
     )
 
 

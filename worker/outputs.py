@@ -6,11 +6,14 @@ file descriptors (`openat` with `O_NOFOLLOW`), so no path component is ever reso
 link, and every file is checked in full before a single byte is uploaded. It runs once user
 code has ended, so on the local store an output file with one name becomes its blob as it is
 (BlobStore.adopt_file): linked, not copied. On a store that cannot link (S3), many small
-outputs go into packs (storage.packs): one object for thousands of files, not one each.
+outputs go into packs (storage.packs): one object for thousands of files, not one each. A
+datum whose whole output is tiny (INLINE_BYTES) stores nothing here: its bytes ride in its
+result, and the job's finish packs them with the other datums' (scheduler/inline_outputs.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from collections import Counter
@@ -20,6 +23,8 @@ from typing import BinaryIO
 
 from storage.blobs import PACKED_CHUNK_MAX, BlobStore
 from storage.errors import OutputQuotaExceeded, UnsafeOutput
+from storage.factory import ensure_format
+from storage.layout import INLINE_FORMAT
 from storage.model import FileEntry, Manifest
 from storage.packs import PACK_MIN_CHUNKS, PackWriter
 from storage.paths import MAX_PATH_BYTES, bad_character, printable
@@ -27,6 +32,11 @@ from storage.paths import MAX_PATH_BYTES, bad_character, printable
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO swapped in after the scan must not hang the worker on open.
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# A datum's output of at most this many bytes in all rides in its result instead of being
+# stored: one object fewer per datum (a request on S3, a linked file locally), at 4/3 of the
+# bytes in the result record. Small, because a job's finish holds every result in memory at
+# once: 100,000 datums at this bound add about 75 MB there.
+INLINE_BYTES = 256
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,40 @@ class _Found:
     ino: int
     nlink: int
     size: int
+
+
+@dataclass(frozen=True)
+class Collected:
+    """A datum's outputs: their manifest, and the bytes of those not stored (by chunk id)."""
+
+    manifest: Manifest
+    inline: dict[str, bytes]
+
+
+def collect_datum_outputs(
+    blobs: BlobStore, out_dir: Path, quota_bytes: int | None = None, inline_bytes: int = INLINE_BYTES,
+) -> Collected:
+    """collect_outputs, but an output of at most `inline_bytes` in all is read, not stored: its
+    entries name chunks whose bytes are in `inline` (the store's format is raised first)."""
+    root_fd = _open_root(Path(out_dir))
+    if root_fd is None:
+        return Collected(Manifest(), {})
+    try:
+        found = _checked(root_fd, quota_bytes)
+        if sum(item.size for item in found) > inline_bytes:
+            return Collected(_stored(blobs, root_fd, found), {})
+        inline: dict[str, bytes] = {}
+        files = {}
+        for item in found:
+            data = _read(root_fd, item)
+            digest = hashlib.sha256(data).hexdigest()
+            inline[digest] = data
+            files[item.path] = FileEntry(chunks=(digest,), size=len(data))
+    finally:
+        os.close(root_fd)
+    if inline:
+        ensure_format(blobs.objects, INLINE_FORMAT)  # before any result names a chunk not stored
+    return Collected(Manifest(files=files), inline)
 
 
 def collect_outputs(blobs: BlobStore, out_dir: Path, quota_bytes: int | None = None) -> Manifest:
@@ -51,22 +95,24 @@ def collect_outputs(blobs: BlobStore, out_dir: Path, quota_bytes: int | None = N
         UnsafeOutput: a symlink, FIFO, device, socket, outside hard link or bad name, by path.
         OutputQuotaExceeded: the output is larger than `quota_bytes` (nothing is uploaded).
     """
-    root_fd = _open_root(Path(out_dir))
-    if root_fd is None:
-        return Manifest()
-    try:
-        found: list[_Found] = []
-        _scan(root_fd, "", found)
-        _check_hard_links(found)
-        _check_quota(found, quota_bytes)
-        small = [] if blobs.can_adopt else [item for item in found if item.size <= PACKED_CHUNK_MAX]
-        if len(small) < PACK_MIN_CHUNKS:
-            small = []
-        packed = _pack(blobs, root_fd, small)
-        files = {item.path: packed.get(item.path) or _upload(blobs, root_fd, item) for item in found}
-    finally:
-        os.close(root_fd)
-    return Manifest(files=files)
+    return collect_datum_outputs(blobs, out_dir, quota_bytes, inline_bytes=-1).manifest  # every output stored
+
+
+def _checked(root_fd: int, quota_bytes: int | None) -> list[_Found]:
+    """Every file below `root_fd`, each checked (UnsafeOutput, OutputQuotaExceeded)."""
+    found: list[_Found] = []
+    _scan(root_fd, "", found)
+    _check_hard_links(found)
+    _check_quota(found, quota_bytes)
+    return found
+
+
+def _stored(blobs: BlobStore, root_fd: int, found: list[_Found]) -> Manifest:
+    small = [] if blobs.can_adopt else [item for item in found if item.size <= PACKED_CHUNK_MAX]
+    if len(small) < PACK_MIN_CHUNKS:
+        small = []
+    packed = _pack(blobs, root_fd, small)
+    return Manifest(files={item.path: packed.get(item.path) or _upload(blobs, root_fd, item) for item in found})
 
 
 def _open_root(out_dir: Path) -> int | None:
@@ -144,12 +190,17 @@ def _pack(blobs: BlobStore, root_fd: int, small: list[_Found]) -> dict[str, File
         return {}
     writer = PackWriter(blobs.objects)
     for item in small:
-        with _reopened(root_fd, item) as handle:
-            data = handle.read(item.size + 1)
-        if len(data) != item.size:
-            raise UnsafeOutput(item.path, f"changed size while herd read it ({item.size} -> {len(data)} bytes)")
-        writer.add(data)
+        writer.add(_read(root_fd, item))
     return {item.path: entry for item, entry in zip(small, writer.close(), strict=True)}
+
+
+def _read(root_fd: int, item: _Found) -> bytes:
+    """A small scanned file's bytes, reopened and checked to be the size scanned."""
+    with _reopened(root_fd, item) as handle:
+        data = handle.read(item.size + 1)
+    if len(data) != item.size:
+        raise UnsafeOutput(item.path, f"changed size while herd read it ({item.size} -> {len(data)} bytes)")
+    return data
 
 
 def _reopened(root_fd: int, item: _Found) -> BinaryIO:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from storage.layout import STORAGE_FORMAT
 from tests.fixtures.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,10 +69,10 @@ def test_status_embedded_shows_the_store_and_exits_0(env: dict[str, str], tmp_pa
     out = ok(env, "status")
     lines = out.splitlines()
     assert lines[0].split() == ["KIND", "NAME", "STATE", "DETAIL"]
-    assert lines[1].split() == ["storage", str(tmp_path / "store"), "up", "format", "2"]
+    assert lines[1].split() == ["storage", str(tmp_path / "store"), "up", "format", str(STORAGE_FORMAT)]
     assert len(lines) == 2  # no broker, scheduler or worker rows: this CLI runs jobs itself
     raw = json.loads(ok(env, "status", "--json"))
-    assert raw["mode"] == "embedded" and raw["ok"] is True and raw["storage"]["format"] == 2
+    assert raw["mode"] == "embedded" and raw["ok"] is True and raw["storage"]["format"] == STORAGE_FORMAT
     assert raw["jobs"] == [] and raw["problems"] == []
 
 
@@ -108,10 +109,10 @@ def test_version_embedded(env: dict[str, str], tmp_path: Path) -> None:
     ok(env, "list-repo")  # the first command that uses the store marks it
     out = ok(env, "version")
     assert [line.split() for line in out.splitlines()] == [
-        ["COMPONENT", "NAME", "VERSION"], ["client", "herd", VERSION], ["storage", str(tmp_path / "store"), "format", "2"],
+        ["COMPONENT", "NAME", "VERSION"], ["client", "herd", VERSION], ["storage", str(tmp_path / "store"), "format", str(STORAGE_FORMAT)],
     ]
     raw = json.loads(ok(env, "version", "--json"))
-    assert raw["client"] == VERSION and raw["storage"]["reads_up_to"] == 2
+    assert raw["client"] == VERSION and raw["storage"]["reads_up_to"] == STORAGE_FORMAT
     assert "schedulers" not in raw  # embedded: no services to ask
 
 
@@ -119,13 +120,13 @@ def test_version_reports_a_newer_store_without_refusing(env: dict[str, str], tmp
     ok(env, "create-repo", "in")
     (tmp_path / "store" / "_herd" / "format").write_text("7\n")
     out = ok(env, "version")
-    assert "format 7 (newer than this herd reads: 2)" in out
+    assert f"format 7 (newer than this herd reads: {STORAGE_FORMAT})" in out
     # while every command that uses the store refuses it in one line
     proc = run(env, "list-repo")
     assert proc.returncode == 9 and proc.stderr.count("\n") == 1 and "format 7" in proc.stderr
     # and status names it as the problem
     proc = run(env, "status")
-    assert proc.returncode == 6 and "has format 7, newer than this herd reads (format 2)" in proc.stderr
+    assert proc.returncode == 6 and f"has format 7, newer than this herd reads (format {STORAGE_FORMAT})" in proc.stderr
 
 
 # ---- list-pipeline ----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import pytest
 from scheduler.job_records import JobInfo, JobStatus
 from scheduler.pipelines import Pipelines
 from scheduler.queries import JobQueries
-from storage.model import Commit
+from storage.model import Commit, PackSlice
 from storage.repos import Pfs
 from tests.fixtures.docker import busybox_image, docker_client  # noqa: F401 - fixtures used below
 from tests.fixtures.redis import RedisServer
@@ -309,8 +309,8 @@ def byte_job(input_repo: str, pipeline: str, datums: int) -> ByteJob:
 
 
 def output_bytes(pfs: Pfs, commit: Commit) -> dict[str, bytes]:
-    """Every file of a finished commit with its bytes (chunks read in parallel, each verified
-    against its hash by the blob store)."""
+    """Every file of a finished commit with its bytes (chunks read in parallel, loose or packed,
+    each verified against its hash by the blob store)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from storage.blobs import BlobStore
@@ -318,16 +318,16 @@ def output_bytes(pfs: Pfs, commit: Commit) -> dict[str, bytes]:
     blobs = BlobStore(pfs.objects)
     files = pfs.read_manifest(commit).files
 
-    def read(digest: str) -> bytes:
-        with blobs.open(digest) as reader:
+    def read(part: tuple[str, PackSlice | None]) -> bytes:
+        with blobs.open_chunk(*part) as reader:
             return reader.read()
 
     with ThreadPoolExecutor(16) as pool:
         chunks = dict(zip(
-            (digests := sorted({d for entry in files.values() for d in entry.chunks})),
-            pool.map(read, digests),
+            (parts := sorted({part for entry in files.values() for part in entry.slices()}, key=str)),
+            pool.map(read, parts),
         ))
-    return {path: b"".join(chunks[d] for d in entry.chunks) for path, entry in files.items()}
+    return {path: b"".join(chunks[part] for part in entry.slices()) for path, entry in files.items()}
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""collect_outputs uploads /pfs/out without ever following a link out of it."""
+"""collect_outputs uploads /pfs/out without ever following a link out of it; collect_datum_outputs
+carries a tiny one in the datum's result instead."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ import pytest
 
 from storage.blobs import BlobStore
 from storage.errors import OutputQuotaExceeded, UnsafeOutput
-from storage.layout import blob_key
+from storage.layout import FORMAT_KEY, INLINE_FORMAT, blob_key
 from storage.local import LocalObjectStore
+from storage.model import FileEntry, Manifest
 from storage.objects import MemoryObjectStore
 from tests.worker.sandboxes import require_root
-from worker.outputs import collect_outputs
+from worker.outputs import INLINE_BYTES, Collected, collect_datum_outputs, collect_outputs
 
 
 @pytest.fixture
@@ -249,3 +251,66 @@ def test_small_outputs_on_the_local_store_are_adopted_not_packed(out: Path, tmp_
     manifest = collect_outputs(BlobStore(local), out)
     assert not list(local.list(PACK_PREFIX))  # linked as blobs, no copy at all
     assert all(entry.packed == () for entry in manifest.files.values())
+
+
+# -- a datum's tiny output rides in its result (collect_datum_outputs) -----------------------
+@pytest.mark.parametrize("kind", ["memory", "local"])
+def test_a_tiny_output_is_read_into_the_result_and_nothing_is_stored(kind: str, out: Path, tmp_path: Path) -> None:
+    # Given a datum's output of a few small files (one nested, one empty, two alike)
+    objects = MemoryObjectStore() if kind == "memory" else LocalObjectStore(tmp_path / "store")
+    (out / "d").mkdir()
+    (out / "d" / "a.txt").write_bytes(b"alpha\n")
+    (out / "b.txt").write_bytes(b"alpha\n")
+    (out / "empty").write_bytes(b"")
+    # When collected for a datum
+    collected = collect_datum_outputs(BlobStore(objects), out)
+    # Then every entry names a chunk whose bytes are carried, each its own SHA-256
+    files = collected.manifest.files
+    assert sorted(files) == ["/b.txt", "/d/a.txt", "/empty"]
+    assert files["/b.txt"] == files["/d/a.txt"] == FileEntry(chunks=(hashlib.sha256(b"alpha\n").hexdigest(),), size=6)
+    assert collected.inline == {hashlib.sha256(data).hexdigest(): data for data in (b"alpha\n", b"")}
+    # And no blob or pack was stored: only the format marker, raised to 3 first
+    assert [key for key in objects.list("") if not key.startswith("_herd/")] == []
+    assert objects.get(FORMAT_KEY) == f"{INLINE_FORMAT}\n".encode()
+
+
+def test_a_format_2_store_is_raised_to_3_before_a_result_can_carry_bytes(store: MemoryObjectStore, out: Path) -> None:
+    # Given a store an older herd made (format 2: packs, but no inline outputs)
+    store.put(FORMAT_KEY, b"2\n")
+    (out / "a").write_bytes(b"a")
+    # When a datum's tiny output is collected
+    collect_datum_outputs(BlobStore(store), out)
+    # Then the marker says 3 first: a format-2 herd refuses the store rather than commit entries
+    # that name chunks only a result holds
+    assert store.get(FORMAT_KEY) == b"3\n"
+
+
+def test_an_output_over_the_inline_bound_is_stored_as_before(store: MemoryObjectStore, blobs: BlobStore, out: Path) -> None:
+    # Given two files one byte over the bound together
+    (out / "a").write_bytes(b"x" * (INLINE_BYTES // 2))
+    (out / "b").write_bytes(b"y" * (INLINE_BYTES // 2 + 1))
+    # When collected for a datum
+    collected = collect_datum_outputs(blobs, out)
+    # Then nothing is carried and both are blobs, as collect_outputs stores them
+    assert collected.inline == {}
+    for entry in collected.manifest.files.values():
+        assert store.exists(blob_key(entry.chunks[0]))
+    assert collected.manifest == collect_outputs(blobs, out)
+
+
+def test_no_output_raises_no_format(store: MemoryObjectStore, blobs: BlobStore, out: Path) -> None:
+    (out / "only" / "folders").mkdir(parents=True)
+    assert collect_datum_outputs(blobs, out) == Collected(Manifest(), {})
+    assert not store.exists(FORMAT_KEY)
+
+
+def test_a_tiny_output_is_checked_as_any_other(blobs: BlobStore, out: Path, tmp_path: Path) -> None:
+    # Given a tiny output holding a link to a host file, then one over the quota
+    (tmp_path / "secret").write_bytes(b"s")
+    (out / "leak").symlink_to(tmp_path / "secret")
+    with pytest.raises(UnsafeOutput, match="symbolic link"):
+        collect_datum_outputs(blobs, out)
+    (out / "leak").unlink()
+    (out / "big").write_bytes(b"12345")
+    with pytest.raises(OutputQuotaExceeded):
+        collect_datum_outputs(blobs, out, quota_bytes=4)
