@@ -47,16 +47,15 @@ from worker.settings import WorkerSettings  # noqa: E402
 # What the time goes to where a target is not met (perf record -a -g, py-spy, cProfile on this
 # machine's 2 cores), printed in the rows' notes.
 WHY_DATUMS = ("a datum is a sandboxed sh+cp (the anchor's work) plus 2 create-only records, 1 staged copy "
-              "and 1 output linked as its blob; perf: ~10% of CPU in ext4's inode allocator (no journal: "
+              "and its output read into its result; perf: ~10% of CPU in ext4's inode allocator (no journal: "
               "each new file skips the inodes freed in the last minute), ~20% idle cores")
 WHY_RERUN = ("what grows with N (cProfile): parse the previous index and plan N datums, write the plan, "
              "merge N outputs and write their manifest, about 0.05 s each per 10,000")
-WHY_S3 = ("a datum makes 3.7 S3 requests (botocore events counted, N=300, 2026-12-02; 5.7 before its batch "
-          "read the inputs ahead and the merge kept the results it stored): its attempt claim, output blob "
-          "and result, 1/15 of its batch's read of the input pack, and 0.7 of the scheduler's passes (list "
-          "pipelines, branch heads, job status), to a server on the same 2 cores; each costs about 1.5 ms of "
-          "this process's CPU in botocore (signing, parsing) besides the server's own; fewer requests need "
-          "one attempt record and one result per batch, not per datum")
+WHY_S3 = ("a datum makes 2.6 S3 requests (botocore events counted, N=300, 2026-12-02; 3.7 before its tiny "
+          "output rode in its result, 5.7 before its batch read the inputs ahead and the merge kept the results "
+          "it stored): its attempt claim and its result, 1/15 of its batch's read of the input pack, and 0.6 of "
+          "the scheduler's passes (list pipelines, branch heads, job status), to a server on the same 2 cores; "
+          "each costs about 1.5 ms of this process's CPU in botocore (signing, parsing) besides the server's own")
 
 COPY_SPEC = {
     "pipeline": {"name": "copy"},
