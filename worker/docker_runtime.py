@@ -410,8 +410,13 @@ class DockerSession:
         return answer
 
     def _send_inputs(self, pfs_dir: Path, seq: int) -> None:
-        """The inputs as a cpio stream (a tar past 4 GiB files, whose length goes first)."""
+        """The inputs as entries when they are a few plain names, else as a cpio stream (a tar
+        past 4 GiB files, whose length goes first)."""
         assert self._stager is not None
+        entries = runner.plain_entries(pfs_dir)
+        if entries is not None:
+            self._stager.send(f"E {len(entries)} {seq}\n", runner.entry_chunks(pfs_dir, entries))
+            return
         if not runner.needs_tar(pfs_dir):
             self._stager.send(f"D {seq}\n", runner.cpio_chunks(pfs_dir, self.runtime.stage_uid))
             return
@@ -433,6 +438,7 @@ class DockerSession:
         except (ChannelClosed, ChannelTimeout) as exc:
             raise self._died(str(exc) or "the stager did not answer") from None
         if status != 0:
+            self.close()  # the stager stopped mid-payload: what it reads next is not a request
             raise HerdError(f"cannot stage the inputs of pipeline '{self.pipeline}' in its container: {error}")
 
     def _run_archive(self, pfs_dir: Path, request: RunRequest, outputs: IO[bytes]) -> Answer:

@@ -17,6 +17,7 @@ import pytest
 from storage.errors import EngineUnavailable, HerdError, ImageNotFound, InvalidArgument, UnsafeOutput, UserCodeError
 from tests.fixtures.docker import herd_containers
 from tests.fixtures.services import wait_until
+from worker.docker_runner import entry_chunks as _real_entry_chunks
 from worker.docker_runtime import DockerRuntime, DockerSession
 from worker.runtime import LOG_TAIL_BYTES, RunRequest, UserCode
 
@@ -220,6 +221,70 @@ def test_inputs_past_the_cpio_limit_go_as_a_tar(open_session, pfs: Path, transfe
     monkeypatch.setattr("worker.docker_runner.CPIO_MAX_FILE", 100)  # b.bin (1 KiB) now needs a tar
     result = open_session(sh('cat "/pfs/in/sub dir/b.bin" /pfs/in/a.txt | wc -c'), transfer=transfer).run(request(pfs))
     assert result.stdout.strip() == b"1030"
+
+
+@pytest.fixture
+def plain_pfs(tmp_path: Path) -> Path:
+    """A datum of four plainly named entries (staged as `E`): in/, in/sub/, in/sub/b.bin, in/x=1~%,+@."""
+    root = tmp_path / "plain"
+    (root / "in" / "sub").mkdir(parents=True)
+    (root / "in" / "sub" / "b.bin").write_bytes(bytes(range(256)) * 300 + b"\n\0tail")
+    (root / "in" / "x=1~%,+@").write_bytes(b"")
+    (root / "out").mkdir()
+    return root
+
+
+@pytest.mark.parametrize("user", [None, "1000:1000"])
+def test_a_few_plainly_named_inputs_are_staged_exactly_and_read_only(
+    open_session, plain_pfs: Path, user: str | None, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a datum of four plain entries, staged by the stager's own mkdir and dd (no cpio)
+    import worker.docker_runner as runner
+
+    staged = []
+    monkeypatch.setattr(runner, "entry_chunks",
+                        lambda pfs, entries: staged.append(entries) or _real_entry_chunks(pfs, entries))
+    script = (
+        "stat -c '%a %u %n' /pfs/in /pfs/in/sub /pfs/in/sub/b.bin '/pfs/in/x=1~%,+@'; "
+        "cp /pfs/in/sub/b.bin /pfs/out/b.bin; p=/pfs/in/sub/b.bin; (echo x >> $p) 2>/dev/null && echo WROTE; "
+        "chmod 666 $p 2>/dev/null && echo CHMOD; rm -f $p 2>/dev/null; [ -e $p ] || echo REMOVED; "
+        "touch /pfs/in/new 2>/dev/null && echo CREATED; wc -c < '/pfs/in/x=1~%,+@'"
+    )
+    session = open_session(sh(script), user=user)
+    # When it runs twice in the warm container
+    results = [session.run(request(plain_pfs)) for _ in range(2)]
+    # Then both saw every byte, files 0444 and folders 0755 of the stage uid, none of it writable
+    uid = session.runtime.stage_uid
+    assert len(staged) == 2
+    for result in results:
+        assert result.exit_code == 0, result
+        assert result.stdout.decode().splitlines() == [
+            f"755 {uid} /pfs/in", f"755 {uid} /pfs/in/sub", f"444 {uid} /pfs/in/sub/b.bin",
+            f"444 {uid} /pfs/in/x=1~%,+@", "0",
+        ]
+    assert (plain_pfs / "out" / "b.bin").read_bytes() == (plain_pfs / "in" / "sub" / "b.bin").read_bytes()
+
+
+def test_a_failed_stage_replaces_the_container(
+    open_session, plain_pfs: Path, docker_client, docker_worker_id: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a stage that fails halfway through its payload (a file in a folder never made),
+    # followed by bytes that would read as a request
+    import worker.docker_runner as runner
+
+    session = open_session("cat /pfs/in/sub/b.bin | wc -c")
+    assert session.run(request(plain_pfs)).stdout.strip() == b"76806"
+    first = session.container_id
+    monkeypatch.setattr(runner, "entry_chunks", lambda pfs, entries: iter([b"f 3 in/none/x\n", b"abcC\nC\n"]))
+    # When that datum runs, Then its error names the path, and the stream's container is gone
+    with pytest.raises(HerdError, match="in/none/x"):
+        session.run(request(plain_pfs))
+    assert session.container_id is None
+    assert wait_until(lambda: not herd_containers(docker_client, docker_worker_id), timeout=30)
+    # And the next datum runs in a new container, with its inputs whole
+    monkeypatch.setattr(runner, "entry_chunks", _real_entry_chunks)
+    assert session.run(request(plain_pfs)).stdout.strip() == b"76806"
+    assert session.container_id not in (None, first)
 
 
 def test_unknown_user_names_the_user(open_session) -> None:
