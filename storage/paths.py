@@ -120,9 +120,9 @@ def normalize_path(path: object) -> str:
     """Normalise a file path to '/a/b.txt'; the root and trailing slashes are refused."""
     parts = _segments(path)
     if isinstance(path, str) and path.endswith("/") and path.strip("/"):
-        raise InvalidPath(f"invalid file path '{path}': ends with '/'")
+        raise InvalidPath(f"invalid file path '{printable(path)}': ends with '/'")
     if not parts:
-        raise InvalidPath(f"invalid file path '{path}': names the root directory, not a file")
+        raise InvalidPath(f"invalid file path '{printable(str(path))}': names the root directory, not a file")
     return _join_checked(str(path), parts)
 
 

@@ -5,8 +5,8 @@ uploaded (Pachyderm follows them; herd refuses them). The tree is walked through
 file descriptors (`openat` with `O_NOFOLLOW`), so no path component is ever resolved through a
 link, and every file is checked in full before a single byte is uploaded. It runs once user
 code has ended, so on the local store an output file with one name becomes its blob as it is
-(BlobStore.adopt_file): linked, not copied. On a store that cannot link (S3), many small
-outputs go into packs (storage.packs): one object for thousands of files, not one each. A
+(BlobStore.adopt_file): linked, not copied. Many small outputs go into packs (storage.packs):
+one object for thousands of files, not one each (on the local store, those of a few KiB). A
 datum whose whole output is tiny (INLINE_BYTES) stores nothing here: its bytes ride in its
 result, and the job's finish packs them with the other datums' (scheduler/inline_outputs.py).
 """
@@ -37,6 +37,10 @@ _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 # bytes in the result record. Small, because a job's finish holds every result in memory at
 # once: 100,000 datums at this bound add about 75 MB there.
 INLINE_BYTES = 256
+# On a store that can adopt a file (link it as its blob, no copy), outputs up to this size still
+# go into packs when there are many: a link, a rename and an inode each cost more than copying
+# a few KiB into a pack (6,000 files of 3 KB: 0.20 s collected as links, 0.12 s as one pack).
+ADOPTED_PACK_MAX = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,8 @@ def _checked(root_fd: int, quota_bytes: int | None) -> list[_Found]:
 
 
 def _stored(blobs: BlobStore, root_fd: int, found: list[_Found]) -> Manifest:
-    small = [] if blobs.can_adopt else [item for item in found if item.size <= PACKED_CHUNK_MAX]
+    bound = ADOPTED_PACK_MAX if blobs.can_adopt else PACKED_CHUNK_MAX
+    small = [item for item in found if item.size <= bound]
     if len(small) < PACK_MIN_CHUNKS:
         small = []
     packed = _pack(blobs, root_fd, small)

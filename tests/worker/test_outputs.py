@@ -19,7 +19,7 @@ from storage.local import LocalObjectStore
 from storage.model import FileEntry, Manifest
 from storage.objects import MemoryObjectStore
 from tests.worker.sandboxes import require_root
-from worker.outputs import INLINE_BYTES, Collected, collect_datum_outputs, collect_outputs
+from worker.outputs import ADOPTED_PACK_MAX, INLINE_BYTES, Collected, collect_datum_outputs, collect_outputs
 
 
 @pytest.fixture
@@ -241,16 +241,32 @@ def test_many_small_outputs_are_packed_where_files_cannot_become_blobs(
     assert manifest.files["/big.bin"].packed == ()
 
 
-def test_small_outputs_on_the_local_store_are_adopted_not_packed(out: Path, tmp_path: Path) -> None:
+def test_on_the_local_store_many_small_outputs_are_packed_and_a_larger_one_is_adopted(
+    out: Path, tmp_path: Path,
+) -> None:
     from storage.layout import PACK_PREFIX
     from storage.packs import PACK_MIN_CHUNKS
 
+    # Given many small outputs and one just past the bound for packing on a store that links
     for index in range(PACK_MIN_CHUNKS + 2):
         (out / f"part-{index:03}").write_bytes(b"x%d" % index)
+    larger = os.urandom(ADOPTED_PACK_MAX + 1)
+    (out / "larger.bin").write_bytes(larger)
+    inode = os.stat(out / "larger.bin").st_ino
     local = LocalObjectStore(tmp_path / "store")
+    # When they are collected
     manifest = collect_outputs(BlobStore(local), out)
-    assert not list(local.list(PACK_PREFIX))  # linked as blobs, no copy at all
-    assert all(entry.packed == () for entry in manifest.files.values())
+    # Then the small ones lie in one pack, and the larger one became its blob as it was: linked
+    assert len(list(local.list(PACK_PREFIX))) == 1
+    assert all(manifest.files[f"/part-{index:03}"].packed for index in range(PACK_MIN_CHUNKS + 2))
+    entry = manifest.files["/larger.bin"]
+    assert entry.packed == () and entry.hash == hashlib.sha256(larger).hexdigest()
+    assert os.stat(local.root / blob_key(entry.hash)).st_ino == inode
+    # And every byte reads back, verified
+    blobs = BlobStore(local)
+    for path, stored in manifest.files.items():
+        read = b"".join(blobs.open_chunk(digest, where).read() for digest, where in stored.slices())
+        assert read == (out / path.lstrip("/")).read_bytes()
 
 
 # -- a datum's tiny output rides in its result (collect_datum_outputs) -----------------------
