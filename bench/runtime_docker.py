@@ -178,14 +178,13 @@ def figures(smoke: bool) -> list[dict[str, object]]:
 
 # What a datum of the stream runtime cannot do without, each timed as one line sent to a warm
 # container's stdin through the engine's attach stream and read back: the crossing alone, and
-# with what each of the two loops must start per datum: the stager a folder and a file (its
-# `mkdir` and `dd`, forked without an exec; cpio's exec, for comparison), the runner the user
-# command (ash runs `echo` itself, a path makes it fork and exec busybox).
+# with what each of the two loops must start per datum: the stager a file in the input's folder
+# (kept from the datum before: one `dd`, forked without an exec; cpio's exec, for comparison),
+# the runner the user command (ash runs `echo` itself, a path makes it fork and exec busybox).
 FLOOR_LOOPS = {
     "stream crossing": 'while read -r l; do echo "$l"; done',
     "+ a fork and exec": 'while read -r l; do /bin/true; echo "$l"; done',
-    "+ a mkdir and a dd": ('while read -r l; do rm -rf /tmp/s; mkdir -m 0755 /tmp/s; '
-                           'dd count=0 of=/tmp/s/x 2>/dev/null; echo "$l"; done'),
+    "+ a dd": 'while read -r l; do dd count=0 of=/tmp/x 2>/dev/null; echo "$l"; done',
     "+ cpio of nothing": 'while read -r l; do cpio -i -d -m </dev/null 2>/dev/null; echo "$l"; done',
 }
 
@@ -217,15 +216,15 @@ def floors_note(client: docker.DockerClient, n: int, herd_ms: float) -> str:
     """The floors above, measured, and what they make of a datum: two processes, each behind a crossing."""
     ms = {name: floor_ms(client, loop, n) for name, loop in FLOOR_LOOPS.items()}
     crossing, process = ms["stream crossing"], ms["+ a fork and exec"]
-    staged, cpio = ms["+ a mkdir and a dd"], ms["+ cpio of nothing"]
+    staged, cpio = ms["+ a dd"], ms["+ cpio of nothing"]
     floor = staged + process
     return (f"floors measured here (a line through a warm container's attached stdin and back): the crossing "
-            f"{crossing:.2f} ms, with a busybox fork+exec {process:.2f} ms, with an rm, a mkdir and a dd "
-            f"{staged:.2f} ms (with a cpio instead {cpio:.2f} ms: its exec is why a datum of a few plain names "
-            f"is staged without one); a datum stages its inputs, then starts the user command, each behind a "
-            f"crossing: {floor:.2f} ms; the other {herd_ms - floor:.2f} ms are the loops' own steps around them "
-            f"(runner.sh: a watcher subshell, kill -1 and wait, the cgroup counters) and the worker, whose CPU "
-            f"is ~0.4 ms a datum (py-spy, 2026-12-02)")
+            f"{crossing:.2f} ms, with a busybox fork+exec {process:.2f} ms, with a dd {staged:.2f} ms (with a "
+            f"cpio instead {cpio:.2f} ms: its exec is why a datum of a few plain names is staged without one); a "
+            f"datum stages its inputs, then starts the user command, each behind a crossing: {floor:.2f} ms; the "
+            f"other {herd_ms - floor:.2f} ms are the loops' own steps around them (runner.sh: a watcher subshell, "
+            f"kill -1 and wait, the cgroup counters) and the worker, whose CPU is ~0.4 ms a datum (py-spy, "
+            f"2026-12-02)")
 
 
 def pfs_folder(folder: Path) -> Path:

@@ -17,14 +17,16 @@ RUNNER: the container's own process, as the transform's user, fed over the attac
   when 1, a tar of `.herd/w/o`, `.herd/w/e` and `pfs/out` then `T <tar status> <bytes>` + tar's
   complaint. /pfs/out is emptied after the answer, while the worker unpacks it.
 STAGER: exec'd once per session as the stage uid, on its own stream, cwd /pfs.
-- `E <count> <seq>` + that many entries, `d 0 <path>` or `f <size> <path>` + the file's bytes,
-  for a datum of a few plainly named entries: a `mkdir` or a `dd` each, forked without an exec
-  (~0.1 ms) where cpio's exec costs ~0.6 ms (bench/runtime_docker.py's floors).
+- `E <count> <seq> <input names>` + that many entries, `d 0 <path>` or `f <size> <path>` + the
+  file's bytes, for a datum of a few plainly named entries: a `mkdir` or a `dd` each, forked
+  without an exec (~0.1 ms) where cpio's exec costs ~0.6 ms (bench/runtime_docker.py's floors).
+  The named inputs' folders left empty by `C` are kept (no `mkdir`); anything else goes first.
 - `D <seq>` + a newc cpio of the inputs (cpio stops exactly at its trailer: no length, no
   copy), or `T <bytes> <seq>` + a tar when a file is 4 GiB or more. All three delete leftover
   inputs first, tell the runner, and answer `K <status> <bytes>` + the error text; after a
   failure the stream is out of step, and the worker replaces the container.
-- `C`: delete the inputs now, no answer (sent after each datum, so the next one finds /pfs clean).
+- `C`: delete the inputs now, but keep their folders, emptied; no answer (sent after each datum,
+  so the next one finds /pfs clean).
 Inputs belong to the stage uid: user code (another uid, no capabilities) can neither write,
 chmod, delete nor add anything under /pfs but in /pfs/out.
 
@@ -168,10 +170,15 @@ done
 STAGER_SH = f"""\
 S={HERD_DIR}/s
 cd /pfs || exit 2
-clear_inputs() {{
-  set --
+clear_inputs() {{  # [names | -]: these inputs' folders (-: every input's) are kept, emptied
+  k=" $* "; set --
   for e in /pfs/*; do
-    if [ "$e" != /pfs/out ] && {{ [ -e "$e" ] || [ -L "$e" ]; }}; then set -- "$@" "$e"; fi
+    [ "$e" != /pfs/out ] || continue
+    if [ -d "$e" ] && [ ! -L "$e" ] && case $k in " - "|*" ${{e#/pfs/}} "*) true ;; *) false ;; esac; then
+      for f in "$e"/* "$e"/.[!.]* "$e"/..?*; do {{ [ -e "$f" ] || [ -L "$f" ]; }} && set -- "$@" "$f"; done
+    elif [ -e "$e" ] || [ -L "$e" ]; then
+      set -- "$@" "$e"
+    fi
   done
   [ $# = 0 ] || rm -rf "$@"
 }}
@@ -185,11 +192,12 @@ while read -r op n m; do
   case $op in
   P) exec 4>{HERD_DIR}/w/staged
      printf 'READY %s %s\\n' "$(id -u)" "$([ -w /pfs ] && echo 1 || echo 0)" ;;
-  C) clear_inputs ;;
-  E) clear_inputs; st=0; : >"$S/err"; umask 0222  # files 0444 as cpio makes them (err: made first)
+  C) clear_inputs - ;;
+  E) set -f; set -- $m; set +f; m=$1; shift  # the seq, then the datum's input names
+     clear_inputs "$@"; st=0; : >"$S/err"; umask 0222  # files 0444 as cpio makes them (err: made first)
      while [ "$n" -gt 0 ] && read -r k a b; do
        n=$((n - 1))
-       if [ "$k" = d ]; then mkdir -m 0755 "$b" 2>"$S/err" || {{ st=$?; break; }}
+       if [ "$k" = d ]; then [ -d "$b" ] || mkdir -m 0755 "$b" 2>"$S/err" || {{ st=$?; break; }}
        else dd bs=65536 count="$a" iflag=count_bytes,fullblock of="$b" 2>"$S/err" || {{ st=$?; break; }}; fi
      done
      umask 0022; reply "$st" "$m" ;;

@@ -415,7 +415,8 @@ class DockerSession:
         assert self._stager is not None
         entries = runner.plain_entries(pfs_dir)
         if entries is not None:
-            self._stager.send(f"E {len(entries)} {seq}\n", runner.entry_chunks(pfs_dir, entries))
+            names = " ".join(rel for rel, kind, _ in entries if kind == "dir" and "/" not in rel)
+            self._stager.send(f"E {len(entries)} {seq} {names}\n", runner.entry_chunks(pfs_dir, entries))
             return
         if not runner.needs_tar(pfs_dir):
             self._stager.send(f"D {seq}\n", runner.cpio_chunks(pfs_dir, self.runtime.stage_uid))

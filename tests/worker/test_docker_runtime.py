@@ -265,6 +265,46 @@ def test_a_few_plainly_named_inputs_are_staged_exactly_and_read_only(
     assert (plain_pfs / "out" / "b.bin").read_bytes() == (plain_pfs / "in" / "sub" / "b.bin").read_bytes()
 
 
+def test_each_datum_sees_only_its_own_inputs_though_folders_are_kept(
+    open_session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given datums of one session: input folders left empty after a datum are kept for the
+    # next one that has the same input, and must hold only its files (as a union or a cross
+    # with an empty side gives: an input present in one datum, absent in the next)
+    import worker.docker_runner as runner
+
+    staged = []
+    monkeypatch.setattr(runner, "entry_chunks",
+                        lambda pfs, entries: staged.append(entries) or _real_entry_chunks(pfs, entries))
+    session = open_session("cd /pfs && find . | sort")
+    datums = [
+        {"a/x": b"1", "b/y": b"2"},
+        {"a/z": b"3"},
+        {"a/.h": b"4", "a/w": b"5"},  # a dot name: sent as a cpio
+        {"c/q": b"6"},
+        {"c/q": b"7", "a/x": b"8"},
+    ]
+    seen = []
+    for number, files in enumerate(datums):
+        root = tmp_path / str(number)
+        for rel, data in files.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(data)
+        (root / "out").mkdir()
+        result = session.run(request(root))
+        assert result.exit_code == 0, result
+        seen.append(result.stdout.decode().split())
+    # Then each datum saw exactly its own entries, and all but the cpio one went as `E`
+    assert seen == [
+        [".", "./a", "./a/x", "./b", "./b/y", "./out"],
+        [".", "./a", "./a/z", "./out"],
+        [".", "./a", "./a/.h", "./a/w", "./out"],
+        [".", "./c", "./c/q", "./out"],
+        [".", "./a", "./a/x", "./c", "./c/q", "./out"],
+    ]
+    assert len(staged) == 4
+
+
 def test_a_failed_stage_replaces_the_container(
     open_session, plain_pfs: Path, docker_client, docker_worker_id: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
