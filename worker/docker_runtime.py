@@ -48,6 +48,7 @@ from storage.errors import (
     UserCodeError,
 )
 from worker import docker_runner as runner
+from worker.docker_logs import LivePoller
 from worker.docker_wire import Answer, Channel, ChannelClosed, ChannelTimeout, read_answer, unpack_outputs
 from worker.process_io import RunCancelled
 from worker.runtime import LogSink, RunRequest, RunResult, UserCode
@@ -212,6 +213,7 @@ class DockerSession:
         self._stager: Channel | None = None
         self._seq = 0
         self._running: int | None = None  # the thread running a datum now
+        self._logs = LivePoller(self._read_output, runtime.log_poll_seconds)
         self._cancelled = False  # close() came from another thread during that datum
 
     def start(self) -> None:
@@ -345,39 +347,30 @@ class DockerSession:
     @contextlib.contextmanager
     def _live_output(self, sink: LogSink | None) -> Iterator[None]:
         """While a datum runs, hand what user code printed so far to `sink`: every
-        `log_poll_seconds` (HERD_LOG_FLUSH_SECONDS) an exec (as the stage uid, which the runner's `kill -1` spares) reads
-        the runner's output files past what was read. The rest arrives with the answer's tails
-        (the sink's `catch_up`). A datum shorter than one poll costs no engine call."""
+        `log_poll_seconds` (HERD_LOG_FLUSH_SECONDS) the session's poller (worker/docker_logs.py)
+        reads the runner's output files past what it read. The rest arrives with the answer's
+        tails (the sink's `catch_up`). A datum shorter than one poll costs no engine call."""
         if sink is None or self.container_id is None:
             yield
             return
-        stop = threading.Event()
-        poller = threading.Thread(target=self._poll_output, args=(sink, stop), name="herd-docker-logs", daemon=True)
-        poller.start()
-        try:
+        with self._logs.watching(sink):
             yield
-        finally:
-            stop.set()
-            poller.join()
 
-    def _poll_output(self, sink: LogSink, stop: threading.Event) -> None:
+    def _read_output(self, stdout_from: int, stderr_from: int) -> tuple[bytes | None, bytes | None] | None:
+        """The runner's output files from these 1-based offsets, read by an exec as the stage
+        uid (which the runner's `kill -1` spares); None when the engine did not answer."""
         api, cid = self.runtime.client.api, self.container_id
-        read = {"stdout": 0, "stderr": 0}
+        if cid is None:
+            return None
         script = f'{runner.BUSYBOX} tail -c "+$1" {runner.HERD_DIR}/w/o; {runner.BUSYBOX} tail -c "+$2" {runner.HERD_DIR}/w/e >&2'
-        while not stop.wait(self.runtime.log_poll_seconds):
-            argv = [runner.BUSYBOX, "sh", "-c", script, "sh", str(read["stdout"] + 1), str(read["stderr"] + 1)]
-            try:
-                exec_id = api.exec_create(cid, argv, user=self.runtime.stage_user)["Id"]
-                out, err = api.exec_start(exec_id, demux=True)
-            except (requests.exceptions.RequestException, docker.errors.DockerException, OSError) as exc:
-                log.debug("cannot read the live output of pipeline '%s': %s", self.pipeline, exc)
-                continue  # the container ended, or the engine is busy: the answer's tails follow
-            if stop.is_set():
-                return  # the datum ended meanwhile: its files may be the next datum's already
-            for stream, chunk in (("stdout", out), ("stderr", err)):
-                if chunk:
-                    read[stream] += len(chunk)
-                    sink.write(stream, chunk)
+        argv = [runner.BUSYBOX, "sh", "-c", script, "sh", str(stdout_from), str(stderr_from)]
+        try:
+            exec_id = api.exec_create(cid, argv, user=self.runtime.stage_user)["Id"]
+            out, err = api.exec_start(exec_id, demux=True)
+        except (requests.exceptions.RequestException, docker.errors.DockerException, OSError) as exc:
+            log.debug("cannot read the live output of pipeline '%s': %s", self.pipeline, exc)
+            return None  # the container ended, or the engine is busy: the answer's tails follow
+        return out, err
 
     def _run_stream(self, pfs_dir: Path, request: RunRequest, outputs: IO[bytes]) -> Answer:
         """The fast path, no engine call: inputs to the stager and the request to the runner go
@@ -527,6 +520,7 @@ class DockerSession:
             if channel is not None:
                 channel.close()
         self._runner = self._stager = None
+        self._logs.close()
         if self.container_id is not None:
             remove_container(self.runtime, self.container_id)
             self.container_id = None

@@ -248,9 +248,11 @@ def unpack_outputs(outputs: IO[bytes], pfs_dir: Path, quota: int | None) -> None
 
 
 def _empty_scratch(scratch: Path) -> Path:
-    """The scratch folder, empty but for an empty `out/` (as the previous datum left it)."""
+    """The scratch folder, empty, or empty but for an empty `out/` (as the previous datum left
+    it, or as the worker's emptying of a reused datum folder leaves it)."""
     try:
-        if os.listdir(scratch) == ["out"] and not os.listdir(scratch / "out"):
+        names = os.listdir(scratch)
+        if not names or (names == ["out"] and not os.listdir(scratch / "out")):
             return scratch
     except FileNotFoundError:
         pass

@@ -75,8 +75,9 @@ def stage_datum(blobs: ChunkSource, datum_inputs: Iterable[DatumInputFiles], pfs
 def _drop_other_inputs(pfs_dir: Path, names: set[str]) -> None:
     """Remove the empty input folders a reused datum folder kept for inputs this datum lacks
     (only empty ones: staging never deletes what it did not lay out)."""
-    with os.scandir(pfs_dir) as entries:
-        stale = [entry.path for entry in entries if entry.name not in names and entry.is_dir(follow_symlinks=False)]
+    with os.scandir(pfs_dir) as entries:  # a dot name is no input's (a runtime's own scratch)
+        stale = [entry.path for entry in entries if entry.name not in names and not entry.name.startswith(".")
+                 and entry.is_dir(follow_symlinks=False)]
     for path in stale:
         try:
             os.rmdir(path)
