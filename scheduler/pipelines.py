@@ -142,7 +142,7 @@ class Pipelines:
         stamp = now()
         info = PipelineInfo(
             name=name, version=1, spec=raw, salt=spec.salt or uuid.uuid4().hex, created=stamp, updated=stamp,
-            ignored_fields=tuple(spec.ignored_fields), generation=1,
+            ignored_fields=tuple(spec.ignored_fields), generation=1, job_nonce=uuid.uuid4().hex,
         )
         if not self.records.create_pipeline(info):
             raise _exists(name)  # another create-pipeline won: nothing of ours is stored

@@ -32,6 +32,11 @@ class PipelineInfo(LenientRecord):
     baseline: bool = True
     generation: int = 0
     ignored_fields: tuple[str, ...] = ()
+    # Random, made with the record and kept by every update: part of each job id, so a pipeline
+    # deleted and made again with the same salt and inputs never meets its old jobs' ids in a
+    # process that kept their plans or results. Empty in records an older herd made: their job
+    # ids are computed as before.
+    job_nonce: str = ""
 
 
 # Plain dataclasses, not pydantic models: a plan can hold 100,000 datums, and building that many
@@ -91,6 +96,8 @@ class DatumIndex(LenientRecord):
     entries: dict[str, IndexEntry] = Field(default_factory=dict)
 
 
-def job_id_for(pipeline: str, version: int, salt: str, inputs: tuple[CommitRef, ...]) -> str:
-    """Deterministic, so a restarted scheduler finds (never duplicates) the jobs it made."""
-    return digest_fields((pipeline, str(version), salt, *(f"{c.repo}@{c.id}" for c in inputs)))[:32]
+def job_id_for(pipeline: str, version: int, salt: str, inputs: tuple[CommitRef, ...], nonce: str = "") -> str:
+    """Deterministic, so a restarted scheduler finds (never duplicates) the jobs it made; the
+    pipeline record's `job_nonce`, when it has one, tells a pipeline made again from the old."""
+    fields = (pipeline, str(version), salt, *(f"{c.repo}@{c.id}" for c in inputs))
+    return digest_fields(fields + ((f"nonce:{nonce}",) if nonce else ()))[:32]

@@ -79,4 +79,4 @@ def owed_jobs(
 ) -> list[tuple[str, tuple[CommitRef, ...]]]:
     """Every job the pipeline's current version owes, oldest first, as (job id, input commits)."""
     tuples = job_tuples(inputs, histories, pipeline.since, baseline=pipeline.baseline)
-    return [(job_id_for(pipeline.name, pipeline.version, pipeline.salt, t), t) for t in tuples]
+    return [(job_id_for(pipeline.name, pipeline.version, pipeline.salt, t, pipeline.job_nonce), t) for t in tuples]

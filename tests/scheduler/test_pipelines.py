@@ -302,6 +302,33 @@ def test_delete_pipeline_removes_output_repo(herd: Herd) -> None:
     assert [r.name for r in herd.pfs.list_repos()] == ["in"]
 
 
+def test_a_pipeline_made_again_with_its_salt_and_inputs_is_not_served_its_old_plan(tmp_path: Path) -> None:
+    from scheduler.store import PpsStore
+
+    # Given a pipeline with an explicit salt, its job run, and a long-lived process (a worker,
+    # a scheduler) that read that job's plan and keeps it
+    here = Herd(Pfs(LocalObjectStore(tmp_path / "store")))
+    here.pfs.create_repo("in")
+    here.put("in", {"/a": b"a\n"})
+    spec = {"pipeline": {"name": "p"}, "salt": "fixed", "transform": {"cmd": ["sh", "-c", "echo one > /pfs/out/x"]},
+            "input": {"pfs": {"repo": "in", "glob": "/"}}}
+    here.create(spec)
+    first = here.last_job("p")[0].id
+    keeper = PpsStore(LocalObjectStore(tmp_path / "store"))  # its own cache, as another process has
+    assert keeper.read_plan(first).spec["transform"]["cmd"][-1].startswith("echo one")  # type: ignore[union-attr]
+    # When another process deletes the pipeline and makes it again: same name, salt and inputs,
+    # another transform
+    here.pipelines.delete("p")
+    changed = copy.deepcopy(spec)
+    changed["transform"]["cmd"] = ["sh", "-c", "echo two > /pfs/out/x"]
+    here.create(changed)
+    # Then its job has a new id, so the keeper reads the new plan, and the output is the new one
+    second = here.last_job("p")[0].id
+    assert second != first
+    assert keeper.read_plan(second).spec["transform"]["cmd"][-1].startswith("echo two")  # type: ignore[union-attr]
+    assert files_of(here.pfs, "p") == {"/x": b"two\n"}
+
+
 def test_a_file_of_specs_is_validated_as_a_whole(herd: Herd) -> None:
     herd.pfs.create_repo("in")
     first = {"pipeline": {"name": "a"}, "transform": {"cmd": ["true"]}, "input": {"pfs": {"repo": "in", "glob": "/"}}}

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from scheduler.records import PipelineInfo, job_id_for
 from scheduler.triggers import Finished, job_tuples, owed_jobs
-from storage.model import CommitRef
+from storage.model import CommitRef, digest_fields
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -68,6 +68,10 @@ def test_job_ids_are_deterministic_and_distinct() -> None:
     assert job_id_for("p", 1, "s", refs) != job_id_for("p", 2, "s", refs)
     assert job_id_for("p", 1, "s", refs) != job_id_for("p", 1, "t", refs)
     assert len(job_id_for("p", 1, "s", refs)) == 32
+    # a pipeline record's nonce tells a pipeline made again; records without one keep their ids
+    assert job_id_for("p", 1, "s", refs, "n1") != job_id_for("p", 1, "s", refs, "n2")
+    assert job_id_for("p", 1, "s", refs, "n1") != job_id_for("p", 1, "s", refs)
+    assert job_id_for("p", 1, "s", refs, "") == digest_fields(("p", "1", "s", *(f"{r.repo}@{r.id}" for r in refs)))[:32]
 
 
 def test_without_baseline_only_later_commits_owe_jobs() -> None:
