@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from storage.errors import DataCorrupted, ObjectNotFound
+from storage.errors import DataCorrupted, InvalidArgument, ObjectNotFound
 from storage.layout import blob_key, pack_key, temp_blob_key
 from storage.model import PackSlice
 from storage.objects import ObjectStore
@@ -175,18 +175,51 @@ class BlobStore:
         return digest, len(data)
 
     def put_file(self, path: Path) -> tuple[str, int]:
-        """Store a local file unless that blob exists; returns (hash, size)."""
+        """Store a local file unless that blob exists; returns (hash, size).
+
+        The blob holds exactly the bytes that were hashed, even while something else writes the
+        file (a log still growing, a file rewritten in place): hashing it and then copying it as
+        two reads would store the second read's bytes under the first read's hash, a blob that
+        fails every verified read, and that later puts of the right bytes would trust as there.
+        A store that renames gets the file through put_stream: one read, hashed as it is
+        written. Another (S3) needs the key first: the file is hashed, then uploaded through a
+        second hash that must match before the upload completes (InvalidArgument otherwise, and
+        the multipart upload is aborted: nothing is stored)."""
         path = Path(path)
-        size = path.stat().st_size
-        if size <= SMALL:
-            return self.put_bytes(path.read_bytes())
-        if self._rename is not None:
-            return self._put_file_via_temp_key(path), size
-        digest = hash_file(path)
-        key = blob_key(digest)
-        if not self.objects.exists(key):
-            self.objects.put_file(key, path)
-        return digest, size
+        with open(path, "rb") as source:
+            if self._rename is not None:
+                return self.put_stream(source)
+            head = read_up_to(source, SMALL + 1)
+            if len(head) <= SMALL:
+                return self.put_bytes(head)
+            source.seek(0)
+            digest = hashlib.file_digest(source, "sha256").hexdigest()
+            size = source.tell()
+            key = blob_key(digest)
+            if not self.objects.exists(key):
+                source.seek(0)
+                self._upload_as_hashed(key, source, digest, path)
+            return digest, size
+
+    def _upload_as_hashed(self, key: str, source: BinaryIO, digest: str, path: Path) -> None:
+        """Upload `source` to `key`, refusing it at its end unless it hashes to `digest` again."""
+        hasher = _ThreadedHasher()
+
+        def same_bytes() -> None:
+            if hasher.hexdigest() != digest:
+                raise InvalidArgument(
+                    f"source file '{path}' changed while it was stored (its bytes no longer hash to "
+                    f"what was read first); nothing was stored: put it again once it is complete"
+                )
+
+        # hold_last: the check runs before the last block is handed to the upload, so a file that
+        # changed fails the upload before S3 makes the object visible.
+        reader = PassThrough(source, on_block=hasher.update, on_eof=same_bytes, hold_last=True, block=CHUNK,
+                             owns=False)
+        try:
+            self.objects.put_stream(key, cast(BinaryIO, reader))
+        finally:
+            hasher.abandon()
 
     @property
     def can_adopt(self) -> bool:
@@ -215,29 +248,6 @@ class BlobStore:
                 pass  # not linkable from here (another file system): copied below
         handle.seek(0)
         return self.put_stream(handle)
-
-    def _put_file_via_temp_key(self, path: Path) -> str:
-        """Copy (sendfile) into a temp key while another thread hashes; then rename into place."""
-        found: list[str | BaseException] = []
-
-        def hash_in_thread() -> None:
-            try:
-                found.append(hash_file(path))
-            except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
-                found.append(exc)
-
-        hasher = threading.Thread(target=hash_in_thread, name="herd-blob-hash", daemon=True)
-        hasher.start()
-        tmp_key = temp_blob_key(uuid.uuid4().hex)
-        try:
-            self.objects.put_file(tmp_key, path)
-        finally:
-            hasher.join()
-        if isinstance(found[0], BaseException):
-            self.objects.delete(tmp_key)
-            raise found[0]
-        self._place(tmp_key, found[0])
-        return found[0]
 
     def _place(self, tmp_key: str, digest: str) -> None:
         """Rename a fully written temp key to its blob key, or drop it when the blob exists."""

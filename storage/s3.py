@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypedDict, Unpack
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypedDict, Unpack, cast
 from urllib.parse import urlsplit
 
 import boto3
@@ -356,6 +356,12 @@ class S3ObjectStore:
 
     def put_stream(self, key: str, stream: BinaryIO) -> None:
         """Upload a stream until EOF with the transfer manager (bounded part buffers)."""
+        if isinstance(stream, io.RawIOBase):
+            # s3transfer makes each read of a stream one part. A raw stream may return fewer
+            # bytes than asked (herd's PassThrough hands out one block a read): its object was
+            # cut in 1 MiB parts, which S3 refuses below 5 MiB but for the last one. A buffered
+            # reader reads until the part is full or the stream ends.
+            stream = cast(BinaryIO, io.BufferedReader(stream, TRANSFER.multipart_chunksize))
         self._transfer(key, stream)
 
     def _transfer(self, key: str, source: str | BinaryIO) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import io
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -163,3 +164,96 @@ def test_a_damaged_blob_is_refused_with_its_id(object_store: ObjectStore, tmp_pa
     with pytest.raises(DataCorrupted, match=f"blob '{digest}' in .* is corrupt: its 10 bytes hash to"):
         BlobStore(object_store).get_file(digest, tmp_path / "out")
     assert list(tmp_path.iterdir()) == [] or [p.name for p in tmp_path.iterdir()] == ["store"]
+
+
+def _blobs_hash_to_their_keys(object_store: ObjectStore) -> None:
+    for key in object_store.list("blobs/"):
+        assert hashlib.sha256(object_store.get(key)).hexdigest() == key.rsplit("/", 1)[1], key
+
+
+@pytest.mark.parametrize("change", ["rewritten", "appended", "truncated"])
+def test_a_file_changed_after_its_hash_is_refused_before_it_is_stored(
+    object_store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    # Given a file that another writer changes right after herd hashed it (the worst moment),
+    # on a store that must know the key before it uploads (one that renames reads it once)
+    if getattr(object_store, "rename", None) is not None:
+        pytest.skip("a store that renames hashes the very bytes it writes: no second read")
+    source = tmp_path / "growing.log"
+    source.write_bytes(payload(3 * CHUNK + 5, seed=21))
+    real = hashlib.file_digest
+
+    def hashed_then_changed(handle: object, digest: str) -> object:
+        result = real(handle, digest)  # type: ignore[arg-type]
+        data = source.read_bytes()
+        changed = {"rewritten": data[:-1] + b"!", "appended": data + b"more", "truncated": data[:CHUNK]}[change]
+        source.write_bytes(changed)
+        return result
+
+    monkeypatch.setattr(hashlib, "file_digest", hashed_then_changed)
+    # When it is put; Then a one-line error names the file, and no object (no blob, no part,
+    # no pending multipart upload) was stored under either content's hash
+    with pytest.raises(InvalidArgument, match=f"source file '{source}' changed while it was stored"):
+        BlobStore(object_store).put_file(source)
+    assert list(object_store.list("")) == []
+    client = getattr(object_store, "_client", None)
+    if client is not None:
+        pending = client.list_multipart_uploads(Bucket=object_store.bucket)  # type: ignore[attr-defined]
+        assert pending.get("Uploads", []) == []
+    # And once the file is still, it goes in
+    monkeypatch.setattr(hashlib, "file_digest", real)
+    digest, size = BlobStore(object_store).put_file(source)
+    assert (digest, size) == (hashlib.sha256(source.read_bytes()).hexdigest(), source.stat().st_size)
+    _blobs_hash_to_their_keys(object_store)
+
+
+def test_a_file_rewritten_while_it_is_put_never_makes_a_blob_that_fails_its_hash(
+    object_store: ObjectStore, tmp_path: Path
+) -> None:
+    # Given a file another thread keeps rewriting in place, with two contents of one size
+    import threading
+
+    source = tmp_path / "busy.bin"
+    contents = [payload(2 * CHUNK + 7, seed=s) for s in (31, 32)]
+    source.write_bytes(contents[0])
+    stop = threading.Event()
+
+    def writer() -> None:
+        turn = 0
+        while not stop.is_set():
+            with open(source, "r+b") as out:  # in place: same inode, same size
+                for start in range(0, len(contents[0]), CHUNK // 4):
+                    out.seek(start)
+                    out.write(contents[turn % 2][start : start + CHUNK // 4])
+            turn += 1
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    store = BlobStore(object_store)
+    try:
+        # When it is put again and again; Then each put either stores blob whose bytes hash to
+        # its id and have the size returned, or is refused as changed: never anything else
+        for _ in range(8):
+            try:
+                digest, size = store.put_file(source)
+            except InvalidArgument as exc:
+                assert "changed while it was stored" in exc.message
+                continue
+            with store.open(digest) as reader:
+                assert len(reader.read()) == size
+    finally:
+        stop.set()
+        thread.join()
+    _blobs_hash_to_their_keys(object_store)
+
+
+@pytest.mark.s3
+def test_a_stream_of_short_reads_goes_to_s3_in_full_parts(s3_store: Any) -> None:
+    # Given a raw stream handing out 1 MiB a read (a verified blob reader, a pipe) of 20 MiB
+    store = s3_store("herd")
+    data = payload(20 * 1024 * 1024, seed=41)
+    # When it is uploaded; Then each part but the last is full (S3 refuses parts under 5 MiB)
+    store.put_stream("k", ShortReads(data, step=CHUNK))
+    assert store.get("k") == data
+    head = store._client.head_object(Bucket=store.bucket, Key=store._key("k"), PartNumber=1)
+    assert head["PartsCount"] == 3 and head["ContentLength"] == 8 * 1024 * 1024
