@@ -146,12 +146,6 @@ def new_temp_file(folder: Path, name: str, dir_fd: int | None = None) -> tuple[i
     raise FileExistsError(f"no free temp name beside '{os.path.join(folder, name)}'")
 
 
-def hash_file(path: Path) -> str:
-    """SHA-256 hex of a local file, streamed."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 class BlobStore:
     """Content-addressed blobs over any ObjectStore."""
 
