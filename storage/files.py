@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, BinaryIO, Literal, Union, cast
 
 from storage.blobs import CHUNK, PACKED_CHUNK_MAX, BlobStore, new_temp_file, read_up_to
 from storage.branches import read_branch
+from storage.collector import collector_paused
 from storage.commits import Commits
 from storage.errors import (
     CommitFinished,
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
 Source = Union[Path, bytes, bytearray, memoryview, BinaryIO]
 UPLOAD_THREADS = 8
+MANY_FILES = 1_000  # put_files of this many pauses the cyclic collector (storage/collector.py)
 
 
 def _small_body(source: Source) -> tuple[bytes | None, Source]:
@@ -250,6 +252,13 @@ class Files:
         self, repo: str, ref: str, items: Iterable[tuple[str, Source]], append: bool = False
     ) -> Commit:
         """Put many files in ONE commit (or one open-commit update); returns that commit."""
+        items = list(items)
+        # Each file makes a path, two ops and an entry, none in a cycle: with the collector on,
+        # its passes over them were a fifth of put-file -r of 100,000 small files.
+        with collector_paused(len(items) >= MANY_FILES):
+            return self._put_files(repo, ref, items, append)
+
+    def _put_files(self, repo: str, ref: str, items: list[tuple[str, Source]], append: bool) -> Commit:
         pairs = [(normalize_path(path), source) for path, source in items]
         if not pairs:
             raise InvalidArgument(f"no files given to put into repo '{repo}'")

@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from scheduler.cli.progress import Meter
+from storage.collector import collector_paused
 from storage.errors import InvalidArgument, InvalidPath, NotFound
 from storage.paths import MAX_PATH_BYTES, bad_character, normalize_path, printable
 from storage.streams import LazyStream
@@ -147,6 +148,11 @@ def _folder(source: str, target: str, follow: bool, skipped: list[Skipped]) -> l
     A loop, not recursion: a hostile tree thousands of folders deep must be an error, not a
     RecursionError; one deeper than a repo path can be is refused as soon as it is seen.
     """
+    with collector_paused():  # an Upload and a Path per file, no cycle: see storage/collector.py
+        return _walk(source, target, follow, skipped)
+
+
+def _walk(source: str, target: str, follow: bool, skipped: list[Skipped]) -> list[Upload]:
     found: list[Upload] = []
     top = os.stat(source)
     # (folder, its path below source with a trailing '/', the folders above it by inode)
@@ -162,7 +168,7 @@ def _folder(source: str, target: str, follow: bool, skipped: list[Skipped]) -> l
             entries = sorted(scan, key=lambda entry: entry.name)
         below = []
         for entry in entries:
-            local = Path(entry.path)
+            local = folder / entry.name  # what Path(entry.path) is, without parsing the folder again
             is_link = entry.is_symlink()
             if is_link and not follow:
                 skipped.append(Skipped(str(local), SYMLINK_SKIPPED))

@@ -1,15 +1,17 @@
-"""Big records parse with the cyclic collector paused (storage.model.collector_paused), and the
-collector is always as it was afterwards: after a parse, a corrupt record, or when paused before."""
+"""Big records parse, and put_files of many files runs, with the cyclic collector paused
+(storage.collector.collector_paused), and the collector is always as it was afterwards: after a
+parse, a corrupt record, a refused put, or when paused before."""
 
 from __future__ import annotations
 
 import gc
 import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from storage.errors import DataCorrupted
+from storage.errors import DataCorrupted, InvalidArgument
 from storage.collector import collector_paused
 from storage.model import BIG_RECORD_BYTES, FileEntry, Manifest
 
@@ -99,3 +101,31 @@ def test_a_damaged_big_record_is_data_corrupted_naming_the_key(damage: str) -> N
     with pytest.raises(DataCorrupted, match="manifests/abc"):
         Manifest.from_bytes(bad, key="manifests/abc")
     assert gc.isenabled()
+
+
+def test_put_files_of_many_files_runs_without_collections_and_leaves_the_collector_on(
+    collections: list[int], tmp_path: Path,
+) -> None:
+    from storage.files import MANY_FILES
+    from storage.local import LocalObjectStore
+    from storage.repos import Pfs
+
+    # Given a folder of MANY_FILES small files, and one of the same with one missing among them
+    pfs = Pfs(LocalObjectStore(tmp_path / "store"))
+    pfs.create_repo("data")
+    folder = tmp_path / "files"
+    folder.mkdir()
+    for i in range(MANY_FILES):
+        (folder / f"f{i:05}").write_bytes(b"%d\n" % i)
+    items = [(f"/f{i:05}", folder / f"f{i:05}") for i in range(MANY_FILES)]
+    # When they are put in one commit; Then no collection ran meanwhile (one may start in the
+    # few allocations before the pause), every file is there, and the collector is back on
+    collections.clear()
+    pfs.put_files("data", "master", items)
+    assert len(collections) <= 1 and gc.isenabled()
+    assert len(pfs.list_file("data", "master", "/")) == MANY_FILES
+    # And a refused put (a source that is gone) leaves it on too, and changes nothing
+    (folder / "f00007").unlink()
+    with pytest.raises(InvalidArgument, match="f00007"):
+        pfs.put_files("data", "master", [(path, source) for path, source in items if path != "/f00000"])
+    assert gc.isenabled() and len(pfs.list_file("data", "master", "/")) == MANY_FILES
