@@ -225,8 +225,7 @@ class Files:
                 raise CommitFinished(repo, target.name)
             self.commits.check_ops(pending, ops)
             return
-        branch = read_branch(self.commits.objects, repo, target.name)
-        head = branch.head if branch else None
+        head = self._head(repo, target)
         apply_ops(self.commits.manifest_at(repo, head), ops, strict=(repo, head or target.name))
 
     def _apply(self, repo: str, target: Target, ops: Sequence[FileOp]) -> Commit:
@@ -320,6 +319,9 @@ class Files:
         return self._apply(dst_repo, target, ops)
 
     def _head(self, repo: str, target: Target) -> str | None:
+        """A branch target's head, for a dry run: as write_target read it, else read now."""
+        if target.read:
+            return target.head
         branch = read_branch(self.commits.objects, repo, target.name)
         return branch.head if branch else None
 

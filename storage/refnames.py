@@ -8,10 +8,9 @@ through `Commits`, which repairs what a crash left half done on the branches it 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from storage.branches import read_branch
 from storage.errors import BranchNotFound, CommitFinished, CommitNotFound, InvalidArgument
 from storage.model import Commit
 from storage.paths import is_valid_name
@@ -109,10 +108,16 @@ def _resolve_base(commits: Commits, repo: str, base: str) -> Commit:
 
 @dataclass(frozen=True)
 class Target:
-    """Where a write lands: an open commit (by id) or a branch (a commit by itself)."""
+    """Where a write lands: an open commit (by id) or a branch (a commit by itself).
+
+    `head`: the branch's head as write_target read it (None: no branch yet) when `read`, so the
+    dry run before an upload reads the branch no second time (a GET each on S3). Only a dry
+    run uses it: the write reads the branch again in its compare-and-set."""
 
     kind: Literal["open", "branch"]
     name: str
+    head: str | None = field(default=None, compare=False)
+    read: bool = field(default=False, compare=False)
 
 
 def write_target(commits: Commits, repo: str, ref: str) -> Target:
@@ -126,16 +131,20 @@ def write_target(commits: Commits, repo: str, ref: str) -> Target:
         found = _commit_target(commits, repo, base)
         if found is not None:
             return found
-    if is_valid_name(base) and read_branch(commits.objects, repo, base) is not None:
-        opened = commits.open_commits(repo, base)
-        return Target("open", opened[0].id) if opened else Target("branch", base)
+    read = is_valid_name(base)
+    if read:
+        branch, pending = commits.branch_state(repo, base)  # settles what a crash left half done
+        if branch is not None:
+            if pending is not None:
+                return Target("open", pending.commit.id)
+            return Target("branch", base, branch.head, read=True)
     if is_full_id(base):
         raise CommitNotFound(repo, base)
     if is_id_prefix(base):
         found = _commit_target(commits, repo, base)
         if found is not None:
             return found
-    return Target("branch", base)  # a new branch, as pachctl put-file creates one
+    return Target("branch", base, None, read=read)  # a new branch, as pachctl put-file creates one
 
 
 def _commit_target(commits: Commits, repo: str, prefix: str) -> Target | None:

@@ -90,7 +90,7 @@ class Pfs:
     def inspect_repo(self, name: str) -> RepoInfo:
         """A repo with its size and branch names."""
         repo = self.commits.require_repo(name)
-        branches = self.list_branches(name)
+        branches = self._branches(name)
         return RepoInfo(
             name=repo.name, description=repo.description, created=repo.created,
             size=self._size(name, branches), branches=tuple(b.name for b in branches),
@@ -181,6 +181,10 @@ class Pfs:
     def list_branches(self, repo: str) -> list[Branch]:
         """The branches of a repo, by name (crashed finishes on them landed first)."""
         self.commits.require_repo(repo)
+        return self._branches(repo)
+
+    def _branches(self, repo: str) -> list[Branch]:
+        """list_branches of a repo already known to exist (its record read: no second GET)."""
         found = []
         for child in self.objects.list_children(branches_prefix(repo)):
             if child.endswith("/") or not is_valid_name(child):

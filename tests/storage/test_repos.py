@@ -667,3 +667,43 @@ def test_create_repo_over_leftovers_of_a_killed_delete_inherits_nothing(
     with pytest.raises(CommitNotFound):
         pfs.inspect_commit("data", old.id)
     assert list(store.list("repos/data/")) == ["repos/data/repo.json"]
+
+
+@pytest.mark.s3
+def test_a_write_to_a_branch_reads_the_branch_twice_on_s3(s3_store: Any) -> None:
+    # Given a branch with a commit, on a real S3 endpoint (each read is a GET)
+    store = s3_store("herd")
+    pfs = Pfs(store)
+    pfs.create_repo("data")
+    pfs.put_file("data", "master", "/a", b"a")
+    gets: list[str] = []
+    store._client.meta.events.register(
+        "before-call.s3.GetObject", lambda params, **_: gets.append(params["url_path"].rsplit("/", 2)[-2:]),
+    )
+    # When a file is put, one deleted and one copied onto it (whose source is read on the
+    # branch too: a third read)
+    for write, reads in ((lambda: pfs.put_file("data", "master", "/b", b"b"), 2),
+                         (lambda: pfs.delete_file("data", "master", "/a"), 2),
+                         (lambda: pfs.copy_file("data", "master", "/b", "data", "master", "/c"), 3)):
+        gets.clear()
+        write()
+        # Then each read the branch once to find where the write goes (and its head for the
+        # dry run before an upload), and once more in its compare-and-set
+        assert gets.count(["branches", "master"]) == reads, gets
+    assert files_at(pfs, "master") == {"/b": b"b", "/c": b"b"}
+
+
+@pytest.mark.s3
+def test_list_repos_reads_each_repo_record_once_on_s3(s3_store: Any) -> None:
+    # Given three repos on a real S3 endpoint
+    store = s3_store("herd")
+    pfs = Pfs(store)
+    for name in ("a", "b", "c"):
+        pfs.create_repo(name)
+        pfs.put_file(name, "master", "/f", name.encode() * 3)
+    gets: list[str] = []
+    store._client.meta.events.register("before-call.s3.GetObject", lambda params, **_: gets.append(params["url_path"]))
+    # When they are listed; Then each repo's record is read once, and each has its size
+    infos = pfs.list_repos()
+    assert [(info.name, info.size) for info in infos] == [("a", 3), ("b", 3), ("c", 3)]
+    assert sorted(path.rsplit("/", 2)[-2] for path in gets if path.endswith("/repo.json")) == ["a", "b", "c"]
