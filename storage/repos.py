@@ -117,7 +117,7 @@ class Pfs:
     def delete_repo(self, name: str, force: bool = False) -> None:
         """Delete a repo's records (blobs stay: they are shared); commits need force."""
         self.commits.require_repo(name)
-        has_commits = any(b.head or b.open_commit for b in self.list_branches(name))
+        has_commits = any(b.head or b.open_commit for b in self._branches(name))
         if has_commits and not force:
             raise Conflict(f"repo '{name}' has commits; use --force to delete it anyway")
         # repo.json first: that one delete is the whole deletion for every reader (the repo is
