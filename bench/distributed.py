@@ -238,13 +238,13 @@ def wait_ready(procs: Processes, names: list[str]) -> None:
 
 # Where a worker's time goes (py-spy over `herd worker --concurrency 1`, 2,000 trivial datums,
 # local store, Docker runtime, 2026-12-02), and why a second worker gains less than Celery alone.
-WHY_WORKER = ("the worker's time a datum (py-spy, 2026-12-02, after the runtime's own cuts): about half of it "
-              "waiting on the warm container (row 14: ~2.6 ms), the rest its own CPU: of the runtime's part, "
-              "reading and unpacking the outputs' tar (tarfile, through a scratch folder) ~40%, the two streams' "
-              "lines ~35%; the attempt claim and the result (create-only records) 22% of all, staging the "
-              "inputs 8%, collecting outputs 4%; 200/s leaves 5 ms a datum, of which the container's floor takes "
-              "half, so the claim, the result and the tar (one record and one archive per batch, not per datum) "
-              "are what is left to cut")
+WHY_WORKER = ("the worker's time a datum (py-spy, 2026-12-03, after inputs and outputs stopped touching its "
+              "disk): about half of it waiting on the warm container (row 14: ~2.6 ms), the rest its own CPU; of "
+              "a datum's active samples, the runtime's two streams (send, read the answer) ~38%, the attempt "
+              "claim and the result (create-only records: a temp file, a link, an inode each; the claim's "
+              "attempts folder one more) ~27%, reading the outputs' archive in memory (tarfile) ~10%; 200/s "
+              "leaves 5 ms a datum, of which the container's floor takes half, so one claim and one result per "
+              "batch, not per datum, is what is left to cut")
 WHY_TWO_WORKERS = ("that overhead is CPU (each worker's Python, dockerd's relay of the streams, the forks in the "
                    "container) which two workers share on 2 cores with the scheduler, Redis and the engine, while "
                    "a raw Celery task of 20 ms uses almost none")

@@ -37,12 +37,12 @@ from storage.prefetch import PrefetchedChunks, packed_slices
 from worker import metrics
 from worker.context import Lease, WorkerContext, context_for
 from worker.log_shipper import LogLimits, LogShipper
-from worker.outputs import collect_datum_outputs
+from worker.outputs import collect_datum_outputs, collect_output_files
 from worker.process_io import RunCancelled
 from worker.runtime import RunRequest, RunResult, Session
 from worker.secrets import secret_env
 from worker.settings import WorkerSettings
-from worker.staging import ChunkSource, clear_pfs, stage_datum
+from worker.staging import ChunkSource, clear_pfs, read_datum, stage_datum
 
 
 class Claim(Enum):
@@ -182,12 +182,19 @@ def _attempt(
     shipper = _shipper(ctx, plan, datum, attempt)
     lease = ctx.leases.hold(attempt)
     try:
+        session: Session = ctx.session(plan, spec)
         t0 = time.monotonic()
-        stats["download_bytes"] = stage_datum(ctx.blobs if chunks is None else chunks, datum.inputs, pfs_dir)
+        source = ctx.blobs if chunks is None else chunks
+        limit: int | None = getattr(session, "inputs_in_memory", None)
+        inputs = None if limit is None else read_datum(source, datum.inputs, limit)
+        if inputs is None:
+            stats["download_bytes"] = stage_datum(source, datum.inputs, pfs_dir)
+        else:
+            stats["download_bytes"] = sum(len(body) for _, body in inputs if body is not None)
+            (pfs_dir / "out").mkdir(exist_ok=True)
         t1 = time.monotonic()
         request = ctx.request(plan, spec, datum, pfs_dir)
-        request = dataclasses.replace(request, env={**request.env, **_secrets(ctx, spec)})
-        session: Session = ctx.session(plan, spec)
+        request = dataclasses.replace(request, env={**request.env, **_secrets(ctx, spec)}, inputs=inputs)
         lease.on_cancel(session.close)
         run = session.run(dataclasses.replace(request, sink=shipper))
         shipper.catch_up("stdout", run.stdout)  # what the runtime added or had not read yet
@@ -206,7 +213,9 @@ def _attempt(
                                 shipper.segments_used)
             reuse = True
             return _finish(ctx, plan, datum, attempt, started, run, stats, reason, error=code)
-        collected = collect_datum_outputs(ctx.blobs, pfs_dir / "out", ctx.settings.output_quota)
+        quota = ctx.settings.output_quota
+        collected = (collect_datum_outputs(ctx.blobs, pfs_dir / "out", quota) if run.outputs is None
+                     else collect_output_files(ctx.blobs, run.outputs, quota))
         stats["upload_time"] = time.monotonic() - t2
         stats["upload_bytes"] = collected.manifest.size
         reuse = True

@@ -43,7 +43,7 @@ import shlex
 import stat
 import tarfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -288,9 +288,46 @@ SHELL_STAGE_ENTRIES = 4
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.,+=@%~-]*")
 
 
-def plain_entries(pfs_dir: Path) -> list[tuple[str, str, int]] | None:
+class FolderInputs:
+    """A datum's inputs laid out under its host folder (worker.staging.stage_datum), read as sent."""
+
+    def __init__(self, pfs_dir: Path) -> None:
+        self.pfs_dir = Path(pfs_dir)
+
+    def walk(self) -> Iterator[tuple[str, str, int]]:
+        """(relative path, 'dir' | 'file', size) of every input entry, parents first, sorted."""
+        for name in sorted(os.listdir(self.pfs_dir)):
+            if name != "out" and not name.startswith("."):  # input names never start with a dot
+                yield from _walk(self.pfs_dir, name)
+
+    def chunks(self, rel: str, size: int) -> Iterator[bytes]:
+        return _file_chunks(self.pfs_dir / rel, size)
+
+
+class MemoryInputs:
+    """A datum's inputs read into memory (worker.staging.read_datum: folders None), in walk order."""
+
+    def __init__(self, entries: Sequence[tuple[str, bytes | None]]) -> None:
+        self.entries = entries
+        self._files = {rel: body for rel, body in entries if body is not None}
+
+    def walk(self) -> Iterator[tuple[str, str, int]]:
+        for rel, body in self.entries:
+            yield (rel, "dir", 0) if body is None else (rel, "file", len(body))
+
+    def chunks(self, rel: str, size: int) -> Iterator[bytes]:
+        body = self._files[rel]
+        assert len(body) == size
+        if body:
+            yield body
+
+
+InputTree = FolderInputs | MemoryInputs
+
+
+def plain_entries(inputs: InputTree) -> list[tuple[str, str, int]] | None:
     """The input entries when they may go as `E`: at most SHELL_STAGE_ENTRIES, every name plain."""
-    entries = list(itertools.islice(_walk_inputs(Path(pfs_dir)), SHELL_STAGE_ENTRIES + 1))
+    entries = list(itertools.islice(inputs.walk(), SHELL_STAGE_ENTRIES + 1))
     if len(entries) > SHELL_STAGE_ENTRIES:
         return None
     if not all(_PLAIN_NAME.fullmatch(name) for rel, _, _ in entries for name in rel.split("/")):
@@ -298,29 +335,29 @@ def plain_entries(pfs_dir: Path) -> list[tuple[str, str, int]] | None:
     return entries
 
 
-def entry_chunks(pfs_dir: Path, entries: list[tuple[str, str, int]]) -> Iterator[bytes]:
+def entry_chunks(inputs: InputTree, entries: list[tuple[str, str, int]]) -> Iterator[bytes]:
     """The `E` payload: each entry's line, a file's exact bytes after its line."""
     for rel, kind, size in entries:
         if kind == "dir":
             yield f"d 0 {rel}\n".encode()
         else:
             yield f"f {size} {rel}\n".encode()
-            yield from _file_chunks(Path(pfs_dir) / rel, size)
+            yield from inputs.chunks(rel, size)
 
 
-def needs_tar(pfs_dir: Path) -> bool:
+def needs_tar(inputs: InputTree) -> bool:
     """Whether an input file is too big for newc cpio (the stager then takes a tar)."""
-    return any(size > CPIO_MAX_FILE for _, kind, size in _walk_inputs(Path(pfs_dir)) if kind == "file")
+    return any(size > CPIO_MAX_FILE for _, kind, size in inputs.walk() if kind == "file")
 
 
-def cpio_chunks(pfs_dir: Path, uid: int) -> Iterator[bytes]:
-    """A newc cpio of every input under `pfs_dir` (all but out/), streamed: files 0444, dirs 0755."""
+def cpio_chunks(inputs: InputTree, uid: int) -> Iterator[bytes]:
+    """A newc cpio of every input (all but out/), streamed: files 0444, dirs 0755."""
     now = int(time.time())
-    for ino, (rel, kind, size) in enumerate(_walk_inputs(Path(pfs_dir)), start=1):
+    for ino, (rel, kind, size) in enumerate(inputs.walk(), start=1):
         mode = stat.S_IFDIR | 0o755 if kind == "dir" else stat.S_IFREG | 0o444
         yield _cpio_header(rel, mode, uid, size, ino, now)
         if kind == "file":
-            yield from _file_chunks(Path(pfs_dir) / rel, size)
+            yield from inputs.chunks(rel, size)
             yield b"\0" * (-size % 4)
     yield _cpio_header("TRAILER!!!", 0, 0, 0, 0, 0)
 
@@ -345,13 +382,6 @@ def _file_chunks(path: Path, size: int) -> Iterator[bytes]:
             yield chunk
 
 
-def _walk_inputs(pfs_dir: Path) -> Iterator[tuple[str, str, int]]:
-    """(relative path, 'dir' | 'file', size) of every input entry, parents first, sorted."""
-    for name in sorted(os.listdir(pfs_dir)):
-        if name != "out" and not name.startswith("."):  # input names never start with a dot
-            yield from _walk(pfs_dir, name)
-
-
 def _walk(root: Path, rel: str) -> Iterator[tuple[str, str, int]]:
     info = os.lstat(root / rel)
     if stat.S_ISDIR(info.st_mode):
@@ -364,15 +394,15 @@ def _walk(root: Path, rel: str) -> Iterator[tuple[str, str, int]]:
         raise InvalidPath(f"'{root / rel}' is not a regular file or directory; herd stages only those")
 
 
-def write_inputs_tar(pfs_dir: Path, out: IO[bytes], *, uid: int) -> None:
+def write_inputs_tar(inputs: InputTree, out: IO[bytes], *, uid: int) -> None:
     """A tar of the inputs (all but out/): owned by `uid`, files 0444, dirs 0755."""
     now = int(time.time())
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for rel, kind, size in _walk_inputs(Path(pfs_dir)):
+        for rel, kind, size in inputs.walk():
             is_dir = kind == "dir"
             info = _info(rel, tarfile.DIRTYPE if is_dir else tarfile.REGTYPE, 0o755 if is_dir else 0o444, uid)
             info.mtime, info.size = now, size
-            tar.addfile(info, ChunkStream(_file_chunks(Path(pfs_dir) / rel, size)) if kind == "file" else None)
+            tar.addfile(info, ChunkStream(inputs.chunks(rel, size)) if kind == "file" else None)
 
 
 def _info(name: str, kind: bytes, mode: int, uid: int) -> tarfile.TarInfo:

@@ -49,7 +49,15 @@ from storage.errors import (
 )
 from worker import docker_runner as runner
 from worker.docker_logs import LivePoller
-from worker.docker_wire import Answer, Channel, ChannelClosed, ChannelTimeout, read_answer, unpack_outputs
+from worker.docker_wire import (
+    Answer,
+    Channel,
+    ChannelClosed,
+    ChannelTimeout,
+    outputs_in_memory,
+    read_answer,
+    unpack_outputs,
+)
 from worker.process_io import RunCancelled
 from worker.runtime import LogSink, RunRequest, RunResult, UserCode
 from worker.secrets import secret_tar
@@ -200,6 +208,10 @@ class DockerRuntime:
 class DockerSession:
     """One pipeline's warm container; runs one datum at a time."""
 
+    # A datum's inputs up to this many bytes come in the request (RunRequest.inputs), read in
+    # memory: no file, folder or inode on the worker for bytes it only sends on.
+    inputs_in_memory = SPOOL_BYTES
+
     def __init__(self, runtime: DockerRuntime, pipeline: str, transform: UserCode) -> None:
         self.runtime = runtime
         self.pipeline = pipeline
@@ -297,7 +309,7 @@ class DockerSession:
         return uid, flag
 
     def run(self, request: RunRequest) -> RunResult:
-        """Run one datum: inputs in, the user cmd, outputs back into `<pfs_dir>/out`.
+        """Run one datum: inputs in, the user cmd, outputs back (in memory, or into `<pfs_dir>/out`).
 
         Raises:
             OutputQuotaExceeded: /pfs/out went past the runtime's output quota; nothing of it
@@ -335,11 +347,10 @@ class DockerSession:
                     exit_code=137, stdout=b"", stderr=str(exc).encode(), duration=duration, oom_killed=True,
                 )
             duration = time.monotonic() - started
-            outputs.seek(0)
-            self._collect(answer, outputs, pfs_dir)
+            files = self._collect(answer, outputs, pfs_dir)
         return RunResult(
             exit_code=answer.exit_code, stdout=answer.stdout, stderr=answer.stderr, duration=duration,
-            timed_out=answer.timed_out,
+            timed_out=answer.timed_out, outputs=files,
             # a child killed for memory that user code survived (exit 0) is its own business
             oom_killed=answer.oom_killed and answer.exit_code != 0,
         )
@@ -378,7 +389,7 @@ class DockerSession:
         assert self._runner is not None and self._stager is not None
         timeout, seq = request.timeout, self._seq
         try:
-            self._send_inputs(pfs_dir, seq)
+            self._send_inputs(_inputs(pfs_dir, request), seq)
             self._runner.send(f"R {seq} {_seconds(timeout)} {runner.env_line(request.env)}\n")
         except (ChannelClosed, ChannelTimeout) as exc:
             raise self._died(str(exc)) from None
@@ -402,20 +413,20 @@ class DockerSession:
             self.close()  # this datum is done; the next one gets a new container
         return answer
 
-    def _send_inputs(self, pfs_dir: Path, seq: int) -> None:
+    def _send_inputs(self, inputs: runner.InputTree, seq: int) -> None:
         """The inputs as entries when they are a few plain names, else as a cpio stream (a tar
         past 4 GiB files, whose length goes first)."""
         assert self._stager is not None
-        entries = runner.plain_entries(pfs_dir)
+        entries = runner.plain_entries(inputs)
         if entries is not None:
             names = " ".join(rel for rel, kind, _ in entries if kind == "dir" and "/" not in rel)
-            self._stager.send(f"E {len(entries)} {seq} {names}\n", runner.entry_chunks(pfs_dir, entries))
+            self._stager.send(f"E {len(entries)} {seq} {names}\n", runner.entry_chunks(inputs, entries))
             return
-        if not runner.needs_tar(pfs_dir):
-            self._stager.send(f"D {seq}\n", runner.cpio_chunks(pfs_dir, self.runtime.stage_uid))
+        if not runner.needs_tar(inputs):
+            self._stager.send(f"D {seq}\n", runner.cpio_chunks(inputs, self.runtime.stage_uid))
             return
         with tempfile.TemporaryFile() as tar:
-            runner.write_inputs_tar(pfs_dir, tar, uid=self.runtime.stage_uid)
+            runner.write_inputs_tar(inputs, tar, uid=self.runtime.stage_uid)
             size, _ = tar.seek(0, 2), tar.seek(0)
             self._stager.send(f"T {size} {seq}\n", iter(lambda: tar.read(1 << 20), b""))
 
@@ -444,7 +455,7 @@ class DockerSession:
                 clear = [runner.BUSYBOX, "sh", runner.STAGER, "clear"]
                 api.exec_start(api.exec_create(cid, clear, user=rt.stage_user)["Id"])
                 with tempfile.SpooledTemporaryFile(SPOOL_BYTES) as tar:
-                    runner.write_inputs_tar(pfs_dir, tar, uid=rt.stage_uid)
+                    runner.write_inputs_tar(_inputs(pfs_dir, request), tar, uid=rt.stage_uid)
                     tar.seek(0)
                     api.put_archive(cid, "/pfs", tar)
                 exec_id = api.exec_create(cid, argv, user=self.transform.user or "")["Id"]
@@ -460,11 +471,16 @@ class DockerSession:
         finally:
             channel.close()
 
-    def _collect(self, answer: Answer, outputs: IO[bytes], pfs_dir: Path) -> None:
-        """Check the runner could archive /pfs/out, then unpack it into `<pfs_dir>/out`."""
+    def _collect(self, answer: Answer, outputs: IO[bytes], pfs_dir: Path) -> dict[str, bytes] | None:
+        """Check the runner could archive /pfs/out; then its files, read in memory while the tar
+        is small (no file, folder or inode per output), else unpacked into `<pfs_dir>/out`."""
         if answer.tar_status != 0:
             raise UserCodeError(f"cannot archive /pfs/out of pipeline '{self.pipeline}': {answer.tar_error.strip()}")
-        unpack_outputs(outputs, pfs_dir, self.runtime.output_quota)
+        files = outputs_in_memory(outputs, self.runtime.output_quota, SPOOL_BYTES)
+        if files is None:
+            outputs.seek(0)
+            unpack_outputs(outputs, pfs_dir, self.runtime.output_quota)
+        return files
 
     def _died(self, detail: str) -> UserCodeError | EngineUnavailable:
         """The container or a loop vanished mid-datum: forget it (the next datum starts another).
@@ -575,3 +591,6 @@ def _seconds(timeout: float | None) -> str:
     return "0" if timeout is None else f"{max(timeout, 0.001):.3f}"
 
 
+def _inputs(pfs_dir: Path, request: RunRequest) -> runner.InputTree:
+    """The datum's inputs as the worker gave them: read into the request, or under its folder."""
+    return runner.FolderInputs(pfs_dir) if request.inputs is None else runner.MemoryInputs(request.inputs)

@@ -19,7 +19,7 @@ from typing import IO
 
 from storage.errors import OutputQuotaExceeded, UnsafeOutput
 from worker.runtime import LOG_TAIL_BYTES
-from worker.tarsafe import extract_tar
+from worker.tarsafe import extract_tar, read_tar_files
 
 BLOCK = 512
 ZERO_BLOCK = bytes(BLOCK)
@@ -224,6 +224,30 @@ def _member_size(block: bytes) -> int:
         return int(text, 8)
     except ValueError:
         raise ChannelClosed(f"not a tar header (size field {field!r})") from None
+
+
+def outputs_in_memory(outputs: IO[bytes], quota: int | None, limit: int) -> dict[str, bytes] | None:
+    """The files of the outputs tar (`pfs/out/...` names) by their path below /pfs/out ('a/b'),
+    checked as unpack_outputs checks them but never written to disk; None when the tar is
+    larger than `limit` bytes (unpack_outputs lays those out instead, for collection to adopt)."""
+    size = outputs.seek(0, 2)
+    outputs.seek(0)
+    if size > limit:
+        return None
+    if size == 0:
+        return {}  # no archive came (the answer announced none)
+    try:
+        found = read_tar_files(outputs.read(), strip_prefix="pfs", quota_bytes=quota)
+    except UnsafeOutput as exc:
+        path = f"/{exc.path}" if exc.path.startswith("pfs/") else exc.path
+        raise UnsafeOutput(path, exc.message.split(" in /pfs/out: ", 1)[-1]) from None
+    files = {}
+    for name, body in found.items():
+        if not name.startswith("out/"):
+            why = "is not a directory" if name == "out" else "the runner's archive reaches outside /pfs/out"
+            raise UnsafeOutput(f"/pfs/{name}", why)
+        files[name[4:]] = body
+    return files
 
 
 def unpack_outputs(outputs: IO[bytes], pfs_dir: Path, quota: int | None) -> None:

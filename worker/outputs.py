@@ -17,6 +17,7 @@ import hashlib
 import os
 import stat
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -84,6 +85,47 @@ def collect_datum_outputs(
     if inline:
         ensure_format(blobs.objects, INLINE_FORMAT)  # before any result names a chunk not stored
     return Collected(Manifest(files=files), inline)
+
+
+def collect_output_files(
+    blobs: BlobStore, files: Mapping[str, bytes], quota_bytes: int | None = None, inline_bytes: int = INLINE_BYTES,
+) -> Collected:
+    """collect_datum_outputs for outputs a runtime read into memory (`RunResult.outputs`: 'a/b'
+    -> bytes): the same name checks, quota and inline bound; stored ones go into packs when
+    there are many (a loose blob each otherwise), as on a store that cannot adopt files."""
+    found = sorted((_checked_name(name), data) for name, data in files.items())
+    total = sum(len(data) for _, data in found)
+    if quota_bytes is not None and total > quota_bytes:
+        raise OutputQuotaExceeded(quota_bytes, f"{total} bytes")
+    if total <= inline_bytes:
+        inline: dict[str, bytes] = {}
+        entries = {}
+        for (_, path), data in found:
+            digest = hashlib.sha256(data).hexdigest()
+            inline[digest] = data
+            entries[path] = FileEntry(chunks=(digest,), size=len(data))
+        if inline:
+            ensure_format(blobs.objects, INLINE_FORMAT)  # before any result names a chunk not stored
+        return Collected(Manifest(files=entries), inline)
+    if len(found) < PACK_MIN_CHUNKS:
+        return Collected(Manifest(files={
+            path: FileEntry(chunks=(digest,), size=size) for (_, path), (digest, size)
+            in ((key, blobs.put_bytes(data)) for key, data in found)
+        }), {})
+    writer = PackWriter(blobs.objects)
+    for _, data in found:
+        writer.add(data)  # one above PACKED_CHUNK_MAX becomes a loose blob
+    return Collected(Manifest(files={path: entry for ((_, path), _), entry in zip(found, writer.close(), strict=True)}), {})
+
+
+def _checked_name(name: str) -> tuple[tuple[str, ...], str]:
+    """('a', 'b') and '/a/b' for an output named 'a/b', refused as a walk of /pfs/out refuses
+    it; the segments sort the files as that walk would find them."""
+    path = ""
+    segments = tuple(name.split("/"))
+    for segment in segments:
+        path = _checked_path(path, segment)
+    return segments, path
 
 
 def collect_outputs(blobs: BlobStore, out_dir: Path, quota_bytes: int | None = None) -> Manifest:

@@ -44,12 +44,16 @@ class RunRequest:
     """One datum. `pfs_dir` is a host folder laid out as the user must see `/pfs`:
     `<pfs_dir>/<input name>/<original path>` (read-only for user code) and an empty
     `<pfs_dir>/out/` (the only writable place). After `run` returns, `<pfs_dir>/out` holds
-    what user code wrote there."""
+    what user code wrote there, unless the result carries it (`RunResult.outputs`)."""
 
     pfs_dir: Path
     env: dict[str, str]  # PACH_JOB_ID, PACH_DATUM_ID, <input>=/pfs/<input>/<path>, ...
     timeout: float | None = None  # seconds; the process is killed past it
     sink: LogSink | None = None  # given what user code prints while it runs (live logs)
+    # The inputs read into memory instead of laid out under pfs_dir, for a session that takes
+    # them so (`inputs_in_memory`, bytes): ('<input>/<path>', bytes), a folder's bytes None,
+    # parents first and sorted, as a walk of the laid-out folder gives them.
+    inputs: tuple[tuple[str, bytes | None], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -60,9 +64,15 @@ class RunResult:
     duration: float
     timed_out: bool = False
     oom_killed: bool = False  # the kernel killed user code for exceeding resource_limits.memory
+    # What user code wrote to /pfs/out ('a/b' -> bytes), when the runtime read it into memory
+    # (names checked as an archive's members) instead of laying it out under <pfs_dir>/out.
+    outputs: dict[str, bytes] | None = None
 
 
 class Session(Protocol):
+    """Optionally `inputs_in_memory: int`: a datum's inputs up to that many bytes are given in
+    the request (RunRequest.inputs), not laid out under its folder (absent: never)."""
+
     def run(self, request: RunRequest) -> RunResult: ...
 
     def close(self) -> None: ...

@@ -3,11 +3,13 @@
 `<pfs_dir>/<input name>/<original path>` for every file of every input, plus an empty
 `<pfs_dir>/out`. Every file is a private copy read through the blob store (which checks its
 hash): never a hard link to a stored blob, since a link would let anything that can write
-to, chmod or find the host path of an input change stored data.
+to, chmod or find the host path of an input change stored data. A runtime that only sends
+the inputs on (Docker) takes them read into memory instead (`read_datum`), the same checks made.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import stat
@@ -72,6 +74,44 @@ def stage_datum(blobs: ChunkSource, datum_inputs: Iterable[DatumInputFiles], pfs
     return staged
 
 
+def read_datum(
+    blobs: ChunkSource, datum_inputs: Iterable[DatumInputFiles], limit: int,
+) -> tuple[tuple[str, bytes | None], ...] | None:
+    """stage_datum into memory: every folder (bytes None) and file ('<input>/<path>', its bytes
+    read verified), parents first and sorted, as a walk of the laid-out folder gives them; the
+    same checks and errors. None when the files add up to more than `limit` bytes."""
+    datum_inputs = list(datum_inputs)
+    if sum(entry.size for item in datum_inputs if not item.empty_files for entry in item.files.values()) > limit:
+        return None
+    tree: dict[str, bytes | None] = {}
+    for item in datum_inputs:
+        _check_input_name(item.name)
+        tree.setdefault(item.name, None)
+        for path, entry in sorted(item.files.items()):
+            rel = item.name + normalize_path(path)  # refuses '..', NUL, empty segments, over-long paths
+            if rel in tree:
+                if tree[rel] is None:
+                    raise InvalidPath(f"path '/pfs/{rel}' is both a file and a directory in the datum")
+                continue  # matches may overlap (`/**`): a file they share is read once
+            for folder in _parents(rel):
+                if tree.setdefault(folder, None) is not None:
+                    raise InvalidPath(f"path '/pfs/{folder}' is both a file and a directory in the datum")
+            tree[rel] = b"" if item.empty_files else _read_file(blobs, entry)
+    return tuple(sorted(tree.items(), key=lambda item: item[0].split("/")))
+
+
+def _parents(rel: str) -> list[str]:
+    parts = rel.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _read_file(blobs: ChunkSource, entry: FileEntry) -> bytes:
+    buffer = io.BytesIO()
+    for chunk, where in entry.slices():
+        blobs.write_chunk_to(chunk, where, buffer)  # checks the chunk's hash
+    return buffer.getvalue()
+
+
 def _drop_other_inputs(pfs_dir: Path, names: set[str]) -> None:
     """Remove the empty input folders a reused datum folder kept for inputs this datum lacks
     (only empty ones: staging never deletes what it did not lay out)."""
@@ -87,12 +127,16 @@ def _drop_other_inputs(pfs_dir: Path, names: set[str]) -> None:
 
 def _input_root(pfs_dir: Path, name: str) -> Path:
     """The folder of one input, after checking its name cannot escape or shadow `out`."""
-    validate_name(name, "input")
-    if name == OUT:
-        raise InvalidPath(f"input name '{name}' is reserved for /pfs/out")
+    _check_input_name(name)
     root = pfs_dir / name
     root.mkdir(exist_ok=True)
     return root
+
+
+def _check_input_name(name: str) -> None:
+    validate_name(name, "input")
+    if name == OUT:
+        raise InvalidPath(f"input name '{name}' is reserved for /pfs/out")
 
 
 def safe_join(root: Path, path: str) -> Path:
@@ -163,17 +207,18 @@ def empty_for_reuse(pfs_dir: Path, mode: int) -> bool:
 
     A folder made and removed per datum costs more than a trivial datum on a file system that
     frees inodes lazily (ext4 without a journal skips every recently freed inode on each
-    allocation). Only what user code could not change is kept: the folder and its input
-    folders, mounted read-only for it, and only while each is a real folder of this process's
-    user with the bits staging gave it (`mode`) and no extended attributes; `out`, which user
-    code writes, never is. False when the folder itself fails those checks: the caller removes it."""
+    allocation). A folder is kept, emptied, only while it is a real folder of this process's
+    user with the bits staging gave it (`mode`) and no extended attributes, before and after
+    its emptying: the datum folder, its input folders (read-only for user code), and `out`
+    (user code's to write, and so to chmod: a changed one fails the checks and is removed).
+    False when the folder itself fails those checks: the caller removes it."""
     pfs_dir = Path(pfs_dir)
     if not _pristine(pfs_dir, mode):
         return False
     with os.scandir(pfs_dir) as scan:
         entries = [(Path(entry.path), entry.is_dir(follow_symlinks=False)) for entry in scan]
     for path, is_dir in entries:
-        if path.name != OUT and is_dir and _pristine(path, mode):
+        if is_dir and _pristine(path, mode):
             for inner in list(os.scandir(path)):
                 _remove(Path(inner.path), inner.is_dir(follow_symlinks=False))
             if _pristine(path, mode):  # removing may have added write bits (see below)

@@ -9,6 +9,7 @@ same archive, no devices or FIFOs, real parent inside the destination) before ta
 from __future__ import annotations
 
 import copy
+import io
 import os
 import tarfile
 from collections.abc import Iterable, Iterator
@@ -63,6 +64,38 @@ def extract_tar(
     except tarfile.ReadError as exc:
         raise UnsafeOutput("(archive)", f"not a valid tar stream: {exc}") from None
     return extracted.total
+
+
+def read_tar_files(data: bytes, *, strip_prefix: str = "", quota_bytes: int | None = None) -> dict[str, bytes]:
+    """The regular files of a tar held in memory, by checked relative name ('a/b'), after the
+    member checks extract_tar makes (a hard link is the bytes of the earlier file it names);
+    folders are dropped. Nothing is written anywhere.
+
+    Raises:
+        UnsafeOutput: as extract_tar, naming the member; or a member's data is cut short.
+        OutputQuotaExceeded: the files add up to more than `quota_bytes`.
+    """
+    files: dict[str, bytes] = {}
+    extracted = _Extracted(quota_bytes)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            for member in tar:
+                name = member_name(member.name, strip_prefix)
+                if name is None:
+                    continue
+                kind = _check_member(member, name, strip_prefix, extracted)
+                extracted.add(name, kind, member.size if kind == "file" else 0)
+                if kind == "file":
+                    handle = tar.extractfile(member)
+                    body = handle.read() if handle is not None else b""
+                    if len(body) != member.size:
+                        raise UnsafeOutput(member.name, f"is cut short ({len(body)} of {member.size} bytes)")
+                    files[name] = body
+                elif kind == "link":
+                    files[name] = files[member_name(member.linkname, strip_prefix) or ""]
+    except tarfile.TarError as exc:
+        raise UnsafeOutput("(archive)", f"not a valid tar stream: {exc}") from None
+    return files
 
 
 class _Extracted:

@@ -20,6 +20,7 @@ import pytest
 from storage.errors import EngineUnavailable, OutputQuotaExceeded, UserCodeError
 from tests.fixtures.docker import herd_containers
 from tests.fixtures.services import missing_service, wait_until
+from tests.worker.written import written
 from worker.docker_runtime import DockerRuntime, DockerSession
 from worker.docker_wire import SCRATCH
 from worker.process_io import RunCancelled
@@ -90,7 +91,7 @@ def test_out_of_memory_is_named_and_the_container_goes_on(open_session, pfs: Pat
     # And the next datum runs in the same warm container
     later = session.run(request(pfs, "next"))
     assert (later.exit_code, later.oom_killed) == (0, False)
-    assert (pfs / "out" / "name").read_text() == "next\n"
+    assert written(later, pfs)["name"] == b"next\n"
     assert session.container_id == container and session.containers_started == 1
 
 
@@ -109,7 +110,7 @@ def test_a_fork_bomb_stops_at_the_pids_limit(open_session, pfs: Path, transfer: 
     session = open_session(script, transfer=transfer, runtime_args={"pids_limit": 64})
     container = session.container_id
     baseline = session.run(request(pfs, "first"))
-    procs = int((pfs / "out" / "procs").read_text())
+    procs = int(written(baseline, pfs)["procs"])
     empty_out(pfs)
     assert baseline.exit_code == 0
     # When the bomb goes off
@@ -122,7 +123,7 @@ def test_a_fork_bomb_stops_at_the_pids_limit(open_session, pfs: Path, transfer: 
     later = session.run(request(pfs, "next"))
     # (one more is tolerated: in archive mode the previous `docker exec` may still be reaped; a
     # leftover of the bomb would be dozens, up to the limit of 64)
-    assert later.exit_code == 0 and int((pfs / "out" / "procs").read_text()) <= procs + 1
+    assert later.exit_code == 0 and int(written(later, pfs)["procs"]) <= procs + 1
     assert session.container_id == container
 
 
@@ -140,7 +141,7 @@ def test_output_past_the_quota_is_refused_and_nothing_is_kept(open_session, pfs:
     assert nothing_kept(pfs)
     # And the next datum, exactly at the quota, runs (in a fresh container: the full one is gone)
     result = session.run(request(pfs, "exact"))
-    assert result.exit_code == 0 and (pfs / "out" / "exactly").stat().st_size == 1_000_000
+    assert result.exit_code == 0 and len(written(result, pfs)["exactly"]) == 1_000_000
     assert session.containers_started == 2
 
 
@@ -226,10 +227,10 @@ def test_writes_outside_pfs_out_fail_and_change_nothing(open_session, pfs: Path,
     result = session.run(request(pfs))
     assert result.exit_code == 1 and b"WROTE" not in result.stdout, result.stdout
     assert result.stderr.count(b"Permission denied") + result.stderr.count(b"Read-only file system") >= len(targets)
-    # The inputs on the worker are untouched; only out/ got the one file the datum may write
+    # The inputs on the worker are untouched; the one file the datum may write is its output
     assert (pfs / "in" / "a.txt").read_text() == "alpha\n"
     after = sorted(str(p.relative_to(pfs)) for p in pfs.rglob("*") if SCRATCH not in str(p))
-    assert after == sorted([*before, "out/ok"])
+    assert after == before and written(result, pfs) == {"ok": b"fine\n"}
     # And a second datum sees clean inputs (nothing any datum tried to add)
     empty_out(pfs)
     again = session.run(request(pfs, "again"))

@@ -17,6 +17,7 @@ import pytest
 from storage.errors import EngineUnavailable, HerdError, ImageNotFound, InvalidArgument, UnsafeOutput, UserCodeError
 from tests.fixtures.docker import herd_containers
 from tests.fixtures.services import wait_until
+from tests.worker.written import written
 from worker.docker_runner import entry_chunks as _real_entry_chunks
 from worker.docker_runtime import DockerRuntime, DockerSession
 from worker.runtime import LOG_TAIL_BYTES, RunRequest, UserCode
@@ -53,7 +54,7 @@ def test_stdin_env_and_working_dir(open_session, pfs: Path) -> None:
     tricky = "it's \"quoted\"\nsecond line \\ $HOME `x` é"
     result = session.run(request(pfs, **{"in": "/pfs/in/a.txt", "TRICKY": tricky}))
     assert result.stdout == b"from-spec|d1|/pfs/in/a.txt\n/tmp\n"
-    assert (pfs / "out" / "tricky").read_text() == tricky
+    assert written(result, pfs)["tricky"].decode() == tricky
 
 
 def test_a_missing_command_is_127_as_a_shell_says(open_session, pfs: Path) -> None:
@@ -68,7 +69,14 @@ def test_long_outputs_keep_a_tail_and_large_files_arrive(open_session, pfs: Path
     assert result.exit_code == 0
     assert len(result.stdout) == LOG_TAIL_BYTES and result.stdout.endswith(b"39999\n40000\n")
     assert len(result.stderr) == LOG_TAIL_BYTES and result.stderr.endswith(b"30000\n")
-    assert (pfs / "out" / "big").stat().st_size == 3_000_000
+    assert result.outputs is not None and len(result.outputs["big"]) == 3_000_000  # read in memory, no file
+
+
+def test_outputs_too_large_for_memory_are_laid_out_on_disk(open_session, pfs: Path) -> None:
+    script = "head -c 9000000 /dev/urandom > /pfs/out/big; echo small > /pfs/out/small"
+    result = open_session(sh(script)).run(request(pfs))
+    assert result.exit_code == 0 and result.outputs is None  # a tar past SPOOL_BYTES is unpacked
+    assert (pfs / "out" / "big").stat().st_size == 9_000_000 and (pfs / "out" / "small").read_text() == "small\n"
 
 
 def test_many_datums_share_one_warm_container(open_session, docker_client, docker_worker_id: str, pfs: Path) -> None:
@@ -81,7 +89,7 @@ def test_many_datums_share_one_warm_container(open_session, docker_client, docke
         (pfs / "in" / f"f{i}.txt").write_text(f"datum {i}\n")
         result = session.run(request(pfs, PACH_DATUM_ID=f"d{i}"))
         assert result.stdout == f"f{i}.txt\nsub dir\n0\n".encode(), result  # nothing left from before
-        assert (pfs / "out" / f"d{i}").read_text() == f"datum {i}\n"
+        assert written(result, pfs) == {f"d{i}": f"datum {i}\n".encode()}
     assert session.containers_started == 1
     assert len(herd_containers(docker_client, docker_worker_id)) == 1
 
@@ -96,8 +104,9 @@ def test_links_and_special_files_in_out_are_unsafe(open_session, pfs: Path, kind
     assert "'/pfs/out/link'" in str(caught.value)
     assert not (pfs / "out" / "link").exists()
     (pfs / "out" / "ok").unlink(missing_ok=True)
-    assert session.run(request(pfs)).exit_code == 0  # the session goes on
-    assert (pfs / "out" / "ok").read_text() == "fine\n"
+    result = session.run(request(pfs))
+    assert result.exit_code == 0  # the session goes on
+    assert written(result, pfs) == {"ok": b"fine\n"}
 
 
 def test_missing_image_is_image_not_found(docker_client, docker_worker_id: str) -> None:
@@ -144,7 +153,7 @@ def test_user_code_cannot_change_inputs(open_session, pfs: Path, user: str | Non
     result = open_session(sh(script), user=user, transfer=transfer).run(request(pfs))
     expected_uid = b"1000" if user else b"0"
     assert result.stdout == expected_uid + b"\n", result
-    assert (pfs / "out" / "ok").read_text() == "ok\n"
+    assert written(result, pfs) == {"ok": b"ok\n"}
     assert (pfs / "in" / "a.txt").read_text() == "alpha\n"
 
 
@@ -152,7 +161,7 @@ def test_image_without_a_shell(open_session, noshell_image: str, pfs: Path) -> N
     session = open_session(("/opt/busybox", "cp", "/pfs/in/a.txt", "/pfs/out/a.txt"), image=noshell_image)
     result = session.run(request(pfs))
     assert result.exit_code == 0, result.stderr
-    assert (pfs / "out" / "a.txt").read_text() == "alpha\n"
+    assert written(result, pfs) == {"a.txt": b"alpha\n"}
 
 
 def test_close_removes_the_container_and_its_volumes(open_session, docker_client, pfs: Path) -> None:
@@ -262,7 +271,8 @@ def test_a_few_plainly_named_inputs_are_staged_exactly_and_read_only(
             f"755 {uid} /pfs/in", f"755 {uid} /pfs/in/sub", f"444 {uid} /pfs/in/sub/b.bin",
             f"444 {uid} /pfs/in/x=1~%,+@", "0",
         ]
-    assert (plain_pfs / "out" / "b.bin").read_bytes() == (plain_pfs / "in" / "sub" / "b.bin").read_bytes()
+    b_bin = (plain_pfs / "in" / "sub" / "b.bin").read_bytes()
+    assert all(written(result, plain_pfs) == {"b.bin": b_bin} for result in results)
 
 
 def test_each_datum_sees_only_its_own_inputs_though_folders_are_kept(
@@ -396,5 +406,5 @@ def test_unreadable_output_fails_the_datum_not_the_session(open_session, pfs: Pa
     for leftover in (pfs / "out").iterdir():
         leftover.unlink()
     result = session.run(request(pfs))
-    assert result.exit_code == 0 and sorted(os.listdir(pfs / "out")) == ["ok"]
+    assert result.exit_code == 0 and written(result, pfs) == {"ok": b"fine\n"}
     assert session.containers_started == 1

@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from storage.blobs import BlobStore
 from storage.errors import OutputQuotaExceeded, UnsafeOutput
@@ -19,7 +21,14 @@ from storage.local import LocalObjectStore
 from storage.model import FileEntry, Manifest
 from storage.objects import MemoryObjectStore
 from tests.worker.sandboxes import require_root
-from worker.outputs import ADOPTED_PACK_MAX, INLINE_BYTES, Collected, collect_datum_outputs, collect_outputs
+from worker.outputs import (
+    ADOPTED_PACK_MAX,
+    INLINE_BYTES,
+    Collected,
+    collect_datum_outputs,
+    collect_output_files,
+    collect_outputs,
+)
 
 
 @pytest.fixture
@@ -330,3 +339,65 @@ def test_a_tiny_output_is_checked_as_any_other(blobs: BlobStore, out: Path, tmp_
     (out / "big").write_bytes(b"12345")
     with pytest.raises(OutputQuotaExceeded):
         collect_datum_outputs(blobs, out, quota_bytes=4)
+
+
+# -- outputs a runtime read into memory (RunResult.outputs: Docker's small archives) ---------------
+
+_SEGMENT = st.text(alphabet="ab-_", min_size=1, max_size=3)
+_FILES = st.dictionaries(
+    st.lists(_SEGMENT, min_size=1, max_size=3).map("/".join),
+    st.one_of(st.binary(max_size=40), st.binary(min_size=300, max_size=2000)),
+    max_size=40,
+).map(lambda files: {path: data for path, data in files.items()
+                     if not any(other.startswith(path + "/") for other in files)})
+
+
+@settings(max_examples=60, deadline=None)
+@given(files=_FILES, inline_bytes=st.sampled_from([-1, INLINE_BYTES]))
+def test_outputs_in_memory_are_collected_as_the_same_files_on_disk_are(files: dict[str, bytes], inline_bytes: int) -> None:
+    # Given the same outputs as a folder and as the map a runtime read into memory
+    on_disk, in_memory = MemoryObjectStore(), MemoryObjectStore()
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder)
+        for path, data in files.items():
+            (out / path).parent.mkdir(parents=True, exist_ok=True)
+            (out / path).write_bytes(data)
+        expected = collect_datum_outputs(BlobStore(on_disk), out, inline_bytes=inline_bytes)
+    # When both are collected, Then the manifests, the inline bytes and the stored objects agree
+    got = collect_output_files(BlobStore(in_memory), files, inline_bytes=inline_bytes)
+    assert got == expected
+    assert {key: in_memory.get(key) for key in in_memory.list("")} == {key: on_disk.get(key) for key in on_disk.list("")}
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [("a\x01b", "control character"), ("dir/\udcff", "not valid UTF-8"), ("x" * 5000, "longer than"),
+     ("new\nline", "control character")],
+)
+def test_an_output_name_in_memory_is_refused_as_on_disk(store: MemoryObjectStore, blobs: BlobStore, name: str, why: str) -> None:
+    files = {"fine": b"f" * 1000, name: b"x" * 1000}
+    with pytest.raises(UnsafeOutput, match=why):
+        collect_output_files(blobs, files)
+    assert list(store.list("")) == []  # every name is checked before a byte is stored
+
+
+def test_outputs_in_memory_keep_to_the_quota(store: MemoryObjectStore, blobs: BlobStore) -> None:
+    files = {"a": b"1" * 600, "b/c": b"2" * 400}
+    with pytest.raises(OutputQuotaExceeded):
+        collect_output_files(blobs, files, quota_bytes=999)
+    assert list(store.list("")) == []
+    assert collect_output_files(blobs, files, quota_bytes=1000).manifest.size == 1000
+
+
+def test_outputs_in_memory_on_the_local_store_are_stored_verified(tmp_path: Path) -> None:
+    from storage.packs import PACK_MIN_CHUNKS
+
+    blobs = BlobStore(LocalObjectStore(tmp_path / "store"))
+    files = {f"part-{i:03}": f"row {i}\n".encode() * 40 for i in range(PACK_MIN_CHUNKS)}
+    files["big"] = os.urandom(2 * 1024 * 1024)
+    collected = collect_output_files(blobs, files)
+    assert collected.inline == {}
+    for name, data in files.items():
+        entry = collected.manifest.files[f"/{name}"]
+        ((digest, where),) = entry.slices()
+        assert (blobs.read_slice(digest, where) if where is not None else blobs.open(digest).read()) == data

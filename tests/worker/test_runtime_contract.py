@@ -3,7 +3,8 @@ the fake (tests/worker/fake_runtime.py), the local process runtime in each isola
 the Docker runtime (real engine, busybox image, both transfers of /pfs).
 
 What every runtime promises: user code runs with its stdin; it sees its inputs under
-/pfs/<input>; what it writes to /pfs/out is in `<pfs_dir>/out` after `run`; the exit code and the
+/pfs/<input>; what it writes to /pfs/out is in `<pfs_dir>/out` after `run` or in the result's
+`outputs` (Docker reads a small archive of it in memory); the exit code and the
 (bounded) stdout/stderr tails are in the RunResult; the transform's env and the request's reach
 it (the request's win), the worker's own do not; a timeout kills it and the session goes on; one
 session runs many datums, each seeing only its own inputs. Runtime-specific behaviour (sandbox
@@ -27,6 +28,7 @@ import pytest
 from storage.errors import InvalidArgument
 from tests.worker.fake_runtime import FakeCall, FakeRuntime
 from tests.worker.sandboxes import require
+from tests.worker.written import written
 from worker.process_runtime import Isolation, ProcessRuntime
 from worker.runtime import LOG_TAIL_BYTES, RunRequest, RunResult, Session, UserCode
 from worker.staging import clear_pfs
@@ -140,8 +142,7 @@ def test_user_code_sees_its_inputs_and_its_outputs_are_collected(runtime: Harnes
     result = run_once(runtime, pfs, script, twin)
     assert result.exit_code == 0, result.stderr
     assert set(result.stdout.split()) >= {b"in", b"out"}
-    assert (pfs / "out" / "copy.txt").read_text() == "alpha\n"
-    assert (pfs / "out" / "deep" / "er" / "b.bin").read_bytes() == B_BIN
+    assert written(result, pfs) == {"copy.txt": b"alpha\n", "deep/er/b.bin": B_BIN}
     assert not result.timed_out and not result.oom_killed and result.duration > 0
 
 

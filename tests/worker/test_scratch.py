@@ -77,11 +77,15 @@ def test_a_finished_datums_folder_is_emptied_and_handed_to_the_next(tmp_path: Pa
     (first / "in" / "sub" / "f").write_text("x")
     (first / "out").mkdir()
     (first / "out" / "result").write_text("y")
+    (first / "out" / "locked").mkdir()
+    (first / "out" / "locked" / "g").write_text("z")
+    (first / "out" / "locked").chmod(0o500)  # user code may leave a folder it cannot be emptied of
     second = emptied_for_the_next_datum(ctx, first)
-    # The folder and its input folder stay (made and freed per datum they cost more than a
-    # trivial datum on ext4 without a journal); everything in them, and out/, is gone.
+    # The folder, its input folder and out/ stay (made and freed per datum they cost more than a
+    # trivial datum on ext4 without a journal); everything in them is gone.
     assert second == first
-    assert [p.name for p in second.iterdir()] == ["in"] and list((second / "in").iterdir()) == []
+    assert sorted(p.name for p in second.iterdir()) == ["in", "out"]
+    assert list((second / "in").iterdir()) == [] and list((second / "out").iterdir()) == []
     ctx.close()
     assert list((tmp_path / "scratch").iterdir()) == []
 
@@ -96,7 +100,7 @@ def test_a_folder_not_reused_is_removed(tmp_path: Path) -> None:
     ctx.close()
 
 
-@pytest.mark.parametrize("tamper", ["chmod", "xattr", "symlink", "file"])
+@pytest.mark.parametrize("tamper", ["chmod", "xattr", "symlink", "file", "out-chmod", "out-xattr", "out-symlink"])
 def test_what_user_code_changed_is_never_handed_on(tmp_path: Path, tamper: str) -> None:
     # Given a datum whose user code (no sandbox: HERD_LOCAL_ISOLATION=rewrite) changed its folder
     ctx = context(tmp_path / "scratch")
@@ -112,6 +116,15 @@ def test_what_user_code_changed_is_never_handed_on(tmp_path: Path, tamper: str) 
         os.setxattr(folder / "in", "user.herd-test", b"planted")
     elif tamper == "symlink":
         os.symlink(elsewhere, folder / "out")
+    elif tamper.startswith("out-"):
+        (folder / "out").mkdir()
+        (folder / "out" / "result").write_text("output")
+        if tamper == "out-chmod":
+            (folder / "out").chmod(0o777)
+        elif tamper == "out-xattr":
+            os.setxattr(folder / "out", "user.herd-test", b"planted")
+        else:
+            os.symlink(elsewhere, folder / "out" / "link")
     else:
         (folder / "planted").write_text("for the next datum")
     # When the folder is emptied for the next datum

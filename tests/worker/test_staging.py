@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from scheduler.records import PlannedInput
 from storage.blobs import BlobStore
-from storage.errors import InvalidArgument, InvalidPath
+from storage.errors import DataCorrupted, InvalidArgument, InvalidPath
 from storage.local import LocalObjectStore
 from storage.model import FileEntry
 from storage.objects import MemoryObjectStore
-from worker.staging import clear_pfs, detach_hard_links, empty_for_reuse, stage_datum
+from worker.docker_runner import FolderInputs
+from worker.staging import clear_pfs, detach_hard_links, empty_for_reuse, read_datum, stage_datum
 
 
 @dataclass
@@ -168,9 +172,80 @@ def test_a_reused_folder_shows_only_this_datums_inputs(blobs: BlobStore, tmp_pat
     pfs = tmp_path / "pfs"
     stage_datum(blobs, [Input("a", {"/x": entry(blobs, b"1")}), Input("b", {"/y": entry(blobs, b"2")})], pfs)
     assert empty_for_reuse(pfs, pfs.stat().st_mode & 0o7777)
-    assert sorted(p.name for p in pfs.iterdir()) == ["a", "b"]
+    assert sorted(p.name for p in pfs.iterdir()) == ["a", "b", "out"]
     # When the next datum has input `a` only
     stage_datum(blobs, [Input("a", {"/z": entry(blobs, b"3")})], pfs)
     # Then /pfs holds `a` with its own file and an empty out/, as a fresh folder would
     assert sorted(p.name for p in pfs.iterdir()) == ["a", "out"]
     assert tree(pfs) == {"/a/z": b"3"}
+
+
+# -- read_datum: the same inputs read into memory, for a runtime that only sends them on --------
+
+def walked(pfs: Path) -> tuple[tuple[str, bytes | None], ...]:
+    """What a walk of a staged folder gives a runtime (worker.docker_runner.FolderInputs)."""
+    inputs = FolderInputs(pfs)
+    return tuple((rel, None if kind == "dir" else b"".join(inputs.chunks(rel, size))) for rel, kind, size in inputs.walk())
+
+
+_NAMES = st.sampled_from(["in", "b", "in_2"])
+_PATHS = st.lists(st.sampled_from(["a", "b", "a-b", "c.d"]), min_size=1, max_size=3).map(lambda parts: "/" + "/".join(parts))
+_BODIES = st.lists(st.binary(max_size=30), min_size=1, max_size=3)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.lists(st.tuples(_NAMES, st.dictionaries(_PATHS, _BODIES, max_size=5), st.booleans()), max_size=3))
+def test_inputs_read_into_memory_are_what_a_walk_of_the_staged_folder_gives(
+    blobs: BlobStore, data: list[tuple[str, dict[str, list[bytes]], bool]],
+) -> None:
+    # Given any datum's inputs (overlapping names and paths, clashes, files staged empty)
+    inputs = [Input(name, {path: entry(blobs, *parts) for path, parts in files.items()}, empty)
+              for name, files, empty in data]
+    # When they are staged on disk and read into memory
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            staged: object = stage_datum(blobs, inputs, Path(folder) / "pfs")
+            expected: object = walked(Path(folder) / "pfs")
+        except InvalidPath as exc:
+            staged = expected = type(exc)
+    try:
+        got: object = read_datum(blobs, inputs, limit=1 << 20)
+    except InvalidPath as exc:
+        got = type(exc)
+    # Then both refuse the same datums, and otherwise give the same entries and bytes
+    assert got == expected
+    if isinstance(got, tuple):
+        assert staged == sum(len(body) for _, body in got if body is not None)
+
+
+def test_inputs_past_the_limit_are_not_read_into_memory(blobs: BlobStore) -> None:
+    inputs = [Input("in", {"/a": entry(blobs, b"12"), "/b": entry(blobs, b"345")})]
+    assert read_datum(blobs, inputs, limit=4) is None
+    assert read_datum(blobs, inputs, limit=5) == (("in", None), ("in/a", b"12"), ("in/b", b"345"))
+    empty = [Input("in", {"/a": entry(blobs, b"12345")}, empty_files=True)]
+    assert read_datum(blobs, empty, limit=0) == (("in", None), ("in/a", b""))  # files staged empty weigh nothing
+
+
+@pytest.mark.parametrize("path", ["/../escape", "/a/../../escape", "/a//b", "/a\x00b"])
+def test_paths_escaping_are_refused_in_memory_too(blobs: BlobStore, path: str) -> None:
+    with pytest.raises(InvalidPath):
+        read_datum(blobs, [Input("in", {path: entry(blobs, b"x")})], limit=100)
+
+
+@pytest.mark.parametrize("name", ["..", "a/b", "out", ""])
+def test_bad_input_names_are_refused_in_memory_too(blobs: BlobStore, name: str) -> None:
+    with pytest.raises(InvalidArgument):
+        read_datum(blobs, [Input(name, {"/f": entry(blobs, b"x")})], limit=100)
+
+
+def test_a_corrupted_input_is_never_read_into_memory(local_blobs: BlobStore, tmp_path: Path) -> None:
+    # Given an input whose stored blob was changed on disk after it was written
+    body = b"precious input " * 10
+    digest, _ = local_blobs.put_bytes(body)
+    blob = local_blobs.local_path(digest)
+    assert blob is not None
+    os.chmod(blob, 0o644)
+    blob.write_bytes(b"tampered input " * 10)
+    # When it is read for a datum, Then its hash check refuses it
+    with pytest.raises(DataCorrupted):
+        read_datum(local_blobs, [Input("in", {"/f": FileEntry(chunks=(digest,), size=len(body))})], limit=1 << 20)

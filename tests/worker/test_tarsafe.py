@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from storage.errors import OutputQuotaExceeded, UnsafeOutput
-from worker.tarsafe import extract_tar, member_name
+from worker.tarsafe import extract_tar, member_name, read_tar_files
 
 
 def make_tar(*members: tuple[str, str, bytes | str]) -> bytes:
@@ -66,9 +66,7 @@ def test_chunk_iterable_source(dest: Path) -> None:
     assert (dest / "d" / "f").read_bytes() == b"chunked" * 1000
 
 
-@pytest.mark.parametrize(
-    ("members", "named"),
-    [
+UNSAFE = [
         ([("../x", "file", b"slip")], "../x"),
         (([("a/../../x", "file", b"slip")]), "a/../../x"),
         ([("/abs", "file", b"abs")], "/abs"),
@@ -82,8 +80,12 @@ def test_chunk_iterable_source(dest: Path) -> None:
         ([("pipe", "fifo", b"")], "pipe"),
         ([("f", "file", b"1"), ("f", "file", b"2")], "f"),
         ([("f", "file", b"1"), ("f/g", "file", b"2")], "f/g"),
-    ],
-)
+        ([("f", "file", b"1"), ("h", "hard", "f"), ("h2", "hard", "h")], "h2"),
+        ([("esc", "sym", "/tmp"), ("esc/pwned", "file", b"x")], "esc"),
+]
+
+
+@pytest.mark.parametrize(("members", "named"), UNSAFE)
 def test_unsafe_members_are_refused(dest: Path, members: list, named: str) -> None:
     with pytest.raises(UnsafeOutput) as caught:
         extract_tar(io.BytesIO(make_tar(*members)), dest)
@@ -134,3 +136,38 @@ def test_member_name_normalises() -> None:
     assert member_name("./a//b/") == "a/b"
     assert member_name("out/", "out") is None
     assert member_name("out/x/y", "out") == "x/y"
+
+
+@pytest.mark.parametrize(("members", "named"), UNSAFE)
+def test_an_archive_read_in_memory_refuses_what_extraction_refuses(members: list, named: str) -> None:
+    with pytest.raises(UnsafeOutput) as caught:
+        read_tar_files(make_tar(*members))
+    assert named in str(caught.value)
+
+
+def test_an_archive_read_in_memory_gives_its_files_and_drops_folders() -> None:
+    archive = make_tar(("pfs", "dir", b""), ("pfs/out", "dir", b""), ("pfs/out/d", "dir", b""), ("pfs/out/e", "dir", b""),
+                       ("pfs/out/d/f", "file", b"data"), ("pfs/out/h", "hard", "pfs/out/d/f"),
+                       ("pfs/out/empty", "file", b""))
+    assert read_tar_files(archive, strip_prefix="pfs") == {"out/d/f": b"data", "out/h": b"data", "out/empty": b""}
+
+
+def test_an_archive_read_in_memory_keeps_to_its_quota_and_its_prefix() -> None:
+    archive = make_tar(("d", "dir", b""), ("d/a", "file", b"12"), ("d/h", "hard", "d/a"), ("b", "file", b"345"))
+    assert read_tar_files(archive, quota_bytes=5) == {"d/a": b"12", "d/h": b"12", "b": b"345"}
+    with pytest.raises(OutputQuotaExceeded, match="quota of 4 bytes .*at '/b'"):
+        read_tar_files(archive, quota_bytes=4)
+    with pytest.raises(UnsafeOutput, match="outside 'out/'"):
+        read_tar_files(make_tar(("out/a", "file", b"a"), ("etc/b", "file", b"b")), strip_prefix="out")
+
+
+@pytest.mark.parametrize("kept", [100, 512, 513, 2000, 3511])
+def test_an_archive_cut_short_is_refused_in_memory(kept: int) -> None:
+    archive = make_tar(("a", "file", b"x" * 3000))  # a header, then 3,000 bytes of data
+    with pytest.raises(UnsafeOutput, match="not a valid tar|cut short"):
+        read_tar_files(archive[:kept])
+
+
+def test_garbage_is_not_a_tar_in_memory() -> None:
+    with pytest.raises(UnsafeOutput, match="not a valid tar"):
+        read_tar_files(b"\x01" * 2048)
