@@ -477,8 +477,7 @@ class DockerSession:
         if answer.tar_status != 0:
             raise UserCodeError(f"cannot archive /pfs/out of pipeline '{self.pipeline}': {answer.tar_error.strip()}")
         files = outputs_in_memory(outputs, self.runtime.output_quota, SPOOL_BYTES)
-        if files is None:
-            outputs.seek(0)
+        if files is None:  # the spool is left rewound
             unpack_outputs(outputs, pfs_dir, self.runtime.output_quota)
         return files
 

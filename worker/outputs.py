@@ -73,18 +73,10 @@ def collect_datum_outputs(
         found = _checked(root_fd, quota_bytes)
         if sum(item.size for item in found) > inline_bytes:
             return Collected(_stored(blobs, root_fd, found), {})
-        inline: dict[str, bytes] = {}
-        files = {}
-        for item in found:
-            data = _read(root_fd, item)
-            digest = hashlib.sha256(data).hexdigest()
-            inline[digest] = data
-            files[item.path] = FileEntry(chunks=(digest,), size=len(data))
+        read = [(item.path, _read(root_fd, item)) for item in found]
     finally:
         os.close(root_fd)
-    if inline:
-        ensure_format(blobs.objects, INLINE_FORMAT)  # before any result names a chunk not stored
-    return Collected(Manifest(files=files), inline)
+    return _inlined(blobs, read)
 
 
 def collect_output_files(
@@ -98,15 +90,7 @@ def collect_output_files(
     if quota_bytes is not None and total > quota_bytes:
         raise OutputQuotaExceeded(quota_bytes, f"{total} bytes")
     if total <= inline_bytes:
-        inline: dict[str, bytes] = {}
-        entries = {}
-        for (_, path), data in found:
-            digest = hashlib.sha256(data).hexdigest()
-            inline[digest] = data
-            entries[path] = FileEntry(chunks=(digest,), size=len(data))
-        if inline:
-            ensure_format(blobs.objects, INLINE_FORMAT)  # before any result names a chunk not stored
-        return Collected(Manifest(files=entries), inline)
+        return _inlined(blobs, [(path, data) for (_, path), data in found])
     if len(found) < PACK_MIN_CHUNKS:
         return Collected(Manifest(files={
             path: FileEntry(chunks=(digest,), size=size) for (_, path), (digest, size)
@@ -116,6 +100,19 @@ def collect_output_files(
     for _, data in found:
         writer.add(data)  # one above PACKED_CHUNK_MAX becomes a loose blob
     return Collected(Manifest(files={path: entry for ((_, path), _), entry in zip(found, writer.close(), strict=True)}), {})
+
+
+def _inlined(blobs: BlobStore, files: list[tuple[str, bytes]]) -> Collected:
+    """Outputs carried in the result, not stored: entries naming chunks whose bytes are `inline`."""
+    inline: dict[str, bytes] = {}
+    entries = {}
+    for path, data in files:
+        digest = hashlib.sha256(data).hexdigest()
+        inline[digest] = data
+        entries[path] = FileEntry(chunks=(digest,), size=len(data))
+    if inline:
+        ensure_format(blobs.objects, INLINE_FORMAT)  # before any result names a chunk not stored
+    return Collected(Manifest(files=entries), inline)
 
 
 def _checked_name(name: str) -> tuple[tuple[str, ...], str]:
