@@ -239,8 +239,7 @@ def outputs_in_memory(outputs: IO[bytes], quota: int | None, limit: int) -> dict
     try:
         found = read_tar_files(outputs.read(), strip_prefix="pfs", quota_bytes=quota)
     except UnsafeOutput as exc:
-        path = f"/{exc.path}" if exc.path.startswith("pfs/") else exc.path
-        raise UnsafeOutput(path, exc.message.split(" in /pfs/out: ", 1)[-1]) from None
+        raise _as_user_sees_it(exc) from None
     files = {}
     for name, body in found.items():
         if not name.startswith("out/"):
@@ -264,11 +263,16 @@ def unpack_outputs(outputs: IO[bytes], pfs_dir: Path, quota: int | None) -> None
         _move_out(scratch, Path(pfs_dir) / "out")
     except UnsafeOutput as exc:
         shutil.rmtree(scratch, ignore_errors=True)
-        path = f"/{exc.path}" if exc.path.startswith("pfs/") else exc.path
-        raise UnsafeOutput(path, exc.message.split(" in /pfs/out: ", 1)[-1]) from None
+        raise _as_user_sees_it(exc) from None
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
+
+
+def _as_user_sees_it(exc: UnsafeOutput) -> UnsafeOutput:
+    """An archive member's refusal named by its path in the container (`/pfs/out/...`)."""
+    path = f"/{exc.path}" if exc.path.startswith("pfs/") else exc.path
+    return UnsafeOutput(path, exc.message.split(" in /pfs/out: ", 1)[-1])
 
 
 def _empty_scratch(scratch: Path) -> Path:

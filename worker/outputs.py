@@ -87,8 +87,7 @@ def collect_output_files(
     there are many (a loose blob each otherwise), as on a store that cannot adopt files."""
     found = sorted((_checked_name(name), data) for name, data in files.items())
     total = sum(len(data) for _, data in found)
-    if quota_bytes is not None and total > quota_bytes:
-        raise OutputQuotaExceeded(quota_bytes, f"{total} bytes")
+    _check_quota(total, quota_bytes)
     if total <= inline_bytes:
         return _inlined(blobs, [(path, data) for (_, path), data in found])
     if len(found) < PACK_MIN_CHUNKS:
@@ -146,7 +145,7 @@ def _checked(root_fd: int, quota_bytes: int | None) -> list[_Found]:
     found: list[_Found] = []
     _scan(root_fd, "", found)
     _check_hard_links(found)
-    _check_quota(found, quota_bytes)
+    _check_quota(sum(item.size for item in found), quota_bytes)
     return found
 
 
@@ -222,8 +221,7 @@ def _check_hard_links(found: list[_Found]) -> None:
             raise UnsafeOutput(item.path, f"is a hard link to a file outside /pfs/out ({item.nlink} links)")
 
 
-def _check_quota(found: list[_Found], quota_bytes: int | None) -> None:
-    total = sum(item.size for item in found)
+def _check_quota(total: int, quota_bytes: int | None) -> None:
     if quota_bytes is not None and total > quota_bytes:
         raise OutputQuotaExceeded(quota_bytes, f"{total} bytes")
 

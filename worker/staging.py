@@ -19,7 +19,7 @@ from typing import BinaryIO, Protocol
 
 from storage.errors import InvalidPath
 from storage.model import FileEntry, PackSlice
-from storage.paths import normalize_path, validate_name
+from storage.paths import normalize_path, parent_dirs, validate_name
 
 OUT = "out"
 COPY_CHUNK = 1024 * 1024
@@ -88,21 +88,17 @@ def read_datum(
         _check_input_name(item.name)
         tree.setdefault(item.name, None)
         for path, entry in sorted(item.files.items()):
-            rel = item.name + normalize_path(path)  # refuses '..', NUL, empty segments, over-long paths
+            normal = normalize_path(path)  # refuses '..', NUL, empty segments, over-long paths
+            rel = item.name + normal
             if rel in tree:
                 if tree[rel] is None:
                     raise InvalidPath(f"path '/pfs/{rel}' is both a file and a directory in the datum")
                 continue  # matches may overlap (`/**`): a file they share is read once
-            for folder in _parents(rel):
+            for folder in (item.name + above for above in parent_dirs(normal)):
                 if tree.setdefault(folder, None) is not None:
                     raise InvalidPath(f"path '/pfs/{folder}' is both a file and a directory in the datum")
             tree[rel] = b"" if item.empty_files else _read_file(blobs, entry)
     return tuple(sorted(tree.items(), key=lambda item: item[0].split("/")))
-
-
-def _parents(rel: str) -> list[str]:
-    parts = rel.split("/")
-    return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def _read_file(blobs: ChunkSource, entry: FileEntry) -> bytes:
