@@ -2,7 +2,9 @@
 
 Writes go to a temp file in the key's own folder and are moved into place with `os.replace`,
 so a reader sees the old body or the new one, never half. Create-only writes `os.link` the temp
-file (atomic: the link fails when the key exists). compare_and_set takes an `flock` on a lock
+file (atomic: the link fails when the key exists); where the file system has O_TMPFILE, that
+temp file has no name at all until the link names it (one directory entry made instead of two
+made and one removed, and a killed writer leaves nothing behind). compare_and_set takes an `flock` on a lock
 file and re-reads the body under it (dulwich's DiskRefsContainer.set_if_equals). No fsync: a
 power cut may lose recent writes, which then look like never-made commits (design: crash
 safety is bottom-up, so nothing visible points at them).
@@ -37,6 +39,9 @@ from storage.objects import (
 # Names starting with this are herd's own (temp files, the lock folder) and never keys.
 INTERNAL = ".~herd"
 TEMP_PREFIX = f"{INTERNAL}-tmp-"
+# What open(O_TMPFILE) raises where the file system or kernel has none: create-only writes then
+# name their temp files (EISDIR: kernels older than 3.11 read the flag as O_DIRECTORY).
+_NO_TMPFILE = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
 
 
 class LocalObjectStore:
@@ -47,6 +52,9 @@ class LocalObjectStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self.url = self.root.as_uri()
         self._locks = self.root / f"{INTERNAL}-locks"
+        # Unnamed temp files need O_TMPFILE (of the kernel and of this file system, which the
+        # first create finds out) and /proc/self/fd to name them.
+        self._unnamed_temp_files = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
 
     # -- writes -------------------------------------------------------------------------
     def put(self, key: str, data: bytes) -> None:
@@ -55,11 +63,73 @@ class LocalObjectStore:
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """Create `key` with `data` via os.link of a temp file; False when it exists."""
-        return self._publish(key, lambda out: out.write(data), os.link)
+        return self._create(key, lambda out: out.write(data))
 
     def put_chunks_if_absent(self, key: str, chunks: Iterable[bytes]) -> bool:
         """Create `key` from `chunks` written one at a time to a temp file, then os.link."""
-        return self._publish(key, lambda out: out.writelines(chunks), os.link)
+        return self._create(key, lambda out: out.writelines(chunks))
+
+    def _create(self, key: str, write: Callable[[BinaryIO], object]) -> bool:
+        """Create-only: an unnamed O_TMPFILE in the key's folder, linked to the key's name
+        through /proc/self/fd, else (no O_TMPFILE or /proc) a named temp file, linked."""
+        if not self._unnamed_temp_files:
+            return self._publish(key, write, os.link)
+        target = self._path(key)
+        folder, fd = self._unnamed_temp_file(key, target.parent)
+        if fd is None:
+            self._unnamed_temp_files = False
+            return self._publish(key, write, os.link)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                write(out)
+                out.flush()
+                for attempt in range(3):
+                    try:
+                        # A dst_dir_fd makes os.link call linkat with AT_SYMLINK_FOLLOW: the
+                        # file, not the fd's link.
+                        os.link(f"/proc/self/fd/{fd}", target.name, dst_dir_fd=folder, follow_symlinks=True)
+                        return True
+                    except FileExistsError:
+                        return False
+                    except FileNotFoundError:
+                        # The folder held no name while the file was written, so a delete of
+                        # its last key may have pruned it: linkat into a removed folder.
+                        if attempt == 2:
+                            raise
+                        os.close(folder)
+                        folder = -1
+                        folder = self._open_folder(key, target.parent)
+                raise AssertionError("unreachable")
+        finally:
+            if folder >= 0:
+                os.close(folder)
+
+    def _unnamed_temp_file(self, key: str, parent: Path) -> tuple[int, int | None]:
+        """(the key's folder, an O_TMPFILE in it), or (-1, None) where O_TMPFILE is missing."""
+        for attempt in range(3):
+            folder = self._open_folder(key, parent)
+            try:
+                return folder, os.open(".", os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o644, dir_fd=folder)
+            except OSError as exc:
+                os.close(folder)
+                if exc.errno in _NO_TMPFILE:
+                    return -1, None
+                if exc.errno != errno.ENOENT or attempt == 2:  # ENOENT: pruned since it was opened
+                    raise
+        raise AssertionError("unreachable")
+
+    def _open_folder(self, key: str, folder: Path) -> int:
+        """An fd of the key's folder, made when missing (first key in it, or pruned)."""
+        for attempt in range(3):
+            try:
+                return os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+                self._mkdirs(key, folder)
+            except NotADirectoryError:
+                raise InvalidArgument(f"object key '{key}' lies under another key in {self.url}") from None
+        raise AssertionError("unreachable")
 
     def put_file(self, key: str, path: Path) -> None:
         """Copy a local file to `key` (sendfile in the kernel, then os.replace)."""
