@@ -8,6 +8,7 @@ import os
 import socket
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -401,3 +402,60 @@ def test_outputs_in_memory_on_the_local_store_are_stored_verified(tmp_path: Path
         entry = collected.manifest.files[f"/{name}"]
         ((digest, where),) = entry.slices()
         assert (blobs.read_slice(digest, where) if where is not None else blobs.open(digest).read()) == data
+
+
+def _grow(path: Path) -> None:
+    path.write_bytes(path.read_bytes() + b"more")
+
+
+def _shrink(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-1])
+
+
+def _replace(path: Path) -> None:
+    # made before the old one goes, so it cannot reuse its inode number
+    path.with_name("new").write_bytes(b"same size, other")
+    os.replace(path.with_name("new"), path)
+
+
+def _fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _link_out(path: Path) -> None:
+    path.unlink()
+    path.symlink_to("/etc/hostname")
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    (_grow, "changed size while herd read it (16 -> "),
+    (_shrink, "changed size while herd read it (16 -> 15 bytes)"),
+    (lambda path: path.unlink(), "changed while herd read /pfs/out (No such file or directory)"),
+    (_replace, "changed while herd read /pfs/out"),
+    (_fifo, "changed while herd read /pfs/out"),
+    (_link_out, "changed while herd read /pfs/out"),
+])
+@pytest.mark.parametrize("packed", [True, False])
+def test_an_output_changed_between_its_check_and_its_read_is_refused(
+    blobs: BlobStore, out: Path, change: Callable[[Path], None], why: str, packed: bool
+) -> None:
+    from storage.packs import PACK_MIN_CHUNKS
+    from worker.outputs import _checked, _open_root, _stored
+
+    # Given outputs checked (small ones: read into a pack; or one: stored alone), then one of
+    # them changed before it is read, as a process user code left behind could do
+    count = PACK_MIN_CHUNKS + 1 if packed else 1
+    for index in range(count):
+        (out / f"f{index:02}").write_bytes(b"sixteen bytes!\n\n"[:16])
+    root = _open_root(out)
+    assert root is not None
+    try:
+        found = _checked(root, None)
+        change(out / "f00")
+        # Then the read refuses it, naming the file and what changed
+        with pytest.raises(UnsafeOutput) as refused:
+            _stored(blobs, root, found)
+    finally:
+        os.close(root)
+    assert "/f00" in str(refused.value) and why in str(refused.value)
