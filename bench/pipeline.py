@@ -51,7 +51,7 @@ WHY_DATUMS = ("a datum is a sandboxed sh+cp (the anchor's work) plus 2 create-on
               "each new file skips the inodes freed in the last minute), ~20% idle cores; py-spy "
               "2026-12-03: the 2 records were ~28% of a datum's thread as named temp files linked, mostly "
               "the inode and directory-entry work, and are written as unnamed O_TMPFILEs since "
-              "(interleaved A/B 2,000 datums: medians ~120 -> ~139 datums/s)")
+              "(2,000 datums, 7 interleaved pairs: median 129 -> 139 datums/s, faster in 6 of 7)")
 WHY_RERUN = ("what grows with N (cProfile): parse the previous index and plan N datums, write the plan, "
              "merge N outputs and write their manifest, about 0.05 s each per 10,000")
 WHY_S3 = ("a datum makes 2.6 S3 requests (botocore events counted, N=300, 2026-12-02; 3.7 before its tiny "

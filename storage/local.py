@@ -52,9 +52,8 @@ class LocalObjectStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self.url = self.root.as_uri()
         self._locks = self.root / f"{INTERNAL}-locks"
-        # Unnamed temp files need O_TMPFILE (of the kernel and of this file system, which the
-        # first create finds out) and /proc/self/fd to name them.
-        self._unnamed_temp_files = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+        # Whether create-only writes use unnamed temp files: tried at the first one (None: not yet).
+        self._unnamed_temp_files: bool | None = None if hasattr(os, "O_TMPFILE") else False
 
     # -- writes -------------------------------------------------------------------------
     def put(self, key: str, data: bytes) -> None:
@@ -71,7 +70,10 @@ class LocalObjectStore:
 
     def _create(self, key: str, write: Callable[[BinaryIO], object]) -> bool:
         """Create-only: an unnamed O_TMPFILE in the key's folder, linked to the key's name
-        through /proc/self/fd, else (no O_TMPFILE or /proc) a named temp file, linked."""
+        through /proc/self/fd, else (the first create's probe failed, or this folder refuses
+        O_TMPFILE) a named temp file, linked."""
+        if self._unnamed_temp_files is None:
+            self._unnamed_temp_files = self._unnamed_temp_files_work()
         if not self._unnamed_temp_files:
             return self._publish(key, write, os.link)
         target = self._path(key)
@@ -103,6 +105,26 @@ class LocalObjectStore:
         finally:
             if folder >= 0:
                 os.close(folder)
+
+    def _unnamed_temp_files_work(self) -> bool:
+        """Try the whole path once in the root: O_TMPFILE (the kernel's and this file system's),
+        then a link through /proc/self/fd (no /proc, or a sandbox that refuses it: named temp
+        files instead). The probe's name is a temp file's, so a crash here leaves nothing that
+        incomplete_uploads and garbage-collect do not clear."""
+        probe = f"{TEMP_PREFIX}probe-{uuid.uuid4().hex}"
+        root = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fd = os.open(".", os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o644, dir_fd=root)
+            try:
+                os.link(f"/proc/self/fd/{fd}", probe, dst_dir_fd=root, follow_symlinks=True)
+            finally:
+                os.close(fd)
+            os.unlink(probe, dir_fd=root)
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(root)
 
     def _unnamed_temp_file(self, key: str, parent: Path) -> tuple[int, int | None]:
         """(the key's folder, an O_TMPFILE in it), or (-1, None) where O_TMPFILE is missing."""

@@ -142,12 +142,39 @@ def test_without_o_tmpfile_the_store_falls_back_to_named_temp_files(
 
 
 def test_other_errors_of_the_unnamed_open_are_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    refuse_o_tmpfile(monkeypatch, errno.EDQUOT)
+    # Given a store whose first create found unnamed temp files working
     store = LocalObjectStore(tmp_path)
+    assert store.put_if_absent("a/0", b"x") is True
+    # When a later one fails for another reason; Then that error is raised and nothing made
+    refuse_o_tmpfile(monkeypatch, errno.EDQUOT)
     with pytest.raises(OSError, match="quota"):
         store.put_if_absent("a/1", b"x")
     assert store._unnamed_temp_files is True
     assert not store.exists("a/1")
+    assert list(store.list("")) == ["a/0"]
+
+
+def test_where_proc_cannot_name_an_unnamed_file_named_temp_files_are_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a sandbox whose /proc refuses linkat of a descriptor (O_TMPFILE itself works)
+    real_link = os.link
+
+    def no_proc_links(src: str, dst: str, *args: object, **kwargs: object) -> None:
+        if str(src).startswith("/proc/self/fd/"):
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        real_link(src, dst, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "link", no_proc_links)
+    store = LocalObjectStore(tmp_path)
+    # When keys are created; Then the first create's probe finds out, and named files are used
+    assert store.put_if_absent("b/1", b"x") is True
+    assert store._unnamed_temp_files is False
+    assert store.put_chunks_if_absent("b/1", [b"y"]) is False
+    assert store.get("b/1") == b"x"
+    # And the probe left nothing behind
+    assert list(store.incomplete_uploads()) == []
+    assert sorted(os.listdir(tmp_path)) == ["b"]
 
 
 KILLED_WRITER = textwrap.dedent("""
