@@ -242,9 +242,10 @@ WHY_WORKER = ("the worker's time a datum (py-spy, 2026-12-03, after inputs and o
               "disk): about half of it waiting on the warm container (row 14: ~2.6 ms), the rest its own CPU; of "
               "a datum's active samples, the runtime's two streams (send, read the answer) ~38%, the attempt "
               "claim and the result (create-only records: a temp file, a link, an inode each; the claim's "
-              "attempts folder one more; since 2026-12-03 the temp file is an unnamed O_TMPFILE) ~27%, reading the outputs' archive in memory (tarfile) ~10%; 200/s "
-              "leaves 5 ms a datum, of which the container's floor takes half, so one claim and one result per "
-              "batch, not per datum, is what is left to cut")
+              "attempts folder one more; since 2026-12-03 the temp file is an unnamed O_TMPFILE) ~27%, "
+              "reading the outputs' archive in memory (tarfile) ~10%; 200/s leaves 5 ms a datum, of which "
+              "the container's floor takes half, so one claim and one result per batch, not per datum, is "
+              "what is left to cut")
 WHY_TWO_WORKERS = ("that overhead is CPU (each worker's Python, dockerd's relay of the streams, the forks in the "
                    "container) which two workers share on 2 cores with the scheduler, Redis and the engine, while "
                    "a raw Celery task of 20 ms uses almost none")

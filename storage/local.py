@@ -4,10 +4,10 @@ Writes go to a temp file in the key's own folder and are moved into place with `
 so a reader sees the old body or the new one, never half. Create-only writes `os.link` the temp
 file (atomic: the link fails when the key exists); where the file system has O_TMPFILE, that
 temp file has no name at all until the link names it (one directory entry made instead of two
-made and one removed, and a killed writer leaves nothing behind). compare_and_set takes an `flock` on a lock
-file and re-reads the body under it (dulwich's DiskRefsContainer.set_if_equals). No fsync: a
-power cut may lose recent writes, which then look like never-made commits (design: crash
-safety is bottom-up, so nothing visible points at them).
+made and one removed, and a killed writer leaves nothing behind). compare_and_set takes an
+`flock` on a lock file and re-reads the body under it (dulwich's
+DiskRefsContainer.set_if_equals). No fsync: a power cut may lose recent writes, which then look
+like never-made commits (design: crash safety is bottom-up, so nothing visible points at them).
 """
 
 from __future__ import annotations

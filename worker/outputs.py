@@ -239,7 +239,7 @@ def _pack(blobs: BlobStore, root_fd: int, small: list[_Found]) -> dict[str, File
 def _read(root_fd: int, item: _Found) -> bytes:
     """A small scanned file's bytes, reopened and checked to be the size scanned. Read through
     the descriptor itself: a file object costs more than the read of a few KiB (6,000 outputs
-    of 3 KB: 0.04 s instead of 0.08)."""
+    of 3 KB: 0.05 s instead of 0.08)."""
     fd = _reopened_fd(root_fd, item)
     try:
         parts, left = [], item.size + 1  # one byte more: a file grown since the scan is refused

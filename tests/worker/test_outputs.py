@@ -447,7 +447,7 @@ def test_an_output_changed_between_its_check_and_its_read_is_refused(
     # them changed before it is read, as a process user code left behind could do
     count = PACK_MIN_CHUNKS + 1 if packed else 1
     for index in range(count):
-        (out / f"f{index:02}").write_bytes(b"sixteen bytes!\n\n"[:16])
+        (out / f"f{index:02}").write_bytes(b"sixteen bytes!\n\n")
     root = _open_root(out)
     assert root is not None
     try:
