@@ -87,9 +87,7 @@ class LocalObjectStore:
                 out.flush()
                 for attempt in range(3):
                     try:
-                        # A dst_dir_fd makes os.link call linkat with AT_SYMLINK_FOLLOW: the
-                        # file, not the fd's link.
-                        os.link(f"/proc/self/fd/{fd}", target.name, dst_dir_fd=folder, follow_symlinks=True)
+                        _name_fd(fd, folder, target.name)
                         return True
                     except FileExistsError:
                         return False
@@ -116,7 +114,7 @@ class LocalObjectStore:
         try:
             fd = os.open(".", os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o644, dir_fd=root)
             try:
-                os.link(f"/proc/self/fd/{fd}", probe, dst_dir_fd=root, follow_symlinks=True)
+                _name_fd(fd, root, probe)
             finally:
                 os.close(fd)
             os.unlink(probe, dir_fd=root)
@@ -197,8 +195,7 @@ class LocalObjectStore:
                 self._mkdirs(key, target.parent)
                 continue
             try:
-                # A dst_dir_fd makes os.link call linkat with AT_SYMLINK_FOLLOW: the file, not the fd's link.
-                os.link(f"/proc/self/fd/{fd}", target.name, dst_dir_fd=folder, follow_symlinks=True)
+                _name_fd(fd, folder, target.name)
                 return True
             except FileExistsError:
                 return False
@@ -435,6 +432,13 @@ class LocalObjectStore:
 
     def __repr__(self) -> str:
         return f"LocalObjectStore({self.url!r})"
+
+
+def _name_fd(fd: int, folder: int, name: str) -> None:
+    """Link the file open at `fd` as `name` in the folder open at `folder` (FileExistsError when
+    that name exists). A dst_dir_fd makes os.link call linkat with AT_SYMLINK_FOLLOW: the file,
+    not /proc's link to it."""
+    os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=folder, follow_symlinks=True)
 
 
 def _changed(stat: os.stat_result) -> datetime:
