@@ -1,6 +1,7 @@
 """Big records parse, and put_files of many files runs, with the cyclic collector paused
 (storage.collector.collector_paused), and the collector is always as it was afterwards: after a
-parse, a corrupt record, a refused put, or when paused before."""
+parse, a corrupt record, a refused put, or when paused before. What a pause made joins the
+oldest generation unwalked, cycles among it are still collected, and nobody's frozen objects thaw."""
 
 from __future__ import annotations
 
@@ -129,3 +130,46 @@ def test_put_files_of_many_files_runs_without_collections_and_leaves_the_collect
     with pytest.raises(InvalidArgument, match="f00007"):
         pfs.put_files("data", "master", [(path, source) for path, source in items if path != "/f00000"])
     assert gc.isenabled() and len(pfs.list_file("data", "master", "/")) == MANY_FILES
+
+
+def test_what_a_pause_made_joins_the_oldest_generation_unwalked() -> None:
+    # Given 100,000 objects made and kept during a pause
+    with collector_paused():
+        kept = [[i] for i in range(100_000)]
+        young = gc.get_count()[0]
+    # Then they are in the oldest generation at once, with no collection owed for them (the next
+    # one would have walked them all), and nothing was left frozen
+    assert young > 100_000 and gc.get_count()[0] < 700
+    assert any(o is kept for o in gc.get_objects(generation=2))
+    assert not any(o is kept for o in gc.get_objects(generation=0))
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_garbage_cycle_made_during_a_pause_is_still_collected() -> None:
+    import weakref
+
+    class Node:
+        pass
+
+    with collector_paused():
+        node = Node()
+        node.self = node  # type: ignore[attr-defined]
+        gone = weakref.ref(node)
+        del node
+    assert gone() is not None  # a cycle: only the collector frees it
+    gc.collect()
+    assert gone() is None
+
+
+def test_what_another_froze_stays_frozen() -> None:
+    frozen = [[i] for i in range(1_000)]
+    gc.freeze()
+    try:
+        count = gc.get_freeze_count()
+        with collector_paused():
+            made = [[i] for i in range(1_000)]
+        assert gc.get_freeze_count() == count and gc.isenabled()
+        assert not any(o is frozen for o in gc.get_objects())  # still frozen: the collector never lists it
+    finally:
+        gc.unfreeze()
+    assert len(made) == len(frozen)
