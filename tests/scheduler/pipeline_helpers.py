@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
+from scheduler.cli.wiring import embedded_dispatcher
+from scheduler.loop import Scheduler
 from storage.repos import Pfs
+
+# One datum per top-level file, copied to the output: the smallest pipeline the scheduler's own
+# tests (restart, metrics, lifecycle) run to its end.
+COPY_SPEC = {
+    "pipeline": {"name": "copy"},
+    "transform": {"cmd": ["sh", "-c", "cp $in /pfs/out/"]},
+    "input": {"pfs": {"repo": "in", "glob": "/*"}},
+}
+
+
+def run_to_end(pfs: Pfs) -> None:
+    """Run every job owed to its end, in this process (two datum threads), as the embedded default does."""
+    dispatcher = embedded_dispatcher(pfs.objects, threads=2)
+    try:
+        Scheduler(pfs, dispatcher, parallelism=2).run_until_idle(timeout=120)
+    finally:
+        dispatcher.close()
 
 # Pachyderm's word count (map: one datum per file; reduce: one datum for the whole repo),
 # with the Go programs replaced by POSIX shell tools.

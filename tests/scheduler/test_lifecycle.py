@@ -11,37 +11,21 @@ from typing import Any
 import pytest
 
 from scheduler import lifecycle
-from scheduler.cli.wiring import embedded_dispatcher
 from scheduler.job_records import JobState
-from scheduler.loop import Scheduler
 from scheduler.pipelines import Pipelines
 from scheduler.store import PpsStore
 from storage.errors import DataCorrupted
 from storage.local import LocalObjectStore
 from storage.repos import Pfs
-
-SPEC = {
-    "pipeline": {"name": "copy"},
-    "transform": {"cmd": ["sh", "-c", "cp $in /pfs/out/"]},
-    "input": {"pfs": {"repo": "in", "glob": "/*"}},
-}
-
+from tests.scheduler.pipeline_helpers import COPY_SPEC, run_to_end
 
 @pytest.fixture
 def pfs(tmp_path: Path) -> Pfs:
     pfs = Pfs(LocalObjectStore(tmp_path / "store"))
     pfs.create_repo("in")
     pfs.put_files("in", "master", [(f"/f{i}", f"{i}\n".encode()) for i in range(5)])
-    Pipelines(pfs).create(dict(SPEC))
+    Pipelines(pfs).create(dict(COPY_SPEC))
     return pfs
-
-
-def run_to_end(pfs: Pfs) -> None:
-    dispatcher = embedded_dispatcher(pfs.objects, threads=2)
-    try:
-        Scheduler(pfs, dispatcher, parallelism=2).run_until_idle(timeout=120)
-    finally:
-        dispatcher.close()
 
 
 def spy(monkeypatch: pytest.MonkeyPatch, name: str, seen: list[bool]) -> None:

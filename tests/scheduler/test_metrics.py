@@ -13,23 +13,18 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from scheduler import metrics
-from scheduler.cli.wiring import embedded_dispatcher
 from scheduler.dispatch_celery import batch_label
-from scheduler.loop import Scheduler
 from scheduler.messages import DatumBatch
 from scheduler.pipelines import Pipelines
 from scheduler.queries import JobQueries
 from storage.errors import BrokerUnavailable
 from storage.local import LocalObjectStore
 from storage.repos import Pfs
+from tests.scheduler.pipeline_helpers import COPY_SPEC, run_to_end
 from worker import metrics as worker_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
-SPEC = {
-    "pipeline": {"name": "copy"},
-    "transform": {"cmd": ["sh", "-c", "cp $in /pfs/out/"]},
-    "input": {"pfs": {"repo": "in", "glob": "/*"}},
-}
+SPEC = COPY_SPEC
 
 
 @pytest.fixture
@@ -40,14 +35,6 @@ def registries() -> Iterator[tuple[CollectorRegistry, CollectorRegistry]]:
     yield scheduler_side, worker_side
     metrics.disable()
     worker_metrics.disable()
-
-
-def run_to_end(pfs: Pfs) -> None:
-    dispatcher = embedded_dispatcher(pfs.objects, threads=2)
-    try:
-        Scheduler(pfs, dispatcher, parallelism=2).run_until_idle(timeout=120)
-    finally:
-        dispatcher.close()
 
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float:

@@ -18,14 +18,11 @@ from scheduler.store import PpsStore
 from storage.errors import StorageUnavailable
 from storage.local import LocalObjectStore
 from storage.repos import Pfs
+from tests.scheduler.pipeline_helpers import COPY_SPEC, run_to_end
 from tests.fakes import LosingDispatcher as NoDispatch
 from worker.datum import process_batch
 
-SPEC = {
-    "pipeline": {"name": "copy"},
-    "transform": {"cmd": ["sh", "-c", "cp $in /pfs/out/"]},
-    "input": {"pfs": {"repo": "in", "glob": "/*"}},
-}
+SPEC = COPY_SPEC
 
 
 @pytest.fixture
@@ -35,14 +32,6 @@ def pfs(tmp_path: Path) -> Pfs:
     pfs.put_files("in", "master", [(f"/f{i}", f"{i}\n".encode()) for i in range(5)])
     Pipelines(pfs).create(dict(SPEC))
     return pfs
-
-
-def run_to_end(pfs: Pfs) -> None:
-    dispatcher = embedded_dispatcher(pfs.objects, threads=2)
-    try:
-        Scheduler(pfs, dispatcher, parallelism=2).run_until_idle(timeout=120)
-    finally:
-        dispatcher.close()
 
 
 def only_job(pfs: Pfs):
