@@ -56,7 +56,9 @@ WHY_RERUN = ("what grows with N (cProfile): parse the previous index and plan N 
              "merge N outputs and write their manifest, about 0.05 s each per 10,000; the cyclic collector "
              "took ~0.15 s of it (gc callbacks, 2026-12-03) until creating and finishing a job paused it and "
              "a pause's survivors joined the oldest generation unwalked (3 interleaved pairs: median "
-             "0.66 -> 0.38 s); t(N)/t(10) <= 1.2 needs plan, index and manifest written as changes, not whole")
+             "0.66 -> 0.38 s), and the next job parsed again the index the last one wrote until the "
+             "process kept it (with both, 3 pairs: 0.56 -> 0.30 s); t(N)/t(10) <= 1.2 needs plan, index "
+             "and manifest written as changes, not whole")
 WHY_S3 = ("a datum makes 2.6 S3 requests (botocore events counted, N=300, 2026-12-02; 3.7 before its tiny "
           "output rode in its result, 5.7 before its batch read the inputs ahead and the merge kept the results "
           "it stored): its attempt claim and its result, 1/15 of its batch's read of the input pack, and 0.6 of "

@@ -30,16 +30,19 @@ PLANS_KEPT = 16
 PLAN_DATUMS_KEPT = 250_000
 PART_ITEMS = 1_000  # datums or index entries serialised at a time (about 0.5 MB)
 RESULTS_KEPT = 10_000  # datum results a process keeps of those it stored (about 1 KB each)
+INDEXES_KEPT = 4  # datum indexes: one lists every datum of a job
 
 
-# Plans and results are create-only, so every PpsStore of one object store in this process (the
-# scheduler's, the embedded workers') shares the copies it read or wrote: a 100,000-datum plan
-# is parsed once, and an embedded scheduler merges the results its own workers stored without
-# reading them back (a GET per datum on S3).
+# Plans, results and datum indexes are create-only, so every PpsStore of one object store in this
+# process (the scheduler's, the embedded workers') shares the copies it read or wrote: a
+# 100,000-datum plan is parsed once, an embedded scheduler merges the results its own workers
+# stored without reading them back (a GET per datum on S3), and the next job plans against the
+# index the last one wrote without parsing it again.
 @dataclass
 class _Kept:
     plans: dict[str, JobPlan] = field(default_factory=dict)
     results: dict[str, dict[str, DatumResult]] = field(default_factory=dict)  # by job id, then datum id
+    indexes: dict[tuple[str, str], DatumIndex] = field(default_factory=dict)  # by pipeline and job id
 
 
 _KEPT: weakref.WeakKeyDictionary[ObjectStore, _Kept] = weakref.WeakKeyDictionary()
@@ -64,7 +67,7 @@ class PpsStore:
         self._plans = kept.plans
         self._results = kept.results
         self._infos: dict[str, JobInfo] = {}
-        self._indexes: dict[tuple[str, str], DatumIndex] = {}  # a few: one lists every datum of a job
+        self._indexes = kept.indexes
 
     # pipelines -------------------------------------------------------------------------
     def pipeline_names(self) -> list[str]:
@@ -119,6 +122,9 @@ class PpsStore:
     def delete_pipeline(self, name: str) -> None:
         for key in list(self.objects.list(layout.pipeline_prefix(name))):
             self.objects.delete(key)
+        # A pipeline made again with the same salt has the same job ids: its indexes are new ones.
+        for kept in [kept for kept in list(self._indexes) if kept[0] == name]:
+            self._indexes.pop(kept, None)
 
     # jobs ------------------------------------------------------------------------------
     def job_markers(self, pipeline: str) -> list[str]:
@@ -271,7 +277,9 @@ class PpsStore:
 
     # datum index -----------------------------------------------------------------------
     def write_index(self, pipeline: str, index: DatumIndex) -> None:
-        self.objects.put_chunks_if_absent(layout.index_key(pipeline, index.job_id), dump_in_parts(index, "entries"))
+        key = layout.index_key(pipeline, index.job_id)
+        if self.objects.put_chunks_if_absent(key, dump_in_parts(index, "entries")):
+            self._keep_index(pipeline, index.job_id, index)  # another's, there first, is read when asked for
 
     def read_index(self, pipeline: str, job_id: str) -> DatumIndex | None:
         """A job's datum index (create-only, so a copy read once stays true: planning and
@@ -283,10 +291,13 @@ class PpsStore:
         if found is None:
             return None
         index = DatumIndex.model_validate_json(found[0])
-        if len(self._indexes) >= 4:
+        self._keep_index(pipeline, job_id, index)
+        return index
+
+    def _keep_index(self, pipeline: str, job_id: str, index: DatumIndex) -> None:
+        if len(self._indexes) >= INDEXES_KEPT:
             self._indexes.clear()
         self._indexes[(pipeline, job_id)] = index
-        return index
 
     def latest_index_before(self, pipeline: str, job_id: str) -> str | None:
         """The newest job before `job_id` that left a datum index."""

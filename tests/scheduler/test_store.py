@@ -42,18 +42,53 @@ def test_the_shared_plans_are_bounded(tmp_path: Path) -> None:
     assert PpsStore(objects).read_plan(f"{0:032x}") == plan(f"{0:032x}")  # dropped from memory, read again
 
 
+def one_index(job_id: str, path: str = "/a") -> DatumIndex:
+    return DatumIndex(job_id=job_id, entries={
+        "h": IndexEntry(sort_key=(path,), outputs={path: FileEntry(chunks=("0" * 64,), size=1)}),
+    })
+
+
 def test_an_index_is_read_once(tmp_path: Path) -> None:
+    PpsStore(LocalObjectStore(tmp_path)).write_index("p", one_index("j" * 32))  # another process's
     objects = CountingStore(LocalObjectStore(tmp_path))
     records = PpsStore(objects)
-    index = DatumIndex(job_id="j" * 32, entries={
-        "h": IndexEntry(sort_key=("/a",), outputs={"/a": FileEntry(chunks=("0" * 64,), size=1)}),
-    })
-    records.write_index("p", index)
-    assert records.read_index("p", "j" * 32) == index
+    assert records.read_index("p", "j" * 32) == one_index("j" * 32)
     read_once = objects.bytes_out
-    assert records.read_index("p", "j" * 32) == index
+    assert read_once > 0
+    assert records.read_index("p", "j" * 32) == one_index("j" * 32)
+    assert PpsStore(objects).read_index("p", "j" * 32) == one_index("j" * 32)  # shared in this process
     assert objects.bytes_out == read_once
     assert records.read_index("p", "k" * 32) is None
+
+
+def test_the_index_a_job_wrote_is_planned_against_without_a_read(tmp_path: Path) -> None:
+    objects = CountingStore(LocalObjectStore(tmp_path))
+    PpsStore(objects).write_index("p", one_index("j" * 32))
+    assert PpsStore(objects).read_index("p", "j" * 32) == one_index("j" * 32)
+    assert objects.bytes_out == 0
+
+
+def test_an_index_written_first_by_another_is_the_one_read(tmp_path: Path) -> None:
+    # Given another process's index stored under the key, then this process's differing one refused
+    PpsStore(LocalObjectStore(tmp_path)).write_index("p", one_index("j" * 32, "/theirs"))
+    objects = LocalObjectStore(tmp_path)
+    PpsStore(objects).write_index("p", one_index("j" * 32, "/mine"))
+    # Then the stored one is what this process reads
+    assert PpsStore(objects).read_index("p", "j" * 32) == one_index("j" * 32, "/theirs")
+
+
+def test_the_shared_indexes_are_bounded_and_a_deleted_pipeline_drops_its_own(tmp_path: Path) -> None:
+    from scheduler.store import INDEXES_KEPT
+
+    objects = LocalObjectStore(tmp_path)
+    records = PpsStore(objects)
+    for n in range(INDEXES_KEPT * 2 + 1):
+        records.write_index("p", one_index(f"{n:032x}"))
+    assert 0 < len(records._indexes) <= INDEXES_KEPT
+    assert PpsStore(objects).read_index("p", f"{0:032x}") == one_index(f"{0:032x}")  # read again
+    records.write_index("q", one_index("q" * 32))
+    records.delete_pipeline("p")
+    assert [key[0] for key in records._indexes] == ["q"]
 
 
 def test_the_shared_plans_are_bounded_by_datums_too(tmp_path: Path) -> None:
