@@ -26,8 +26,8 @@ OUTAGES = frozenset({"storage_unavailable", "engine_unavailable", "broker_unavai
 
 
 # Both make a job's worth of records at once (a plan or index entry per datum, the output
-# manifest): with the collector running they spent a third of a re-run over 10,000 datums in
-# it (bench/pipeline.py, WHY_RERUN).
+# manifest): with the collector running they spent about a quarter of a re-run over 10,000
+# datums in it (bench/pipeline.py, WHY_RERUN).
 @collector_paused()
 def create_job(
     pfs: Pfs, records: PpsStore, pipeline: PipelineInfo, spec: PipelineSpec, job_id: str,

@@ -122,7 +122,8 @@ class PpsStore:
     def delete_pipeline(self, name: str) -> None:
         for key in list(self.objects.list(layout.pipeline_prefix(name))):
             self.objects.delete(key)
-        # A pipeline made again with the same salt has the same job ids: its indexes are new ones.
+        # A pipeline an older herd made (no job_nonce), made again with the same salt, has the same
+        # job ids: the indexes its jobs write are new ones.
         for kept in [kept for kept in list(self._indexes) if kept[0] == name]:
             self._indexes.pop(kept, None)
 
