@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from scheduler.cli.wiring import embedded_dispatcher
 from scheduler.loop import Scheduler
+from scheduler.pipelines import Pipelines
+from storage.local import LocalObjectStore
 from storage.repos import Pfs
 
 # One datum per top-level file, copied to the output: the smallest pipeline the scheduler's own
@@ -13,6 +17,15 @@ COPY_SPEC = {
     "transform": {"cmd": ["sh", "-c", "cp $in /pfs/out/"]},
     "input": {"pfs": {"repo": "in", "glob": "/*"}},
 }
+
+
+def copy_pipeline(folder: Path) -> Pfs:
+    """A local store in `folder`: repo `in` with /f0../f4 on master, and the copy pipeline over it."""
+    pfs = Pfs(LocalObjectStore(folder))
+    pfs.create_repo("in")
+    pfs.put_files("in", "master", [(f"/f{i}", f"{i}\n".encode()) for i in range(5)])
+    Pipelines(pfs).create(dict(COPY_SPEC))
+    return pfs
 
 
 def run_to_end(pfs: Pfs) -> None:

@@ -12,20 +12,15 @@ import pytest
 
 from scheduler import lifecycle
 from scheduler.job_records import JobState
-from scheduler.pipelines import Pipelines
 from scheduler.store import PpsStore
 from storage.errors import DataCorrupted
-from storage.local import LocalObjectStore
 from storage.repos import Pfs
-from tests.scheduler.pipeline_helpers import COPY_SPEC, run_to_end
+from tests.scheduler.pipeline_helpers import copy_pipeline, run_to_end
+
 
 @pytest.fixture
 def pfs(tmp_path: Path) -> Pfs:
-    pfs = Pfs(LocalObjectStore(tmp_path / "store"))
-    pfs.create_repo("in")
-    pfs.put_files("in", "master", [(f"/f{i}", f"{i}\n".encode()) for i in range(5)])
-    Pipelines(pfs).create(dict(COPY_SPEC))
-    return pfs
+    return copy_pipeline(tmp_path / "store")
 
 
 def spy(monkeypatch: pytest.MonkeyPatch, name: str, seen: list[bool]) -> None:

@@ -20,13 +20,10 @@ from scheduler.queries import JobQueries
 from storage.errors import BrokerUnavailable
 from storage.local import LocalObjectStore
 from storage.repos import Pfs
-from tests.scheduler.pipeline_helpers import COPY_SPEC, run_to_end
+from tests.scheduler.pipeline_helpers import COPY_SPEC, copy_pipeline, run_to_end
 from worker import metrics as worker_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
-SPEC = COPY_SPEC
-
-
 @pytest.fixture
 def registries() -> Iterator[tuple[CollectorRegistry, CollectorRegistry]]:
     scheduler_side, worker_side = CollectorRegistry(), CollectorRegistry()
@@ -47,10 +44,7 @@ def test_metrics_of_two_jobs_equal_their_inspect_job_counters(
 ) -> None:
     scheduler_side, worker_side = registries
     # Given a pipeline over 5 files, then a second commit adding one (5 datums skipped)
-    pfs = Pfs(LocalObjectStore(tmp_path / "store"))
-    pfs.create_repo("in")
-    pfs.put_files("in", "master", [(f"/f{i}", f"{i}\n".encode()) for i in range(5)])
-    Pipelines(pfs).create(dict(SPEC))
+    pfs = copy_pipeline(tmp_path / "store")
     run_to_end(pfs)
     pfs.put_files("in", "master", [("/f5", b"five\n")])
     # When the scheduler loop and the worker code run both jobs
@@ -76,7 +70,7 @@ def test_a_failing_datum_counts_as_failed_not_processed(
     pfs = Pfs(LocalObjectStore(tmp_path / "store"))
     pfs.create_repo("in")
     pfs.put_files("in", "master", [("/good", b"1\n"), ("/bad", b"2\n")])
-    spec = {**SPEC, "transform": {"cmd": ["sh", "-c", "case $in in */bad) exit 3;; esac; cp $in /pfs/out/"]}}
+    spec = {**COPY_SPEC, "transform": {"cmd": ["sh", "-c", "case $in in */bad) exit 3;; esac; cp $in /pfs/out/"]}}
     Pipelines(pfs).create(spec)
     run_to_end(pfs)
     ((_, status),) = JobQueries(pfs).list("copy")

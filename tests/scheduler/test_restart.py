@@ -13,25 +13,16 @@ from scheduler.job_records import DatumState, JobState
 from scheduler.loop import Scheduler
 from scheduler.attempts import Attempt, AttemptStore
 from scheduler.messages import BatchOutcome, DatumBatch
-from scheduler.pipelines import Pipelines
 from scheduler.store import PpsStore
 from storage.errors import StorageUnavailable
-from storage.local import LocalObjectStore
 from storage.repos import Pfs
-from tests.scheduler.pipeline_helpers import COPY_SPEC, run_to_end
+from tests.scheduler.pipeline_helpers import copy_pipeline, run_to_end
 from tests.fakes import LosingDispatcher as NoDispatch
 from worker.datum import process_batch
 
-SPEC = COPY_SPEC
-
-
 @pytest.fixture
 def pfs(tmp_path: Path) -> Pfs:
-    pfs = Pfs(LocalObjectStore(tmp_path / "store"))
-    pfs.create_repo("in")
-    pfs.put_files("in", "master", [(f"/f{i}", f"{i}\n".encode()) for i in range(5)])
-    Pipelines(pfs).create(dict(SPEC))
-    return pfs
+    return copy_pipeline(tmp_path / "store")
 
 
 def only_job(pfs: Pfs):
