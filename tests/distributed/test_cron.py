@@ -49,8 +49,10 @@ def successes(cluster: Cluster) -> int:
 
 
 def check_each_tick_committed_once(cluster: Cluster) -> list[str]:
-    files = tick_files(cluster)
+    # The files are read at the newest commit listed, not at the branch: a tick landing between
+    # the two reads would otherwise count as a commit that added nothing.
     commits = cluster.pfs.list_commits("stamp_tick", "master")
+    files = sorted(f.path for f in cluster.pfs.list_file("stamp_tick", commits[0].id))
     times = [parse_tick_name(path[1:]) for path in files]
     assert all(t is not None for t in times)
     # One commit per tick, each adding one file named by a later time: never the same tick twice.
@@ -72,10 +74,11 @@ def test_cron_ticks_three_times_with_a_standby_and_goes_on_after_failover(local_
 
     # Then the active scheduler ticks it at least three times, and each tick runs a job
     cluster.wait_for(lambda: successes(cluster) >= 3, "three successful cron jobs", timeout=120)
+    # Read before the ticks: any tick a job saw is in the tick repo by then, and ticks only add files.
+    seen = cluster.pfs.open_file("stamp", "master", "/seen").read().decode().split()
     files = check_each_tick_committed_once(cluster)
     assert len(files) >= 3
     assert "ticked" in active.output() and "ticked" not in standby.output(), cluster.diagnose("who ticked")
-    seen = cluster.pfs.open_file("stamp", "master", "/seen").read().decode().split()
     assert len(seen) >= 3 and all(f"/{name}" in files for name in seen)
 
     # When the active scheduler is SIGKILLed, the standby takes over and ticks on
