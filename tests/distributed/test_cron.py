@@ -37,9 +37,9 @@ def local_cluster(moto_server: MotoServer, redis_server: RedisServer, tmp_path: 
     cluster.stop_all()
 
 
-def tick_files(cluster: Cluster) -> list[str]:
+def tick_files(cluster: Cluster, ref: str = "master") -> list[str]:
     try:
-        return sorted(f.path for f in cluster.pfs.list_file("stamp_tick", "master"))
+        return sorted(f.path for f in cluster.pfs.list_file("stamp_tick", ref))
     except Exception:  # noqa: BLE001 - no tick yet: the branch does not exist
         return []
 
@@ -52,7 +52,7 @@ def check_each_tick_committed_once(cluster: Cluster) -> list[str]:
     # The files are read at the newest commit listed, not at the branch: a tick landing between
     # the two reads would otherwise count as a commit that added nothing.
     commits = cluster.pfs.list_commits("stamp_tick", "master")
-    files = sorted(f.path for f in cluster.pfs.list_file("stamp_tick", commits[0].id))
+    files = tick_files(cluster, commits[0].id)
     times = [parse_tick_name(path[1:]) for path in files]
     assert all(t is not None for t in times)
     # One commit per tick, each adding one file named by a later time: never the same tick twice.
