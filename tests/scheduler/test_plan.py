@@ -136,3 +136,8 @@ def test_long_fields_are_framed_like_short_ones() -> None:
         datum = Datum((DatumInput("in", "r", "master", "c", path, {path: entry("x")}),))
         assert datum.id == digest_fields(["in", "r", "master", path])
         assert datum_hash(datum, "p" * size, "s") == digest_fields(["in", path, entry("x").hash, "p" * size, "s"])
+        # pfs_datums frames the path and the content hash itself: the same bytes, either branch.
+        commits = {("r", "master"): ("c", manifest([path, path + "/f", "/a/" + "b" * size], chunks=2))}
+        for glob in ("/*", "/**"):
+            spec = spec_of({"pfs": {"name": "in", "repo": "r", "glob": glob}})
+            assert plan_datums(spec, "p", "s", commits, None) == expanded_plan(spec, "p", "s", commits, {})
