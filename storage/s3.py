@@ -38,6 +38,7 @@ from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.utils import determine_content_length
 from s3transfer.manager import TransferManager
 
 from storage import failpoints
@@ -70,6 +71,10 @@ _WRONG_ETAG = '"' + "0" * 32 + '"'
 TRANSFER = TransferConfig(multipart_threshold=8 << 20, multipart_chunksize=8 << 20, max_concurrency=4)
 # A record written in chunks (a job's plan) stays in memory up to this size, then in a temp file.
 SPOOL_BYTES = 8 << 20
+# botocore sends every PUT with a body with `Expect: 100-continue`, and waits for the server's
+# go-ahead before sending the body: a round trip more for each small record (two PUTs a datum),
+# costing more than the body it could spare. PUTs up to this size send the body at once.
+NO_CONTINUE_BYTES = 1 << 20
 
 class _Condition(TypedDict, total=False):
     """The precondition of a conditional PUT: create-only (`*`) or this ETag."""
@@ -97,6 +102,13 @@ def _client(endpoint_url: str | None, max_attempts: int, connect_timeout: float,
     with _session_lock:  # boto3 sessions are not thread-safe; clients are
         _session = _session or boto3.session.Session()
         return _session.client("s3", endpoint_url=endpoint_url, config=config)
+
+
+def _no_continue_for_small_bodies(params: dict[str, Any], **_: Any) -> None:
+    """Drop botocore's `Expect: 100-continue` from a request whose body is at most NO_CONTINUE_BYTES."""
+    size = determine_content_length(params.get("body"))
+    if size is not None and size <= NO_CONTINUE_BYTES:
+        params["headers"].pop("Expect", None)
 
 
 @dataclass
@@ -132,6 +144,9 @@ class S3ObjectStore:
         # leaves behind); costs one dict lookup per part when not armed.
         self._client.meta.events.register(
             "after-call.s3.UploadPart", lambda **_: failpoints.hit("s3.after_upload_part"))
+        # botocore adds the header in a handler of every S3 call: only one registered last on
+        # that same event runs after it (a PutObject-only one would run before).
+        self._client.meta.events.register_last("before-call.s3", _no_continue_for_small_bodies)
         self._bucket_ready = not create_bucket
         self._bucket_lock = threading.Lock()
         # Off for a bucket herd only copies plain files into (egress): no probe keys land there.

@@ -2,7 +2,8 @@
 
 The honest server is moto over HTTP. The dishonest one is real too: moto behind a small
 threaded HTTP proxy on 127.0.0.1 that forwards every request but drops the If-None-Match
-and/or If-Match headers, as older MinIO releases and some other S3 servers do.
+and/or If-Match headers, as older MinIO releases and some other S3 servers do. The same
+proxy, dropping nothing, shows which PUTs wait for '100 Continue'.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from storage.errors import StorageUnavailable
+from storage.s3 import NO_CONTINUE_BYTES
 from storage.repos import Pfs
 from tests.fixtures.s3 import MotoServer, fresh_bucket
 
@@ -199,3 +201,25 @@ def test_the_cli_refuses_a_dishonest_server_in_one_line(
     assert "Traceback" not in done.stderr
     # And nothing is under the prefix
     assert list(s3_store("herd", bucket=bucket).list("")) == []
+
+
+def test_small_puts_send_their_body_at_once_and_large_ones_wait_for_100_continue(
+    s3_store: Callable[..., Any], proxy_for: Callable[[set[str]], StrippingProxy]
+) -> None:
+    # Given a checked bucket prefix on moto, seen through a proxy that drops nothing and
+    # records each request's headers as they arrive
+    bucket = fresh_bucket()
+    s3_store("herd", bucket=bucket).put("made", b"")
+    proxy = proxy_for(set())
+    store = s3_store("herd", bucket=bucket, server=proxy)  # type: ignore[arg-type]
+    small, large = os.urandom(NO_CONTINUE_BYTES), os.urandom(NO_CONTINUE_BYTES + 1)
+    # When each is written create-only, then written again
+    assert store.put_if_absent("small", small) and store.put_if_absent("large", large)
+    assert not store.put_if_absent("small", b"other") and not store.put_if_absent("large", large[::-1])
+    # Then the PUTs of up to NO_CONTINUE_BYTES carried no Expect header (botocore's default
+    # waits a round trip for '100 Continue'), and the larger ones still asked for it
+    expect = [(path.rsplit("/", 1)[-1], headers.get("Expect")) for method, path, headers in proxy.requests
+              if method == "PUT"]
+    assert expect == [("small", None), ("large", "100-continue")] * 2
+    # And the server still refused the second writes (412): the first bodies are kept
+    assert store.get("small") == small and store.get("large") == large
