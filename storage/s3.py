@@ -33,12 +33,13 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypedDict, Unpack, cast
 from urllib.parse import urlsplit
 
 import boto3
+import botocore.session
 import urllib3.exceptions
 from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-from botocore.utils import determine_content_length
+from botocore.utils import determine_content_length, parse_timestamp
 from s3transfer.manager import TransferManager
 
 from storage import failpoints
@@ -54,6 +55,7 @@ from storage.objects import (
     hidden,
 )
 from storage.read_ahead import read_ahead
+from storage.s3_times import fast_timestamp
 from storage.streams import ChunkStream, PassThrough
 
 if TYPE_CHECKING:  # boto3-stubs: for type checking only
@@ -100,8 +102,20 @@ def _client(endpoint_url: str | None, max_attempts: int, connect_timeout: float,
         max_pool_connections=16,
     )
     with _session_lock:  # boto3 sessions are not thread-safe; clients are
-        _session = _session or boto3.session.Session()
+        _session = _session or _new_session()
         return _session.client("s3", endpoint_url=endpoint_url, config=config)
+
+
+def _new_session() -> boto3.session.Session:
+    """A session whose clients parse response timestamps with `_timestamp`."""
+    core = botocore.session.get_session()
+    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_timestamp)
+    return boto3.session.Session(botocore_session=core)
+
+
+def _timestamp(value: str) -> datetime:
+    """The two forms S3 sends read directly (storage/s3_times.py), anything else by botocore."""
+    return fast_timestamp(value) or parse_timestamp(value)
 
 
 def _no_continue_for_small_bodies(params: dict[str, Any], **_: Any) -> None:
