@@ -102,10 +102,10 @@ class Scheduler:
         self._moved = False
         busy = False
         found: list[tuple[PipelineInfo, Owed]] = []
-        if again and self._owed is not None:
-            passes: Iterable[tuple[PipelineInfo, Owed | None]] = self._owed
-        else:
-            passes = ((p, None) for p in self.records.list_pipelines() if not p.stopped)
+        kept = self._owed if again else None
+        passes: Iterable[tuple[PipelineInfo, Owed | None]] = (
+            kept if kept is not None else ((p, None) for p in self.records.list_pipelines() if not p.stopped)
+        )
         for pipeline, owed in passes:
             # Computed as each pipeline comes up, after the ones before it were stepped: a job
             # an upstream pipeline finished in this pass is owed downstream in this pass too.
@@ -115,7 +115,7 @@ class Scheduler:
                 busy = True
         self._owed = found
         metrics.jobs(self._states.values())
-        if again and not busy:
+        if kept is not None and not busy:
             return self.tick()
         return busy
 
