@@ -55,6 +55,7 @@ from storage.objects import (
     hidden,
 )
 from storage.read_ahead import read_ahead
+from storage.s3_endpoints import ReadParametersOnly, unread_parameters
 from storage.s3_times import fast_timestamp
 from storage.streams import ChunkStream, PassThrough
 
@@ -87,6 +88,7 @@ class _Condition(TypedDict, total=False):
 
 _session_lock = threading.Lock()
 _session: boto3.session.Session | None = None
+_unread: frozenset[str] = frozenset()  # the endpoint parameters S3's rules never read (s3_endpoints.py)
 
 
 def _client(endpoint_url: str | None, max_attempts: int, connect_timeout: float, read_timeout: float) -> S3Client:
@@ -103,13 +105,28 @@ def _client(endpoint_url: str | None, max_attempts: int, connect_timeout: float,
     )
     with _session_lock:  # boto3 sessions are not thread-safe; clients are
         _session = _session or _new_session()
-        return _session.client("s3", endpoint_url=endpoint_url, config=config)
+        client = _session.client("s3", endpoint_url=endpoint_url, config=config)
+    _resolve_on_read_parameters(client, _unread)
+    return client
+
+
+def _resolve_on_read_parameters(client: S3Client, unread: frozenset[str]) -> None:
+    """Resolve the client's endpoints without the parameters no rule reads, so botocore's cache
+    serves requests for different keys (storage/s3_endpoints.py). A botocore without these
+    internals keeps resolving as it does."""
+    provider = getattr(getattr(client, "_ruleset_resolver", None), "_provider", None)
+    resolve = getattr(provider, "resolve_endpoint", None)
+    if unread and resolve is not None and not isinstance(resolve, ReadParametersOnly):
+        provider.resolve_endpoint = ReadParametersOnly(resolve, unread)  # type: ignore[union-attr]
 
 
 def _new_session() -> boto3.session.Session:
-    """A session whose clients parse response timestamps with `_timestamp`."""
+    """A session whose clients parse response timestamps with `_timestamp`; finds which endpoint
+    parameters of S3's rule set (the latest, as its clients load) no rule reads."""
+    global _unread
     core = botocore.session.get_session()
     core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_timestamp)
+    _unread = unread_parameters(core.get_component("data_loader").load_service_model("s3", "endpoint-rule-set-1"))
     return boto3.session.Session(botocore_session=core)
 
 
