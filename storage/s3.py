@@ -20,6 +20,7 @@ import builtins
 import io
 import json
 import os
+import platform
 import tempfile
 import threading
 import time
@@ -78,6 +79,10 @@ SPOOL_BYTES = 8 << 20
 # go-ahead before sending the body: a round trip more for each small record (two PUTs a datum),
 # costing more than the body it could spare. PUTs up to this size send the body at once.
 NO_CONTINUE_BYTES = 1 << 20
+# The User-Agent of herd's requests, in botocore's legacy form (boto3 appends `Botocore/<version>`).
+# botocore builds its default one anew for each request, its parts sanitised a character at a
+# time (about 0.1 ms of CPU, a tenth of a small PUT's); a configured one is used as it is.
+USER_AGENT = f"herd Boto3/{boto3.__version__} Python/{platform.python_version()} {platform.system()}/{platform.release()}"
 
 class _Condition(TypedDict, total=False):
     """The precondition of a conditional PUT: create-only (`*`) or this ETag."""
@@ -102,6 +107,7 @@ def _client(endpoint_url: str | None, max_attempts: int, connect_timeout: float,
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         max_pool_connections=16,
+        user_agent=USER_AGENT,
     )
     with _session_lock:  # boto3 sessions are not thread-safe; clients are
         _session = _session or _new_session()

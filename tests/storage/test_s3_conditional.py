@@ -17,11 +17,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
+import botocore
 import pytest
 
 from storage.errors import StorageUnavailable
-from storage.s3 import NO_CONTINUE_BYTES
 from storage.repos import Pfs
+from storage.s3 import NO_CONTINUE_BYTES, USER_AGENT
 from tests.fixtures.s3 import MotoServer, fresh_bucket
 
 pytestmark = pytest.mark.s3
@@ -203,15 +205,23 @@ def test_the_cli_refuses_a_dishonest_server_in_one_line(
     assert list(s3_store("herd", bucket=bucket).list("")) == []
 
 
-def test_small_puts_send_their_body_at_once_and_large_ones_wait_for_100_continue(
+@pytest.fixture
+def recorded(
     s3_store: Callable[..., Any], proxy_for: Callable[[set[str]], StrippingProxy]
-) -> None:
-    # Given a checked bucket prefix on moto, seen through a proxy that drops nothing and
-    # records each request's headers as they arrive
+) -> tuple[Any, StrippingProxy]:
+    """A store on a checked bucket prefix on moto, seen through a proxy that drops nothing and
+    records each request's headers as they arrive; and that proxy."""
     bucket = fresh_bucket()
     s3_store("herd", bucket=bucket).put("made", b"")
     proxy = proxy_for(set())
-    store = s3_store("herd", bucket=bucket, server=proxy)  # type: ignore[arg-type]
+    return s3_store("herd", bucket=bucket, server=proxy), proxy
+
+
+def test_small_puts_send_their_body_at_once_and_large_ones_wait_for_100_continue(
+    recorded: tuple[Any, StrippingProxy],
+) -> None:
+    # Given a store whose requests are recorded on their way to moto
+    store, proxy = recorded
     small, large = os.urandom(NO_CONTINUE_BYTES), os.urandom(NO_CONTINUE_BYTES + 1)
     # When each is written create-only, then written again
     assert store.put_if_absent("small", small) and store.put_if_absent("large", large)
@@ -223,3 +233,15 @@ def test_small_puts_send_their_body_at_once_and_large_ones_wait_for_100_continue
     assert expect == [("small", None), ("large", "100-continue")] * 2
     # And the server still refused the second writes (412): the first bodies are kept
     assert store.get("small") == small and store.get("large") == large
+
+
+def test_requests_carry_herds_user_agent(recorded: tuple[Any, StrippingProxy]) -> None:
+    # Given a store whose requests are recorded on their way to moto
+    store, proxy = recorded
+    # When it writes, reads and lists
+    assert store.put_if_absent("k", b"v") and store.get("k") == b"v" and "k" in store.list_children("")
+    # Then every request names herd and the versions it runs on (botocore's own string, which
+    # it builds anew for each request, is not used)
+    [agent] = {headers.get("User-Agent") or "" for _, _, headers in proxy.requests}
+    assert agent.startswith(USER_AGENT + " ") and agent.endswith(f" Botocore/{botocore.__version__}")
+    assert USER_AGENT.startswith(f"herd Boto3/{boto3.__version__} Python/")
