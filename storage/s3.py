@@ -132,7 +132,10 @@ def _new_session() -> boto3.session.Session:
     global _unread
     core = botocore.session.get_session()
     core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_timestamp)
-    _unread = unread_parameters(core.get_component("data_loader").load_service_model("s3", "endpoint-rule-set-1"))
+    try:
+        _unread = unread_parameters(core.get_component("data_loader").load_service_model("s3", "endpoint-rule-set-1"))
+    except BotoCoreError:  # a botocore without rule sets: nothing to drop
+        _unread = frozenset()
     return boto3.session.Session(botocore_session=core)
 
 

@@ -133,3 +133,27 @@ def test_new_keys_reuse_the_resolved_endpoint(s3_store: Callable[..., Any], monk
     # Then the rules ran once per kind of request, not once per key, and never saw a key
     assert len(evaluations) < 10, len(evaluations)
     assert not any("Key" in params or "Prefix" in params for params in evaluations)
+
+
+def test_a_botocore_without_rule_sets_resolves_as_it_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a data loader that finds no endpoint rule set for S3
+    from botocore.exceptions import DataNotFoundError
+    from botocore.loaders import Loader
+
+    load = Loader.load_service_model
+
+    def no_rule_set(self: Loader, service_name: str, type_name: str, api_version: str | None = None) -> Any:
+        if type_name == "endpoint-rule-set-1":
+            raise DataNotFoundError(data_path=f"{service_name}/{type_name}")
+        return load(self, service_name, type_name, api_version)
+
+    monkeypatch.setattr(Loader, "load_service_model", no_rule_set)
+    monkeypatch.setattr(s3, "_unread", s3._unread)  # restored after
+    # When a session is made; Then it is made, drops nothing, and leaves clients as botocore made them
+    s3._new_session()
+    assert s3._unread == frozenset()
+    monkeypatch.setattr(Loader, "load_service_model", load)
+    client: Any = boto3.session.Session(aws_access_key_id="k", aws_secret_access_key="s",
+                                        region_name="us-east-1").client("s3", endpoint_url="http://127.0.0.1:9")
+    s3._resolve_on_read_parameters(client, s3._unread)
+    assert not isinstance(client._ruleset_resolver._provider.resolve_endpoint, ReadParametersOnly)
