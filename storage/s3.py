@@ -21,6 +21,7 @@ import io
 import json
 import os
 import platform
+import re
 import tempfile
 import threading
 import time
@@ -81,8 +82,21 @@ SPOOL_BYTES = 8 << 20
 NO_CONTINUE_BYTES = 1 << 20
 # The User-Agent of herd's requests, in botocore's legacy form (boto3 appends `Botocore/<version>`).
 # botocore builds its default one anew for each request, its parts sanitised a character at a
-# time (about 0.1 ms of CPU, a tenth of a small PUT's); a configured one is used as it is.
-USER_AGENT = f"herd Boto3/{boto3.__version__} Python/{platform.python_version()} {platform.system()}/{platform.release()}"
+# time (about 0.1 ms of CPU, a tenth of a small PUT's); a configured one is used as it is. Its
+# parts are sanitised here once, as botocore does: a kernel's release name may hold anything.
+_NOT_IN_A_PART = re.compile(r"[^A-Za-z0-9!$%&'*+\-.^_`|~]")
+
+
+def user_agent(parts: Iterable[tuple[str, str]]) -> str:
+    """'herd' then each (name, version) as `name/version`, every character botocore would not
+    let into a part replaced by '-'."""
+    return " ".join(["herd", *(f"{_NOT_IN_A_PART.sub('-', name)}/{_NOT_IN_A_PART.sub('-', version)}"
+                               for name, version in parts)])
+
+
+USER_AGENT = user_agent((("Boto3", boto3.__version__), ("Python", platform.python_version()),
+                         (platform.system(), platform.release())))
+
 
 class _Condition(TypedDict, total=False):
     """The precondition of a conditional PUT: create-only (`*`) or this ETag."""

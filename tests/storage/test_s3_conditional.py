@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import http.server
 import os
+import re
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ import pytest
 
 from storage.errors import StorageUnavailable
 from storage.repos import Pfs
-from storage.s3 import NO_CONTINUE_BYTES, USER_AGENT
+from storage.s3 import NO_CONTINUE_BYTES, USER_AGENT, user_agent
 from tests.fixtures.s3 import MotoServer, fresh_bucket
 
 pytestmark = pytest.mark.s3
@@ -245,3 +246,12 @@ def test_requests_carry_herds_user_agent(recorded: tuple[Any, StrippingProxy]) -
     [agent] = {headers.get("User-Agent") or "" for _, _, headers in proxy.requests}
     assert agent.startswith(USER_AGENT + " ") and agent.endswith(f" Botocore/{botocore.__version__}")
     assert USER_AGENT.startswith(f"herd Boto3/{boto3.__version__} Python/")
+    assert re.fullmatch(r"herd( [A-Za-z0-9!$%&'*+\-.^_`|~]+/[A-Za-z0-9!$%&'*+\-.^_`|~]*)+", USER_AGENT)
+
+
+def test_a_user_agent_part_holds_only_what_botocore_lets_into_one() -> None:
+    # Given a kernel whose name and release hold spaces, a slash, CR LF and non-ASCII letters
+    agent = user_agent([("My OS", "6.1 custom/é\r\nX-Injected: 1"), ("Python", "3.11.7")])
+    # Then they stay inside their one part: no header can be injected, no encoding fails
+    assert agent == "herd My-OS/6.1-custom----X-Injected--1 Python/3.11.7"
+    agent.encode("ascii")
