@@ -13,7 +13,7 @@ RUNNER: the container's own process, as the transform's user, fed over the attac
   stdout/stderr in files; with a timeout, a wrapper reports the status on a second FIFO read
   with `read -t` (no timer process). Then `kill -1` ends every other process of the user's uid
   (stragglers; the kernel spares the caller). Answers `H <seq> <exit> <timed out> <oom> <0|1>`
-  (oom: the memory cgroup's oom_kill count rose during the datum) and,
+  (oom: the memory cgroup's oom_kill count rose during the datum, read when user code failed) and,
   when 1, a tar of `.herd/w/o`, `.herd/w/e` and `pfs/out` then `T <tar status> <bytes>` + tar's
   complaint. /pfs/out is emptied after the answer, while the worker unpacks it.
 STAGER: exec'd once per session as the stage uid, on its own stream, cwd /pfs.
@@ -81,8 +81,10 @@ counter() {{  # key, files...: the key's value in the first readable file, into 
   done
 }}
 counters_before() {{ counter oom_kill $OOM_FILES; oom0=$n; counter max $PIDS_FILES; forks0=$n; }}
-counters_after() {{  # sets $oom; a refused fork is named in the datum's stderr (its logs)
-  counter oom_kill $OOM_FILES; [ "$n" = "$oom0" ] && oom=0 || oom=1
+counters_after() {{  # exit status; sets $oom; a refused fork is named in the datum's stderr (its logs)
+  # OOM kills are read only when user code failed: one that exited 0 survived any kill among its
+  # processes, and the worker judges none then (reading the file is ~0.1 ms of a datum's path)
+  oom=0; [ "$1" = 0 ] || {{ counter oom_kill $OOM_FILES; [ "$n" = "$oom0" ] || oom=1; }}
   counter max $PIDS_FILES
   [ "$n" = "$forks0" ] || echo "herd: user code reached the container's pids limit (a fork was refused)" >>"$W/e"
 }}
@@ -130,7 +132,7 @@ run_datum() {{
   fi
   kill -s KILL -1 2>/dev/null
   wait
-  counters_after
+  counters_after "$rc"
   answer "$1" "$rc" "$to" "$oom"
   clean
 }}
@@ -149,7 +151,7 @@ run_once() {{
   [ -z "$w" ] || kill -s KILL "-$w" 2>/dev/null
   kill -s KILL "-$pid" 2>/dev/null
   to=0; [ ! -e "$W/timedout" ] || to=1
-  counters_after
+  counters_after "$rc"
   answer 0 "$rc" "$to" "$oom"
   clean
 }}
