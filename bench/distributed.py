@@ -30,7 +30,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT / "bench"))  # bench/cpu.py, after herd's packages
 
+from cpu import cpu_spent, machine_ceiling_note  # noqa: E402
 from scheduler.job_records import JobState  # noqa: E402
 from scheduler.pipelines import Pipelines  # noqa: E402
 from scheduler.queries import JobQueries  # noqa: E402
@@ -246,6 +248,8 @@ WHY_WORKER = ("the worker's time a datum (py-spy, 2026-12-03, after inputs and o
               "reading the outputs' archive in memory (tarfile) ~10%; 200/s leaves 5 ms a datum, of which "
               "the container's floor takes half, so one claim and one result per batch, not per datum, is "
               "what is left to cut")
+WHO_RUNS = ("the scheduler, the worker, Redis, the Docker engine and the container, over create-pipeline to "
+            "output commit")
 WHY_TWO_WORKERS = ("that overhead is CPU (each worker's Python, dockerd's relay of the streams, the forks in the "
                    "container) which two workers share on 2 cores with the scheduler, Redis and the engine, while "
                    "a raw Celery task of 20 ms uses almost none")
@@ -291,7 +295,8 @@ def figures(smoke: bool) -> list[dict[str, object]]:
         procs.start("scheduler", [*HERD, "scheduler"], env)
         procs.start("w1", [*HERD, "worker", "--concurrency", "1"], {**env, "HERD_WORKER_ID": "w1"})
         wait_ready(procs, ["w1"])
-        wall1, job1 = run_job(pfs, "copy1", timeout=1800)
+        with cpu_spent() as spent1:
+            wall1, job1 = run_job(pfs, "copy1", timeout=1800)
         slow = "sleep 0.02; cp $slow /pfs/out/"
         _, slow1 = run_job(pfs, "slow1", timeout=1800, script=slow, repo="slow")
         procs.start("w2", [*HERD, "worker", "--concurrency", "1"], {**env, "HERD_WORKER_ID": "w2"})
@@ -311,7 +316,7 @@ def figures(smoke: bool) -> list[dict[str, object]]:
         planned_row(FIGURES[0], n_trivial / wall1, None,
                     f"{size}{n_trivial} datums, create-pipeline to output commit {wall1:.1f} s (job alone "
                     f"{n_trivial / job1:.0f}/s); anchor: raw Celery round trip 460-650/s, performance.md; "
-                    f"{WHY_WORKER}"),
+                    f"{machine_ceiling_note(spent1, n_trivial, WHO_RUNS)}; {WHY_WORKER}"),
         planned_row(FIGURES[1], slow1 / slow2, None,
                     f"{size}{n_slow} datums of sleep 0.02, job time 1 worker {slow1:.1f} s / 2 workers {slow2:.1f} s "
                     f"({slow1 / n_slow * 1000 - 20:.1f} ms a datum besides its 20 ms of sleep); anchor: raw Celery "

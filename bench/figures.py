@@ -110,6 +110,16 @@ def planned_row(figure: str, herd: float | None, anchor: float | None, note: str
     return make_row(figure, herd, anchor, found[0].unit, found[0].target, note, ratio)
 
 
+def target_ratio(figure: str) -> float:
+    """The ratio a planned figure's target asks for at least (">= 0.6x" -> 0.6)."""
+    found = [p for p in PLANNED if p.figure == figure]
+    bounds = parse_target(found[0].target) if len(found) == 1 else None
+    ratios = [bound for op, bound, on_ratio in bounds or () if on_ratio and op == ">="]
+    if len(ratios) != 1:
+        raise KeyError(f"'{figure}' has no one ratio of PLANNED's targets to reach")
+    return ratios[0]
+
+
 def skipped_rows(figures: Sequence[str], why: str) -> list[Row]:
     """A module's planned rows when what it needs is missing: no figures, `why` as the note."""
     return [planned_row(figure, None, None, why) for figure in figures]

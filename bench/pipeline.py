@@ -31,7 +31,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.append(str(Path(__file__).resolve().parent))  # bench/cpu.py, after herd's packages
 
+from cpu import Spent, ceiling_note, cpu_spent  # noqa: E402
 from scheduler.cli.embedded import settle  # noqa: E402
 from scheduler.glob import match_nodes  # noqa: E402
 from scheduler.pipelines import Pipelines  # noqa: E402
@@ -46,12 +48,15 @@ from worker.settings import WorkerSettings  # noqa: E402
 
 # What the time goes to where a target is not met (perf record -a -g, py-spy, cProfile on this
 # machine's 2 cores), printed in the rows' notes.
+DATUMS_FIGURE = "2,000 trivial datums, embedded, local store"
 WHY_DATUMS = ("a datum is a sandboxed sh+cp (the anchor's work) plus 2 create-only records, 1 staged copy "
               "and its output read into its result; perf: ~10% of CPU in ext4's inode allocator (no journal: "
               "each new file skips the inodes freed in the last minute), ~20% idle cores; py-spy "
               "2026-12-03: the 2 records were ~28% of a datum's thread as named temp files linked, mostly "
               "the inode and directory-entry work, and are written as unnamed O_TMPFILEs since "
-              "(2,000 datums, 7 interleaved pairs: median 129 -> 139 datums/s, faster in 6 of 7)")
+              "(2,000 datums, 7 interleaved pairs: median 129 -> 139 datums/s, faster in 6 of 7); the disk is "
+              "not what bounds it: with the store and the scratch on tmpfs (2026-12-04, 3 rounds) herd made "
+              "323-349 datums/s against the anchor's 840-877, 0.37-0.42x; the CPU a datum (above) is")
 WHY_RERUN = ("what grows with N (cProfile): parse the previous index and plan N datums, write the plan, "
              "merge N outputs and write their manifest, about 0.05 s each per 10,000; the cyclic collector "
              "took ~0.15 s of it (gc callbacks, 2026-12-03) until creating and finishing a job paused it and "
@@ -138,28 +143,33 @@ def rerun(root: Path, n: int) -> tuple[float, float, int, int]:
     return first, second, status.data_processed, status.data_skipped
 
 
-def bare_nproc_wide(work: Path, n: int) -> float:
-    """Datums/s of the anchor: `sh -c cp` per file, as many at once as there are cores."""
+def bare_nproc_wide(work: Path, n: int, cpu: list[Spent] | None = None) -> float:
+    """Datums/s of the anchor: `sh -c cp` per file, as many at once as there are cores. `cpu`
+    gets what the timed part spent."""
     work.mkdir(parents=True, exist_ok=True)
     (work / "x").write_text("line\n")
 
     def one(i: int) -> None:
         subprocess.run(["sh", "-c", f"cp {work}/x {work}/y{i}"], check=True)
 
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    with cpu_spent() as spent, ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         list(pool.map(one, range(n)))
-    return n / (time.perf_counter() - t0)
+    if cpu is not None:
+        cpu.append(spent)
+    return n / spent.wall
 
 
-def herd_datums_per_second(root: Path, n: int, make_pfs: Callable[[Path], Pfs] = fresh_pfs) -> float:
+def herd_datums_per_second(root: Path, n: int, make_pfs: Callable[[Path], Pfs] = fresh_pfs,
+                           cpu: list[Spent] | None = None) -> float:
     pfs = make_pfs(root)
     pfs.create_repo("in")
     pfs.put_files("in", "master", [(f"/f{i:05d}", f"line {i}\n".encode()) for i in range(n)])
     Pipelines(pfs).create(dict(COPY_SPEC))
-    t0 = time.perf_counter()
-    run_pipeline(pfs)
-    return n / (time.perf_counter() - t0)
+    with cpu_spent() as spent:
+        run_pipeline(pfs)
+    if cpu is not None:
+        cpu.append(spent)
+    return n / spent.wall
 
 
 def rerun_pair(
@@ -250,7 +260,7 @@ def s3_figures(smoke: bool, root: Path) -> list[dict[str, object]]:
 
 def figures(smoke: bool) -> list[dict[str, object]]:
     """Rows 7, 8, 9 and 10 of issue 15's table, herd and anchor interleaved per round."""
-    from figures import make_row, planned_row
+    from figures import make_row, planned_row, target_ratio
 
     n_dps, n_expand, n_rerun, rounds = (20, 5_000, 50, 1) if smoke else (2_000, 100_000, 10_000, 3)
     size = f"N={n_expand:,}; " if smoke else ""
@@ -260,21 +270,25 @@ def figures(smoke: bool) -> list[dict[str, object]]:
         anchor_expand.append(anchor_expand_time(n_expand))
     globbed = glob_time(n_expand)
     herd_rate, bare_rate = [], []
+    herd_cpu: list[Spent] = []
+    bare_cpu: list[Spent] = []
     with tempfile.TemporaryDirectory(prefix="herd-bench-") as tmp:
         root = Path(tmp)
         for r in range(rounds):
-            herd_rate.append(herd_datums_per_second(root / f"dps{r}", n_dps))
-            bare_rate.append(bare_nproc_wide(root / f"bare{r}", n_dps))
+            herd_rate.append(herd_datums_per_second(root / f"dps{r}", n_dps, cpu=herd_cpu))
+            bare_rate.append(bare_nproc_wide(root / f"bare{r}", n_dps, cpu=bare_cpu))
         bigs, smalls, processed, skipped = rerun_pair(root, n_rerun, 1 if smoke else 5)
         s3_rows = s3_figures(smoke, root)
     med = statistics.median
     big, small = med(bigs), med(smalls)
+    ceiling = ceiling_note(herd_cpu, bare_cpu, n_dps, med(bare_rate), target_ratio(DATUMS_FIGURE))
     return [*s3_rows,
         planned_row("commit manifest -> planned datums, 100,000 files", med(expand), med(anchor_expand),
                     f"{size}anchor: sha256 ids of (path, hash) pairs, measured here; median of {rounds}"),
-        planned_row("2,000 trivial datums, embedded, local store", med(herd_rate), med(bare_rate),
+        planned_row(DATUMS_FIGURE, med(herd_rate), med(bare_rate),
                     f"{'N=' + str(n_dps) + '; ' if smoke else ''}cp per datum, local runtime; "
-                    f"anchor {os.cpu_count()} wide; median of {rounds}; {WHY_DATUMS}"),
+                    f"anchor {os.cpu_count()} wide; median of {rounds}; "
+                    f"{ceiling}; {WHY_DATUMS}"),
         planned_row("re-run after +1 file among 10,000 processed, local", big, small,
                     f"{'N=' + str(n_rerun) + '; ' if smoke else ''}ratio is t(N)/t(10), medians of {len(bigs)}; "
                     f"{WHY_RERUN}; last re-run processed {processed}, skipped {skipped}",

@@ -170,3 +170,15 @@ def test_planned_rows_take_unit_and_target_from_the_table() -> None:
     assert skipped[0]["unit"] == "MB" and skipped[0]["herd"] is None and skipped[0]["note"] == "no redis"
     with pytest.raises(KeyError, match="not one figure"):
         figures.planned_row("no such figure", 1.0, None)
+
+
+def test_target_ratio_is_the_lower_bound_on_the_ratio() -> None:
+    assert figures.target_ratio("2,000 trivial datums, embedded, local store") == pytest.approx(0.6)
+    assert figures.target_ratio("put-file 256 MiB, local") == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("figure", ["trivial datums, embedded, S3 store", "no such figure"])
+def test_target_ratio_refuses_a_figure_without_one(figure: str) -> None:
+    # row 9's target is a rate (>= 100 datums/s), not a ratio
+    with pytest.raises(KeyError, match="no one ratio"):
+        figures.target_ratio(figure)
