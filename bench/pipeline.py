@@ -83,6 +83,11 @@ def fresh_pfs(root: Path) -> Pfs:
     return Pfs(LocalObjectStore(root))
 
 
+def herd_width() -> str:
+    """How many datums the embedded runs here run at once, for the notes."""
+    return f"herd {SchedulerSettings(broker=None).parallelism} datums at once (HERD_PARALLELISM, by default cores + 1)"
+
+
 def run_pipeline(pfs: Pfs) -> None:
     """The jobs owed, run as the CLI runs them, with the local runtime (HERD_RUNTIME=auto would
     pick a Docker engine wherever one answers, and the specs here name no image)."""
@@ -209,24 +214,16 @@ def anchor_expand_time(n: int) -> float:
 @contextmanager
 def seaweed_pfs(root: Path) -> Iterator[Callable[[Path], Pfs]]:
     """A SeaweedFS S3 server for this block; yields a maker of Pfs on a fresh prefix of its bucket.
-    The credentials go to this process's environment (boto3 reads them there), restored after."""
-    from seaweed import seaweed_server
+    Its credentials, and no others, are this process's for the block (boto3 reads them there)."""
+    from seaweed import aws_identity, seaweed_server
 
     from storage.s3 import S3ObjectStore
 
-    with seaweed_server(root / "seaweed") as s3:
-        saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
-        os.environ.update({"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key,
-                           "AWS_DEFAULT_REGION": s3.region})
-        try:
-            yield lambda folder: Pfs(S3ObjectStore(s3.bucket, prefix=f"{folder.name}-{uuid.uuid4().hex[:8]}",
-                                                   endpoint_url=s3.url))
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    with seaweed_server(root / "seaweed") as s3, aws_identity(
+        {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key, "AWS_DEFAULT_REGION": s3.region}
+    ):
+        yield lambda folder: Pfs(S3ObjectStore(s3.bucket, prefix=f"{folder.name}-{uuid.uuid4().hex[:8]}",
+                                               endpoint_url=s3.url))
 
 
 def s3_figures(smoke: bool, root: Path) -> list[dict[str, object]]:
@@ -249,7 +246,7 @@ def s3_figures(smoke: bool, root: Path) -> list[dict[str, object]]:
     big, small = med(bigs), med(smalls)
     return [
         planned_row(names[0], med(herd_rate), med(bare_rate),
-                    f"N={n_dps}; SeaweedFS; cp per datum, local runtime; anchor {os.cpu_count()} wide; "
+                    f"N={n_dps}; SeaweedFS; cp per datum, local runtime, {herd_width()}; anchor {os.cpu_count()} wide; "
                     f"median of {rounds}; {WHY_S3}"),
         planned_row(names[1], big, small,
                     f"{'N=' + str(n_rerun) + '; ' if smoke else ''}SeaweedFS; ratio is t(N)/t(10), medians of "
@@ -286,7 +283,7 @@ def figures(smoke: bool) -> list[dict[str, object]]:
         planned_row("commit manifest -> planned datums, 100,000 files", med(expand), med(anchor_expand),
                     f"{size}anchor: sha256 ids of (path, hash) pairs, measured here; median of {rounds}"),
         planned_row(DATUMS_FIGURE, med(herd_rate), med(bare_rate),
-                    f"{'N=' + str(n_dps) + '; ' if smoke else ''}cp per datum, local runtime; "
+                    f"{'N=' + str(n_dps) + '; ' if smoke else ''}cp per datum, local runtime, {herd_width()}; "
                     f"anchor {os.cpu_count()} wide; median of {rounds}; "
                     f"{ceiling}; {WHY_DATUMS}"),
         planned_row("re-run after +1 file among 10,000 processed, local", big, small,

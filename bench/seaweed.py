@@ -227,6 +227,35 @@ def seaweed_server(
         _stop(proc)
 
 
+# Credentials something else left in this process (another bench module, or the test session's
+# fake ones: moto's session token makes SeaweedFS answer 403): S3 calls to the server made in
+# aws_identity's block use its identity and nothing else.
+AWS_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_SESSION_TOKEN",
+            "AWS_SECURITY_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
+
+
+@contextmanager
+def aws_identity(creds: dict[str, str]) -> Iterator[None]:
+    """This process's AWS_* set to `creds` alone for the block (restored after), and herd's
+    shared boto3 session dropped so its next client reads them (sessions cache credentials)."""
+    import storage.s3
+
+    saved = {name: os.environ.get(name) for name in AWS_VARS}
+    for name in AWS_VARS:
+        os.environ.pop(name, None)
+    os.environ.update(creds)
+    storage.s3._session = None
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        storage.s3._session = None
+
+
 if __name__ == "__main__":
     import tempfile
 

