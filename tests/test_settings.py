@@ -241,6 +241,16 @@ def test_outage_seconds_default() -> None:
     assert load_settings(WorkerSettings).outage_seconds == 300.0
 
 
+@pytest.mark.parametrize(("cores", "expected"), [(1, 2), (2, 3), (16, 17), (None, 2), (4096, 1024)])
+def test_parallelism_defaults_to_one_datum_more_than_cores(
+    monkeypatch: pytest.MonkeyPatch, cores: int | None, expected: int,
+) -> None:
+    # the extra slot runs user code while another datum's slot does herd's own work; at most MAX_WORKERS
+    monkeypatch.delenv("HERD_PARALLELISM", raising=False)
+    monkeypatch.setattr("scheduler.settings.os.cpu_count", lambda: cores)
+    assert load_settings(SchedulerSettings).parallelism == expected
+
+
 def test_a_pool_process_is_named_by_its_own_pid_unless_a_worker_id_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
     import socket
