@@ -12,6 +12,7 @@ else running on the machine counts too: the bench machine runs nothing else.
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,8 +68,6 @@ def ceiling_note(herd: list[Spent], anchor: list[Spent], count: int, anchor_rate
     """What the CPU a datum makes of the rate: herd's and the anchor's CPU a datum (medians of
     the rounds), the most datums a second herd's CPU allows on this machine's cores, and the CPU
     a datum the `target` ratio would allow at most."""
-    import statistics
-
     herd_ms = [s.per(count) for s in herd]
     anchor_ms = [s.per(count) for s in anchor]
     if any(m is None for m, _ in herd_ms + anchor_ms):

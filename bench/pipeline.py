@@ -56,7 +56,7 @@ WHY_DATUMS = ("a datum is a sandboxed sh+cp (the anchor's work) plus 2 create-on
               "the inode and directory-entry work, and are written as unnamed O_TMPFILEs since "
               "(2,000 datums, 7 interleaved pairs: median 129 -> 139 datums/s, faster in 6 of 7); the disk is "
               "not what bounds it: with the store and the scratch on tmpfs (2026-12-04, 3 rounds) herd made "
-              "323-349 datums/s against the anchor's 840-877, 0.37-0.42x; the CPU a datum (above) is")
+              "323-349 datums/s against the anchor's 840-877, 0.37-0.42x: the CPU a datum (above) bounds it")
 WHY_RERUN = ("what grows with N (cProfile): parse the previous index and plan N datums, write the plan, "
              "merge N outputs and write their manifest, about 0.05 s each per 10,000; the cyclic collector "
              "took ~0.15 s of it (gc callbacks, 2026-12-03) until creating and finishing a job paused it and "
@@ -219,9 +219,7 @@ def seaweed_pfs(root: Path) -> Iterator[Callable[[Path], Pfs]]:
 
     from storage.s3 import S3ObjectStore
 
-    with seaweed_server(root / "seaweed") as s3, aws_identity(
-        {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key, "AWS_DEFAULT_REGION": s3.region}
-    ):
+    with seaweed_server(root / "seaweed") as s3, aws_identity(s3.credentials):
         yield lambda folder: Pfs(S3ObjectStore(s3.bucket, prefix=f"{folder.name}-{uuid.uuid4().hex[:8]}",
                                                endpoint_url=s3.url))
 

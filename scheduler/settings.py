@@ -16,7 +16,7 @@ def _default_parallelism() -> int:
     # One datum more than cores: a datum's slot spends part of its time in herd's own work
     # (staging its inputs, its records, storing its outputs), when its user code uses no core,
     # and the extra one runs user code then. Trivial datums (bench/pipeline.py, row 8): 329 ->
-    # 371 datums/s on 2 cores; CPU-bound user code gets the same cores, shared three ways.
+    # 371 datums/s on 2 cores; CPU-bound user code gets the same cores, shared among one more.
     return min((os.cpu_count() or 1) + 1, MAX_WORKERS)
 
 

@@ -90,9 +90,7 @@ def test_aws_identity_uses_the_servers_credentials_alone_then_restores(
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     region = os.environ.get("AWS_DEFAULT_REGION")
     with seaweed.seaweed_server(tmp_path) as endpoint:
-        creds = {"AWS_ACCESS_KEY_ID": endpoint.access_key, "AWS_SECRET_ACCESS_KEY": endpoint.secret_key,
-                 "AWS_DEFAULT_REGION": endpoint.region}
-        with seaweed.aws_identity(creds):
+        with seaweed.aws_identity(endpoint.credentials):
             assert "AWS_SESSION_TOKEN" not in os.environ
             store = S3ObjectStore(endpoint.bucket, prefix="identity", endpoint_url=endpoint.url)
             store.put("a", b"x")
