@@ -446,13 +446,13 @@ def local_figures(work: Path, big: Path, rounds: int, smoke: bool) -> list[dict[
     blob_level |= medians(rounds, {"get": blob_get, "get anchor": plain_hash_copy(blob)})
 
     def cli_note(side: dict[str, float], level: float) -> str:
-        # herd's floor: its transfer alone (one SHA-256 pass, overlapped with the copy) plus the
+        # herd's floor, about: its transfer alone (one SHA-256 pass, overlapped with the copy) plus the
         # verb's fixed cost, which is at least pydantic-settings' import (bench/startup.py).
         best = side["anchor"] / (level + side["tiny"])
         return (f"herd CLI wall vs `python -S` hashlib pass + `cp`, on tmpfs, medians of {rounds} rounds; "
                 f"of herd's, {side['tiny']:.2f} s is the verb's fixed cost (the same verb on a 1-byte file: "
-                f"start-up, settings, records) and {level:.2f} s the transfer (BlobStore level below), "
-                f"so at best {best:.2f}x while start-up costs what it does")
+                f"start-up, settings, records) and {level:.2f} s the transfer (BlobStore level below): "
+                f"{best:.2f}x if the two simply add up (measured apart, they can overlap a little)")
 
     return [
         row(f"put-file {mib} MiB, local", put["herd"], put["anchor"], TARGET_LOCAL,
@@ -654,16 +654,17 @@ def s3_figures(work: Path, big: Path, rounds: int, smoke: bool) -> list[dict[str
                                                                      Config=TRANSFER)),
         })
         blob_level |= medians(rounds, {"get": blob_get, "get anchor": plain_get})
+
     def cli_note(verb: str, side: dict[str, float], level: float) -> str:
-        # As the local rows' floor: the transfer alone plus the verb's fixed cost. The anchor's
+        # As the local rows' floor, about: the transfer alone plus the verb's fixed cost. The anchor's
         # process pays python's start-up, boto3's import and a client too; herd's pays as well
         # pydantic-settings' import (bench/startup.py) and its records.
         best = side["anchor"] / (level + side["tiny"])
         return (f"herd CLI wall vs boto3 {verb} in a python process (start-up, import and client included), same "
                 f"TransferConfig (8 MiB parts, 4 threads), SeaweedFS on this machine, medians of {rounds} rounds; "
                 f"of herd's, {side['tiny']:.2f} s is the verb's fixed cost (the same verb on a 1-byte file: "
-                f"start-up, settings, boto3, records) and {level:.2f} s the transfer (BlobStore level below), so "
-                f"at best {best:.2f}x while start-up costs what it does")
+                f"start-up, settings, boto3, records) and {level:.2f} s the transfer (BlobStore level below): "
+                f"{best:.2f}x if the two simply add up (measured apart, they can overlap a little)")
 
     level = "in-process vs boto3 {}, same TransferConfig (no CLI start-up)"
     return [
