@@ -160,6 +160,35 @@ def test_find_clash() -> None:
     assert find_clash([*FILES, "/a.txt/b"]) == ("/a.txt", "/a.txt/b")
 
 
+def _first_clash(paths: list[str]) -> tuple[str, str] | None:
+    """find_clash by its definition: the first path in sorted order below a file, and that file."""
+    names = set(paths)
+    return next(((parent, name) for name in sorted(names) for parent in parent_dirs(name) if parent in names), None)
+
+
+# Short names from few characters, with '.', '-' and '0' (which sort just around '/') and a
+# non-ASCII one, so that a file and what lies below it are often far apart in sorted order.
+short_path = st.lists(st.sampled_from(["a", "b", "a.b", "a-", "a0", "é", "ab"]), min_size=1, max_size=4).map(
+    lambda parts: "/" + "/".join(parts))
+
+
+@given(st.lists(short_path, max_size=12))
+@example(["/a", "/a.b", "/a/b"])  # '/a.b' sorts between a file and what lies below it
+@example(["/a", "/a-/b", "/a/b/a"])
+@example(["/a/b", "/a/b", "/a"])  # a path given twice
+def test_find_clash_is_its_definition(paths: list[str]) -> None:
+    # Given any set of normalised paths
+    # Then find_clash names a clash when there is one, the same pair the definition names
+    assert find_clash(paths) == _first_clash(paths)
+
+
+def test_find_clash_of_paths_that_hold_a_nul() -> None:
+    # A NUL (refused in paths, but find_clash may be asked of anything) is what '/' becomes
+    # in the fast test's sort keys: the definition answers instead
+    assert find_clash(["/a\x00b", "/a"]) is None
+    assert find_clash(["/a\x00b", "/a\x00b/c"]) == ("/a\x00b", "/a\x00b/c")
+
+
 # --- issue 9: whole-name matches, and paths that are text ------------------------------------
 
 
