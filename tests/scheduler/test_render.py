@@ -78,6 +78,19 @@ def test_table_with_no_rows_prints_headers_only() -> None:
     assert render.table(("A", "B"), []) == "A   B"
 
 
+def test_table_keeps_braces_and_a_lone_column() -> None:
+    # Cells are values of the line's format, never part of it: braces print as they are
+    assert render.table(("NAME", "SIZE"), [("{0}{x}", "{:>9}")]).splitlines()[1] == "{0}{x}   {:>9}"
+    assert render.table(("NAME",), [("a",), ("b ",)]) == "NAME\na\nb"
+
+
+def test_table_refuses_a_row_of_another_length() -> None:
+    # A row short of or past the headers is a bug in its caller, never a column silently dropped
+    for row in (("a",), ("a", "1B", "extra")):
+        with pytest.raises(ValueError, match="a table of 2 columns"):
+            render.table(("NAME", "SIZE"), [("b", "2B"), row])
+
+
 def _commit(**extra: object) -> Commit:
     base = dict(id="c2", repo="images", branch="master", parent="c1",
                 started=NOW - timedelta(seconds=10), finished=NOW - timedelta(seconds=7),
