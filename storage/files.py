@@ -32,10 +32,10 @@ from storage.errors import (
     InvalidPath,
     ObjectNotFound,
 )
-from storage.model import Commit, FileDiff, FileEntry, FileInfo, Manifest, printable
+from storage.model import Commit, FileDiff, FileEntry, FileInfo, Manifest
 from storage.ops import PLACEHOLDER, FileOp, apply_ops, effective_ops
 from storage.packs import PACK_MIN_CHUNKS, PackWriter
-from storage.paths import ROOT, dir_prefix, normalize_dir, normalize_path
+from storage.paths import ROOT, dir_prefix, normalize_dir, normalize_path, printable
 from storage.refnames import Target, resolve, write_target
 from storage.streams import ChunkStream, PassThrough
 from storage.trees import diff_manifests, list_nodes, node_info

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from storage.collector import collector_paused
 from storage.errors import DataCorrupted
 from storage.layout import manifest_key
+from storage.paths import printable
 
 
 def canonical_json(value: Any) -> bytes:
@@ -94,11 +95,6 @@ class LenientRecord(Record):
     herd wrote stay readable (the scheduler's pipeline and job records: they gain fields)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
-
-
-def printable(text: str) -> str:
-    """`text` with control characters escaped ('\\x1b'): stored names can reach a terminal."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def corrupt_record(model: type, key: str | None, exc: Exception) -> DataCorrupted:
