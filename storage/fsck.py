@@ -41,12 +41,11 @@ from storage.model import (
     PackSlice,
     Record,
     Repo,
-    printable,
     record_kind,
 )
 from storage.objects import ObjectStore
 from storage.ops import OpenCommit
-from storage.paths import is_valid_name, validate_name
+from storage.paths import is_valid_name, printable, validate_name
 
 BLOB_THREADS = 4
 
