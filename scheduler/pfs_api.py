@@ -39,7 +39,7 @@ class HerdPfs(Pfs):
                 if entry is None:  # an implicit directory: the porcelain sums what lies below it
                     infos.append(self.files.inspect_file(repo, commit.id, node))
                 else:  # a file: its manifest entry already holds size and hash
-                    infos.append(FileInfo(path=node, type="file", size=entry.size, hash=entry.hash, commit=commit.id))
+                    infos.append(FileInfo.unchecked(node, "file", entry.size, entry.hash, commit.id))
         return infos
 
     def diff_paths(
@@ -74,7 +74,7 @@ class HerdPfs(Pfs):
         if info.type == "file":
             return [info]
         prefix = dir_prefix(info.path)
-        return [FileInfo(path=name, type="file", size=entry.size, hash=entry.hash, commit=commit.id)
+        return [FileInfo.unchecked(name, "file", entry.size, entry.hash, commit.id)
                 for name, entry in sorted(manifest.files.items()) if name.startswith(prefix)]
 
     def file_entry(self, repo: str, ref: str, path: str) -> tuple[Commit, FileEntry]:

@@ -265,6 +265,9 @@ class RepoInfo(Record):
     branches: tuple[str, ...] = ()
 
 
+_set = object.__setattr__  # a frozen model refuses its own __setattr__
+
+
 class FileInfo(Record):
     """One node of a commit's tree: a file, or an implicit directory (size = bytes below it)."""
 
@@ -273,6 +276,20 @@ class FileInfo(Record):
     size: int = 0
     hash: str = ""
     commit: str = ""
+
+    @classmethod
+    def unchecked(cls, path: str, type: Literal["file", "dir"], size: int, hash: str, commit: str) -> Self:  # noqa: A002
+        """A FileInfo of values that are valid already (a parsed manifest's path, size and hash),
+        made as `model_construct` makes a model, through the model's documented instance
+        attributes but without its loop over fields: glob-file and list-file make one per match,
+        and 100,000 took 0.32 s validated, 0.44 s by model_construct, 0.21 s so
+        (tests/storage/test_model.py checks it equals the validated one)."""
+        info = cls.__new__(cls)
+        _set(info, "__dict__", {"path": path, "type": type, "size": size, "hash": hash, "commit": commit})
+        _set(info, "__pydantic_fields_set__", {"path", "type", "size", "hash", "commit"})
+        _set(info, "__pydantic_extra__", None)
+        _set(info, "__pydantic_private__", None)
+        return info
 
 
 class FileDiff(Record):

@@ -20,13 +20,13 @@ def node_info(manifest: Manifest, path: str, commit: str) -> FileInfo | None:
     kind = node_type(manifest.files, path)
     if kind == "file":
         entry = manifest.files[path]
-        return FileInfo(path=path, type="file", size=entry.size, hash=entry.hash, commit=commit)
+        return FileInfo.unchecked(path, "file", entry.size, entry.hash, commit)
     if kind is None:
         return None
     prefix = dir_prefix(path)
     below = [(name[len(prefix):], e) for name, e in manifest.files.items() if name.startswith(prefix)]
     size = sum(entry.size for _, entry in below)
-    return FileInfo(path=path, type="dir", size=size, hash=dir_hash(below), commit=commit)
+    return FileInfo.unchecked(path, "dir", size, dir_hash(below), commit)
 
 
 def list_nodes(manifest: Manifest, directory: str, commit: str) -> list[FileInfo]:
@@ -42,13 +42,10 @@ def list_nodes(manifest: Manifest, directory: str, commit: str) -> list[FileInfo
             dirs.setdefault(prefix + head, []).append((rest, entry))
         else:
             files[prefix + head] = entry
-    infos = [
-        FileInfo(path=p, type="file", size=e.size, hash=e.hash, commit=commit)
-        for p, e in files.items()
-    ]
+    # Values of a parsed manifest: no validation again (FileInfo.unchecked), for big folders
+    infos = [FileInfo.unchecked(p, "file", e.size, e.hash, commit) for p, e in files.items()]
     infos += [
-        FileInfo(path=p, type="dir", size=sum(e.size for _, e in below), hash=dir_hash(below),
-                 commit=commit)
+        FileInfo.unchecked(p, "dir", sum(e.size for _, e in below), dir_hash(below), commit)
         for p, below in dirs.items()
     ]
     return sorted(infos, key=lambda info: info.path)
