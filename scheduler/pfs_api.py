@@ -18,7 +18,7 @@ from storage.repos import Pfs
 from storage.split import SplitMode
 
 # From this many matches up, their FileInfos are made with the cyclic collector paused
-# (storage.collector): 100,000 of them in 0.22 s instead of 0.52 s.
+# (storage.collector): 100,000 of them (FileInfo.unchecked) in 0.19 s instead of 0.31 s.
 MANY_NODES = 10_000
 
 
