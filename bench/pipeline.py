@@ -33,7 +33,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.append(str(Path(__file__).resolve().parent))  # bench/cpu.py, after herd's packages
 
-from cpu import Spent, ceiling_note, cpu_spent  # noqa: E402
+from cpu import Spent, ceiling_note, cpu_spent, machine_ceiling_note  # noqa: E402
+from s3_requests import RequestCount, requests_note  # noqa: E402
 from scheduler.cli.embedded import settle  # noqa: E402
 from scheduler.datums import pfs_datums  # noqa: E402
 from scheduler.glob import match_nodes  # noqa: E402
@@ -65,13 +66,19 @@ WHY_RERUN = ("what grows with N (cProfile): parse the previous index and plan N 
              "0.66 -> 0.38 s), and the next job parsed again the index the last one wrote until the "
              "process kept it (with both, 3 pairs: 0.56 -> 0.30 s); t(N)/t(10) <= 1.2 needs plan, index "
              "and manifest written as changes, not whole")
-WHY_S3 = ("a datum makes 2.6 S3 requests (botocore events counted, N=300, 2026-12-02; 3.7 before its tiny "
-          "output rode in its result, 5.7 before its batch read the inputs ahead and the merge kept the results "
-          "it stored): its attempt claim and its result, 1/15 of its batch's read of the input pack, and 0.6 of "
-          "the scheduler's passes (list pipelines, branch heads, job status), to a server on the same 2 cores; "
-          "each cost about 1.5 ms of this process's CPU in botocore (signing, parsing) besides the server's own, "
-          "and about 1.2 ms since 2026-12-04 (botocore evaluated its endpoint rules again for each new key, and "
-          "built its User-Agent twice a request; 4 interleaved pairs: 92-116 -> 119-127 datums/s)")
+WHY_S3 = ("before, 3.7 requests a datum until its tiny output rode in its result, 5.7 until its batch read the "
+          "inputs ahead and the merge kept the results it stored; the claim and the result are the 2 every datum "
+          "must make, to a server on the same 2 cores: of a datum's 17.5-20 ms of CPU (2026-12-04, N=500, /proc) "
+          "SeaweedFS took 5.9-6.8 ms and herd's process 7.7-8.9 ms, ~60% of whose active samples were "
+          "botocore's request path (py-spy: the claim's PUT ~23%, the result's ~20%); a create-only PUT "
+          "alone costs herd's process 1.8-2.3 ms of CPU (1,000 in a "
+          "loop; until that morning about 0.3 ms more: botocore evaluated its endpoint rules again for each new "
+          "key and built its User-Agent twice a request, 4 interleaved pairs: 92-116 -> 119-127 datums/s); the "
+          "datums without their claim (an unsafe experiment, 2026-12-04: no lease, no try counted) made 105-145 "
+          "datums/s against 83-102: one claim a batch instead of a datum is the lever left, and it changes how the "
+          "scheduler, restart-datum and inspect-datum see attempts")
+
+WHO_S3 = "SeaweedFS, herd's process, the sandboxes and user code, the median round"
 
 COPY_SPEC = {
     "pipeline": {"name": "copy"},
@@ -204,12 +211,12 @@ def bare_nproc_wide(work: Path, n: int, cpu: list[Spent] | None = None) -> float
 
 
 def herd_datums_per_second(root: Path, n: int, make_pfs: Callable[[Path], Pfs] = fresh_pfs,
-                           cpu: list[Spent] | None = None) -> float:
+                           cpu: list[Spent] | None = None, requests: RequestCount | None = None) -> float:
     pfs = make_pfs(root)
     pfs.create_repo("in")
     pfs.put_files("in", "master", [(f"/f{i:05d}", f"line {i}\n".encode()) for i in range(n)])
     Pipelines(pfs).create(dict(COPY_SPEC))
-    with cpu_spent() as spent:
+    with cpu_spent() as spent, (requests or RequestCount()).watching(pfs.objects):
         run_pipeline(pfs)
     if cpu is not None:
         cpu.append(spent)
@@ -250,6 +257,11 @@ def anchor_expand_time(n: int) -> float:
     return took
 
 
+def _median_round(rates: list[float], spent: list[Spent]) -> Spent:
+    """The CPU spent by the round whose rate is the median (the upper one of an even count)."""
+    return sorted(zip(rates, spent, strict=True), key=lambda pair: pair[0])[len(rates) // 2][1]
+
+
 @contextmanager
 def seaweed_pfs(root: Path) -> Iterator[Callable[[Path], Pfs]]:
     """A SeaweedFS S3 server for this block; yields a maker of Pfs on a fresh prefix of its bucket.
@@ -272,9 +284,9 @@ def s3_figures(smoke: bool, root: Path) -> list[dict[str, object]]:
     n_dps, n_rerun, rounds = (10, 20, 1) if smoke else (500, 10_000, 3)
     try:
         with seaweed_pfs(root) as make_pfs:
-            herd_rate, bare_rate = [], []
+            herd_rate, bare_rate, requests, spent = [], [], RequestCount(), []
             for r in range(rounds):
-                herd_rate.append(herd_datums_per_second(root / f"s3dps{r}", n_dps, make_pfs))
+                herd_rate.append(herd_datums_per_second(root / f"s3dps{r}", n_dps, make_pfs, spent, requests))
                 bare_rate.append(bare_nproc_wide(root / f"s3bare{r}", n_dps))
             bigs, smalls, processed, skipped = rerun_pair(root / "s3", n_rerun, 1 if smoke else 5, make_pfs)
     except SeaweedUnavailable as exc:
@@ -284,7 +296,8 @@ def s3_figures(smoke: bool, root: Path) -> list[dict[str, object]]:
     return [
         planned_row(names[0], med(herd_rate), med(bare_rate),
                     f"N={n_dps}; SeaweedFS; cp per datum, local runtime, {herd_width()}; anchor {os.cpu_count()} wide; "
-                    f"median of {rounds}; {WHY_S3}"),
+                    f"median of {rounds}; {requests_note(requests.kinds, rounds * n_dps)}; "
+                    f"{machine_ceiling_note(_median_round(herd_rate, spent), n_dps, WHO_S3)}; {WHY_S3}"),
         planned_row(names[1], big, small,
                     f"{'N=' + str(n_rerun) + '; ' if smoke else ''}SeaweedFS; ratio is t(N)/t(10), medians of "
                     f"{len(bigs)}; last re-run processed {processed}, skipped {skipped}; {WHY_RERUN}",

@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -207,6 +207,20 @@ class S3ObjectStore:
         self._conditional_ok = not check_conditional_writes
         self._conditional_refusal: str | None = None
         self._conditional_lock = threading.Lock()
+
+    def watch_requests(self, callback: Callable[[str, str], None]) -> Callable[[], None]:
+        """Call `callback(operation, key)` before each S3 call this store makes, from the thread
+        making it: the key below the store's prefix (a listing's: its prefix). How the benchmarks
+        count what a datum costs in requests. Returns the function that stops the calls."""
+        prefix, events = self.prefix, self._client.meta.events
+        unique_id = f"herd-watch-{uuid.uuid4().hex}"
+
+        def seen(params: dict[str, Any], model: Any, **_: Any) -> None:
+            key = str(params.get("Key") or params.get("Prefix") or "")
+            callback(model.name, key[len(prefix):] if key.startswith(prefix) else key)
+
+        events.register("before-parameter-build.s3", seen, unique_id=unique_id)
+        return lambda: events.unregister("before-parameter-build.s3", unique_id=unique_id)
 
     # -- the one error boundary ---------------------------------------------------------
     @contextmanager
