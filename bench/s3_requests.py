@@ -1,4 +1,5 @@
-"""The S3 requests a benchmark's block made, counted by kind (S3ObjectStore.watch_requests).
+"""The S3 requests a benchmark's block made, counted by kind (S3ObjectStore.watch_requests: API
+calls, so a call botocore retried counts once).
 
 On S3 a trivial datum is bound by its requests: each costs botocore's CPU in herd's process and
 the server's in its own, on the same 2 cores. Row 9's note gives them counted in its own run,
@@ -63,7 +64,7 @@ class RequestCount:
 
 
 def requests_note(kinds: Counter[str], datums: int) -> str:
-    """'a datum made 2.38 S3 requests (counted in this run): attempt claim 1.00, result 1.00, ...'."""
+    """'a datum made 2.38 S3 requests (counted in this run: attempt claim 1.00, result 1.00, ...)'."""
     total = sum(kinds.values())
     if not datums or not total:
         return "S3 requests not counted"
