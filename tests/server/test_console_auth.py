@@ -78,8 +78,12 @@ def test_a_reader_logs_in_and_sees_only_its_repo(browser: WebDriver, guarded: tu
     assert "master" in browser.page_source
     # And after logging out, pages send her back to the form
     browser.find_element(By.CSS_SELECTOR, "form.user button").click()
+    # (the logout's own answer first: navigating while its POST is in flight cancels it, and then
+    # its cookie may never be dropped)
+    until(lambda: browser.current_url.startswith(server.url + "/login"), "the logout's redirect")
     browser.get(server.url + "/repos/open")
     until(lambda: "/login" in browser.current_url, "the redirect after logging out")
+    assert not browser.find_elements(By.ID, "viewer")
 
 
 def test_without_a_browser_pages_need_a_token_and_a_role(guarded: tuple[HerdServer, str, str]) -> None:
