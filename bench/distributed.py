@@ -8,9 +8,10 @@ Docker engine at DOCKER_HOST with the busybox test image (built FROM scratch if 
 storage in a local folder (`file`, default: measures herd, Celery and Docker) or in moto's S3
 server (`s3`: moto answers in ~10-20 ms a request, so it measures moto more than herd).
 Everything started here is stopped at the end. `figures(smoke)` gives bench/run.py rows 12, 13
-and 15 of issue 15's table (local store); without a Docker engine they say "skipped: no Docker
+and 15 of issue 15's table (local store, on tmpfs as bench/tmpfs.py says why, and row 12's job
+once more on the disk for its note); without a Docker engine they say "skipped: no Docker
 engine" (the engine is found at DOCKER_HOST, the default socket or /run/herd-docker.sock,
-never started here).
+never started here). Run alone, this script works in the default temp folder (TMPDIR).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.append(str(ROOT / "bench"))  # bench/cpu.py, after herd's packages
 
 from cpu import cpu_spent, machine_ceiling_note  # noqa: E402
+from tmpfs import create_cost, fast_folder  # noqa: E402
 from scheduler.job_records import JobState  # noqa: E402
 from scheduler.pipelines import Pipelines  # noqa: E402
 from scheduler.queries import JobQueries  # noqa: E402
@@ -267,20 +269,60 @@ def docker_overhead(n: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+def start_herd(work: Path, host: str, procs: Processes, repos: dict[str, int]) -> tuple[dict[str, str], Pfs]:
+    """redis-server, the store, HERD_SCRATCH and Redis's log in `work`; `repos` of one-line files;
+    `herd scheduler` and worker w1 (concurrency 1) ready."""
+    env, pfs = start_services(work, "file", procs)
+    env["DOCKER_HOST"] = host
+    for repo, count in repos.items():
+        pfs.create_repo(repo)
+        pfs.put_files(repo, "master", [(f"/f{i:05d}", f"line {i}\n".encode()) for i in range(count)])
+    procs.start("scheduler", [*HERD, "scheduler"], env)
+    procs.start("w1", [*HERD, "worker", "--concurrency", "1"], {**env, "HERD_WORKER_ID": "w1"})
+    wait_ready(procs, ["w1"])
+    return env, pfs
+
+
+def trivial_on_disk(host: str, n: int, logs: Path) -> tuple[float, float]:
+    """Row 12's job once more with herd's files on the default temp folder (this machine's disk),
+    its processes' logs in `logs`: (datums/s, the median seconds of a file create there just before)."""
+    logs.mkdir()
+    procs = Processes(logs)
+    try:
+        with tempfile.TemporaryDirectory(prefix="herd-bench-disk-") as folder:
+            _, pfs = start_herd(Path(folder), host, procs, {"many": n})
+            create = create_cost(Path(folder))
+            wall, _ = run_job(pfs, "copy1", timeout=1800)
+            procs.stop_all()
+    finally:
+        procs.stop_all()
+    return n / wall, create
+
+
+def disk_note(fast: Path, fast_create: float, disk: tuple[float, float]) -> str:
+    """Row 12's figure is from `fast` (tmpfs); what the same job made on the disk, and why it differs."""
+    rate, create = disk
+    return (f"store, scratch and Redis's log in {fast.parent} (bench/tmpfs.py), where a file create took "
+            f"{fast_create * 1e6:.0f} us; on this machine's disk ({tempfile.gettempdir()}) a create took "
+            f"{create * 1e6:.0f} us just before the same job there made {rate:.0f} datums/s: a datum creates 3 "
+            f"files on a local store (its attempt's folder, its claim, its result), and ext4 without a "
+            f"journal makes each new file walk past the inodes freed in the last minutes")
+
+
 def wait_ready(procs: Processes, names: list[str]) -> None:
     wait_until(lambda: all(" ready." in procs.log(n) for n in names), 90, "workers to be ready", interval=0.1)
 
 
-# Where a worker's time goes (py-spy over `herd worker --concurrency 1`, 2,000 trivial datums,
-# local store, Docker runtime, 2026-12-02), and why a second worker gains less than Celery alone.
-WHY_WORKER = ("the worker's time a datum (py-spy, 2026-12-03, after inputs and outputs stopped touching its "
-              "disk): about half of it waiting on the warm container (row 14: ~2.6 ms), the rest its own CPU; of "
-              "a datum's active samples, the runtime's two streams (send, read the answer) ~38%, the attempt "
-              "claim and the result (create-only records: a temp file, a link, an inode each; the claim's "
-              "attempts folder one more; since 2026-12-03 the temp file is an unnamed O_TMPFILE) ~27%, "
-              "reading the outputs' archive in memory (tarfile) ~10%; 200/s leaves 5 ms a datum, of which "
-              "the container's floor takes half, so one claim and one result per batch, not per datum, is "
-              "what is left to cut")
+# Where a worker's time goes (py-spy over `herd worker --concurrency 1`, 4,000 trivial datums,
+# store and scratch on tmpfs, Docker runtime, 2026-12-04), and why a second worker gains less
+# than Celery alone.
+WHY_WORKER = ("the worker's time a datum (py-spy at 200 Hz, 2026-12-04, store on tmpfs, 186 datums/s): it was "
+              "busy 39% of the job's time and waited the rest (on the warm container's round trip, row 14); of its "
+              "busy samples, the runtime's streams (send the datum, read the answer, check the staged inputs) "
+              "~42%, the attempt claim and the result (create-only records) ~25%, reading the outputs' archive "
+              "in memory (tarfile) ~11%; on the disk the records were ~36% (py-spy the same day: the inode "
+              "allocator, above); so fewer records a datum would cut little of the 5 ms: what is left is to "
+              "overlap the next datum's claim and send with the container's run of this one")
 WHO_RUNS = ("the scheduler, the worker, Redis, the Docker engine and the container, over create-pipeline to "
             "output commit")
 WHY_TWO_WORKERS = ("that overhead is CPU (each worker's Python, dockerd's relay of the streams, the forks in the "
@@ -313,45 +355,39 @@ def figures(smoke: bool) -> list[dict[str, object]]:
     finally:
         client.close()
     n_trivial, n_slow, rounds = (20, 20, 1) if smoke else (2000, 500, 5)
-    work = Path(tempfile.mkdtemp(prefix="herd-bench-"))
-    (work / "logs").mkdir()
-    procs = Processes(work / "logs")
+    logs = Path(tempfile.mkdtemp(prefix="herd-bench-logs-"))
+    procs = Processes(logs)
     try:
-        env, pfs = start_services(work, "file", procs)
-        env["DOCKER_HOST"] = host
-        pfs.create_repo("many")
-        pfs.put_files("many", "master", [(f"/f{i:05d}", f"line {i}\n".encode()) for i in range(n_trivial)])
-        pfs.create_repo("slow")
-        pfs.put_files("slow", "master", [(f"/f{i:05d}", f"line {i}\n".encode()) for i in range(n_slow)])
-        pfs.create_repo("few")
-        pfs.put_file("few", "master", "/first", b"first\n")
-        procs.start("scheduler", [*HERD, "scheduler"], env)
-        procs.start("w1", [*HERD, "worker", "--concurrency", "1"], {**env, "HERD_WORKER_ID": "w1"})
-        wait_ready(procs, ["w1"])
-        with cpu_spent() as spent1:
-            wall1, job1 = run_job(pfs, "copy1", timeout=1800)
-        slow = "sleep 0.02; cp $slow /pfs/out/"
-        _, slow1 = run_job(pfs, "slow1", timeout=1800, script=slow, repo="slow")
-        timeline1 = job_timeline(pfs, "slow1")
-        procs.start("w2", [*HERD, "worker", "--concurrency", "1"], {**env, "HERD_WORKER_ID": "w2"})
-        wait_ready(procs, ["w1", "w2"])
-        _, slow2 = run_job(pfs, "slow2", timeout=1800, script=slow, repo="slow")
-        timeline2 = job_timeline(pfs, "slow2")
-        run_job(pfs, "lat", timeout=300, script="cp $few /pfs/out/", repo="few")
-        latency = change_latency(pfs, "lat", rounds, repo="few", broker=env["HERD_BROKER"])
+        with fast_folder("herd-bench-") as work:  # bench/tmpfs.py: this disk's creates, not herd's
+            env, pfs = start_herd(work, host, procs, {"many": n_trivial, "slow": n_slow, "few": 1})
+            fast, fast_create = work, create_cost(work)
+            with cpu_spent() as spent1:
+                wall1, job1 = run_job(pfs, "copy1", timeout=1800)
+            slow = "sleep 0.02; cp $slow /pfs/out/"
+            _, slow1 = run_job(pfs, "slow1", timeout=1800, script=slow, repo="slow")
+            timeline1 = job_timeline(pfs, "slow1")
+            procs.start("w2", [*HERD, "worker", "--concurrency", "1"], {**env, "HERD_WORKER_ID": "w2"})
+            wait_ready(procs, ["w1", "w2"])
+            _, slow2 = run_job(pfs, "slow2", timeout=1800, script=slow, repo="slow")
+            timeline2 = job_timeline(pfs, "slow2")
+            run_job(pfs, "lat", timeout=300, script="cp $few /pfs/out/", repo="few")
+            latency = change_latency(pfs, "lat", rounds, repo="few", broker=env["HERD_BROKER"])
+            procs.stop_all()
+        disk = trivial_on_disk(host, n_trivial, logs / "disk")
     except BaseException:
         procs.stop_all()
-        print(f"failed; logs kept in {work / 'logs'}", file=sys.stderr)
+        print(f"failed; logs kept in {logs}", file=sys.stderr)
         raise
     procs.stop_all()
-    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(logs, ignore_errors=True)
     med = {key: statistics.median(r[key] for r in latency) for key in latency[0]}
     size = "smoke sizes; " if smoke else ""
     return [
         planned_row(FIGURES[0], n_trivial / wall1, None,
                     f"{size}{n_trivial} datums, create-pipeline to output commit {wall1:.1f} s (job alone "
                     f"{n_trivial / job1:.0f}/s); anchor: raw Celery round trip 460-650/s, performance.md; "
-                    f"{machine_ceiling_note(spent1, n_trivial, WHO_RUNS)}; {WHY_WORKER}"),
+                    f"{machine_ceiling_note(spent1, n_trivial, WHO_RUNS)}; {disk_note(fast, fast_create, disk)}; "
+                    f"{WHY_WORKER}"),
         planned_row(FIGURES[1], slow1 / slow2, None,
                     f"{size}{n_slow} datums of sleep 0.02, job time 1 worker {slow1:.1f} s / 2 workers {slow2:.1f} s "
                     f"({slow1 / n_slow * 1000 - 20:.1f} ms a datum besides its 20 ms of sleep); anchor: raw Celery "

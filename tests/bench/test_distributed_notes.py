@@ -3,6 +3,8 @@ job_timeline itself runs in the smoke run (tests/bench/test_bench_smoke.py) on r
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.bench.loader import load_bench
@@ -27,3 +29,9 @@ def test_a_job_without_serial_parts_could_double(lead: float) -> None:
     note = distributed.two_workers_note(timeline(10.0 + lead, lead, 0.0), timeline(5.0 + lead, lead, 0.0))
     bound = (10.0 + lead) / (lead + 5.0)
     assert f"bound the ratio at {bound:.2f}x" in note
+
+
+def test_disk_note_gives_both_creates_and_the_disk_rate() -> None:
+    note = distributed.disk_note(Path("/dev/shm/herd-bench-x"), 5e-6, (151.4, 4.2e-4))
+    assert "Redis's log in /dev/shm (bench/tmpfs.py), where a file create took 5 us" in note
+    assert "a create took 420 us just before the same job there made 151 datums/s" in note
