@@ -61,6 +61,8 @@ class WorkerContext:
 
             self.clock = BrokerClock(settings.broker)
         self.holder = f"{settings.worker_id}/{uuid.uuid4().hex[:12]}"
+        # Results go to a thread of their own where a write waits on the network (worker/result_writer.py).
+        self.remote_store = local_root(objects) is None
         self._runtime: Runtime | None = None
         self._local = threading.local()
         self._lock = threading.Lock()

@@ -18,6 +18,7 @@ A datum whose tries were used up by dying workers is failed by the scheduler wit
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,6 +40,7 @@ from worker.context import Lease, WorkerContext, context_for
 from worker.log_shipper import LogLimits, LogShipper
 from worker.outputs import collect_datum_outputs, collect_output_files
 from worker.process_io import RunCancelled
+from worker.result_writer import ResultWriter
 from worker.runtime import RunRequest, RunResult, Session
 from worker.secrets import secret_env
 from worker.settings import WorkerSettings
@@ -77,15 +79,22 @@ def process_batch(
         entry for index in batch.datums if 0 <= index < len(plan.datums)
         for item in plan.datums[index].inputs if not item.empty_files for entry in item.files.values()
     ))
-    sorted_: dict[str, list[int]] = {"done": [], "failed": [], "deferred": [], "used_up": []}
+    states: dict[int, DatumState | Claim] = {}
     seconds: list[float] = []
-    for index in batch.datums:
-        started = time.monotonic()
-        state = run_datum(ctx, plan, spec, index, chunks)
-        if state is Claim.ENDED:
-            break
-        if state in (DatumState.SUCCESS, DatumState.FAILED, DatumState.RECOVERED):
-            seconds.append(time.monotonic() - started)
+    with ResultWriter[DatumState](threaded=ctx.remote_store) as writer:
+        for index in dict.fromkeys(batch.datums):  # once each: a result being stored is not yet seen
+            if writer.failed:
+                break  # a result met an outage: wait() raises it, and the batch goes back
+            started = time.monotonic()
+            state = run_datum(ctx, plan, spec, index, writer, chunks)
+            if state is Claim.ENDED:
+                break
+            if state in (DatumState.SUCCESS, DatumState.FAILED, DatumState.RECOVERED):
+                seconds.append(time.monotonic() - started)
+            states[index] = state
+        states.update(writer.wait())  # the state that stands: another delivery's, if it stored first
+    sorted_: dict[str, list[int]] = {"done": [], "failed": [], "deferred": [], "used_up": []}
+    for index, state in states.items():
         key = {DatumState.SUCCESS: "done", DatumState.RECOVERED: "done", DatumState.FAILED: "failed",
                Claim.USED_UP: "used_up"}.get(state, "deferred")
         sorted_[key].append(index)
@@ -104,9 +113,11 @@ def _warm_up(ctx: WorkerContext, plan: JobPlan, spec: PipelineSpec) -> None:
 
 
 def run_datum(
-    ctx: WorkerContext, plan: JobPlan, spec: PipelineSpec, index: int, chunks: ChunkSource | None = None,
+    ctx: WorkerContext, plan: JobPlan, spec: PipelineSpec, index: int, writer: ResultWriter[DatumState],
+    chunks: ChunkSource | None = None,
 ) -> DatumState | Claim:
-    """Run one datum to a stored result, retrying up to datum_tries; else why not. `chunks`:
+    """Run one datum to a result handed to `writer`, retrying up to datum_tries; else why not.
+    The state returned is the result's own (`writer.wait()` gives the one that stands). `chunks`:
     where its input chunks are read (its batch's, read ahead), else the context's blob store."""
     datum = plan.datums[index]
     while True:
@@ -119,7 +130,8 @@ def run_datum(
         try:
             result = _attempt(ctx, plan, spec, datum, claim.attempt, last, chunks)
             if result is not None and (result.state != DatumState.FAILED or last):
-                return _store(ctx, result, plan.pipeline)
+                writer.submit(index, functools.partial(_store_or_give_back, ctx, plan, datum, claim.attempt, result))
+                return result.state
         except Unavailable as exc:
             failed = _give_back(ctx, plan, datum, claim.attempt, exc)
             if failed is None:
@@ -367,6 +379,20 @@ def _finish(
         started=started, finished=now(), stats=JobStats(**stats), outputs=outputs or {},
         inline={digest: inline_text(data) for digest, data in (inline or {}).items()},
     )
+
+
+def _store_or_give_back(
+    ctx: WorkerContext, plan: JobPlan, datum: PlannedDatum, attempt: Attempt, result: DatumResult,
+) -> DatumState:
+    """Store the attempt's result; an outage gives the attempt back (it uses no try) and raises,
+    or stores a FAILED result once the outage has lasted too long, as an outage running it does."""
+    try:
+        return _store(ctx, result, plan.pipeline)
+    except Unavailable as exc:
+        failed = _give_back(ctx, plan, datum, attempt, exc)
+        if failed is None:
+            raise
+        return _store(ctx, failed, plan.pipeline)
 
 
 def _store(ctx: WorkerContext, result: DatumResult, pipeline: str) -> DatumState:
