@@ -133,10 +133,7 @@ def run_datum(
                 writer.submit(index, functools.partial(_store_or_give_back, ctx, plan, datum, claim.attempt, result))
                 return result.state
         except Unavailable as exc:
-            failed = _give_back(ctx, plan, datum, claim.attempt, exc)
-            if failed is None:
-                raise
-            return _store(ctx, failed, plan.pipeline)
+            return _outage(ctx, plan, datum, claim.attempt, exc)
         if result is None and ctx.ledger.job_ended(plan.job_id):
             return Claim.ENDED
         # Else restart-datum ended the attempt (a new one uses no try of the old), or a try is left.
@@ -384,15 +381,20 @@ def _finish(
 def _store_or_give_back(
     ctx: WorkerContext, plan: JobPlan, datum: PlannedDatum, attempt: Attempt, result: DatumResult,
 ) -> DatumState:
-    """Store the attempt's result; an outage gives the attempt back (it uses no try) and raises,
-    or stores a FAILED result once the outage has lasted too long, as an outage running it does."""
+    """Store the attempt's result; an outage meets it as one running it would (`_outage`)."""
     try:
         return _store(ctx, result, plan.pipeline)
     except Unavailable as exc:
-        failed = _give_back(ctx, plan, datum, attempt, exc)
-        if failed is None:
-            raise
-        return _store(ctx, failed, plan.pipeline)
+        return _outage(ctx, plan, datum, attempt, exc)
+
+
+def _outage(ctx: WorkerContext, plan: JobPlan, datum: PlannedDatum, attempt: Attempt, exc: Unavailable) -> DatumState:
+    """Give the attempt back (it uses no try) and raise `exc`, or store a FAILED result once the
+    outage has lasted too long."""
+    failed = _give_back(ctx, plan, datum, attempt, exc)
+    if failed is None:
+        raise exc
+    return _store(ctx, failed, plan.pipeline)
 
 
 def _store(ctx: WorkerContext, result: DatumResult, pipeline: str) -> DatumState:

@@ -3,11 +3,12 @@ storing one datum's result overlaps claiming and running the next.
 
 On S3 a result is a create-only PUT (5-7 ms on SeaweedFS here) that the batch's thread would sit
 out; handed over, trivial datums ran 149-174 -> 165-187/s (row 9's pipeline, 1,000 datums,
-SeaweedFS, 4 interleaved pairs, 2026-12-04). To a local folder a write is a few system calls, and the hand-over cost more than it
-saved (row 8: 457-498 -> 422-444/s; row 12: 188-204 -> 181-192/s), so there the writes run in
-the caller's thread, with the same outcome. Either way the batch's outcome waits for every write,
-a write's outage still gives its attempt back (worker/datum.py's `_store_or_give_back` runs
-whole), and no result is reported that is not stored.
+SeaweedFS, 4 interleaved pairs, 2026-12-04). To a local folder a write is a few system calls,
+and the hand-over cost more than it saved (row 8: 457-498 -> 422-444/s; row 12: 188-204 ->
+181-192/s), so there the writes run in the caller's thread, with the same outcome. Either way
+the batch's outcome waits for every write, a write's outage still gives its attempt back
+(worker/datum.py's `_store_or_give_back` runs whole), and no result is reported that is not
+stored.
 """
 
 from __future__ import annotations
