@@ -121,22 +121,30 @@ def start_services(work: Path, storage: str, procs: Processes) -> tuple[dict[str
     return env, Pfs(open_object_store(settings))
 
 
-def run_job(pfs: Pfs, name: str, timeout: float, script: str = "cp $many /pfs/out/",
+def run_job(pfs: Pfs, name: str, timeout: float, broker: str, script: str = "cp $many /pfs/out/",
             repo: str = "many") -> tuple[float, float]:
-    """Create a pipeline running `script` per file of `repo`; (wall seconds to its output, job's own seconds)."""
+    """Create a pipeline running `script` per file of `repo` and wake the scheduler at `broker`,
+    as `herd create-pipeline` does; (wall seconds to its output, job's own seconds)."""
+    from scheduler.broker import Broker
+
     started = time.monotonic()
     Pipelines(pfs).create({
         "pipeline": {"name": name},
         "transform": {"image": IMAGE, "cmd": ["sh", "-c", script]},
         "input": {"pfs": {"repo": repo, "glob": "/*"}},
     })
+    waker = Broker(broker)
+    try:
+        waker.wake()
+    finally:
+        waker.close()
     jobs = JobQueries(pfs)
 
     def done() -> bool:
         found = jobs.list(name)
         return bool(found) and found[0][1].state.terminal
 
-    wait_until(done, timeout, f"pipeline {name}'s job", interval=0.2)
+    wait_until(done, timeout, f"pipeline {name}'s job", interval=0.05)
     wall = time.monotonic() - started
     status = jobs.list(name)[0][1]
     if status.state != JobState.JOB_SUCCESS:
@@ -290,9 +298,9 @@ def trivial_on_disk(host: str, n: int, logs: Path) -> tuple[float, float]:
     procs = Processes(logs)
     try:
         with tempfile.TemporaryDirectory(prefix="herd-bench-disk-") as folder:
-            _, pfs = start_herd(Path(folder), host, procs, {"many": n})
+            env, pfs = start_herd(Path(folder), host, procs, {"many": n})
             create = create_cost(Path(folder))
-            wall, _ = run_job(pfs, "copy1", timeout=1800)
+            wall, _ = run_job(pfs, "copy1", timeout=1800, broker=env["HERD_BROKER"])
             procs.stop_all()
     finally:
         procs.stop_all()
@@ -362,15 +370,15 @@ def figures(smoke: bool) -> list[dict[str, object]]:
             env, pfs = start_herd(work, host, procs, {"many": n_trivial, "slow": n_slow, "few": 1})
             fast, fast_create = work, create_cost(work)
             with cpu_spent() as spent1:
-                wall1, job1 = run_job(pfs, "copy1", timeout=1800)
+                wall1, job1 = run_job(pfs, "copy1", timeout=1800, broker=env["HERD_BROKER"])
             slow = "sleep 0.02; cp $slow /pfs/out/"
-            _, slow1 = run_job(pfs, "slow1", timeout=1800, script=slow, repo="slow")
+            _, slow1 = run_job(pfs, "slow1", timeout=1800, broker=env["HERD_BROKER"], script=slow, repo="slow")
             timeline1 = job_timeline(pfs, "slow1")
             procs.start("w2", [*HERD, "worker", "--concurrency", "1"], {**env, "HERD_WORKER_ID": "w2"})
             wait_ready(procs, ["w1", "w2"])
-            _, slow2 = run_job(pfs, "slow2", timeout=1800, script=slow, repo="slow")
+            _, slow2 = run_job(pfs, "slow2", timeout=1800, broker=env["HERD_BROKER"], script=slow, repo="slow")
             timeline2 = job_timeline(pfs, "slow2")
-            run_job(pfs, "lat", timeout=300, script="cp $few /pfs/out/", repo="few")
+            run_job(pfs, "lat", timeout=300, broker=env["HERD_BROKER"], script="cp $few /pfs/out/", repo="few")
             latency = change_latency(pfs, "lat", rounds, repo="few", broker=env["HERD_BROKER"])
             procs.stop_all()
         disk = trivial_on_disk(host, n_trivial, logs / "disk")
@@ -426,7 +434,7 @@ def main() -> None:
                 name = f"w{len(workers) + 1}"
                 workers.append(procs.start(name, [*HERD, "worker", "--concurrency", "1"], {**env, "HERD_WORKER_ID": name}))
             wait_ready(procs, [f"w{i + 1}" for i in range(count)])
-            wall, job = run_job(pfs, f"copy{count}", timeout=1800)
+            wall, job = run_job(pfs, f"copy{count}", timeout=1800, broker=env["HERD_BROKER"])
             print(f"throughput, {count} worker process(es): {args.datums / wall:7.1f} datums/s "
                   f"(create-pipeline to output commit {wall:.1f}s; job start to finish {job:.1f}s = "
                   f"{args.datums / job:.1f} datums/s)")

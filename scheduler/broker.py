@@ -5,7 +5,9 @@
   again; a wiped Redis loses them together with the queue, so everything is sent again.
 - the wake: `herd:<queue>:wake`, a list of at most one item that a change (put-file, a new
   pipeline: the CLI's and the server's `settle`) pushes, and the active scheduler's wait pops,
-  so a commit starts its job at once instead of at the next pass (`HERD_RECONCILE_INTERVAL`).
+  so a commit starts its job at once instead of at the next pass (`HERD_RECONCILE_INTERVAL`);
+  a worker pushes one once a batch's outcome is stored (worker/heartbeat.py), so the scheduler
+  takes it at once instead of at its next poll of the result backend.
 - the clock: Redis `TIME`, so leases and marks written on different hosts are compared on one
   clock (reliability rule 7); scheduler/clock.py, shared with the worker.
 Losing any of this costs duplicate messages at worst: results are create-only in storage.

@@ -66,9 +66,8 @@ class SchedulerService:
         self.heartbeat.start()
         try:
             while not self.stopping.is_set():
-                if not self.lock.active.is_set():
-                    self.stopping.wait(min(1.0, self.settings.reconcile_interval))
-                    continue
+                if not self.lock.active.wait(min(1.0, self.settings.reconcile_interval)):
+                    continue  # standby; the first pass starts as soon as the lock is taken
                 self._tick()
                 self._wait(self._until_next_pass())
         finally:

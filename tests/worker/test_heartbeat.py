@@ -54,6 +54,16 @@ def test_the_scheduler_side_reads_what_a_worker_node_writes(broker_url: str) -> 
         node.finished(retval=RuntimeError("retry"))
         assert broker.heartbeats("worker")[0]["datums_done"] == 4
 
+        # Each stored outcome wakes the scheduler: one wake waits however many came, and it
+        # ends the scheduler's wait at once
+        assert broker.client.lrange("herd:q1:wake", 0, -1) == [b"1"]
+        assert 0 < broker.client.ttl("herd:q1:wake") <= 60
+        assert broker.woken(1.0) and not broker.woken(0.01)
+        node.finished(retval={"job_id": "j", "deferred": [5]})  # an outcome with no datum ended wakes it too
+        assert broker.woken(1.0) and broker.heartbeats("worker")[0]["datums_done"] == 4
+        node.finished(retval=RuntimeError("retry"))
+        assert not broker.woken(0.01)
+
         # A clean stop removes the record and its counter
         node.stopped()
         assert broker.heartbeats("worker") == []
