@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +62,54 @@ def cpu_spent() -> Iterator[Spent]:
         spent.own = (times1.user - times0.user) + (times1.system - times0.system)
         if machine0 is not None and machine1 is not None:
             spent.machine = machine1 - machine0
+
+
+@dataclass(frozen=True)
+class Process:
+    """What names a process: its `comm`, its argv and its cgroup lines (to tell a container's)."""
+
+    name: str
+    argv: tuple[str, ...]
+    cgroup: str
+
+
+def process_seconds() -> dict[int, tuple[Process, float]]:
+    """Every process's CPU seconds so far, its children's it has reaped included (a shell's
+    forks end in its count once it waited for them); {} without a Linux /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, tuple[Process, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = tuple((entry / "cmdline").read_bytes().decode(errors="replace").split("\0")[:-1])
+            cgroup = (entry / "cgroup").read_text()
+        except OSError:
+            continue  # it ended meanwhile
+        fields = stat[stat.rindex(")") + 2:].split()
+        seconds = sum(int(fields[i]) for i in (11, 12, 13, 14)) / tick  # utime stime cutime cstime
+        out[int(entry.name)] = (Process(stat[stat.index("(") + 1:stat.rindex(")")], argv, cgroup), seconds)
+    return out
+
+
+@contextmanager
+def cpu_by_group(group: Callable[[Process], str | None]) -> Iterator[dict[str, float]]:
+    """CPU seconds over a block by group of processes (`group` names a process's, None: not
+    counted), filled in when it ends. A process that ended unreaped by one alive at the end
+    is missing: the machine's total (`cpu_spent`) is the whole."""
+    totals: dict[str, float] = {}
+    before = process_seconds()
+    try:
+        yield totals
+    finally:
+        for pid, (process, seconds) in process_seconds().items():
+            name = group(process)
+            if name is None:
+                continue
+            earlier = before.get(pid)
+            start = earlier[1] if earlier is not None and earlier[0] == process else 0.0
+            totals[name] = totals.get(name, 0.0) + max(0.0, seconds - start)
 
 
 def ceiling_note(herd: list[Spent], anchor: list[Spent], count: int, anchor_rate: float, target: float) -> str:

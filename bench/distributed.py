@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.append(str(ROOT / "bench"))  # bench/cpu.py, after herd's packages
 
-from cpu import cpu_spent, machine_ceiling_note  # noqa: E402
+from cpu import Process, cpu_by_group, cpu_spent, machine_ceiling_note  # noqa: E402
 from tmpfs import create_cost, fast_folder  # noqa: E402
 from scheduler.job_records import JobState  # noqa: E402
 from scheduler.pipelines import Pipelines  # noqa: E402
@@ -307,6 +307,23 @@ def trivial_on_disk(host: str, n: int, logs: Path) -> tuple[float, float]:
     return n / wall, create
 
 
+def part_of_herd(process: Process) -> str | None:
+    """Which part of the distributed herd started here a process is (row 12's CPU split)."""
+    if process.name in ("dockerd", "containerd") or process.name.startswith("containerd-shim"):
+        return "the Docker engine"
+    if "docker" in process.cgroup:
+        return "the container"  # its runner's and stager's shells, and the forks they reaped
+    if process.argv[:3] == tuple(HERD) and process.argv[3:4] in (("worker",), ("scheduler",)):
+        return f"the {process.argv[3]}"
+    return "Redis" if process.name == "redis-server" else None
+
+
+def cpu_split_note(parts: dict[str, float], count: int) -> str:
+    """The CPU a datum of each part, most first (ms)."""
+    ranked = sorted(parts.items(), key=lambda item: -item[1])
+    return "of it " + ", ".join(f"{name} {seconds / count * 1000:.2f} ms" for name, seconds in ranked)
+
+
 def disk_note(fast: Path, fast_create: float, disk: tuple[float, float]) -> str:
     """Row 12's figure is from `fast` (tmpfs); what the same job made on the disk, and why it differs."""
     rate, create = disk
@@ -331,6 +348,11 @@ WHY_WORKER = ("the worker's time a datum (py-spy at 200 Hz, 2026-12-04, store on
               "in memory (tarfile) ~11%; on the disk the records were ~36% (py-spy the same day: the inode "
               "allocator, above); so fewer records a datum would cut little of the 5 ms: what is left is to "
               "overlap the next datum's claim and send with the container's run of this one")
+WHY_CONTAINER = ("the container's share is its processes, counted (docker_runner.py): a datum forks the runner's "
+                 "watcher and user code's subshell, user code's own sh -c cp (the anchor's work), a tar of its "
+                 "outputs, an rm of /pfs/out, and the stager's dd of the input and rm; timed 500 times each in a warm "
+                 "busybox container (2026-12-05): a fork that execs nothing (subshell, rm, dd) 0.16 ms, tar 0.72 ms, "
+                 "cat 0.54 ms (so outputs sent by cat instead of tar would save nothing), sh -c cp 0.84 ms")
 WHO_RUNS = ("the scheduler, the worker, Redis, the Docker engine and the container, over create-pipeline to "
             "output commit")
 WHY_TWO_WORKERS = ("that overhead is CPU (each worker's Python, dockerd's relay of the streams, the forks in the "
@@ -369,7 +391,7 @@ def figures(smoke: bool) -> list[dict[str, object]]:
         with fast_folder("herd-bench-") as work:  # bench/tmpfs.py: this disk's creates, not herd's
             env, pfs = start_herd(work, host, procs, {"many": n_trivial, "slow": n_slow, "few": 1})
             fast, fast_create = work, create_cost(work)
-            with cpu_spent() as spent1:
+            with cpu_spent() as spent1, cpu_by_group(part_of_herd) as parts1:
                 wall1, job1 = run_job(pfs, "copy1", timeout=1800, broker=env["HERD_BROKER"])
             slow = "sleep 0.02; cp $slow /pfs/out/"
             _, slow1 = run_job(pfs, "slow1", timeout=1800, broker=env["HERD_BROKER"], script=slow, repo="slow")
@@ -394,7 +416,9 @@ def figures(smoke: bool) -> list[dict[str, object]]:
         planned_row(FIGURES[0], n_trivial / wall1, None,
                     f"{size}{n_trivial} datums, create-pipeline to output commit {wall1:.1f} s (job alone "
                     f"{n_trivial / job1:.0f}/s); anchor: raw Celery round trip 460-650/s, performance.md; "
-                    f"{machine_ceiling_note(spent1, n_trivial, WHO_RUNS)}; {disk_note(fast, fast_create, disk)}; "
+                    f"{machine_ceiling_note(spent1, n_trivial, WHO_RUNS)}, {cpu_split_note(parts1, n_trivial)} "
+                    f"(/proc/<pid>/stat, a process's reaped children in its own); {WHY_CONTAINER}; "
+                    f"{disk_note(fast, fast_create, disk)}; "
                     f"{WHY_WORKER}"),
         planned_row(FIGURES[1], slow1 / slow2, None,
                     f"{size}{n_slow} datums of sleep 0.02, job time 1 worker {slow1:.1f} s / 2 workers {slow2:.1f} s "

@@ -4,8 +4,10 @@ it puts on a rate. Real /proc/stat and real work; the notes' arithmetic on given
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,30 @@ def test_no_proc_stat_gives_none(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     with cpu.cpu_spent() as spent:
         pass
     assert spent.machine is None
+
+
+def test_cpu_by_group_counts_a_process_and_the_children_it_reaped() -> None:
+    # A shell whose forks spend the CPU, as the container's runner does: they end in its count.
+    busy = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+    script = f'"{sys.executable}" -c "$1"; "{sys.executable}" -c "$1"; read _'
+    shell = subprocess.Popen(["sh", "-c", script, "sh", busy], stdin=subprocess.PIPE)
+    try:
+        def group(process: object) -> str | None:
+            return "the shell" if getattr(process, "argv", ())[:2] == ("sh", "-c") else None
+
+        with cpu.cpu_by_group(group) as parts:
+            deadline = time.monotonic() + 30
+            while cpu.process_seconds().get(shell.pid, (None, 0.0))[1] < 0.5 and time.monotonic() < deadline:
+                time.sleep(0.05)
+    finally:
+        assert shell.stdin is not None
+        shell.stdin.close()
+        shell.wait()
+    assert set(parts) <= {"the shell"}
+    assert parts.get("the shell", 0.0) >= 0.5  # both children's 0.3 s, reaped by the shell
+
+
+def test_a_process_is_named_by_its_comm_argv_and_cgroup() -> None:
+    (process, seconds) = cpu.process_seconds()[os.getpid()]
+    assert process.name.startswith("python") and Path(process.argv[0]).name.startswith("python")
+    assert "pytest" in " ".join(process.argv) and process.cgroup.strip() and seconds > 0

@@ -35,3 +35,20 @@ def test_disk_note_gives_both_creates_and_the_disk_rate() -> None:
     note = distributed.disk_note(Path("/dev/shm/herd-bench-x"), 5e-6, (151.4, 4.2e-4))
     assert "Redis's log in /dev/shm (bench/tmpfs.py), where a file create took 5 us" in note
     assert "a create took 420 us just before the same job there made 151 datums/s" in note
+
+
+def test_row_12_splits_the_cpu_by_the_part_of_herd_a_process_is() -> None:
+    def process(name: str, argv: tuple[str, ...] = (), cgroup: str = "0::/\n") -> object:
+        return distributed.Process(name, argv, cgroup)
+
+    herd = tuple(distributed.HERD)
+    assert distributed.part_of_herd(process("dockerd")) == "the Docker engine"
+    assert distributed.part_of_herd(process("containerd-shim", cgroup="4:memory:/docker/ab\n")) == "the Docker engine"
+    assert distributed.part_of_herd(process("busybox", ("sh",), "8:pids:/docker/ab12\n")) == "the container"
+    assert distributed.part_of_herd(process("python", (*herd, "worker", "--concurrency", "1"))) == "the worker"
+    assert distributed.part_of_herd(process("python", (*herd, "scheduler"))) == "the scheduler"
+    assert distributed.part_of_herd(process("redis-server", ("redis-server",))) == "Redis"
+    assert distributed.part_of_herd(process("python", ("python", "-c", "pass", "worker"))) is None  # not herd's
+    assert distributed.part_of_herd(process("sshd")) is None
+    note = distributed.cpu_split_note({"the worker": 3.2, "the container": 7.6, "Redis": 0.06}, 2000)
+    assert note == "of it the container 3.80 ms, the worker 1.60 ms, Redis 0.03 ms"
