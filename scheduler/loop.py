@@ -63,6 +63,9 @@ class _Hints:
 # The jobs a pipeline owes, oldest first: (job id, input commits).
 Owed = list[tuple[str, tuple[CommitRef, ...]]]
 
+# Seconds a pass woken by outcomes may take the pipelines as the last full pass found them.
+IDLE_POLL = 0.5
+
 # Actions after which nothing is due before a batch's outcome (or a mark grows old).
 _WAITING = (Send, Resend, Forget, Watch)
 
@@ -119,7 +122,12 @@ class Scheduler:
             return self.tick()
         return busy
 
-    def run_until_idle(self, timeout: float | None = None, poll: float = 0.05, idle_poll: float = 0.5) -> None:
+    @property
+    def moved(self) -> bool:
+        """Whether the last pass moved a job on (made, finished, failed one)."""
+        return self._moved
+
+    def run_until_idle(self, timeout: float | None = None, poll: float = 0.05, idle_poll: float = IDLE_POLL) -> None:
         """Tick until no job is left unfinished (the embedded default's way of running).
 
         After a pass that only sent batches (or did nothing), what changes next comes with a

@@ -1,8 +1,9 @@
 """`herd scheduler`: the reconcile loop as a long-running service beside Celery workers.
 
 While it holds the single-active lock (scheduler/lock.py) it ticks the same `Scheduler` the
-embedded CLI runs, with a CeleryDispatcher: every pass re-reads storage, creates jobs and
-their plans, sends the datums that have no result and are not in flight, and finishes jobs.
+embedded CLI runs, with a CeleryDispatcher: every pass re-reads storage (one woken by outcomes
+soon after a full pass, only the jobs: `_wait`), creates jobs and their plans, sends the datums
+that have no result and are not in flight, and finishes jobs.
 It remembers nothing storage does not also hold, so killing it at any moment and starting it
 again (here or on another host) resumes the work; sent marks in Redis spare the resend.
 SIGTERM/SIGINT end the current pass, free the lock, and exit.
@@ -24,7 +25,7 @@ from scheduler.version import herd_version
 from scheduler.dispatch_celery import CeleryDispatcher
 from scheduler.heartbeat import Heartbeat
 from scheduler.lock import SchedulerLock
-from scheduler.loop import Progress, Scheduler
+from scheduler.loop import IDLE_POLL, Progress, Scheduler
 from scheduler.settings import SchedulerSettings
 from storage.commits import now as utc_now
 from storage.errors import BrokerUnavailable, HerdError, InvalidArgument
@@ -56,6 +57,7 @@ class SchedulerService:
         self.heartbeat = Heartbeat(self.broker, "scheduler", self.lock.token, self._heartbeat_record,
                                    settings.heartbeat_seconds)
         self._since = time.time()
+        self._looked = 0.0  # when the last full pass started (monotonic)
         self.stopping = threading.Event()
         self._last_error: tuple[str, float] = ("", 0.0)
 
@@ -65,11 +67,13 @@ class SchedulerService:
         self.lock.start()
         self.heartbeat.start()
         try:
+            again = False
             while not self.stopping.is_set():
                 if not self.lock.active.wait(min(1.0, self.settings.reconcile_interval)):
-                    continue  # standby; the first pass starts as soon as the lock is taken
-                self._tick()
-                self._wait(self._until_next_pass())
+                    again = False  # standby; the first pass starts as soon as the lock is taken
+                    continue
+                self._tick(again)
+                again = self._wait(self._until_next_pass())
         finally:
             self.heartbeat.stop()
             self.lock.release()
@@ -92,13 +96,18 @@ class SchedulerService:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
 
-    def _tick(self) -> None:
+    def _tick(self, again: bool = False) -> None:
+        """One pass; `again`: woken by outcomes, it may skip the listing (Scheduler.tick)."""
         try:
             self.scheduler.parallelism = self.dispatcher.capacity()
             t0 = time.monotonic()
-            for failed in self.crons.tick()[1]:  # before the pass, so it sees the new ticks
+            ticks, failures = self.crons.tick()  # before the pass, so it sees the new ticks
+            for failed in failures:
                 self._log_error(failed.error)
-            self.scheduler.tick()
+            full = not again or bool(ticks)
+            self.scheduler.tick(again=not full)
+            if full:
+                self._looked = t0
             metrics.reconcile_pass(time.monotonic() - t0)
             log.debug("reconcile pass took %.3fs", time.monotonic() - t0)
         except HerdError as exc:  # storage or broker away: the next pass tries again
@@ -113,15 +122,22 @@ class SchedulerService:
             return self.settings.reconcile_interval
         return min(self.settings.reconcile_interval, max(0.0, (due - utc_now()).total_seconds()))
 
-    def _wait(self, timeout: float) -> None:
-        """Sleep until a batch reports back (then pass again at once), `timeout`, or stop."""
+    def _wait(self, timeout: float) -> bool:
+        """Sleep until a batch reports back (then pass again at once), `timeout`, or stop.
+
+        True when the next pass may take the pipelines as the last full one found them, as the
+        embedded loop's (docs/design.md, loop.py): woken by outcomes, with no job moved on, less
+        than IDLE_POLL after that full pass. A worker wakes the scheduler with each outcome, so
+        without this a busy cluster would list the pipelines and read every input branch once
+        per batch (on S3, requests); a new commit is still seen within IDLE_POLL."""
         try:
             outcomes = self.dispatcher.wait(timeout)
         except BrokerUnavailable as exc:
             self._log_error(exc)
             self.stopping.wait(timeout)
-            return
+            return False
         self.scheduler.note(outcomes)
+        return bool(outcomes) and not self.scheduler.moved and time.monotonic() - self._looked < IDLE_POLL
 
     def _log_error(self, exc: HerdError) -> None:
         message, when = self._last_error

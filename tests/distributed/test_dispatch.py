@@ -235,3 +235,42 @@ def test_a_change_through_the_python_api_wakes_the_service_and_a_broker_away_fai
         Herd(settings).settle()
     finally:
         broker.close()
+
+
+def test_the_service_passes_woken_by_outcomes_skip_the_listing_until_the_idle_poll(setup: Setup) -> None:
+    # Given the service over a planned job, its passes counted by the listings they make
+    from scheduler.loop import IDLE_POLL
+    from scheduler.service import SchedulerService
+
+    service = SchedulerService(setup.pfs, setup.settings)
+    scheduler, listings = service.scheduler, []
+    list_pipelines = scheduler.records.list_pipelines
+    scheduler.records.list_pipelines = lambda: listings.append(1) or list_pipelines()  # type: ignore[method-assign]
+    try:
+        service._tick()  # a full pass: it sends the job's batches
+        assert len(listings) == 1
+        sent = service.dispatcher.broker.sent(setup.plan.job_id)
+        assert sent and not scheduler.moved
+
+        # When a worker stores a batch's outcome and wakes the scheduler
+        first = next(iter(sent))
+        service.dispatcher.results.store_result(first, {"job_id": setup.plan.job_id, "done": []}, "SUCCESS")
+        service.broker.wake()
+        again = service._wait(30.0)
+        # Then the next pass reads the job only, as the embedded loop's does
+        assert again
+        service._tick(again)
+        assert len(listings) == 1
+
+        # A wake with no outcome (a change through the CLI) is a full pass; so is one after IDLE_POLL
+        service.broker.wake()
+        assert not service._wait(30.0)
+        service._tick()
+        assert len(listings) == 2
+        time.sleep(IDLE_POLL + 0.1)
+        second = next(key for key in service.dispatcher.broker.sent(setup.plan.job_id) if key != first)
+        service.dispatcher.results.store_result(second, {"job_id": setup.plan.job_id, "done": []}, "SUCCESS")
+        assert not service._wait(30.0)
+    finally:
+        service.dispatcher.close()
+        service.broker.close()
