@@ -74,8 +74,8 @@ class Process:
 
 
 def process_seconds() -> dict[int, tuple[Process, float]]:
-    """Every process's CPU seconds so far, its children's it has reaped included (a shell's
-    forks end in its count once it waited for them); {} without a Linux /proc."""
+    """Every process's CPU seconds so far, with the CPU of the children it has reaped (a shell's
+    forks count in the shell once it waited for them); {} without a Linux /proc."""
     tick = os.sysconf("SC_CLK_TCK")
     out: dict[int, tuple[Process, float]] = {}
     for entry in Path("/proc").iterdir():
