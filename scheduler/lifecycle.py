@@ -11,8 +11,9 @@ from collections.abc import Iterable, Mapping
 from scheduler.inline_outputs import pack_inline
 from scheduler.job_records import DatumResult, DatumState, JobInfo, JobState, JobStats, JobStatus, transition
 from scheduler.merge import merge_outputs
-from scheduler.plan import plan_datums
-from scheduler.records import DatumIndex, IndexEntry, JobPlan, PipelineInfo
+from scheduler.datums import Commits, sole_pfs
+from scheduler.plan import Layer, plan_datums, plan_layer
+from scheduler.records import DatumIndex, IndexEntry, JobPlan, PipelineInfo, PlannedDatum
 from scheduler.spec import PipelineSpec
 from scheduler.store import PpsStore, now
 from storage import failpoints
@@ -51,12 +52,22 @@ def create_job(
         manifests = {} if failed else {
             (ref.repo, ref.branch or ""): (c.id, pfs.read_manifest(c)) for ref, c in zip(inputs, commits)
         }
-        datums = [] if failed else plan_datums(spec, pipeline.name, pipeline.salt, manifests, index)
+        made = None if failed else _layered_plan(pfs, records, spec, pipeline, manifests, index, previous)
+        if made is not None:
+            datums, layer = made
+            stacked: dict[str, object] = {
+                "base": layer.base, "depth": layer.depth, "dropped": layer.dropped, "flipped": layer.flipped,
+            }
+        else:
+            datums = [] if failed else plan_datums(spec, pipeline.name, pipeline.salt, manifests, index)
+            stacked = {}
         plan = JobPlan(
             job_id=job_id, pipeline=pipeline.name, pipeline_version=pipeline.version, spec=pipeline.spec,
             salt=pipeline.salt, inputs=inputs, previous_index=previous, datums=tuple(datums),
         )
-        records.write_plan(plan)
+        if stacked:  # set after validation: the datums are whole in memory, the layer's alone stored
+            plan = plan.model_copy(update=stacked)
+        records.write_plan(plan, None if made is None else made[1].added)
         failpoints.hit("scheduler.after_plan")
         plan = records.read_plan(job_id) or plan
     if failed:
@@ -67,6 +78,23 @@ def create_job(
     else:
         _set_state(records, job_id, JobState.JOB_RUNNING, plan=plan)
     return plan
+
+
+def _layered_plan(
+    pfs: Pfs, records: PpsStore, spec: PipelineSpec, pipeline: PipelineInfo, manifests: Commits,
+    index: DatumIndex | None, previous: str | None,
+) -> tuple[list[PlannedDatum], Layer] | None:
+    """The plan as a layer on the previous job's (the one whose index it reuses), when one can
+    be made (plan_layer): planning and storing only what changed since that job's input."""
+    leaf = sole_pfs(spec.input)
+    base = records.read_plan(previous) if previous is not None and leaf is not None else None
+    if leaf is None or base is None:
+        return None
+    ref = next((r for r in base.inputs if (r.repo, r.branch or "") == (leaf.repo, leaf.branch)), None)
+    if ref is None:
+        return None
+    base_files = pfs.read_manifest(pfs.inspect_commit(ref.repo, ref.id)).files
+    return plan_layer(spec, pipeline.name, pipeline.version, pipeline.salt, manifests, index, base, base_files)
 
 
 @collector_paused()

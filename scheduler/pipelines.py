@@ -250,7 +250,9 @@ class Pipelines:
             raise Conflict(
                 f"pipeline '{name}' feeds pipeline(s) {', '.join(downstream)}; delete those first or use --keep-repo"
             )
-        for job_id in self.records.job_markers(info.name):
+        # Newest first: a plan may be a layer on an older job's (scheduler/plan.py), so a delete
+        # cut short leaves no job whose plan's base is gone.
+        for job_id in reversed(self.records.job_markers(info.name)):
             self.records.delete_job(job_id)
         self.records.delete_pipeline(name)
         if not keep_repo:

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Container, Mapping
+from dataclasses import dataclass
 
-from scheduler.datums import Commits, Datum, datum_hash, expand, pfs_datums, sole_pfs
-from scheduler.records import DatumIndex, PlannedDatum, PlannedInput
+from scheduler.datums import Commits, Datum, changed_nodes, datum_hash, expand, pfs_datums, sole_pfs
+from scheduler.records import DatumIndex, JobPlan, PlannedDatum, PlannedInput, layered
 from scheduler.spec import PfsInput, PipelineSpec
 from storage.collector import collector_paused
+from storage.model import FileEntry
+
+# A plan is stored as a layer on its base only while the chain stays short (a reader resolves
+# every layer) and the layer small beside the plan; otherwise whole.
+MAX_DEPTH = 8
+LAYER_SHARE = 4  # a layer changes at most 1/LAYER_SHARE of the plan's datums
+
+
+@dataclass(frozen=True)
+class Layer:
+    """What a plan changes in its base plan's datums (JobPlan.base, dropped, flipped, datums)."""
+
+    base: str
+    depth: int
+    dropped: tuple[str, ...]
+    flipped: tuple[str, ...]
+    added: tuple[PlannedDatum, ...]
 
 
 def plan_datums(
@@ -27,6 +45,43 @@ def plan_datums(
         if leaf is not None:  # the common spec, with a faster path to the same plan
             return _planned_pfs(leaf, pipeline, salt, commits, done)
         return expanded_plan(spec, pipeline, salt, commits, done)
+
+
+def plan_layer(
+    spec: PipelineSpec, pipeline: str, version: int, salt: str, commits: Commits, previous: DatumIndex | None,
+    base: JobPlan, base_files: Mapping[str, FileEntry],
+) -> tuple[list[PlannedDatum], Layer] | None:
+    """The plan `plan_datums` gives, made from `base` (an earlier plan of this pipeline, over the
+    files `base_files` of its input commit) by re-planning only the nodes whose files changed;
+    with the layer to store it as. None when the plan must be made and stored whole: an input
+    other than one pfs input, a base of another pipeline version or salt, a chain of layers already
+    MAX_DEPTH long, or a change too large for a layer to pay.
+
+    The same datums as plan_datums by construction (tests/scheduler/test_plan_layer.py checks
+    it): a node none of whose files changed has the same id and hash in both commits."""
+    leaf = sole_pfs(spec.input)
+    if (leaf is None or base.pipeline != pipeline or base.pipeline_version != version or base.salt != salt
+            or base.depth >= MAX_DEPTH or not base.datums):
+        return None
+    done = previous.entries if previous is not None else {}
+    with collector_paused():
+        commit, manifest = commits[(leaf.repo, leaf.branch)]
+        nodes, present = changed_nodes(leaf, base_files, manifest.files)
+        if 2 * len(nodes) * LAYER_SHARE > len(base.datums):
+            return None
+        _, rows = pfs_datums(leaf, commits, pipeline, salt, present)
+        name, repo, branch, empty = leaf.name, leaf.repo, leaf.branch, leaf.empty_files
+        added = tuple(
+            PlannedDatum(datum_id, hash_, (PlannedInput(name, repo, branch, commit, node, files, empty),),
+                         hash_ in done)
+            for datum_id, hash_, node, files in rows
+        )
+        dropped = tuple(d.id for d in base.datums if d.inputs[0].path in nodes)
+        flipped = tuple(d.id for d in base.datums if d.skip != (d.hash in done) and d.inputs[0].path not in nodes)
+        if (len(dropped) + len(flipped) + len(added)) * LAYER_SHARE > len(base.datums):
+            return None
+        datums = layered(base.datums, dropped, flipped, added)
+    return list(datums), Layer(base.job_id, base.depth + 1, dropped, flipped, added)
 
 
 def expanded_plan(

@@ -94,7 +94,7 @@ class JobQueries:
         if plan is None:
             return info.id, []
         results = {r.datum_id: r for r in self.records.iter_results(info.id)}
-        rows = [(d, results.get(d.id)) for d in plan.datums]
+        rows = [(plan.current(d), results.get(d.id)) for d in plan.datums]
         rank = {"FAILED": 0, "STARTING": 1, "SUCCESS": 2, "SKIPPED": 3}
         rows.sort(key=lambda row: rank.get("SKIPPED" if row[0].skip else (row[1].state.value if row[1] else "STARTING"), 9))
         return info.id, rows
@@ -113,7 +113,7 @@ class JobQueries:
             raise DatumNotFound(job_id, key) if not matches else InvalidArgument(
                 f"datum '{key}' matches {len(matches)} datums in job '{job_id}'; give more of its id"
             )
-        return matches[0]
+        return plan.current(matches[0])
 
     def logs(self, pipeline: str | None, job: str | None, datum: str | None) -> Iterator[dict[str, Any]]:
         """Log entries (one per datum attempt), oldest job first."""

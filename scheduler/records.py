@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from bisect import insort
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
@@ -109,10 +110,48 @@ class JobPlan(LenientRecord):
     salt: str
     inputs: tuple[CommitRef, ...]
     previous_index: str | None = None  # job id whose datum index the skipped datums come from
+    # A plan may be stored as a layer on an earlier job's plan of the same pipeline (`base`):
+    # its datums less `dropped` (ids), with the `flipped` ones' skip inverted, plus the stored
+    # `datums`. In memory, once read, `datums` is always the whole plan (store.read_plan).
+    base: str | None = None
+    depth: int = 0  # layers between this plan and a whole one (0: stored whole)
+    dropped: tuple[str, ...] = ()
+    flipped: tuple[str, ...] = ()
     datums: tuple[PlannedDatum, ...] = ()
 
     def to_run(self) -> list[int]:
         return [i for i, d in enumerate(self.datums) if not d.skip]
+
+    def current(self, datum: PlannedDatum) -> PlannedDatum:
+        """`datum` with each input's commit the one this job read: a datum a layer carries from
+        an earlier plan holds the commit it was planned on (its files are the same in both)."""
+        commits = {(ref.repo, ref.branch or ""): ref.id for ref in self.inputs}
+        if all(commits.get((i.repo, i.branch), i.commit) == i.commit for i in datum.inputs):
+            return datum
+        inputs = tuple(
+            PlannedInput(i.name, i.repo, i.branch, commits.get((i.repo, i.branch), i.commit), i.path, i.files,
+                         i.empty_files, i.join_on, i.group_by)
+            for i in datum.inputs
+        )
+        return PlannedDatum(datum.id, datum.hash, inputs, datum.skip)
+
+
+def layered(
+    base: tuple[PlannedDatum, ...], dropped: Iterable[str], flipped: Iterable[str], added: Iterable[PlannedDatum]
+) -> tuple[PlannedDatum, ...]:
+    """A plan's datums from its base plan's: less `dropped`, `flipped` ones' skip inverted, plus
+    `added`, in datum order (sort key, then id). Pure; the same in every process that reads the
+    layer, so datum indexes (what a batch names) agree."""
+    drop, flip = set(dropped), set(flipped)
+    out = [d if d.id not in flip else PlannedDatum(d.id, d.hash, d.inputs, not d.skip)
+           for d in base if d.id not in drop] if drop or flip else list(base)
+    for datum in added:
+        insort(out, datum, key=_order)
+    return tuple(out)
+
+
+def _order(datum: PlannedDatum) -> tuple[tuple[str, ...], str]:
+    return datum.sort_key, datum.id
 
 
 class IndexEntry(LenientRecord):

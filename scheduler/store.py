@@ -17,12 +17,12 @@ from pydantic import BaseModel, TypeAdapter
 
 from scheduler.attempts import Attempt, AttemptStore
 from scheduler.job_records import DatumResult, JobInfo, JobStatus
-from scheduler.records import DatumIndex, JobPlan, PipelineInfo
+from scheduler.records import DatumIndex, JobPlan, PipelineInfo, PlannedDatum, layered
 from scheduler.spec import parse_spec, valid_pipeline_name
 from storage import layout
 from storage.cas import update_mutable
 from storage.commits import now as now  # the one clock of records, re-exported for the scheduler and worker
-from storage.errors import JobNotFound, ObjectNotFound, PipelineNotFound
+from storage.errors import DataCorrupted, JobNotFound, ObjectNotFound, PipelineNotFound
 from storage.objects import ObjectStore
 
 CAS_TRIES = 50
@@ -165,8 +165,11 @@ class PpsStore:
         matches = [n.rstrip("/") for n in self.objects.list_children(layout.JOBS_PREFIX) if n.startswith(prefix)]
         return self.read_job(matches[0]) if len(matches) == 1 else None
 
-    def write_plan(self, plan: JobPlan) -> None:
-        if self.objects.put_chunks_if_absent(layout.job_plan_key(plan.job_id), dump_in_parts(plan, "datums")):
+    def write_plan(self, plan: JobPlan, layer: tuple[PlannedDatum, ...] | None = None) -> None:
+        """Store a plan create-only: whole, or (with `layer`, the datums it adds to its base; its
+        `base`, `dropped` and `flipped` say the rest) as a layer on an earlier plan."""
+        stored = plan if layer is None else plan.model_copy(update={"datums": layer})
+        if self.objects.put_chunks_if_absent(layout.job_plan_key(plan.job_id), dump_in_parts(stored, "datums")):
             # A new plan starts the job afresh: a pipeline deleted (by another process) and made
             # again with the same salt and inputs has the same job ids, and the results this
             # process kept of the old job are not the new one's.
@@ -174,12 +177,23 @@ class PpsStore:
         self._keep_plan(plan)
 
     def read_plan(self, job_id: str) -> JobPlan | None:
+        """A job's plan, its datums whole (a layer is resolved on the plans below it)."""
         if job_id in self._plans:
             return self._plans[job_id]
-        found = self.objects.read_versioned(layout.job_plan_key(job_id))
+        key = layout.job_plan_key(job_id)
+        found = self.objects.read_versioned(key)
         if found is None:
             return None
         plan = JobPlan.model_validate_json(found[0])
+        if plan.base is not None:
+            base = self.read_plan(plan.base) if plan.depth > 0 and plan.base != job_id else None
+            if base is None or base.depth >= plan.depth:
+                missing = "is missing" if base is None else f"is no layer below it (depth {base.depth})"
+                raise DataCorrupted(
+                    f"record '{key}' is a layer on the plan of job '{plan.base}', which {missing}; "
+                    "delete the pipeline and create it again"
+                )
+            plan = plan.model_copy(update={"datums": layered(base.datums, plan.dropped, plan.flipped, plan.datums)})
         self._keep_plan(plan)
         return plan
 

@@ -385,7 +385,7 @@ def datum_env(plan: JobPlan, datum: PlannedDatum) -> dict[str, str]:
         "PACH_OUTPUT_COMMIT_ID": plan.job_id,
         "PPS_PIPELINE_NAME": plan.pipeline,
     }
-    for item in datum.inputs:
+    for item in plan.current(datum).inputs:
         env[item.name] = f"/pfs/{item.name}" + ("" if item.path == "/" else item.path)
         env[f"{item.name}_COMMIT"] = item.commit
         if item.join_on:  # a join's or a group's input (Pachyderm 2.x)

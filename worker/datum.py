@@ -363,7 +363,7 @@ def _finish(
         "job_id": plan.job_id, "pipeline": plan.pipeline, "datum_id": datum.id, "attempt": attempt.number,
         "worker": ctx.settings.worker_id, "state": state.value, "reason": reason, "error": error,
         "exit_code": None if run is None else run.exit_code,
-        "data": [{"path": f"{i.name}:{i.path}", "commit": i.commit} for i in datum.inputs],
+        "data": [{"path": f"{i.name}:{i.path}", "commit": i.commit} for i in plan.current(datum).inputs],
         "ts": now().isoformat(),
     }  # what user code printed is in the attempt's live log segments (worker/log_shipper.py)
     if state != DatumState.SUCCESS:

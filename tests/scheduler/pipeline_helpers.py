@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from scheduler.cli.wiring import embedded_dispatcher
 from scheduler.loop import Scheduler
@@ -19,12 +20,13 @@ COPY_SPEC = {
 }
 
 
-def copy_pipeline(folder: Path) -> Pfs:
-    """A local store in `folder`: repo `in` with /f0../f4 on master, and the copy pipeline over it."""
+def copy_pipeline(folder: Path, files: int = 5, spec: dict[str, Any] | None = None) -> Pfs:
+    """A local store in `folder`: repo `in` with /f0../f4 (`files` of them) on master, and the
+    copy pipeline (or `spec`) over it."""
     pfs = Pfs(LocalObjectStore(folder))
     pfs.create_repo("in")
-    pfs.put_files("in", "master", [(f"/f{i}", f"{i}\n".encode()) for i in range(5)])
-    Pipelines(pfs).create(dict(COPY_SPEC))
+    pfs.put_files("in", "master", [(f"/f{i}", f"{i}\n".encode()) for i in range(files)])
+    Pipelines(pfs).create(dict(spec or COPY_SPEC))
     return pfs
 
 

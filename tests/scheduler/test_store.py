@@ -10,7 +10,10 @@ import pytest
 from scheduler.records import DatumIndex, IndexEntry, JobPlan, PlannedDatum
 from scheduler.store import PLAN_DATUMS_KEPT, PLANS_KEPT, PpsStore, _dump, dump_in_parts
 from storage.local import LocalObjectStore
-from storage.model import FileEntry
+from storage import layout
+from storage.errors import DataCorrupted
+from storage.model import CommitRef, FileEntry
+from tests.fixtures.s3 import s3_store  # noqa: F401 - fixtures
 from tests.storage.counting_store import CountingStore
 
 
@@ -210,3 +213,59 @@ def test_results_kept_of_a_deleted_job_are_not_a_new_plans(tmp_path: Path) -> No
     # Then this process sees the new job's result, not the one it kept
     assert [r.state for r in records.iter_results("c" * 32)] == [DatumState.SUCCESS]
     assert records.read_result("c" * 32, "d").state == DatumState.SUCCESS  # type: ignore[union-attr]
+
+
+# ---- plans stored as layers ------------------------------------------------------------------
+
+
+def _datum(path: str, commit: str, skip: bool = False) -> PlannedDatum:
+    from scheduler.records import PlannedInput
+
+    entry = FileEntry(chunks=("0" * 64,), size=1)
+    return PlannedDatum(f"id{path}", f"hash{path}", (PlannedInput("in", "in", "master", commit, path, {path: entry}),),
+                        skip)
+
+
+@pytest.mark.parametrize("where", ["local", pytest.param("s3", marks=pytest.mark.s3)])
+def test_a_layered_plan_is_read_whole_by_another_process(where: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    def store() -> object:  # a new ObjectStore each time: another process, with nothing in memory
+        if where == "local":
+            return LocalObjectStore(tmp_path)
+        return request.getfixturevalue("s3_store")(bucket=bucket)
+
+    bucket = "herd-test-layers"
+    # Given a whole plan, and a layer on it that drops one datum, skips one and adds one
+    base = plan("b" * 32).model_copy(update={"datums": (_datum("/a", "c1"), _datum("/b", "c1"), _datum("/c", "c1"))})
+    layer = (_datum("/bb", "c2"),)
+    whole = (_datum("/a", "c1", skip=True), _datum("/bb", "c2"), _datum("/c", "c1"))
+    on_top = plan("t" * 32).model_copy(update={
+        "base": "b" * 32, "depth": 1, "dropped": ("id/b",), "flipped": ("id/a",), "datums": whole,
+    })
+    PpsStore(store()).write_plan(base)  # type: ignore[arg-type]
+    PpsStore(store()).write_plan(on_top, layer)  # type: ignore[arg-type]
+    # When another process reads it; Then its datums are whole, in order, and only the layer was stored
+    read = PpsStore(store()).read_plan("t" * 32)  # type: ignore[arg-type]
+    assert read is not None and read.datums == whole
+    stored = JobPlan.model_validate_json(store().get(layout.job_plan_key("t" * 32)))  # type: ignore[attr-defined]
+    assert stored.datums == layer and stored.base == "b" * 32
+    # And each datum reads as this job's input commit when the plan names it
+    current = read.model_copy(update={"inputs": (CommitRef(repo="in", id="c2", branch="master"),)})
+    assert {i.commit for d in read.datums for i in current.current(d).inputs} == {"c2"}
+
+
+def test_a_layer_whose_base_is_gone_is_refused_naming_both(tmp_path: Path) -> None:
+    # Given a layer stored on a plan that is not there (damage: jobs go with their pipeline only)
+    on_top = plan("t" * 32).model_copy(update={"base": "b" * 32, "depth": 1, "datums": (_datum("/a", "c2"),)})
+    PpsStore(LocalObjectStore(tmp_path)).write_plan(on_top, on_top.datums)
+    # When another process reads it; Then it is refused as corrupt, naming the record and the base
+    with pytest.raises(DataCorrupted, match=r"jobs/t{32}/plan'.*'b{32}'.*missing"):
+        PpsStore(LocalObjectStore(tmp_path)).read_plan("t" * 32)
+
+
+def test_a_layer_cannot_name_itself_or_a_deeper_plan(tmp_path: Path) -> None:
+    # Given a layer claiming to be its own base (a loop a reader would follow forever)
+    looped = plan("t" * 32).model_copy(update={"base": "t" * 32, "depth": 1})
+    PpsStore(LocalObjectStore(tmp_path)).write_plan(looped, ())
+    # When it is read; Then it is refused, not followed
+    with pytest.raises(DataCorrupted, match="layer"):
+        PpsStore(LocalObjectStore(tmp_path)).read_plan("t" * 32)
