@@ -21,12 +21,14 @@ from storage.errors import (
     CommitFinished,
     CommitNotFound,
     Conflict,
+    DataCorrupted,
     InvalidArgument,
     InvalidPath,
     ObjectNotFound,
     RepoNotFound,
 )
 from storage.layout import (
+    LAYERS_FORMAT,
     REPOS_PREFIX,
     branches_prefix,
     commit_key,
@@ -36,7 +38,20 @@ from storage.layout import (
     open_prefix,
     repo_key,
 )
-from storage.model import Branch, BranchRef, Commit, CommitRef, Manifest, Repo, sha256_hex
+from storage.factory import ensure_format
+from storage.model import (
+    LAYER_SHARE,
+    MAX_LAYERS,
+    Branch,
+    BranchRef,
+    Commit,
+    CommitRef,
+    Manifest,
+    ManifestLayer,
+    Repo,
+    sha256_hex,
+    stored_manifest,
+)
 from storage.objects import ObjectStore
 from storage.ops import FileOp, OpenCommit, apply_ops, effective_ops
 from storage.paths import is_valid_name, validate_name
@@ -71,6 +86,7 @@ class Commits:
     def __init__(self, objects: ObjectStore) -> None:
         self.objects = objects
         self._manifests: dict[str, Manifest] = {}
+        self._depths: dict[str, int] = {}  # of the cached manifests: layers below each (0: whole)
         self._manifest_ids: dict[tuple[str, str], str] = {}
         self._cached_files = 0
 
@@ -200,24 +216,36 @@ class Commits:
         return apply_ops(self.manifest_at(commit.repo, base), pending.changes, check=False)
 
     def manifest(self, mid: str | None) -> Manifest:
-        """A manifest by id, cached: it is content-addressed, hence immutable."""
+        """A manifest by id, whole, cached: it is content-addressed, hence immutable (a layer is
+        resolved on the manifests below it, each checked against its id)."""
         if mid is None:
             return Manifest()
-        cached = self._manifests.get(mid)
-        if cached is None:
-            key = manifest_key(mid)
-            cached = Manifest.from_bytes(self.objects.get(key), key, expected_id=mid)
-            self._cache_manifest(mid, cached)
-        return cached
+        return self._manifest(mid, MAX_LAYERS)
 
-    def manifest_at(self, repo: str, cid: str | None) -> Manifest:
-        """The manifest of a finished commit id (empty for None).
+    def _manifest(self, mid: str, deepest: int) -> Manifest:
+        cached = self._manifests.get(mid)
+        if cached is not None and self._depths.get(mid, 0) <= deepest:
+            return cached
+        key = manifest_key(mid)
+        record = stored_manifest(self.objects.get(key), key, mid)
+        depth = record.depth if isinstance(record, ManifestLayer) else 0
+        if depth > deepest:
+            raise DataCorrupted(
+                f"manifest record '{key}' is a layer {depth} deep where at most {deepest} can be "
+                "(a chain of layers that loops or is too long); run 'herd fsck'"
+            )
+        manifest = record.on(self._manifest(record.base, depth - 1)) if isinstance(record, ManifestLayer) else record
+        self._cache_manifest(mid, manifest, depth)
+        return manifest
+
+    def _manifest_id_at(self, repo: str, cid: str | None) -> str | None:
+        """The manifest id of a finished commit id (None for None, or a commit without files).
 
         Only heads and their parents come here, and a reachable commit record never changes,
         so its manifest id is cached (saves a GET per try in every CAS loop).
         """
         if cid is None:
-            return Manifest()
+            return None
         mid = self._manifest_ids.get((repo, cid))
         if mid is None:
             commit = self.read_commit(repo, cid)
@@ -226,27 +254,57 @@ class Commits:
             if len(self._manifest_ids) >= _MANIFEST_CACHE:
                 self._manifest_ids.clear()
             mid = self._manifest_ids[(repo, cid)] = commit.manifest or ""
-        return self.manifest(mid or None)
+        return mid or None
 
-    def write_manifest(self, manifest: Manifest) -> str:
-        """Store a manifest create-only at its content hash; returns the id.
+    def manifest_at(self, repo: str, cid: str | None) -> Manifest:
+        """The manifest of a finished commit id (empty for None)."""
+        return self.manifest(self._manifest_id_at(repo, cid))
+
+    def write_manifest(self, manifest: Manifest, base: str | None = None) -> str:
+        """Store a manifest create-only at its content hash; returns the id. With `base` (the
+        id of the manifest it was built from, just read) and a change small beside it, what
+        changed is stored, as a layer on `base` (storage format 4).
 
         Written even when cached: in a long-lived process the cached copy may be one that
         garbage-collect has since removed (unreachable for longer than its grace period).
         """
-        data = manifest.canonical_bytes()  # once: 100,000 files take a second to serialise
+        layer = self._layer(manifest, base) if base is not None else None
+        if layer is not None:
+            ensure_format(self.objects, LAYERS_FORMAT)  # an older herd would read the layer as the whole
+            data, depth = layer.canonical_bytes(), layer.depth
+        else:
+            data, depth = manifest.canonical_bytes(), 0  # once: 100,000 files take a second to serialise
         mid = sha256_hex(data)
         self.objects.put_if_absent(manifest_key(mid), data)
         if mid not in self._manifests:
-            self._cache_manifest(mid, manifest)
+            self._cache_manifest(mid, manifest, depth)
         return mid
 
-    def _cache_manifest(self, mid: str, manifest: Manifest) -> None:
+    def _layer(self, manifest: Manifest, base_id: str) -> ManifestLayer | None:
+        """`manifest` as a layer on manifest `base_id`, or None when it is better stored whole:
+        the chain would pass MAX_LAYERS, or more than 1/LAYER_SHARE of its files changed."""
+        base = self.manifest(base_id)
+        depth = self._depths.get(base_id, 0)
+        old, new = base.files, manifest.files
+        if depth >= MAX_LAYERS or not old:
+            return None
+        deleted = tuple(old.keys() - new.keys())
+        if len(deleted) * LAYER_SHARE > len(new):
+            return None
+        # Entries a build carried over are the base's own objects: `is` settles nearly all.
+        changed = {path: entry for path, entry in new.items() if (was := old.get(path)) is not entry and was != entry}
+        if (len(changed) + len(deleted)) * LAYER_SHARE > len(new):
+            return None
+        return ManifestLayer(base=base_id, depth=depth + 1, deleted=deleted, files=changed)
+
+    def _cache_manifest(self, mid: str, manifest: Manifest, depth: int) -> None:
         # Bounded by files, not manifests: one manifest may list 100,000 files.
         if len(self._manifests) >= _MANIFEST_CACHE or self._cached_files > _CACHE_FILES:
             self._manifests.clear()
+            self._depths.clear()
             self._cached_files = 0
         self._manifests[mid] = manifest
+        self._depths[mid] = depth
         self._cached_files += len(manifest.files)
 
     # ---- ids and history -----------------------------------------------------------------
@@ -331,11 +389,12 @@ class Commits:
                 if earlier is not None and self.is_ancestor(repo, commit_id, head, earlier.parent):
                     return None, earlier
             base = head if parent is HEAD else parent
-            manifest = build(self.manifest_at(repo, base))
+            base_id = self._manifest_id_at(repo, base)
+            manifest = build(self.manifest(base_id))
             commit = Commit(
                 id=commit_id or new_id(), repo=repo, branch=branch, parent=base, started=started,
                 finished=now(), size=manifest.size, description=description,
-                provenance=tuple(provenance), manifest=self.write_manifest(manifest),
+                provenance=tuple(provenance), manifest=self.write_manifest(manifest, base_id),
                 failed_reason=failed_reason,
             )
             failpoints.hit("commit.after_manifest")
@@ -591,10 +650,11 @@ class Commits:
                     return current.model_copy(update={"open_commit": None}), earlier
                 return None, earlier
             base = draft.parent if pending.fixed_parent else head
-            manifest = apply_ops(self.manifest_at(repo, base), pending.changes)
+            base_id = self._manifest_id_at(repo, base)
+            manifest = apply_ops(self.manifest(base_id), pending.changes)
             commit = draft.model_copy(update={
                 "parent": base, "finished": finished, "size": manifest.size,
-                "manifest": self.write_manifest(manifest),
+                "manifest": self.write_manifest(manifest, base_id),
             })
             failpoints.hit("finish-commit.after_manifest")
             # Unreachable until the CAS below, so rewriting a lost try's record is safe.

@@ -34,14 +34,17 @@ from storage.layout import (
     repo_prefix,
 )
 from storage.model import (
+    MAX_LAYERS,
     Branch,
     Commit,
     FileEntry,
     Manifest,
+    ManifestLayer,
     PackSlice,
     Record,
     Repo,
     record_kind,
+    stored_manifest,
 )
 from storage.objects import ObjectStore
 from storage.ops import OpenCommit
@@ -207,17 +210,29 @@ class _Walk:
             self.history(repo, pending.commit.parent, f"parent of open commit {repo}@{cid}")
 
     def manifest(self, mid: str, user: str) -> None:
-        self._manifest_users[mid].append(user)
-        if mid in self._manifests:
-            return
-        manifest = self._read_manifest(mid)
-        self._manifests[mid] = manifest is not None
-        if manifest is None:
-            return
-        self.report.manifests += 1
-        what = f"manifest '{manifest_key(mid)}'"
-        for path, entry in manifest.files.items():
-            self._refs.update(self._entry_refs(entry, what, path, self._manifest_users[mid], below=True))
+        """A commit's manifest and, for a layer, the manifests below it (their files are the
+        commit's too), each once; a chain whose depths do not fall is damage."""
+        deepest = MAX_LAYERS  # the most layers the next one down may have: readers refuse more
+        current: str | None = mid
+        while current is not None:
+            self._manifest_users[current].append(user)
+            if current in self._manifests:
+                return
+            manifest = self._read_manifest(current)
+            self._manifests[current] = manifest is not None
+            if manifest is None:
+                return
+            self.report.manifests += 1
+            what = f"manifest '{manifest_key(current)}'"
+            for path, entry in manifest.files.items():
+                self._refs.update(self._entry_refs(entry, what, path, self._manifest_users[current], below=True))
+            if not isinstance(manifest, ManifestLayer):
+                return
+            if manifest.depth > deepest:
+                self._manifest_damage[current] = (what, f"a layer {manifest.depth} deep below one that allows {deepest}")
+                self._manifests[current] = False
+                return
+            deepest, current = manifest.depth - 1, manifest.base
 
     def _entry_refs(self, entry: FileEntry, what: str, path: str, users: list[str], below: bool) -> list[ChunkRef]:
         """An entry's chunk refs; none, and damage of its record, when its slices are inconsistent
@@ -229,10 +244,10 @@ class _Walk:
             self._entry_damage.append((what, why, users, path if below else None))
             return []
 
-    def _read_manifest(self, mid: str) -> Manifest | None:
+    def _read_manifest(self, mid: str) -> Manifest | ManifestLayer | None:
         key = manifest_key(mid)
         try:
-            return Manifest.from_bytes(self.objects.get(key), key=key, expected_id=mid)
+            return stored_manifest(self.objects.get(key), key, mid)
         except (ObjectNotFound, DataCorrupted, InvalidArgument) as exc:
             why = "missing" if isinstance(exc, ObjectNotFound) else getattr(exc, "why", exc.message)
             self._manifest_damage[mid] = (f"manifest '{key}'", why)

@@ -62,7 +62,7 @@ from storage.layout import (
     repo_of,
     repo_prefix,
 )
-from storage.model import Commit, FileEntry, Manifest
+from storage.model import Commit, FileEntry, Manifest, ManifestLayer, manifest_record
 from storage.objects import IncompleteUpload, ObjectInfo, ObjectStore
 from storage.ops import OpenCommit
 
@@ -282,13 +282,17 @@ def still_orphans(objects: ObjectStore, orphans: list[ObjectInfo], roots: Roots)
 
 
 def expand_manifests(objects: ObjectStore, roots: Roots, done: set[str]) -> None:
-    """Add the blobs of every root manifest not in `done` (a missing manifest is fsck's business)."""
-    for mid in sorted(roots.manifests - done):
-        done.add(mid)
-        key = manifest_key(mid)
-        manifest = _parse(objects, key, Manifest.from_bytes)
-        if isinstance(manifest, Manifest):
-            roots.add_entries(manifest.files.values(), f"record '{key}' in {objects.url}")
+    """Add the blobs of every root manifest not in `done`, and the manifest a layer is built
+    on, and so on down (a missing manifest is fsck's business)."""
+    while todo := sorted(roots.manifests - done):
+        for mid in todo:
+            done.add(mid)
+            key = manifest_key(mid)
+            manifest = _parse(objects, key, lambda data: manifest_record(data, key))  # noqa: B023 - called at once
+            if isinstance(manifest, (Manifest, ManifestLayer)):
+                roots.add_entries(manifest.files.values(), f"record '{key}' in {objects.url}")
+            if isinstance(manifest, ManifestLayer):
+                roots.manifests.add(manifest.base)
 
 
 # ---- the run ----------------------------------------------------------------------------------

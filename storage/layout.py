@@ -53,10 +53,13 @@ FORMAT_KEY = f"{RESERVED_PREFIX}format"
 # format-1 store is raised to 2 by the first pack written into it (storage.packs). 3: a datum
 # result may carry its small outputs' bytes (DatumResult.inline), which the job's finish puts
 # into packs; a store is raised to 3 by the first such result (an older scheduler would commit
-# entries that name blobs never stored).
-STORAGE_FORMAT = 3
+# entries that name blobs never stored). 4: a manifest, a job's plan or a datum index may be a
+# layer on an earlier one (ManifestLayer; JobPlan.base, DatumIndex.base), which an older herd
+# would read as the whole; a store is raised to 4 by the first layer written into it.
+STORAGE_FORMAT = 4
 PACKS_FORMAT = 2
 INLINE_FORMAT = 3
+LAYERS_FORMAT = 4
 
 REPOS_PREFIX = "repos/"
 MANIFEST_PREFIX = "manifests/"

@@ -189,21 +189,75 @@ class Manifest(Record):
         """Parse a stored manifest; with `expected_id` (its content address) check the bytes
         hash to it first: a manifest is stored as its canonical bytes at manifests/<sha256>."""
         if expected_id is not None:
-            actual = sha256_hex(data)
-            if actual != expected_id:
-                key = key or manifest_key(expected_id)
-                error = DataCorrupted(
-                    f"manifest record '{key}' is corrupt: its {len(data)} bytes hash to "
-                    f"'{actual}'; run 'herd fsck'"
-                )
-                error.key = key  # type: ignore[attr-defined]
-                error.why = f"its {len(data)} bytes hash to '{actual}'"  # type: ignore[attr-defined]
-                raise error
+            check_manifest_bytes(data, key, expected_id)
         return super().from_bytes(data, key or (manifest_key(expected_id) if expected_id else None))
 
     @property
     def size(self) -> int:
         return sum(entry.size for entry in self.files.values())
+
+
+# A manifest, a plan or a datum index is stored as a layer on an earlier one only while the chain
+# stays short (a reader resolves every layer) and the layer small beside the whole: at most
+# MAX_LAYERS deep, changing at most 1/LAYER_SHARE of the whole's files, datums or entries.
+MAX_LAYERS = 8
+LAYER_SHARE = 4
+
+
+def check_manifest_bytes(data: bytes, key: str | None, expected_id: str) -> None:
+    """DataCorrupted (with `key` and `why` for fsck) unless `data` hashes to its id."""
+    actual = sha256_hex(data)
+    if actual != expected_id:
+        key = key or manifest_key(expected_id)
+        error = DataCorrupted(
+            f"manifest record '{key}' is corrupt: its {len(data)} bytes hash to '{actual}'; run 'herd fsck'"
+        )
+        error.key = key  # type: ignore[attr-defined]
+        error.why = f"its {len(data)} bytes hash to '{actual}'"  # type: ignore[attr-defined]
+        raise error
+
+
+class ManifestLayer(Record):
+    """A manifest stored as what it changes in an earlier one (storage format 4): the files of
+    manifest `base` less `deleted`, with `files` added or replaced. Content-addressed like a whole
+    manifest (at the hash of its bytes); read whole (Commits.manifest). `depth` counts the layers
+    down to a whole manifest, so a reader refuses a chain that loops."""
+
+    base: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    depth: int = Field(ge=1)
+    deleted: tuple[str, ...] = ()
+    files: dict[str, FileEntry] = Field(default_factory=dict)
+
+    def canonical_bytes(self) -> bytes:
+        """Paths sorted, fields in declared order: the record starts `{"base":`, which tells it
+        from a whole manifest (`{"files":`)."""
+        ordered = self.model_copy(update={"deleted": tuple(sorted(self.deleted)), "files": dict(sorted(self.files.items()))})
+        return self.__pydantic_serializer__.to_json(ordered)
+
+    def on(self, base: Manifest) -> Manifest:
+        """The whole manifest: `base`'s files less `deleted`, plus `files`, in path order."""
+        files = dict(base.files)
+        for path in self.deleted:
+            files.pop(path, None)
+        last = next(reversed(files), "")
+        files.update(self.files)
+        if any(path not in base.files and path < last for path in self.files):
+            files = dict(sorted(files.items()))  # a new path among the old ones; else already in order
+        return Manifest.model_construct(files=files)
+
+
+def stored_manifest(data: bytes, key: str, expected_id: str) -> Manifest | ManifestLayer:
+    """A record under manifests/: its bytes checked against its id, then parsed as a whole
+    manifest or as a layer on one."""
+    check_manifest_bytes(data, key, expected_id)
+    return manifest_record(data, key)
+
+
+def manifest_record(data: bytes, key: str) -> Manifest | ManifestLayer:
+    """A record under manifests/ parsed, as a whole manifest or a layer (its bytes unchecked)."""
+    if data.startswith(b'{"base":'):
+        return ManifestLayer.from_bytes(data, key)
+    return Manifest.from_bytes(data, key)
 
 
 class CommitRef(Record):

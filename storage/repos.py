@@ -20,7 +20,6 @@ from storage.errors import (
     CommitFinished,
     Conflict,
     InvalidArgument,
-    InvalidPath,
     RepoNotFound,
 )
 from storage.files import Files, Source
@@ -48,13 +47,11 @@ from storage.model import (
 from storage.objects import ObjectStore
 from storage.paths import (
     ROOT,
-    clash_message,
-    find_clash,
     is_valid_name,
-    normalize_path,
     validate_name,
 )
 from storage.refnames import is_full_id, resolve, write_target
+from storage.trees import check_manifest
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite  # a stream destination only needs write(bytes)
@@ -267,20 +264,19 @@ class Pfs:
         A given `commit_id` makes the call idempotent (see Commits.commit_on_branch)."""
         self.commits.require_repo(repo)
         validate_name(branch, "branch")
-        for path in manifest.files:
-            if normalize_path(path) != path:
-                raise InvalidPath(f"manifest path '{path}' is not normalised")
-        clash = find_clash(manifest.files)
-        if clash is not None:
-            raise InvalidPath(f"invalid manifest: {clash_message(clash)}")
         for ref in provenance:
             validate_name(ref.repo, "repo")
         if commit_id is not None and not is_full_id(commit_id):
             raise InvalidArgument(f"invalid commit id '{commit_id}': expected 32 lowercase hex digits")
         if parent is not HEAD and parent is not None:
             parent = resolve(self.commits, repo, parent).id
+
+        def build(base: Manifest) -> Manifest:
+            check_manifest(manifest, base)
+            return manifest
+
         return self.commits.commit_on_branch(
-            repo, branch, lambda _base: manifest, description=description,
+            repo, branch, build, description=description,
             provenance=provenance, failed_reason=failed_reason, parent=parent, commit_id=commit_id,
         )
 

@@ -295,9 +295,9 @@ def test_a_tiny_output_is_read_into_the_result_and_nothing_is_stored(kind: str, 
     assert sorted(files) == ["/b.txt", "/d/a.txt", "/empty"]
     assert files["/b.txt"] == files["/d/a.txt"] == FileEntry(chunks=(hashlib.sha256(b"alpha\n").hexdigest(),), size=6)
     assert collected.inline == {hashlib.sha256(data).hexdigest(): data for data in (b"alpha\n", b"")}
-    # And no blob or pack was stored: only the format marker, raised to 3 first
+    # And no blob or pack was stored: only the format marker, at 3 or later first
     assert [key for key in objects.list("") if not key.startswith("_herd/")] == []
-    assert objects.get(FORMAT_KEY) == f"{INLINE_FORMAT}\n".encode()
+    assert int(objects.get(FORMAT_KEY)) >= INLINE_FORMAT
 
 
 def test_a_format_2_store_is_raised_to_3_before_a_result_can_carry_bytes(store: MemoryObjectStore, out: Path) -> None:
