@@ -10,17 +10,17 @@ from collections.abc import Iterable, Mapping
 
 from scheduler.inline_outputs import pack_inline
 from scheduler.job_records import DatumResult, DatumState, JobInfo, JobState, JobStats, JobStatus, transition
-from scheduler.merge import merge_outputs
+from scheduler.merge import merge_changes, merged
 from scheduler.datums import Commits, sole_pfs
 from scheduler.plan import Layer, plan_datums, plan_layer
-from scheduler.records import DatumIndex, IndexEntry, JobPlan, PipelineInfo, PlannedDatum
+from scheduler.records import DatumIndex, IndexEntry, JobPlan, PipelineInfo, PlannedDatum, layered_entries, worth_a_layer
 from scheduler.spec import PipelineSpec
 from scheduler.store import PpsStore, now
 from storage import failpoints
 from storage.collector import collector_paused
 from storage.egress import egress_commit
 from storage.errors import DataCorrupted, EgressFailed, HerdError
-from storage.model import Commit, CommitRef, Manifest
+from storage.model import Commit, CommitRef, FileEntry, Manifest
 from storage.repos import Pfs
 
 OUTAGES = frozenset({"storage_unavailable", "engine_unavailable", "broker_unavailable"})
@@ -105,15 +105,17 @@ def finish_job(pfs: Pfs, records: PpsStore, plan: JobPlan, spec: PipelineSpec) -
     results = {r.datum_id: r for r in records.iter_results(plan.job_id)}
     restarts = sum(max(0, r.attempt - 1) for r in results.values())
     previous = records.read_index(plan.pipeline, plan.previous_index) if plan.previous_index else None
-    entries: dict[str, IndexEntry] = {}
+    prior = previous.entries if previous is not None else {}
+    reused = {d.hash for d in plan.datums if d.skip}
+    lacking = not reused <= prior.keys()  # a skipped datum the index lacks fails (never in a consistent store)
+    added: dict[str, IndexEntry] = {}
     carried: dict[str, dict[str, bytes]] = {}  # datum hash -> its inline outputs' bytes
     failed: list[str] = []
     corrupt: list[str] = []  # why a result's inline bytes were refused
     recovered = 0
     stats = JobStats()
     for datum in plan.datums:
-        if datum.skip and previous is not None and datum.hash in previous.entries:
-            entries[datum.hash] = previous.entries[datum.hash]
+        if datum.skip and (not lacking or datum.hash in prior):
             continue
         result = results.get(datum.id)
         if result is not None and result.state == DatumState.RECOVERED:
@@ -133,9 +135,29 @@ def finish_job(pfs: Pfs, records: PpsStore, plan: JobPlan, spec: PipelineSpec) -
                 corrupt.append(str(exc))
                 continue
         stats = stats.plus(result.stats)
-        entries[datum.hash] = IndexEntry(sort_key=datum.sort_key, outputs=result.outputs)
-    entries = pack_inline(pfs.objects, entries, carried)  # stored before the index names them
-    records.write_index(plan.pipeline, DatumIndex(job_id=plan.job_id, entries=entries))
+        added[datum.hash] = IndexEntry(sort_key=datum.sort_key, outputs=result.outputs)
+    added = pack_inline(pfs.objects, added, carried)  # stored before the index names them
+    removed = tuple(sorted(prior.keys() - reused))
+    entries = layered_entries(prior, removed, added)
+    manifest: Manifest | None = None
+    shared: tuple[str, ...] | None = None  # output paths several datums wrote; None: not merged
+    clash = ""
+    if not failed:
+        manifest = _merge_changes(pfs, info, previous, [prior[h].outputs for h in removed], added)
+        if manifest is not None:
+            shared = previous.shared if previous is not None else None
+        else:
+            try:
+                manifest, shared = merged((entry.sort_key, entry.outputs) for entry in entries.values())
+            except HerdError as exc:
+                clash = str(exc)
+    index = DatumIndex(job_id=plan.job_id, shared=shared, entries=entries)
+    if previous is not None and worth_a_layer(previous.depth, len(removed) + len(added), len(entries)):
+        # Stored as what changed on the index this job reused; read whole (PpsStore.read_index).
+        index = index.model_copy(update={"base": previous.job_id, "depth": previous.depth + 1, "removed": removed})
+        records.write_index(plan.pipeline, index, added)
+    else:
+        records.write_index(plan.pipeline, index)
     failpoints.hit("scheduler.after_index")
     skipped = sum(1 for d in plan.datums if d.skip)
     counters: dict[str, object] = {
@@ -148,16 +170,30 @@ def finish_job(pfs: Pfs, records: PpsStore, plan: JobPlan, spec: PipelineSpec) -
         reason = _failure_reason(failed, results, corrupt)
         write_output(pfs, info, Manifest(), failed_reason=reason)
         return _set_state(records, plan.job_id, JobState.JOB_FAILURE, reason=reason, output=True, counters=counters)
-    try:
-        manifest = merge_outputs((entry.sort_key, entry.outputs) for entry in entries.values())
-    except HerdError as exc:
-        write_output(pfs, info, Manifest(), failed_reason=str(exc))
-        return _set_state(records, plan.job_id, JobState.JOB_FAILURE, reason=str(exc), output=True, counters=counters)
+    if manifest is None:
+        write_output(pfs, info, Manifest(), failed_reason=clash)
+        return _set_state(records, plan.job_id, JobState.JOB_FAILURE, reason=clash, output=True, counters=counters)
     write_output(pfs, info, manifest)
     failpoints.hit("scheduler.after_output_commit")
     # With an egress URL the job is done only once its files are there too (egress_job).
     done = JobState.JOB_EGRESSING if spec.egress is not None and spec.egress.url else JobState.JOB_SUCCESS
     return _set_state(records, plan.job_id, done, output=True, counters=counters)
+
+
+def _merge_changes(
+    pfs: Pfs, info: JobInfo, previous: DatumIndex | None, removed: list[dict[str, FileEntry]],
+    added: dict[str, IndexEntry],
+) -> Manifest | None:
+    """The job's output from the previous job's output commit (the merge of the index this job
+    reused) by what changed (merge.merge_changes); None when a whole merge must make it: no such
+    commit (that job failed, or has not committed yet), or an index of an older herd."""
+    if previous is None or previous.shared is None:
+        return None
+    before = pfs.commits.read_commit(info.output_repo, previous.job_id)
+    if before is None or before.failed_reason is not None or before.finished is None:
+        return None
+    outputs = [entry.outputs for _, entry in sorted(added.items(), key=lambda item: item[1].sort_key)]
+    return merge_changes(pfs.read_manifest(before), previous.shared, removed, outputs)
 
 
 def egress_job(pfs: Pfs, records: PpsStore, job_id: str, spec: PipelineSpec, s3_endpoint_url: str | None) -> JobStatus:

@@ -9,6 +9,7 @@ another fails the merge, naming the path and both datums.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -30,6 +31,12 @@ def merge_outputs(outputs: Iterable[tuple[Any, Mapping[str, FileEntry]]]) -> Man
     the output's manifest, so the result never depends on the order `outputs` arrive in.
     Raises HerdError naming the path and both datums on a file/directory clash.
     """
+    return merged(outputs)[0]
+
+
+def merged(outputs: Iterable[tuple[Any, Mapping[str, FileEntry]]]) -> tuple[Manifest, tuple[str, ...]]:
+    """merge_outputs, and the paths more than one output wrote (sorted): a later merge may
+    change this one by what changed (merge_changes) only away from those."""
     parts: dict[str, list[FileEntry]] = {}
     writer: dict[str, Any] = {}  # first datum that wrote each path, for error messages
     for key, files in _in_order(list(outputs)):
@@ -41,7 +48,46 @@ def merge_outputs(outputs: Iterable[tuple[Any, Mapping[str, FileEntry]]]) -> Man
                 writer[path] = key
     _check_clashes(writer)
     # Every entry is a FileEntry already: no second validation of what may be 100,000 of them.
-    return Manifest.model_construct(files={path: _concat(entries) for path, entries in sorted(parts.items())})
+    files = {path: _concat(entries) for path, entries in sorted(parts.items())}
+    return Manifest.model_construct(files=files), tuple(path for path, entries in parts.items() if len(entries) > 1)
+
+
+def merge_changes(
+    merged_before: Manifest, shared: Iterable[str], removed: Iterable[Mapping[str, FileEntry]],
+    added: Iterable[Mapping[str, FileEntry]],
+) -> Manifest | None:
+    """What merge_outputs gives for a set of outputs, from its merge of an earlier set
+    (`merged_before`, in which the paths `shared` were written by more than one output): less
+    the outputs `removed`, plus the outputs `added`. None when only a whole merge can tell: a
+    path that is or would be written by more than one output (its file is a concatenation in
+    datum order), or a path that may clash as file and directory (the whole merge names both
+    datums). O(changed paths), besides copying the mapping and one sort of its paths."""
+    many = set(shared)
+    files = dict(merged_before.files)
+    for outputs in removed:
+        for path in outputs:
+            if path in many or path not in files:
+                return None
+            del files[path]
+    new: list[str] = []
+    for outputs in added:
+        for path, entry in outputs.items():
+            if path in files:
+                return None
+            files[path] = entry
+            new.append(path)
+    if new:
+        paths = sorted(files)
+        for path in new:
+            cut = path.rfind("/")
+            while cut > 0:  # an ancestor that is a file
+                if path[:cut] in files:
+                    return None
+                cut = path.rfind("/", 0, cut)
+            below = bisect_left(paths, path + "/")  # a file below it: it is a directory too
+            if below < len(paths) and paths[below].startswith(path + "/"):
+                return None
+    return Manifest.model_construct(files=files)
 
 
 def _in_order(items: list[tuple[Any, Mapping[str, FileEntry]]]) -> list[tuple[Any, Mapping[str, FileEntry]]]:
@@ -76,4 +122,4 @@ def _check_clashes(writer: dict[str, Any]) -> None:
             cut = path.rfind("/", 0, cut)
 
 
-__all__ = ["merge_outputs"]
+__all__ = ["merge_changes", "merge_outputs", "merged"]

@@ -6,15 +6,10 @@ from collections.abc import Container, Mapping
 from dataclasses import dataclass
 
 from scheduler.datums import Commits, Datum, changed_nodes, datum_hash, expand, pfs_datums, sole_pfs
-from scheduler.records import DatumIndex, JobPlan, PlannedDatum, PlannedInput, layered
+from scheduler.records import DatumIndex, JobPlan, PlannedDatum, PlannedInput, layered, worth_a_layer
 from scheduler.spec import PfsInput, PipelineSpec
 from storage.collector import collector_paused
 from storage.model import FileEntry
-
-# A plan is stored as a layer on its base only while the chain stays short (a reader resolves
-# every layer) and the layer small beside the plan; otherwise whole.
-MAX_DEPTH = 8
-LAYER_SHARE = 4  # a layer changes at most 1/LAYER_SHARE of the plan's datums
 
 
 @dataclass(frozen=True)
@@ -55,19 +50,19 @@ def plan_layer(
     files `base_files` of its input commit) by re-planning only the nodes whose files changed;
     with the layer to store it as. None when the plan must be made and stored whole: an input
     other than one pfs input, a base of another pipeline version or salt, a chain of layers already
-    MAX_DEPTH long, or a change too large for a layer to pay.
+    storage.model.MAX_LAYERS long, or a change too large for a layer to pay.
 
     The same datums as plan_datums by construction (tests/scheduler/test_plan_layer.py checks
     it): a node none of whose files changed has the same id and hash in both commits."""
     leaf = sole_pfs(spec.input)
     if (leaf is None or base.pipeline != pipeline or base.pipeline_version != version or base.salt != salt
-            or base.depth >= MAX_DEPTH or not base.datums):
+            or not base.datums or not worth_a_layer(base.depth, 0, len(base.datums))):
         return None
     done = previous.entries if previous is not None else {}
     with collector_paused():
         commit, manifest = commits[(leaf.repo, leaf.branch)]
         nodes, present = changed_nodes(leaf, base_files, manifest.files)
-        if 2 * len(nodes) * LAYER_SHARE > len(base.datums):
+        if not worth_a_layer(base.depth, len(nodes), len(base.datums)):  # each is a datum gone or made
             return None
         _, rows = pfs_datums(leaf, commits, pipeline, salt, present)
         name, repo, branch, empty = leaf.name, leaf.repo, leaf.branch, leaf.empty_files
@@ -76,12 +71,17 @@ def plan_layer(
                          hash_ in done)
             for datum_id, hash_, node, files in rows
         )
-        dropped = tuple(d.id for d in base.datums if d.inputs[0].path in nodes)
-        flipped = tuple(d.id for d in base.datums if d.skip != (d.hash in done) and d.inputs[0].path not in nodes)
-        if (len(dropped) + len(flipped) + len(added)) * LAYER_SHARE > len(base.datums):
+        dropped: list[str] = []
+        flipped: list[str] = []  # carried datums whose skip changes: run by the base, reused now
+        for datum in base.datums:
+            if datum.inputs[0].path in nodes:
+                dropped.append(datum.id)
+            elif datum.skip != (datum.hash in done):
+                flipped.append(datum.id)
+        if not worth_a_layer(base.depth, len(dropped) + len(flipped) + len(added), len(base.datums)):
             return None
         datums = layered(base.datums, dropped, flipped, added)
-    return list(datums), Layer(base.job_id, base.depth + 1, dropped, flipped, added)
+    return list(datums), Layer(base.job_id, base.depth + 1, tuple(dropped), tuple(flipped), added)
 
 
 def expanded_plan(

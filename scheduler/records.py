@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from bisect import insort
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
 from pydantic import Field
 
+from storage import model
 from storage.model import CommitRef, FileEntry, LenientRecord, digest_fields
 
 
@@ -162,10 +163,37 @@ class IndexEntry(LenientRecord):
 
 
 class DatumIndex(LenientRecord):
-    """After a job: datum hash → outputs, for every datum that succeeded or was reused."""
+    """After a job: datum hash → outputs, for every datum that succeeded or was reused.
+
+    Stored whole, or as a layer on the index the job reused (`base`): its entries less
+    `removed` (hashes), plus the stored `entries`. In memory, once read, always whole."""
 
     job_id: str
+    base: str | None = None
+    depth: int = 0  # layers between this index and a whole one (0: stored whole)
+    removed: tuple[str, ...] = ()
+    # The output paths more than one entry writes, when the job merged its outputs (None: it did
+    # not, or an older herd wrote the index): the next job's merge may then be made by what
+    # changed, away from these (scheduler/merge.py merge_changes).
+    shared: tuple[str, ...] | None = None
     entries: dict[str, IndexEntry] = Field(default_factory=dict)
+
+
+def worth_a_layer(depth: int, changes: int, whole: int) -> bool:
+    """Whether a plan or an index `changes` items away from a base `depth` layers deep (0:
+    whole) is stored as a layer on it (the bounds manifests' layers keep: storage/model.py)."""
+    return depth < model.MAX_LAYERS and changes * model.LAYER_SHARE <= whole
+
+
+def layered_entries(
+    base: Mapping[str, IndexEntry], removed: Iterable[str], added: Mapping[str, IndexEntry]
+) -> dict[str, IndexEntry]:
+    """An index's entries from its base index's: less `removed`, plus `added`. Pure."""
+    entries = dict(base)
+    for hash_ in removed:
+        entries.pop(hash_, None)
+    entries.update(added)
+    return entries
 
 
 def job_id_for(pipeline: str, version: int, salt: str, inputs: tuple[CommitRef, ...], nonce: str = "") -> str:

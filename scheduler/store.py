@@ -11,18 +11,19 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter
 
 from scheduler.attempts import Attempt, AttemptStore
 from scheduler.job_records import DatumResult, JobInfo, JobStatus
-from scheduler.records import DatumIndex, JobPlan, PipelineInfo, PlannedDatum, layered
+from scheduler.records import DatumIndex, IndexEntry, JobPlan, PipelineInfo, PlannedDatum, layered, layered_entries
 from scheduler.spec import parse_spec, valid_pipeline_name
 from storage import layout
 from storage.cas import update_mutable
 from storage.commits import now as now  # the one clock of records, re-exported for the scheduler and worker
 from storage.errors import DataCorrupted, JobNotFound, ObjectNotFound, PipelineNotFound
+from storage.factory import ensure_format
 from storage.objects import ObjectStore
 
 CAS_TRIES = 50
@@ -120,6 +121,10 @@ class PpsStore:
         return stored
 
     def delete_pipeline(self, name: str) -> None:
+        # Indexes newest first: one may be a layer on an older one, and a delete cut short must
+        # leave none without its base (garbage-collect reads every index it finds).
+        for job_id in reversed(self.job_markers(name)):
+            self.objects.delete(layout.index_key(name, job_id))
         for key in list(self.objects.list(layout.pipeline_prefix(name))):
             self.objects.delete(key)
         # A pipeline an older herd made (no job_nonce), made again with the same salt, has the same
@@ -169,6 +174,8 @@ class PpsStore:
         """Store a plan create-only: whole, or (with `layer`, the datums it adds to its base; its
         `base`, `dropped` and `flipped` say the rest) as a layer on an earlier plan."""
         stored = plan if layer is None else plan.model_copy(update={"datums": layer})
+        if layer is not None:
+            ensure_format(self.objects, layout.LAYERS_FORMAT)  # an older herd would take the layer for the plan
         if self.objects.put_chunks_if_absent(layout.job_plan_key(plan.job_id), dump_in_parts(stored, "datums")):
             # A new plan starts the job afresh: a pipeline deleted (by another process) and made
             # again with the same salt and inputs has the same job ids, and the results this
@@ -187,13 +194,8 @@ class PpsStore:
         plan = JobPlan.model_validate_json(found[0])
         if plan.base is not None:
             base = self.read_plan(plan.base) if plan.depth > 0 and plan.base != job_id else None
-            if base is None or base.depth >= plan.depth:
-                missing = "is missing" if base is None else f"is no layer below it (depth {base.depth})"
-                raise DataCorrupted(
-                    f"record '{key}' is a layer on the plan of job '{plan.base}', which {missing}; "
-                    "delete the pipeline and create it again"
-                )
-            plan = plan.model_copy(update={"datums": layered(base.datums, plan.dropped, plan.flipped, plan.datums)})
+            datums = _checked(key, plan.base, plan.depth, base).datums
+            plan = plan.model_copy(update={"datums": layered(datums, plan.dropped, plan.flipped, plan.datums)})
         self._keep_plan(plan)
         return plan
 
@@ -291,21 +293,36 @@ class PpsStore:
                 yield json.loads(self.objects.get(key))
 
     # datum index -----------------------------------------------------------------------
-    def write_index(self, pipeline: str, index: DatumIndex) -> None:
+    def write_index(self, pipeline: str, index: DatumIndex, layer: dict[str, IndexEntry] | None = None) -> None:
+        """Store a job's index create-only: whole, or (with `layer`, the entries it adds to its
+        base; its `base` and `removed` say the rest) as a layer on an earlier job's."""
         key = layout.index_key(pipeline, index.job_id)
-        if self.objects.put_chunks_if_absent(key, dump_in_parts(index, "entries")):
+        stored = index if layer is None else index.model_copy(update={"entries": layer})
+        if layer is not None:
+            ensure_format(self.objects, layout.LAYERS_FORMAT)
+        if self.objects.put_chunks_if_absent(key, dump_in_parts(stored, "entries")):
             self._keep_index(pipeline, index.job_id, index)  # another's, there first, is read when asked for
 
+    def stored_index(self, pipeline: str, job_id: str) -> DatumIndex | None:
+        """A job's index as stored: a layer's own entries only (garbage-collect reads every
+        index, each layer's base among them)."""
+        found = self.objects.read_versioned(layout.index_key(pipeline, job_id))
+        return None if found is None else DatumIndex.model_validate_json(found[0])
+
     def read_index(self, pipeline: str, job_id: str) -> DatumIndex | None:
-        """A job's datum index (create-only, so a copy read once stays true: planning and
-        finishing the next job both read it)."""
+        """A job's datum index, whole (create-only, so a copy read once stays true: planning and
+        finishing the next job both read it; a layer is resolved on the indexes below it)."""
         cached = self._indexes.get((pipeline, job_id))
         if cached is not None:
             return cached
-        found = self.objects.read_versioned(layout.index_key(pipeline, job_id))
-        if found is None:
+        key = layout.index_key(pipeline, job_id)
+        index = self.stored_index(pipeline, job_id)
+        if index is None:
             return None
-        index = DatumIndex.model_validate_json(found[0])
+        if index.base is not None:
+            base = self.read_index(pipeline, index.base) if index.depth > 0 and index.base != job_id else None
+            entries = _checked(key, index.base, index.depth, base).entries
+            index = index.model_copy(update={"entries": layered_entries(entries, index.removed, index.entries)})
         self._keep_index(pipeline, job_id, index)
         return index
 
@@ -330,6 +347,20 @@ class PpsStore:
         self._plans.pop(job_id, None)
         self._results.pop(job_id, None)
         self._infos.pop(job_id, None)
+
+
+_Layered = TypeVar("_Layered", JobPlan, DatumIndex)
+
+
+def _checked(key: str, base_id: str, depth: int, base: _Layered | None) -> _Layered:
+    """A layer's base, which must be there and lower in its chain (so no chain loops)."""
+    if base is None or base.depth >= depth:
+        missing = "is missing" if base is None else f"is no layer below it (depth {base.depth})"
+        raise DataCorrupted(
+            f"record '{key}' is a layer on the record of job '{base_id}', which {missing}; "
+            "delete the pipeline and create it again"
+        )
+    return base
 
 
 def _dump(record: BaseModel) -> bytes:

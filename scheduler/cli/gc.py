@@ -40,7 +40,7 @@ def scheduler_roots(objects: ObjectStore) -> RootSource:
         for info in objects.list_with_times(layout.PIPELINES_PREFIX):
             named = layout.index_of(info.key)
             if named is not None and (since is None or info.modified >= since):
-                index = records.read_index(*named)
+                index = records.stored_index(*named)  # a layer's base is one of these too
                 if index is not None:
                     for entry in index.entries.values():
                         found.add_entries(entry.outputs.values(), f"record '{info.key}'")

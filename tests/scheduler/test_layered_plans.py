@@ -6,13 +6,17 @@ one a whole plan gives."""
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 from pathlib import Path
 
 from scheduler.job_records import JobState
 from scheduler.queries import JobQueries
 from scheduler.records import JobPlan
 from scheduler.store import PpsStore
+from scheduler.cli.gc import scheduler_roots
 from storage import layout
+from storage.fsck import fsck
+from storage.gc import collect_garbage
 from storage.local import LocalObjectStore
 from storage.repos import Pfs
 from tests.scheduler.pipeline_helpers import COPY_SPEC, copy_pipeline, run_to_end
@@ -39,6 +43,13 @@ def test_re_runs_store_layers_and_read_as_whole_plans(tmp_path: Path) -> None:
     assert [(p.base, p.depth, len(p.datums)) for p in stored] == [
         (None, 0, 40), (None, 0, 41), (jobs[1], 1, 1), (jobs[2], 2, 1),
     ]
+    # And every index after the first is a layer on the one before
+    indexes = [fresh.stored_index("copy", j) for j in jobs]
+    assert [(i.base, i.depth, len(i.entries)) for i in indexes if i is not None] == [
+        (None, 0, 40), (jobs[0], 1, 1), (jobs[1], 2, 1), (jobs[2], 3, 1),
+    ]
+    last_index = fresh.read_index("copy", jobs[-1])
+    assert last_index is not None and len(last_index.entries) == 43
     # And the last plan reads whole, each datum at this job's commit, only the new file run
     last = fresh.read_plan(jobs[-1])
     assert last is not None and [d.inputs[0].path for d in last.datums] == sorted(
@@ -56,3 +67,24 @@ def test_re_runs_store_layers_and_read_as_whole_plans(tmp_path: Path) -> None:
         out = io.BytesIO()
         pfs.get_file("copy", "master", f"/new{n}.commit", out)
         assert out.getvalue() == f"{commit}\n".encode()
+
+
+def test_garbage_collect_keeps_what_layers_reach(tmp_path: Path) -> None:
+    # Given re-runs whose plans and indexes are layers
+    pfs = copy_pipeline(tmp_path, files=40, spec=SPEC)
+    run_to_end(pfs)
+    for n in range(3):
+        pfs.put_file("in", "master", f"/new{n}", f"new {n}\n".encode())
+        run_to_end(pfs)
+    # When garbage is collected with no grace, then the input changes once more and re-runs
+    objects = LocalObjectStore(tmp_path)
+    collect_garbage(objects, timedelta(0), scheduler_roots(objects))
+    pfs = Pfs(LocalObjectStore(tmp_path))
+    pfs.put_file("in", "master", "/new3", b"new 3\n")
+    run_to_end(pfs)
+    # Then every output a skipped datum reuses is still there, and the store checks out
+    assert fsck(objects).ok
+    out = io.BytesIO()
+    pfs.get_file("copy", "master", "/f7", out)
+    assert out.getvalue() == b"7\n"
+    assert len(pfs.list_file("copy", "master")) == 88

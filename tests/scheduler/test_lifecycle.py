@@ -40,7 +40,7 @@ def test_creating_and_finishing_a_job_pause_the_collector_and_turn_it_back_on(
     planned: list[bool] = []
     merged: list[bool] = []
     spy(monkeypatch, "plan_datums", planned)
-    spy(monkeypatch, "merge_outputs", merged)
+    spy(monkeypatch, "merged", merged)
     assert gc.isenabled()
     run_to_end(pfs)
     assert planned == [False] and merged == [False]
@@ -51,7 +51,7 @@ def test_creating_and_finishing_a_job_pause_the_collector_and_turn_it_back_on(
     assert sorted(info.path for info in pfs.list_file("copy", "master", "/")) == [f"/f{i}" for i in range(5)]
 
 
-@pytest.mark.parametrize("step", ["plan_datums", "merge_outputs"])
+@pytest.mark.parametrize("step", ["plan_datums", "merged"])
 def test_a_step_that_raises_leaves_the_collector_on(pfs: Pfs, monkeypatch: pytest.MonkeyPatch, step: str) -> None:
     def broken(*args: Any, **kwargs: Any) -> Any:
         assert not gc.isenabled()
@@ -67,7 +67,7 @@ def test_a_merge_refused_fails_the_job_and_leaves_the_collector_on(pfs: Pfs, mon
     def clashing(*args: Any, **kwargs: Any) -> Any:
         raise DataCorrupted("two datums wrote /f0 on purpose")
 
-    monkeypatch.setattr(lifecycle, "merge_outputs", clashing)
+    monkeypatch.setattr(lifecycle, "merged", clashing)
     run_to_end(pfs)
     assert gc.isenabled()
     records = PpsStore(pfs.objects)

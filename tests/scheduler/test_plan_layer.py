@@ -10,9 +10,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-import scheduler.plan as plan_module
 from scheduler.plan import plan_datums, plan_layer
 from scheduler.records import JobPlan, PlannedDatum, layered
+from storage import model
 from storage.model import CommitRef, Manifest
 from tests.fakes import file_trees
 from tests.scheduler.test_plan import GLOBS, entry, index_of, spec_of
@@ -51,7 +51,7 @@ def test_a_layer_gives_the_whole_plan(old_tree: list[str], more: list[str], glob
     # When the next job's plan is made as a layer on it (however large the change)
     commits = {("in", "dev"): ("c2", new)}
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(plan_module, "LAYER_SHARE", 0)
+        patch.setattr(model, "LAYER_SHARE", 0)
         made = plan_layer(spec, "p", 1, "salt", commits, index_of(done), base, old.files)
     whole = plan_datums(spec, "p", "salt", commits, index_of(done))
     if not first:
@@ -108,7 +108,7 @@ def test_plans_that_must_be_whole(why: str) -> None:
     new = Manifest(files={**old.files, "/new": entry("new")} if why != "large" else {"/only": entry("x")})
     first = plan_datums(spec_of({"pfs": {"repo": "in", "branch": "dev", "glob": "/*"}}), "p", "salt",
                         {("in", "dev"): ("c1", old)}, None)
-    fields: dict[str, Any] = {"depth": plan_module.MAX_DEPTH, "base": "j0"} if why == "depth" else {}
+    fields: dict[str, Any] = {"depth": model.MAX_LAYERS, "base": "j0"} if why == "depth" else {}
     base = job_plan("j1", "c1", first, **fields)
     version, salt = (2, "salt") if why == "version" else (1, "other") if why == "salt" else (1, "salt")
     # When the next job is planned; Then no layer is made: the plan is made and stored whole

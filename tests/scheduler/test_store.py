@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from scheduler.records import DatumIndex, IndexEntry, JobPlan, PlannedDatum
-from scheduler.store import PLAN_DATUMS_KEPT, PLANS_KEPT, PpsStore, _dump, dump_in_parts
+from scheduler.job_records import JobInfo
+from scheduler.store import PLAN_DATUMS_KEPT, PLANS_KEPT, PpsStore, _dump, dump_in_parts, now
 from storage.local import LocalObjectStore
 from storage import layout
 from storage.errors import DataCorrupted
@@ -269,3 +270,49 @@ def test_a_layer_cannot_name_itself_or_a_deeper_plan(tmp_path: Path) -> None:
     # When it is read; Then it is refused, not followed
     with pytest.raises(DataCorrupted, match="layer"):
         PpsStore(LocalObjectStore(tmp_path)).read_plan("t" * 32)
+
+
+@pytest.mark.parametrize("where", ["local", pytest.param("s3", marks=pytest.mark.s3)])
+def test_a_layered_index_is_read_whole_by_another_process(where: str, tmp_path: Path,
+                                                         request: pytest.FixtureRequest) -> None:
+    def store() -> object:
+        if where == "local":
+            return LocalObjectStore(tmp_path)
+        return request.getfixturevalue("s3_store")(bucket="herd-test-index-layers")
+
+    # Given a whole index, and a layer on it that removes one entry and adds one
+    base = DatumIndex(job_id="b" * 32, entries={**one_index("b" * 32, "/a").entries, "h2": one_index("x", "/b").entries["h"]})
+    added = {"h3": one_index("x", "/c").entries["h"]}
+    on_top = DatumIndex(job_id="t" * 32, base="b" * 32, depth=1, removed=("h2",),
+                        entries={"h": base.entries["h"], **added})
+    PpsStore(store()).write_index("p", base)  # type: ignore[arg-type]
+    PpsStore(store()).write_index("p", on_top, added)  # type: ignore[arg-type]
+    # When another process reads it; Then it is whole, and only the layer was stored
+    read = PpsStore(store()).read_index("p", "t" * 32)  # type: ignore[arg-type]
+    assert read is not None and read.entries == on_top.entries
+    stored = PpsStore(store()).stored_index("p", "t" * 32)  # type: ignore[arg-type]
+    assert stored is not None and stored.entries == added and stored.removed == ("h2",)
+
+
+def test_an_index_layer_whose_base_is_gone_is_refused(tmp_path: Path) -> None:
+    on_top = DatumIndex(job_id="t" * 32, base="b" * 32, depth=1, entries=one_index("t" * 32).entries)
+    PpsStore(LocalObjectStore(tmp_path)).write_index("p", on_top, dict(on_top.entries))
+    with pytest.raises(DataCorrupted, match=r"index/t{32}'.*'b{32}'.*missing"):
+        PpsStore(LocalObjectStore(tmp_path)).read_index("p", "t" * 32)
+
+
+def test_deleting_a_pipeline_removes_its_indexes_newest_first(tmp_path: Path) -> None:
+    # Given a pipeline's jobs whose indexes are layers on the ones before
+    objects = CountingStore(LocalObjectStore(tmp_path))
+    records = PpsStore(objects)
+    jobs = [f"{n:032x}" for n in range(3)]
+    for n, job_id in enumerate(jobs):
+        records.create_job(JobInfo(id=job_id, pipeline="p", pipeline_version=1, salt="s", inputs=(), created=now(),
+                                   output_repo="p", output_branch="master"))
+        records.write_index("p", DatumIndex(job_id=job_id, base=jobs[n - 1] if n else None, depth=n))
+    deleted: list[str] = []
+    real = objects.delete
+    objects.delete = lambda key: (deleted.append(key), real(key))[1]  # type: ignore[method-assign]
+    # When the pipeline's records are deleted; Then the indexes go newest first, before the rest
+    records.delete_pipeline("p")
+    assert deleted[:3] == [layout.index_key("p", j) for j in reversed(jobs)]
