@@ -59,14 +59,10 @@ WHY_DATUMS = ("a datum is a sandboxed sh+cp (the anchor's work) plus 2 create-on
               "(2,000 datums, 7 interleaved pairs: median 129 -> 139 datums/s, faster in 6 of 7); the disk is "
               "not what bounds it: with the store and the scratch on tmpfs (2026-12-04, 3 rounds) herd made "
               "323-349 datums/s against the anchor's 840-877, 0.37-0.42x: the CPU a datum (above) bounds it")
-WHY_RERUN = ("a re-run's plan is made and stored as a layer on the previous job's, only the nodes whose files "
-             "changed planned (2026-12-05, 2 interleaved pairs of 5 rounds: t(N) 0.200 -> 0.146 s, ratio "
-             "2.06-2.09 -> 1.51-1.54; the first re-run after a first run stays whole, every datum it keeps "
-             "turning skipped); what still grows with N (perf_counter per step, N=10,000): finishing the job, "
-             "~44 ms: the datum index written whole ~16 ms, N outputs merged ~9 ms and their manifest written "
-             "~15 ms; t(N)/t(10) <= 1.2 needs the index and the output manifest stored as changes too; the "
-             "cyclic collector took ~0.15 s until creating and finishing a job paused it, and the next job "
-             "parsed again the index the last one wrote until the process kept it (2026-12-03)")
+WHY_RERUN = ("a re-run plans, indexes and merges only the datums whose files changed, and stores plan, index "
+             "and output manifest as layers on the previous job's (docs/design.md, Layers; 2026-12-05, 2 "
+             "interleaved pairs of 5 rounds: t(N) 0.198 -> 0.108 s, ratio 2.04-2.07 -> 1.15); the first re-run "
+             "after a first run stores its plan whole (every datum it keeps turns skipped): the slowest round")
 WHY_S3 = ("before, 3.7 requests a datum until its tiny output rode in its result, 5.7 until its batch read the "
           "inputs ahead and the merge kept the results it stored; the claim and the result are the 2 every datum "
           "must make, to a server on the same 2 cores: of a datum's 17.5-20 ms of CPU (2026-12-04, N=500, /proc) "
