@@ -93,7 +93,10 @@ def _layered_plan(
     ref = next((r for r in base.inputs if (r.repo, r.branch or "") == (leaf.repo, leaf.branch)), None)
     if ref is None:
         return None
-    base_files = pfs.read_manifest(pfs.inspect_commit(ref.repo, ref.id)).files
+    base_commit = pfs.commits.read_commit(ref.repo, ref.id)
+    if base_commit is None:  # gone since (its repo deleted and made again): plan whole
+        return None
+    base_files = pfs.read_manifest(base_commit).files
     return plan_layer(spec, pipeline.name, pipeline.version, pipeline.salt, manifests, index, base, base_files)
 
 

@@ -24,6 +24,7 @@ from storage.cas import update_mutable
 from storage.commits import now as now  # the one clock of records, re-exported for the scheduler and worker
 from storage.errors import DataCorrupted, JobNotFound, ObjectNotFound, PipelineNotFound
 from storage.factory import ensure_format
+from storage.model import MAX_LAYERS
 from storage.objects import ObjectStore
 
 CAS_TRIES = 50
@@ -185,18 +186,22 @@ class PpsStore:
 
     def read_plan(self, job_id: str) -> JobPlan | None:
         """A job's plan, its datums whole (a layer is resolved on the plans below it)."""
-        if job_id in self._plans:
-            return self._plans[job_id]
+        return self._read_plan(job_id, MAX_LAYERS)
+
+    def _read_plan(self, job_id: str, deepest: int) -> JobPlan | None:
         key = layout.job_plan_key(job_id)
-        found = self.objects.read_versioned(key)
-        if found is None:
-            return None
-        plan = JobPlan.model_validate_json(found[0])
-        if plan.base is not None:
-            base = self.read_plan(plan.base) if plan.depth > 0 and plan.base != job_id else None
-            datums = _checked(key, plan.base, plan.depth, base).datums
-            plan = plan.model_copy(update={"datums": layered(datums, plan.dropped, plan.flipped, plan.datums)})
-        self._keep_plan(plan)
+        plan = self._plans.get(job_id)
+        if plan is None:
+            found = self.objects.read_versioned(key)
+            if found is None:
+                return None
+            plan = JobPlan.model_validate_json(found[0])
+            if plan.base is not None:
+                _check_depth(key, plan.depth, deepest)
+                base = _checked(key, plan.base, self._read_plan(plan.base, plan.depth - 1))
+                plan = plan.model_copy(update={"datums": layered(base.datums, plan.dropped, plan.flipped, plan.datums)})
+            self._keep_plan(plan)
+        _check_depth(key, plan.depth, deepest)
         return plan
 
     def _keep_plan(self, plan: JobPlan) -> None:
@@ -312,18 +317,21 @@ class PpsStore:
     def read_index(self, pipeline: str, job_id: str) -> DatumIndex | None:
         """A job's datum index, whole (create-only, so a copy read once stays true: planning and
         finishing the next job both read it; a layer is resolved on the indexes below it)."""
-        cached = self._indexes.get((pipeline, job_id))
-        if cached is not None:
-            return cached
+        return self._read_index(pipeline, job_id, MAX_LAYERS)
+
+    def _read_index(self, pipeline: str, job_id: str, deepest: int) -> DatumIndex | None:
         key = layout.index_key(pipeline, job_id)
-        index = self.stored_index(pipeline, job_id)
+        index = self._indexes.get((pipeline, job_id))
         if index is None:
-            return None
-        if index.base is not None:
-            base = self.read_index(pipeline, index.base) if index.depth > 0 and index.base != job_id else None
-            entries = _checked(key, index.base, index.depth, base).entries
-            index = index.model_copy(update={"entries": layered_entries(entries, index.removed, index.entries)})
-        self._keep_index(pipeline, job_id, index)
+            index = self.stored_index(pipeline, job_id)
+            if index is None:
+                return None
+            if index.base is not None:
+                _check_depth(key, index.depth, deepest)
+                base = _checked(key, index.base, self._read_index(pipeline, index.base, index.depth - 1))
+                index = index.model_copy(update={"entries": layered_entries(base.entries, index.removed, index.entries)})
+            self._keep_index(pipeline, job_id, index)
+        _check_depth(key, index.depth, deepest)
         return index
 
     def _keep_index(self, pipeline: str, job_id: str, index: DatumIndex) -> None:
@@ -352,12 +360,21 @@ class PpsStore:
 _Layered = TypeVar("_Layered", JobPlan, DatumIndex)
 
 
-def _checked(key: str, base_id: str, depth: int, base: _Layered | None) -> _Layered:
-    """A layer's base, which must be there and lower in its chain (so no chain loops)."""
-    if base is None or base.depth >= depth:
-        missing = "is missing" if base is None else f"is no layer below it (depth {base.depth})"
+def _check_depth(key: str, depth: int, deepest: int) -> None:
+    """A record `depth` layers deep read where at most `deepest` may be: each layer's base must be
+    lower in its chain, so a chain that loops or runs too long ends here, read no further."""
+    if not 0 <= depth <= deepest:
         raise DataCorrupted(
-            f"record '{key}' is a layer on the record of job '{base_id}', which {missing}; "
+            f"record '{key}' is a layer {depth} deep where at most {deepest} can be (a chain of layers that "
+            "loops or is too long); delete the pipeline and create it again"
+        )
+
+
+def _checked(key: str, base_id: str, base: _Layered | None) -> _Layered:
+    """A layer's base, which must be there."""
+    if base is None:
+        raise DataCorrupted(
+            f"record '{key}' is a layer on the record of job '{base_id}', which is missing; "
             "delete the pipeline and create it again"
         )
     return base

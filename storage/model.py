@@ -235,7 +235,8 @@ class ManifestLayer(Record):
         return self.__pydantic_serializer__.to_json(ordered)
 
     def on(self, base: Manifest) -> Manifest:
-        """The whole manifest: `base`'s files less `deleted`, plus `files`, in path order."""
+        """The whole manifest: `base`'s files less `deleted`, plus `files`; in path order when
+        `base`'s files were (a stored manifest's are)."""
         files = dict(base.files)
         for path in self.deleted:
             files.pop(path, None)

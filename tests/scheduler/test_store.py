@@ -316,3 +316,14 @@ def test_deleting_a_pipeline_removes_its_indexes_newest_first(tmp_path: Path) ->
     # When the pipeline's records are deleted; Then the indexes go newest first, before the rest
     records.delete_pipeline("p")
     assert deleted[:3] == [layout.index_key("p", j) for j in reversed(jobs)]
+
+
+def test_indexes_that_name_each_other_are_refused_not_followed(tmp_path: Path) -> None:
+    # Given two index layers crafted to be each other's base (a loop no herd writes)
+    records = PpsStore(LocalObjectStore(tmp_path))
+    records.write_index("p", DatumIndex(job_id="a" * 32, base="b" * 32, depth=2), {})
+    records.write_index("p", DatumIndex(job_id="b" * 32, base="a" * 32, depth=1), {})
+    # When either is read by another process; Then it is refused, naming the record
+    for job_id in ("a" * 32, "b" * 32):
+        with pytest.raises(DataCorrupted, match=r"is a layer \d deep where at most \d can be"):
+            PpsStore(LocalObjectStore(tmp_path)).read_index("p", job_id)
