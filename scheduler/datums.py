@@ -32,6 +32,7 @@ from scheduler.glob import Glob, captures, compile_glob, expand_captures, match_
 from scheduler.spec import Input, PfsInput
 from storage.errors import CommitNotFound
 from storage.model import FileEntry, Manifest, digest_fields
+from storage.trees import changed_files
 
 # (repo, branch) -> (commit id, that commit's manifest). Inputs that read the same branch see
 # the same commit, as in a Pachyderm job.
@@ -240,8 +241,7 @@ def changed_nodes(
     node, those of them present in `new`, sorted). Every other node has the same files in both,
     hence the same datum (id and hash); a node is one of these when a file at or below it was
     added, changed or deleted. O(files) comparisons, but datums only for what changed."""
-    changed = [path for path, entry in new.items() if old.get(path) is not entry and old.get(path) != entry]
-    changed += old.keys() - new.keys()
+    changed = [*changed_files(old, new), *(old.keys() - new.keys())]
     glob = compile_glob(pfs.glob)
     nodes = set(match_nodes(glob, changed)) if changed else set()
     listing = _Listing("", new)

@@ -9,12 +9,12 @@ another fails the merge, naming the path and both datums.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from storage.errors import HerdError
 from storage.model import FileEntry, Manifest, concatenated
+from storage.paths import clash_of
 
 
 def _show(key: Any) -> str:
@@ -76,17 +76,9 @@ def merge_changes(
                 return None
             files[path] = entry
             new.append(path)
-    if new:
-        paths = sorted(files)
-        for path in new:
-            cut = path.rfind("/")
-            while cut > 0:  # an ancestor that is a file
-                if path[:cut] in files:
-                    return None
-                cut = path.rfind("/", 0, cut)
-            below = bisect_left(paths, path + "/")  # a file below it: it is a directory too
-            if below < len(paths) and paths[below].startswith(path + "/"):
-                return None
+    paths = sorted(files) if new else []
+    if any(clash_of(path, files, paths) is not None for path in new):
+        return None
     return Manifest.model_construct(files=files)
 
 

@@ -27,6 +27,7 @@ from storage.errors import (
     ObjectNotFound,
     RepoNotFound,
 )
+from storage.factory import ensure_format
 from storage.layout import (
     LAYERS_FORMAT,
     REPOS_PREFIX,
@@ -38,7 +39,6 @@ from storage.layout import (
     open_prefix,
     repo_key,
 )
-from storage.factory import ensure_format
 from storage.model import (
     LAYER_SHARE,
     MAX_LAYERS,
@@ -56,6 +56,7 @@ from storage.objects import ObjectStore
 from storage.ops import FileOp, OpenCommit, apply_ops, effective_ops
 from storage.paths import is_valid_name, validate_name
 from storage.refnames import ID_LEN, resolve
+from storage.trees import changed_files
 
 _MANIFEST_CACHE = 256
 _CACHE_FILES = 200_000
@@ -291,8 +292,7 @@ class Commits:
         deleted = tuple(old.keys() - new.keys())
         if len(deleted) * LAYER_SHARE > len(new):
             return None
-        # Entries a build carried over are the base's own objects: `is` settles nearly all.
-        changed = {path: entry for path, entry in new.items() if (was := old.get(path)) is not entry and was != entry}
+        changed = changed_files(old, new)
         if (len(changed) + len(deleted)) * LAYER_SHARE > len(new):
             return None
         return ManifestLayer(base=base_id, depth=depth + 1, deleted=deleted, files=changed)

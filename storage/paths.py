@@ -16,7 +16,8 @@ exists.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from bisect import bisect_left
+from collections.abc import Container, Iterable, Mapping, Sequence
 from typing import Literal
 
 from storage.errors import InvalidName, InvalidPath
@@ -188,6 +189,21 @@ def find_clash(paths: Iterable[str]) -> tuple[str, str] | None:
         for parent in parent_dirs(name):
             if parent in names:
                 return parent, name
+    return None
+
+
+def clash_of(path: str, files: Container[str], sorted_paths: Sequence[str]) -> tuple[str, str] | None:
+    """A find_clash pair showing `path`, one of the normalised `files` (`sorted_paths`: the same,
+    sorted), is a file below another or a directory above one; None when it is neither. For a
+    few paths changed among many (a commit or a merge made by what changed)."""
+    cut = path.rfind("/")
+    while cut > 0:
+        if path[:cut] in files:
+            return path[:cut], path
+        cut = path.rfind("/", 0, cut)
+    below = bisect_left(sorted_paths, path + "/")
+    if below < len(sorted_paths) and sorted_paths[below].startswith(path + "/"):
+        return path, sorted_paths[below]
     return None
 
 

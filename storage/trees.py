@@ -4,12 +4,11 @@
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from storage.errors import InvalidPath
 from storage.model import FileDiff, FileEntry, FileInfo, Manifest, digest_fields
-from storage.paths import ROOT, clash_message, dir_prefix, find_clash, node_type, normalize_path
+from storage.paths import ROOT, clash_message, clash_of, dir_prefix, find_clash, node_type, normalize_path
 
 
 def dir_hash(entries: Iterable[tuple[str, FileEntry]]) -> str:
@@ -68,30 +67,26 @@ def diff_manifests(old: Manifest, new: Manifest, path: str = ROOT) -> FileDiff:
     return FileDiff(added=tuple(added), modified=tuple(modified), deleted=tuple(deleted))
 
 
+def changed_files(old: Mapping[str, FileEntry], new: Mapping[str, FileEntry]) -> dict[str, FileEntry]:
+    """The files of `new` that `old` lacks or holds otherwise. A manifest built from another
+    holds that one's own entry objects where nothing changed: `is` settles nearly all."""
+    return {path: entry for path, entry in new.items() if (was := old.get(path)) is not entry and was != entry}
+
+
 def check_manifest(manifest: Manifest, base: Manifest) -> None:
     """InvalidPath unless every path of `manifest` is normalised and none is both a file and a
     directory. `base` (a stored manifest, checked when written) is the one it was built from: a
-    path whose entry is the base's own object is one of its, so only the others are looked at,
-    each against the whole (paths gone cannot clash)."""
+    path it holds with the same entry is one of its, so only the others are looked at, each
+    against the whole (paths gone cannot clash)."""
     files = manifest.files
-    changed = [path for path, entry in files.items() if base.files.get(path) is not entry]
+    changed = changed_files(base.files, files)
     for path in changed:
         if normalize_path(path) != path:
             raise InvalidPath(f"manifest path '{path}' is not normalised")
     if len(changed) * 4 > len(files):
         clash = find_clash(files)  # much of it new: the whole, in one sort
-        if clash is not None:
-            raise InvalidPath(f"invalid manifest: {clash_message(clash)}")
-        return
-    paths: list[str] | None = None
-    for path in changed:
-        cut = path.rfind("/")
-        while cut > 0:
-            if path[:cut] in files:
-                raise InvalidPath(f"invalid manifest: {clash_message((path[:cut], path))}")
-            cut = path.rfind("/", 0, cut)
-        paths = sorted(files) if paths is None else paths
-        below = bisect_left(paths, path + "/")
-        if below < len(paths) and paths[below].startswith(path + "/"):
-            raise InvalidPath(f"invalid manifest: {clash_message((path, paths[below]))}")
-
+    else:
+        paths = sorted(files) if changed else []
+        clash = next((found for path in changed if (found := clash_of(path, files, paths)) is not None), None)
+    if clash is not None:
+        raise InvalidPath(f"invalid manifest: {clash_message(clash)}")
