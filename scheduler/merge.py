@@ -35,8 +35,8 @@ def merge_outputs(outputs: Iterable[tuple[Any, Mapping[str, FileEntry]]]) -> Man
 
 
 def merged(outputs: Iterable[tuple[Any, Mapping[str, FileEntry]]]) -> tuple[Manifest, tuple[str, ...]]:
-    """merge_outputs, and the paths more than one output wrote (sorted): a later merge may
-    change this one by what changed (merge_changes) only away from those."""
+    """merge_outputs, and the paths more than one output wrote: a later merge may change this
+    one by what changed (merge_changes) only away from those."""
     parts: dict[str, list[FileEntry]] = {}
     writer: dict[str, Any] = {}  # first datum that wrote each path, for error messages
     for key, files in _in_order(list(outputs)):
