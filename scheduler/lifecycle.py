@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from scheduler.datums import Commits, sole_pfs
 from scheduler.inline_outputs import pack_inline
 from scheduler.job_records import DatumResult, DatumState, JobInfo, JobState, JobStats, JobStatus, transition
 from scheduler.merge import merge_changes, merged
-from scheduler.datums import Commits, sole_pfs
 from scheduler.plan import Layer, plan_datums, plan_layer
 from scheduler.records import DatumIndex, IndexEntry, JobPlan, PipelineInfo, PlannedDatum, layered_entries, worth_a_layer
 from scheduler.spec import PipelineSpec
@@ -53,21 +53,20 @@ def create_job(
             (ref.repo, ref.branch or ""): (c.id, pfs.read_manifest(c)) for ref, c in zip(inputs, commits)
         }
         made = None if failed else _layered_plan(pfs, records, spec, pipeline, manifests, index, previous)
+        layer: Layer | None = None
         if made is not None:
             datums, layer = made
-            stacked: dict[str, object] = {
-                "base": layer.base, "depth": layer.depth, "dropped": layer.dropped, "flipped": layer.flipped,
-            }
         else:
             datums = [] if failed else plan_datums(spec, pipeline.name, pipeline.salt, manifests, index)
-            stacked = {}
         plan = JobPlan(
             job_id=job_id, pipeline=pipeline.name, pipeline_version=pipeline.version, spec=pipeline.spec,
             salt=pipeline.salt, inputs=inputs, previous_index=previous, datums=tuple(datums),
         )
-        if stacked:  # set after validation: the datums are whole in memory, the layer's alone stored
-            plan = plan.model_copy(update=stacked)
-        records.write_plan(plan, None if made is None else made[1].added)
+        if layer is not None:
+            plan = plan.model_copy(update={
+                "base": layer.base, "depth": layer.depth, "dropped": layer.dropped, "flipped": layer.flipped,
+            })
+        records.write_plan(plan, None if layer is None else layer.added)  # the datums whole in memory, a layer stored
         failpoints.hit("scheduler.after_plan")
         plan = records.read_plan(job_id) or plan
     if failed:
@@ -195,8 +194,8 @@ def _merge_changes(
     before = pfs.commits.read_commit(info.output_repo, previous.job_id)
     if before is None or before.failed_reason is not None or before.finished is None:
         return None
-    outputs = [entry.outputs for _, entry in sorted(added.items(), key=lambda item: item[1].sort_key)]
-    return merge_changes(pfs.read_manifest(before), previous.shared, removed, outputs)
+    # No order among them: merge_changes declines any path two outputs write.
+    return merge_changes(pfs.read_manifest(before), previous.shared, removed, [e.outputs for e in added.values()])
 
 
 def egress_job(pfs: Pfs, records: PpsStore, job_id: str, spec: PipelineSpec, s3_endpoint_url: str | None) -> JobStatus:
